@@ -1,0 +1,41 @@
+"""Command line: `python -m core <command> --help`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from core.errors import InputError
+
+# Each module exposes register(subparsers); its parsers set `func` to a callable taking the args.
+COMMAND_MODULES = (
+    "core.data.cli",
+    "core.train.cli",
+    "core.infer.cli",
+    "core.metrics.cli",
+    "core.explain.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="Train, run and evaluate medical-image classifiers (Kermany et al. 2018 and beyond).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
