@@ -12,9 +12,20 @@ from core.store import Workspace
 ROOT = Path(__file__).resolve().parents[1]
 
 # (section, file in pages/, title, icon). The navigation and the tests both read this list.
-PAGES: list[tuple[str, str, str, str]] = [
+_ALL_PAGES: list[tuple[str, str, str, str]] = [
     ("Overview", "home.py", "Home", ":material/home:"),
+    ("Model", "train.py", "Train", ":material/model_training:"),
+    ("Model", "test_sets.py", "Test sets", ":material/folder_open:"),
+    ("Evaluate", "performance.py", "Performance", ":material/monitoring:"),
+    ("Evaluate", "penalties.py", "Penalties", ":material/balance:"),
+    ("Evaluate", "compare.py", "Compare runs", ":material/compare_arrows:"),
+    ("Experts", "experts.py", "Experts vs model", ":material/groups:"),
+    ("Experts", "reader_study.py", "Reader study", ":material/visibility:"),
+    ("Explain", "explain.py", "Explain", ":material/image_search:"),
+    ("Explain", "report.py", "Report", ":material/description:"),
 ]
+# A page appears once its file exists in pages/.
+PAGES = [p for p in _ALL_PAGES if (ROOT / "pages" / p[1]).is_file()]
 
 # Keys of the selection that follows the user across pages and survives a reload (via the workspace).
 SELECTION_KEYS = ("run_id", "test_set_id", "threshold")
@@ -87,3 +98,54 @@ def ensure_demo_ui(ws: Workspace) -> dict:
     finally:
         bar.empty()
     return status
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_predictions(path: str, mtime: float):
+    from core.metrics import read_predictions_file
+
+    return read_predictions_file(path)
+
+
+def load_predictions(path: str | Path):
+    """(DataFrame, meta) of a predictions parquet, cached until the file changes. Treat the frame as read-only."""
+    path = Path(path)
+    return _read_predictions(str(path), path.stat().st_mtime)
+
+
+def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
+    """Pick a run x test set that has predictions; the choice follows the user across pages.
+    Returns the predictions registry row plus 'frame', 'meta', 'task', 'run' and 'test_set', or None."""
+    from core.data.tasks import get_task, task_from_dict
+
+    rows = ws.list_predictions()
+    if not rows:
+        st.info("No predictions yet. Train a model on the **Train** page, then run it on a test set on the "
+                "**Test sets** page.", icon=":material/info:")
+        return None
+    runs = {r["id"]: r for r in ws.list_runs()}
+    test_sets = {d["id"]: d for d in ws.list_datasets()}
+    run_ids = sorted({r["run_id"] for r in rows}, key=lambda rid: -(runs.get(rid, {}).get("created") or 0))
+
+    def run_label(rid: str) -> str:
+        run = runs.get(rid)
+        return f"{run['name']} ({run['backbone']}, {run['mode']})" if run else rid
+
+    current_run = st.session_state.get("run_id")
+    col_run, col_test = st.columns(2)
+    run_id = col_run.selectbox("Model (training run)", run_ids, format_func=run_label, key=f"{key}_run",
+                               index=run_ids.index(current_run) if current_run in run_ids else 0)
+    test_ids = [r["dataset_id"] for r in rows if r["run_id"] == run_id]
+    current_test = st.session_state.get("test_set_id")
+    test_set_id = col_test.selectbox(
+        "Test set", test_ids, key=f"{key}_test",
+        format_func=lambda tid: test_sets.get(tid, {}).get("name", tid),
+        index=test_ids.index(current_test) if current_test in test_ids else 0)
+    if (run_id, test_set_id) != (current_run, current_test):
+        remember_selection(run_id=run_id, test_set_id=test_set_id)
+    row = next(r for r in rows if r["run_id"] == run_id and r["dataset_id"] == test_set_id)
+    frame, meta = load_predictions(row["path"])
+    task = task_from_dict(meta["task"]) if isinstance(meta.get("task"), dict) else get_task(
+        (runs.get(run_id) or {}).get("task") or "oct-kermany")
+    return {**row, "frame": frame, "meta": meta, "task": task, "run": runs.get(run_id),
+            "test_set": test_sets.get(test_set_id)}

@@ -30,3 +30,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not present at {SHARED_DATA}")
     return SHARED_DATA
+
+# AppTest resolves relative paths against the calling file; use this absolute entry point.
+APP_PATH = str(PROJECT_ROOT / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="session")
+def _seeded_root(tmp_path_factory):
+    from tests.seed import seed_workspace
+
+    root = tmp_path_factory.mktemp("seeded") / "workspace"
+    return seed_workspace(root)
+
+
+@pytest.fixture
+def seeded_workspace(_seeded_root, monkeypatch):
+    """A session-wide seeded workspace (tiny demo, trained test model, predictions, simulated readers), set as
+    $CORE_WORKSPACE. Shared by the tests of one session: tests may add to it but must not rely on it being pristine.
+    Returns the dict from tests.seed.seed_workspace (root, dataset_id, test_set_id, run_id, predictions_path)."""
+    monkeypatch.setenv("CORE_WORKSPACE", _seeded_root["root"])
+    return _seeded_root

@@ -34,7 +34,7 @@ def demo_status(ws: Workspace) -> dict:
 def ensure_demo(ws: Workspace, progress: Callable[[int, int], None] | None = None, **overrides) -> dict:
     """Generate the demo images if missing (atomic) and register its train split as a dataset and its test
     split as a test set. Returns {'dataset_id', 'test_set_id', 'path'}; cheap when already done."""
-    from core.data.dataset import load_dataset
+    from core.data.loading import load_dataset
     from core.data.synthetic import generate_demo_dataset
 
     status = demo_status(ws)

@@ -1,0 +1,162 @@
+"""Checkpoint IO: model.safetensors + model_card.json, written atomically and read back without unpickling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from core.errors import InputError
+from core.models.factory import create_model
+from core.models.preprocess import preprocess_config
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "model_card.json"
+_REQUIRED_CARD_KEYS = ("backbone", "num_classes", "head")
+
+
+def _json_default(value):
+    # Cards carry numpy numbers and arrays from training summaries; JSON has no such types.
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"model card value of type {type(value).__name__} cannot be written as JSON")
+
+
+def _write_atomically(path: Path, write) -> None:
+    # Write beside the target and rename, so a crash never leaves a half-written checkpoint in place.
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(tmp_name)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def save_checkpoint(model: nn.Module, out_dir: str | Path, card: dict) -> Path:
+    """Write out_dir/model.safetensors (the state dict) and out_dir/model_card.json; returns out_dir.
+
+    The card gets backbone, num_classes, head, hidden, drop_rate, weights_source, preprocessing (the card's own
+    if given, as training may use another image size, else the model's), format_version and created.
+    """
+    from safetensors.torch import save_file
+
+    if not hasattr(model, "backbone_name"):
+        raise TypeError("save_checkpoint needs a model made by create_model (it records the backbone)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    full_card = dict(card)
+    full_card.update(
+        backbone=model.backbone_name,
+        num_classes=int(model.num_classes),
+        head=getattr(model, "head_kind", "linear"),
+        hidden=getattr(model, "head_hidden", None),
+        drop_rate=float(getattr(model, "head_drop_rate", 0.0)),
+        weights_source=getattr(model, "weights_source", "unknown"),
+        preprocessing=dict(card.get("preprocessing") or preprocess_config(model)),
+        format_version=FORMAT_VERSION,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    card_text = json.dumps(full_card, indent=2, default=_json_default)
+    # safetensors refuses shared or strided storage: give every tensor its own contiguous CPU copy.
+    state = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
+    metadata = {"format": "pt", "backbone": model.backbone_name, "format_version": str(FORMAT_VERSION)}
+    _write_atomically(out_dir / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
+    _write_atomically(out_dir / CARD_NAME, lambda tmp: Path(tmp).write_text(card_text, encoding="utf-8"))
+    return out_dir
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The model.safetensors for a run folder, a checkpoint folder or the file itself; InputError if absent."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise InputError(f"{path.name}: a checkpoint is a .safetensors file (with {CARD_NAME} beside it)")
+        return path
+    if path.is_dir():
+        for candidate in (path / WEIGHTS_NAME, path / "checkpoint" / WEIGHTS_NAME):
+            if candidate.is_file():
+                return candidate
+        raise InputError(f"{path}: no {WEIGHTS_NAME} in it or in its checkpoint/ folder")
+    raise InputError(f"checkpoint {path} does not exist")
+
+
+def _read_card(card_path: Path) -> dict:
+    if not card_path.is_file():
+        raise InputError(f"{card_path}: the model card is missing; cannot rebuild the model without it")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{card_path.name}: not a readable JSON model card ({exc})") from exc
+    if not isinstance(card, dict):
+        raise InputError(f"{card_path.name}: the model card must be a JSON object")
+    missing = [key for key in _REQUIRED_CARD_KEYS if key not in card]
+    if missing:
+        raise InputError(f"{card_path.name}: the model card lacks {', '.join(missing)}")
+    if int(card.get("format_version", 1)) > FORMAT_VERSION:
+        raise InputError(
+            f"{card_path.name}: format version {card['format_version']} is newer than this software "
+            f"understands ({FORMAT_VERSION}); update the software"
+        )
+    return card
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """(model in eval mode on the CPU, card) from a run folder, checkpoint folder or .safetensors file.
+
+    The model is rebuilt from the card with create_model(pretrained=False) and its state dict loaded
+    strictly; nothing is unpickled. `model.weights_source` names the file's sha256.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights_path = find_checkpoint(path)
+    card = _read_card(weights_path.parent / CARD_NAME)
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{weights_path}: not a readable safetensors file ({exc})") from exc
+    try:
+        num_classes = int(card["num_classes"])
+        head = str(card["head"])
+        hidden = int(card.get("hidden") or 64)
+        drop_rate = float(card.get("drop_rate") or 0.0)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{weights_path.parent / CARD_NAME}: malformed head fields ({exc})") from exc
+    model = create_model(
+        card["backbone"], num_classes, pretrained=False, head=head if num_classes else "linear",
+        drop_rate=drop_rate, hidden=hidden,
+    )
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"missing {missing[:3]}")
+        if unexpected:
+            problems.append(f"unexpected {unexpected[:3]}")
+        if wrong_shape:
+            key = wrong_shape[0]
+            problems.append(f"{key!r} is {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}")
+        raise InputError(f"{weights_path}: does not match its model card ({card['backbone']}): {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
+    preprocessing = card.get("preprocessing")
+    if isinstance(preprocessing, dict):
+        # The model carries the preprocessing it was trained with: preprocess_config(model) returns it.
+        model.pretrained_cfg = {**model.pretrained_cfg, **preprocessing}
+    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    model.weights_source = f"checkpoint sha256:{digest[:16]}"
+    model.eval()
+    return model, card

