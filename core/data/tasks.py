@@ -229,7 +229,8 @@ def task_from_dict(data: dict, source: str = "task definition") -> Task:
     levels = data.get("referral_levels") or {}
     if not isinstance(levels, dict):
         raise InputError(f"{source}: 'referral_levels' must map class names to urgent/routine/observation")
-    if not views and any(lv == "urgent" for lv in levels.values()):
+    # Only when the definition says nothing about views: an explicit empty list (e.g. from to_dict) stays empty.
+    if "binary_views" not in data and any(lv == "urgent" for lv in levels.values()):
         urgent = tuple(c for c in classes if levels.get(c) == "urgent")
         rest = tuple(c for c in classes if c not in urgent)
         if urgent and rest:

@@ -1,0 +1,168 @@
+"""Safe zip extraction: no entry may escape the target, archives may not expand past set limits."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+
+from core.errors import InputError
+
+# OCT2017 unzips to ~6 GB in ~84k files; these limits leave room for such datasets and stop bombs.
+DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3
+DEFAULT_MAX_ENTRIES = 250_000
+MARKER = ".core-extracted"  # holds the zip's sha256; hidden, so readers skip it
+_CHUNK = 1 << 20
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, cached per (path, size, mtime) so re-loading a big zip costs a stat only."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as f:
+            _DIGESTS[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _DIGESTS[key]
+
+
+def _ignored(name: str) -> bool:
+    # macOS resource forks and Finder litter ride along in zips made on a Mac; they are not data.
+    parts = name.split("/")
+    return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db") or parts[-1].startswith("._")
+
+
+def _safe_name(zip_name: str, info: zipfile.ZipInfo) -> str:
+    """The entry's relative posix path, or InputError when it could land outside the target."""
+    raw = info.filename
+    name = raw.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise InputError(f"{zip_name}: entry {raw!r} has an absolute path; refusing to extract")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InputError(f"{zip_name}: entry {raw!r} points outside the archive folder ('..'); refusing to extract")
+    if "\x00" in name:
+        raise InputError(f"{zip_name}: entry {raw!r} has a NUL byte in its name")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise InputError(f"{zip_name}: entry {raw!r} is a symbolic link; refusing to extract")
+    # Zips from some tools store permission bits only (no file type); those are plain files.
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise InputError(f"{zip_name}: entry {raw!r} is not a regular file or folder")
+    return posixpath.join(*parts) if parts else ""
+
+
+def check_zip(zip_path: str | Path, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+              max_entries: int = DEFAULT_MAX_ENTRIES) -> list[tuple[zipfile.ZipInfo, str]]:
+    """Validate every entry before anything is written; returns (info, safe relative name) for files."""
+    zip_name = str(zip_path)
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            infos = zf.infolist()
+    except FileNotFoundError:
+        raise InputError(f"{zip_name}: file not found") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"{zip_name}: not a readable zip archive ({exc})") from None
+    if len(infos) > max_entries:
+        raise InputError(f"{zip_name}: {len(infos):,} entries, above the limit of {max_entries:,}")
+    files, seen, total = [], set(), 0
+    for info in infos:
+        name = _safe_name(zip_name, info)
+        if info.is_dir() or not name or _ignored(name):
+            continue
+        if info.flag_bits & 0x1:
+            raise InputError(f"{zip_name}: entry {info.filename!r} is encrypted; upload an unencrypted zip")
+        if name in seen:
+            raise InputError(f"{zip_name}: entry {info.filename!r} appears twice")
+        seen.add(name)
+        total += info.file_size
+        if total > max_total_bytes:
+            raise InputError(f"{zip_name}: expands to more than {max_total_bytes:,} bytes (limit); refusing to extract")
+        files.append((info, name))
+    if not files:
+        raise InputError(f"{zip_name}: the archive holds no files")
+    return files
+
+
+def _stream_entries(zip_path: Path, files: list, dest: Path, max_total_bytes: int) -> None:
+    # Sizes in the central directory can lie, so count the bytes actually written as well.
+    written = 0
+    root = dest.resolve()
+    with zipfile.ZipFile(zip_path) as zf:
+        for info, name in files:
+            out_path = (dest / name)
+            if not out_path.resolve().is_relative_to(root):
+                raise InputError(f"{zip_path}: entry {info.filename!r} resolves outside the target folder")
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            entry_bytes = 0
+            with zf.open(info) as src, open(out_path, "xb") as dst:
+                while chunk := src.read(_CHUNK):
+                    entry_bytes += len(chunk)
+                    written += len(chunk)
+                    if entry_bytes > info.file_size or written > max_total_bytes:
+                        raise InputError(f"{zip_path}: entry {info.filename!r} expands beyond its declared size "
+                                         f"or the {max_total_bytes:,}-byte limit; extraction stopped")
+                    dst.write(chunk)
+
+
+def extract_zip(zip_path: str | Path, target: str | Path | None = None, *,
+                max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, max_entries: int = DEFAULT_MAX_ENTRIES) -> Path:
+    """Extract `zip_path` safely and return the folder.
+
+    Default target: the workspace uploads folder / "<zip stem>-<first 8 hex of its sha256>", so the
+    same zip loaded again reuses its folder. Extraction goes to a temporary sibling folder that is
+    renamed into place only when complete; on any failure it is removed and nothing half-written stays.
+    """
+    zip_path = Path(zip_path).expanduser()
+    if not zip_path.is_file():
+        raise InputError(f"{zip_path}: file not found")
+    digest = file_sha256(zip_path)
+    if target is None:
+        from core.store import Workspace
+
+        target = Workspace.open().uploads_dir / f"{zip_path.stem}-{digest[:8]}"
+    target = Path(target).expanduser().resolve()
+    marker = target / MARKER
+    if target.exists():
+        if marker.is_file() and marker.read_text().strip() == digest:
+            return target
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        else:
+            raise InputError(f"{target}: folder already exists and does not hold this zip's contents; "
+                             "choose another extraction folder")
+    files = check_zip(zip_path, max_total_bytes, max_entries)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    needed = sum(info.file_size for info, _ in files)
+    free = shutil.disk_usage(target.parent).free
+    if needed > free:
+        raise InputError(f"{zip_path}: needs {needed:,} bytes but only {free:,} are free in {target.parent}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        _stream_entries(zip_path, files, tmp, max_total_bytes)
+        (tmp / MARKER).write_text(digest)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished the same zip first: use its folder if it is the same content.
+            if marker.is_file() and marker.read_text().strip() == digest:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return target
+            raise
+    except InputError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"{zip_path}: extraction failed ({exc})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,135 @@
+"""Command line for data: `demo-data` writes the synthetic OCT demo set, `inspect` summarises any dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import InputError
+
+
+def register(subparsers) -> None:
+    demo = subparsers.add_parser(
+        "demo-data", help="write the synthetic OCT demo dataset (Kermany file naming)",
+        description="Generate procedural OCT B-scans (CNV, DME, DRUSEN, NORMAL) in the OCT2017 layout "
+                    "(train|test/CLASS/CLASS-PATIENT-N.jpeg), with lesion boxes in lesions.csv. "
+                    "The images are synthetic, for demos and tests only.")
+    demo.add_argument("--out", type=Path, default=None,
+                      help="folder to write (default: the workspace's demo dataset folder)")
+    demo.add_argument("--per-class", type=int, default=120, help="training images per class (default 120)")
+    demo.add_argument("--test-per-class", type=int, default=40, help="test images per class (default 40)")
+    demo.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.set_defaults(func=run_demo_data)
+
+    inspect = subparsers.add_parser(
+        "inspect", help="summarise a dataset: classes, counts, patients, image sizes, problems",
+        description="Read any supported dataset (Kermany OCT2017 or chest X-ray folders, ImageFolder, "
+                    "CSV manifest, MedMNIST .npz, or a zip of these) and print its classes, images per "
+                    "split and class, patients, image sizes (read from file headers) and any problems. "
+                    "Bad files are listed, not fatal.")
+    inspect.add_argument("path", type=Path, help="dataset folder, .csv, .npz or .zip")
+    inspect.add_argument("--task", default=None,
+                         help="task preset name or .json/.toml task file (default: inferred from the layout)")
+    inspect.add_argument("--fingerprint", action="store_true",
+                         help="also compute the content fingerprint (reads every image's bytes)")
+    inspect.set_defaults(func=run_inspect)
+
+
+class ConsoleProgress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, label: str, width: int = 30):
+        self.label, self.width, self._last = label, width, 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        filled = int(self.width * done / total) if total else self.width
+        bar = "#" * filled + "." * (self.width - filled)
+        end = "\n" if done >= total else ""
+        print(f"\r{self.label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def run_demo_data(args: argparse.Namespace) -> int:
+    from core.data.synthetic import generate_demo_dataset  # lazy: only this command needs the generator
+
+    out = args.out
+    if out is None:
+        from core.store import Workspace
+
+        out = Workspace.open().demo_dir
+    summary = generate_demo_dataset(out, per_class=args.per_class, test_per_class=args.test_per_class,
+                                    size=args.size, seed=args.seed, progress=ConsoleProgress("demo images"))
+    print(f"synthetic demo dataset written to {out}")
+    for key, value in (summary or {}).items():
+        if isinstance(value, dict):  # counts per split: one line each
+            for split, per_class in value.items():
+                print(f"  {key} {split}: " + (", ".join(f"{c} {n}" for c, n in per_class.items())
+                                             if isinstance(per_class, dict) else str(per_class)))
+        else:
+            print(f"  {key}: {value}")
+    return 0
+
+
+def _size_summary(paths) -> str:
+    from core.data.images import image_size
+
+    sizes, unreadable = [], 0
+    for p in paths:
+        try:
+            sizes.append(image_size(p))
+        except InputError:
+            unreadable += 1
+    if not sizes:
+        return "no readable image headers"
+    w, h = np.array(sizes).T
+    distinct = len(set(sizes))
+    text = (f"width min/median/max {w.min()}/{int(np.median(w))}/{w.max()} px, "
+            f"height {h.min()}/{int(np.median(h))}/{h.max()} px "
+            f"({distinct} distinct size{'s' if distinct != 1 else ''})")
+    return text + (f"; {unreadable} unreadable" if unreadable else "")
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from core.data.loading import load_dataset
+    from core.data.splits import patient_overlap
+
+    ds = load_dataset(args.path, args.task, skip_bad=True)
+    task = ds.task
+    print(f"dataset: {ds.source}")
+    print(f"task: {task.name} ({task.kind}) - {task.title}")
+    print(f"classes: {', '.join(task.classes)}")
+    patients = ds.patients()
+    print(f"images: {len(ds)}    patients: {len(patients) if patients else 'no patient ids'}")
+    counts = ds.class_counts()
+    counts["total"] = counts.sum(axis=1)
+    if len(counts) > 1:
+        counts.loc["total"] = counts.sum(axis=0)
+    print("\nimages per split and class" + (" (positive labels)" if ds.is_multilabel else "") + ":")
+    print(counts.to_string())
+    if patients:
+        with_id = ds.table.dropna(subset=["patient_id"])
+        split = with_id["split"].fillna("unsplit")
+        order = [s for s in (*ds.splits(), "unsplit") if (split == s).any()]
+        print("\npatients per split: " + ", ".join(f"{s} {with_id.loc[split == s, 'patient_id'].nunique()}"
+                                                  for s in order))
+        overlap = patient_overlap(ds)
+        for (a, b), shared in overlap.items():
+            print(f"warning: {len(shared)} patient(s) appear in both {a} and {b} (e.g. {', '.join(shared[:3])})")
+    print(f"\nimage sizes ({'from array shapes' if ds.table['path'].iat[0].startswith('npz:') else 'from headers'}): "
+          f"{_size_summary(ds.table['path'])}")
+    if args.fingerprint:
+        print(f"fingerprint: {ds.fingerprint}")
+    print(f"\nproblems: {len(ds.problems) or 'none'}")
+    for line in ds.problems[:50]:
+        print(f"  - {line}")
+    if len(ds.problems) > 50:
+        print(f"  ... and {len(ds.problems) - 50} more")
+    return 0

@@ -1,0 +1,156 @@
+"""The Dataset: one table row per image (image_id, path, label, patient_id, split) plus its Task."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from core.data.fingerprint import dataset_fingerprint
+from core.data.images import DEFAULT_MAX_PIXELS, open_image
+from core.data.tasks import Task, get_task
+from core.errors import InputError
+
+BASE_COLUMNS = ("image_id", "path", "label", "patient_id", "split")
+SPLITS = ("train", "val", "test")
+UNSPLIT = "unsplit"  # how class_counts() names rows without a split
+
+
+class Dataset:
+    """A table-backed image dataset.
+
+    `table` columns: image_id (unique str), path (absolute file path or "npz:<file>#<split>:<i>"),
+    label (class name; for multilabel tasks the '|'-joined positives, plus one 0/1 column per class),
+    patient_id (str or None), split ("train"/"val"/"test" or None). Row positions are the indices
+    used by load_image, subset and the splitting helpers.
+    """
+
+    def __init__(self, table: pd.DataFrame, task: Task | str, source: str = "",
+                 problems: Sequence[str] | None = None, root: str | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.task: Task = get_task(task)
+        self.table: pd.DataFrame = _validated(table.reset_index(drop=True), self.task, source)
+        self.source = str(source)
+        self.root = root
+        self.problems: list[str] = list(problems or [])
+        self.max_pixels = max_pixels
+        self._fingerprint: str | None = None
+
+    # -- basics ------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.source!r}, task={self.task.name!r}, images={len(self)}, splits={self.splits()})"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.task.classes
+
+    @property
+    def is_multilabel(self) -> bool:
+        return self.task.kind == "multilabel"
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the content (image bytes and labels), computed once, on first use."""
+        if self._fingerprint is None:
+            self._fingerprint = dataset_fingerprint(self.table["path"], self.table["label"])
+        return self._fingerprint
+
+    # -- images and labels -------------------------------------------------------------------------
+    def load_image(self, i: int) -> Image.Image:
+        """Decode the image at row position i: EXIF-rotated, mode "L" or "RGB"."""
+        return open_image(self.table["path"].iat[i], max_pixels=self.max_pixels)
+
+    def label_indices(self) -> np.ndarray:
+        """Class index per row, in task.classes order (single-label tasks only)."""
+        if self.is_multilabel:
+            raise InputError(f"task {self.task.name!r} is multi-label: use label_matrix(), not label_indices()")
+        index = {c: i for i, c in enumerate(self.classes)}
+        return self.table["label"].map(index).to_numpy(dtype=np.int64)
+
+    def label_matrix(self) -> np.ndarray:
+        """(n, k) float matrix: the 0/1 label columns for multi-label tasks, one-hot otherwise."""
+        if self.is_multilabel:
+            return self.table[list(self.classes)].to_numpy(dtype=float)
+        out = np.zeros((len(self), len(self.classes)))
+        out[np.arange(len(self)), self.label_indices()] = 1.0
+        return out
+
+    # -- views -------------------------------------------------------------------------------------
+    def subset(self, indices) -> "Dataset":
+        """A new Dataset of the given row positions (same task, source and problems)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise InputError(f"{self.source}: row positions out of range for {len(self)} images")
+        return Dataset(self.table.iloc[idx], self.task, self.source, self.problems, self.root, self.max_pixels)
+
+    def splits(self) -> list[str]:
+        present = [s for s in self.table["split"].dropna().unique()]
+        return [s for s in SPLITS if s in present] + sorted(s for s in present if s not in SPLITS)
+
+    def split_named(self, name: str) -> "Dataset":
+        """The rows whose split is `name` ("train", "val" or "test")."""
+        rows = np.flatnonzero((self.table["split"] == name).to_numpy())
+        if rows.size == 0:
+            raise InputError(f"{self.source}: no {name!r} split; splits present: {self.splits() or 'none'}")
+        return self.subset(rows)
+
+    def class_counts(self) -> pd.DataFrame:
+        """Images per class (columns, in task order) and split (rows; 'unsplit' where none is given)."""
+        split = self.table["split"].fillna(UNSPLIT)
+        order = [s for s in [*SPLITS, UNSPLIT] if s in set(split)] + sorted(set(split) - {*SPLITS, UNSPLIT})
+        if self.is_multilabel:
+            counts = self.table[list(self.classes)].groupby(split).sum()
+        else:
+            counts = pd.crosstab(split, self.table["label"])
+        counts = counts.reindex(index=order, columns=list(self.classes), fill_value=0).astype(int)
+        counts.index.name, counts.columns.name = "split", "class"
+        return counts
+
+    def patients(self) -> list[str]:
+        """The distinct patient ids (empty when the source names none)."""
+        return sorted(self.table["patient_id"].dropna().unique().tolist())
+
+
+def _validated(table: pd.DataFrame, task: Task, source: str) -> pd.DataFrame:
+    """Check the table against the contract; the readers build it, so failures here are bugs or bad CSVs."""
+    missing = [c for c in BASE_COLUMNS if c not in table.columns]
+    if task.kind == "multilabel":
+        missing += [c for c in task.classes if c not in table.columns]
+    if missing:
+        raise InputError(f"{source}: dataset table lacks columns {missing}")
+    table = table.copy()
+    table["image_id"] = table["image_id"].astype(str)
+    dup = table["image_id"].duplicated(keep=False)
+    if dup.any():
+        first = table.loc[dup, "image_id"].iloc[0]
+        raise InputError(f"{source}: image id {first!r} appears {int((table['image_id'] == first).sum())} times")
+    # Keep missing patient ids / splits as None (not NaN or "nan") so they compare and serialise cleanly.
+    for col in ("patient_id", "split"):
+        values = table[col].astype(object)
+        table[col] = values.where(values.notna() & (values.astype(str) != ""), None)
+    bad_split = set(table["split"].dropna()) - set(SPLITS)
+    if bad_split:
+        raise InputError(f"{source}: unknown split names {sorted(bad_split)}; use train, val or test")
+    if task.kind == "multilabel":
+        for c in task.classes:
+            col = pd.to_numeric(table[c], errors="coerce")
+            if col.isna().any() or not col.isin([0, 1]).all():
+                raise InputError(f"{source}: label column {c!r} must hold only 0 or 1")
+            table[c] = col.astype(int)
+        positives = table[list(task.classes)].to_numpy(dtype=bool)
+        names = np.asarray(task.classes, dtype=object)
+        table["label"] = ["|".join(names[row]) for row in positives]
+    else:
+        unknown = set(table["label"].astype(str)) - set(task.classes)
+        if unknown:
+            raise InputError(f"{source}: unknown labels {sorted(unknown)[:5]} for task {task.name!r}; "
+                             f"expected one of {list(task.classes)}")
+        table["label"] = table["label"].astype(str)
+    extra = list(task.classes) if task.kind == "multilabel" else []
+    order = [*BASE_COLUMNS, *extra]
+    return table[order + [c for c in table.columns if c not in order]]

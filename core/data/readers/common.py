@@ -1,0 +1,88 @@
+"""Shared reader helpers: split names, natural class order, custom tasks, image checks, problem reports."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import pandas as pd
+
+from core.data.dataset import Dataset
+from core.data.images import check_image
+from core.data.tasks import Task
+from core.errors import InputError
+
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}
+_SHOWN_PROBLEMS = 5
+
+
+def split_name(raw: object) -> str | None:
+    """'Training', 'valid', 'TEST' ... -> train/val/test; None when the text names no split."""
+    return SPLIT_ALIASES.get(str(raw).strip().lower())
+
+
+def natural_key(text: str) -> list:
+    """Sort key so that '2' < '10' and 'class2' < 'class10'."""
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", str(text))]
+
+
+def custom_task(source_name: str, classes: Iterable[str], kind: str = "multiclass",
+                keep_order: bool = False) -> Task:
+    """A task for labels the presets do not know, named after the folder or file they came from.
+
+    Classes are put in natural order ('2' before '10') unless keep_order (multi-label CSV columns).
+    """
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", source_name).strip("-").lower() or "dataset"
+    names = list(dict.fromkeys(str(c) for c in classes))
+    ordered = tuple(names if keep_order else sorted(names, key=natural_key))
+    if len(ordered) < 2 and kind != "multilabel":
+        raise InputError(f"{source_name}: found only the class {list(ordered)}; a classifier needs at least two")
+    return Task(name=f"custom-{slug}", title=f"Custom task ({source_name})", modality="other", kind=kind,
+                classes=ordered, description=f"Labels as found in {source_name}.")
+
+
+class ProblemLog:
+    """Row-level problems (bad images, unusable rows): skipped and recorded with skip_bad, else one InputError."""
+
+    def __init__(self, source: str, skip_bad: bool):
+        self.source, self.skip_bad, self.items = source, skip_bad, []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+    def settle(self) -> list[str]:
+        """Raise when problems were found and the user did not ask to skip them; else return them."""
+        if self.items and not self.skip_bad:
+            shown = "; ".join(self.items[:_SHOWN_PROBLEMS])
+            more = f" (and {len(self.items) - _SHOWN_PROBLEMS} more)" if len(self.items) > _SHOWN_PROBLEMS else ""
+            raise InputError(f"{self.source}: {len(self.items)} problem(s): {shown}{more}. "
+                             "Fix them, or choose to skip bad files (skip_bad=True) to keep the rest.")
+        return list(self.items)
+
+
+def check_images(table: pd.DataFrame, log: ProblemLog, max_pixels: int) -> pd.DataFrame:
+    """Header-check every image (cheap, no decode); rows whose image fails are logged and dropped."""
+    keep = []
+    for path in table["path"]:
+        try:
+            check_image(path, max_pixels)
+            keep.append(True)
+        except InputError as exc:
+            log.add(str(exc))
+            keep.append(False)
+    return table.loc[keep]
+
+
+def finish(table: pd.DataFrame, task: Task, source: str, log: ProblemLog, root: str | None,
+           max_pixels: int, check: bool = True) -> Dataset:
+    """Check images, settle problems, and build the Dataset (never an empty one)."""
+    if check:
+        table = check_images(table, log, max_pixels)
+    problems = log.settle()
+    if table.empty:
+        raise InputError(f"{source}: no usable images" + (f" ({len(problems)} skipped)" if problems else ""))
+    return Dataset(table, task, source=source, problems=problems, root=root, max_pixels=max_pixels)

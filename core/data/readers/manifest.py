@@ -1,0 +1,214 @@
+"""CSV manifests: path,label[,patient_id][,split]; APTOS-style id_code,diagnosis; one 0/1 column per label."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from core.data.dataset import Dataset
+from core.data.images import is_image_name
+from core.data.readers.common import ProblemLog, custom_task, finish, split_name
+from core.data.tasks import Task, get_task
+from core.errors import InputError
+
+# Accepted header names (compared case-insensitively), most specific first.
+PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "image", "filename", "file_name", "file",
+                "image_name", "img", "id_code", "image_id", "id")
+LABEL_COLUMNS = ("label", "diagnosis", "class", "level", "grade", "target", "category")
+PATIENT_COLUMNS = ("patient_id", "patientid", "patient", "subject_id", "subject")
+SPLIT_COLUMNS = ("split", "set", "subset", "partition")
+GRADE_COLUMNS = {"diagnosis", "level", "grade"}  # 0-4 in these columns means DR grading (APTOS, EyePACS)
+_INDEX_DEPTH = 3  # images may sit next to the CSV or in folders up to this deep (train_images/, images/train/)
+
+
+def _find(columns: dict[str, str], names: tuple[str, ...]) -> str | None:
+    return next((columns[n] for n in names if n in columns), None)
+
+
+def read_csv_table(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """All cells as text ('' for blanks); ';' or tab separated files (spreadsheet exports) are read too."""
+    options = dict(dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig", nrows=nrows)
+    try:
+        table = pd.read_csv(path, **options)
+        if len(table.columns) == 1:
+            for sep in (";", "\t"):
+                if sep in str(table.columns[0]):
+                    table = pd.read_csv(path, sep=sep, **options)
+                    break
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; save the manifest as UTF-8 CSV") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({str(exc).strip()})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+def manifest_columns(table: pd.DataFrame) -> dict[str, str | None]:
+    """The path/label/patient/split columns a manifest uses (None where absent)."""
+    columns = {c.lower(): c for c in table.columns}
+    return {"path": _find(columns, PATH_COLUMNS), "label": _find(columns, LABEL_COLUMNS),
+            "patient": _find(columns, PATIENT_COLUMNS), "split": _find(columns, SPLIT_COLUMNS)}
+
+
+def _binary_columns(table: pd.DataFrame, exclude: set[str]) -> list[str]:
+    """Multi-label columns when there is no label column: every numeric column (a stray 2 in one is then
+    reported as a bad value on its line instead of the column silently vanishing); text columns are notes."""
+    out = []
+    for c in table.columns:
+        if c in exclude or c.lower() in ("", "unnamed: 0"):
+            continue
+        values = table[c].str.strip()
+        if len(values) and values.str.fullmatch(r"-?\d+(\.\d+)?").all():
+            out.append(c)
+    return out
+
+
+def is_manifest(path: Path) -> bool:
+    """True when the CSV names an image column and labels (a label column or several 0/1 columns)."""
+    try:
+        table = read_csv_table(path, nrows=200)
+    except InputError:
+        return False
+    cols = manifest_columns(table)
+    if cols["path"] is None or table.empty:
+        return False
+    return cols["label"] is not None or len(_binary_columns(table, {v for v in cols.values() if v})) >= 2
+
+
+class ImageIndex:
+    """Finds a manifest's image by relative path, file name, or bare id (APTOS id_code -> id_code.png)."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.keys: dict[str, list[str]] = defaultdict(list)
+        base_depth = len(base.parts)
+        for dirpath, dirnames, filenames in os.walk(base):
+            depth = len(Path(dirpath).parts) - base_depth
+            dirnames[:] = [] if depth >= _INDEX_DEPTH else sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if not is_image_name(name):
+                    continue
+                full = os.path.join(dirpath, name)
+                rel = Path(full).relative_to(base).as_posix()
+                for key in {rel, os.path.splitext(rel)[0], name, os.path.splitext(name)[0]}:
+                    self.keys[key].append(full)
+
+    def find(self, value: str, csv_stem: str, confined: bool) -> str:
+        """Absolute path of the image `value` names; InputError (row-level) when none or several match."""
+        text = value.replace("\\", "/").strip()
+        if not text:
+            raise InputError("empty image name")
+        direct = Path(text) if os.path.isabs(text) else self.base / text
+        if confined and (os.path.isabs(text) or not direct.resolve().is_relative_to(self.base.resolve())):
+            raise InputError(f"image path {value!r} points outside the dataset folder")
+        if direct.is_file():
+            return str(direct.resolve())
+        found = sorted(set(self.keys.get(text, [])))
+        if len(found) > 1:
+            # train.csv next to train_images/ and test_images/: prefer the folder named like the CSV.
+            preferred = [f for f in found if csv_stem.lower() in Path(f).parent.name.lower()]
+            found = preferred if len(preferred) == 1 else found
+        if not found:
+            raise InputError(f"image {value!r} not found next to the CSV or in its sub-folders")
+        if len(found) > 1:
+            raise InputError(f"image {value!r} is ambiguous: {found[0]} and {found[1]} both match")
+        return found[0]
+
+
+def _normalise_label(raw: str) -> str:
+    text = raw.strip()
+    return text[:-2] if re.fullmatch(r"-?\d+\.0", text) else text
+
+
+def _infer_task(table: pd.DataFrame, cols: dict, binary_cols: list[str], csv_path: Path) -> Task:
+    if cols["label"] is None:
+        return custom_task(csv_path.stem, binary_cols, kind="multilabel", keep_order=True)
+    labels = {_normalise_label(v) for v in table[cols["label"]] if v.strip()}
+    if cols["label"].lower() in GRADE_COLUMNS and labels <= {"0", "1", "2", "3", "4"} and len(labels) >= 2:
+        return get_task("dr-grading")
+    return custom_task(csv_path.stem, labels)
+
+
+def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, max_pixels: int, source: str,
+                  confined: bool = False) -> Dataset:
+    """Read a CSV manifest; image paths are relative to the CSV's folder (or bare ids found beneath it).
+
+    `confined` (set for uploads) refuses absolute paths and paths that leave the CSV's folder.
+    """
+    csv_path = csv_path.resolve()
+    table = read_csv_table(csv_path)
+    if table.empty:
+        raise InputError(f"{csv_path}: the manifest has a header but no rows")
+    cols = manifest_columns(table)
+    if cols["path"] is None:
+        raise InputError(f"{csv_path}: missing image column; expected one of {', '.join(PATH_COLUMNS)} "
+                         f"(found {', '.join(table.columns)})")
+    task_obj = get_task(task) if task is not None else None
+    used = {v for v in cols.values() if v}
+    binary_cols: list[str] = []
+    if task_obj is not None and task_obj.kind == "multilabel":
+        by_lower = {c.lower(): c for c in table.columns}
+        missing = [c for c in task_obj.classes if c.lower() not in by_lower]
+        if missing:
+            raise InputError(f"{csv_path}: missing label columns {missing} for task {task_obj.name!r}")
+        binary_cols = [by_lower[c.lower()] for c in task_obj.classes]
+    elif cols["label"] is None:
+        binary_cols = _binary_columns(table, used)
+        if task_obj is not None or len(binary_cols) < 2:
+            raise InputError(f"{csv_path}: missing label column; expected one of {', '.join(LABEL_COLUMNS)}, "
+                             "or one 0/1 column per label for multi-label data "
+                             f"(found {', '.join(table.columns)})")
+    if task_obj is None:
+        task_obj = _infer_task(table, cols, binary_cols, csv_path)
+    if task_obj.kind == "multilabel":
+        by_lower = {c.lower(): c for c in table.columns}
+        binary_cols = [by_lower[c.lower()] for c in task_obj.classes]
+
+    ids = table[cols["path"]].str.strip()
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        first = ids[dup].iloc[0]
+        lines = [str(i + 2) for i in ids.index[ids == first][:3]]
+        raise InputError(f"{csv_path}: duplicate image id {first!r} on lines {', '.join(lines)}")
+
+    log = ProblemLog(source, skip_bad)
+    index = ImageIndex(csv_path.parent)
+    multilabel = task_obj.kind == "multilabel"
+    rows = []
+    for i, record in enumerate(table.to_dict("records")):
+        line = f"{csv_path}, line {i + 2}"
+        image_id = record[cols["path"]].strip()
+        try:
+            full = index.find(image_id, csv_path.stem, confined)
+            split = None
+            if cols["split"] and record[cols["split"]].strip():
+                split = split_name(record[cols["split"]])
+                if split is None:
+                    raise InputError(f"unknown split {record[cols['split']]!r} (use train, val or test)")
+            patient = (record[cols["patient"]].strip() or None) if cols["patient"] else None
+            row = {"image_id": image_id, "path": full, "patient_id": patient, "split": split}
+            if multilabel:
+                for cls, col in zip(task_obj.classes, binary_cols):
+                    value = _normalise_label(record[col])
+                    if value not in ("0", "1"):
+                        raise InputError(f"column {col!r} holds {record[col]!r}, expected 0 or 1")
+                    row[cls] = int(value)
+                row["label"] = ""
+            else:
+                raw = _normalise_label(record[cols["label"]])
+                if not raw:
+                    raise InputError("empty label")
+                row["label"] = task_obj.canonical_label(raw)
+        except InputError as exc:
+            log.add(f"{line}: {exc}")
+            continue
+        rows.append(row)
+    columns = ["image_id", "path", "label", "patient_id", "split"] + (list(task_obj.classes) if multilabel else [])
+    out = pd.DataFrame(rows, columns=columns)
+    return finish(out, task_obj, source, log, str(csv_path.parent), max_pixels)
