@@ -1,0 +1,74 @@
+"""`python -m core evaluate`: write the JSON evaluation report for one predictions table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.data.tasks import get_task, task_from_dict
+from core.errors import InputError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compute every metric for a predictions table and write a JSON report",
+        description="Evaluate a predictions table (parquet: image_id, label, patient_id, prob_<CLASS>..., "
+                    "predicted): confusion matrices, ROC/AUC with DeLong intervals, sensitivity, specificity, "
+                    "PPV, NPV and likelihood ratios with intervals, weighted error under the penalty matrix "
+                    "(argmax and penalty-minimising calls), referral tiers, calibration, and patient-level "
+                    "bootstrap intervals. Numbers are plain floats; infinity is written as \"inf\", "
+                    "undefined values as null.")
+    parser.add_argument("--predictions", required=True, type=Path, metavar="P.parquet",
+                        help="predictions table written by `python -m core predict`")
+    parser.add_argument("--task", default=None, metavar="NAME",
+                        help="task preset name or .json/.toml task file (default: the task stored in the file)")
+    parser.add_argument("--penalty", type=Path, default=None, metavar="FILE",
+                        help="penalty matrix, rows = true class, columns = predicted: JSON (list of rows in class "
+                             "order, or {\"classes\": [...], \"matrix\": [...]}) or CSV with class-name headers "
+                             "(default: the task's matrix)")
+    parser.add_argument("--readings", type=Path, default=None, metavar="R.csv",
+                        help="expert readings (reader_id,image_id,label[,seconds]) for per-reader metrics")
+    parser.add_argument("--out", type=Path, default=None, metavar="report.json",
+                        help="where to write the report (default: print to standard output)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="score threshold for the binary views' fixed operating point (default 0.5)")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples for accuracy, weighted error and macro AUC (0 = none; default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
+    parser.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from core.metrics.penalties import load_penalty_matrix
+    from core.metrics.report import evaluate_predictions, read_predictions_file
+
+    df, meta = read_predictions_file(args.predictions)
+    if args.task is not None:
+        task = get_task(args.task)
+    elif isinstance(meta.get("task"), dict):
+        task = task_from_dict(meta["task"], source=f"{args.predictions} metadata")
+    else:
+        raise InputError(f"{args.predictions}: no task stored in the file; give --task NAME")
+    penalty = load_penalty_matrix(args.penalty, task.classes) if args.penalty is not None else None
+    if args.readings is not None and not args.readings.is_file():
+        raise InputError(f"{args.readings}: readings file not found")
+    report = evaluate_predictions(df, task, penalty=penalty, readings=args.readings, threshold=args.threshold,
+                                  bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence)
+    if meta.get("run_id"):
+        report["run_id"] = meta["run_id"]
+    # allow_nan=False: a stray NaN/inf would make a file other JSON readers reject.
+    text = json.dumps(report, indent=2, allow_nan=False)
+    if args.out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{args.out}: cannot write the report ({exc.strerror})") from None
+        print(f"wrote {args.out}")
+    return 0
