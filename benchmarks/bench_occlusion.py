@@ -1,0 +1,108 @@
+"""Occlusion speed: seconds per map, and the ratio to the model-only forward time for the same number of windows.
+
+Target (issue "core/explain"): ratio <= 1.2, i.e. Captum's batching costs at most 20% over the forward passes
+themselves. Both numbers are measured in the same run, on the same device, with the same batch size: each map is
+followed by a model-only forward of as many images as it has windows.
+
+    .venv/bin/python benchmarks/bench_occlusion.py                       # CPU, strides 20 10 4
+    .venv/bin/python benchmarks/bench_occlusion.py --skip-slow           # CPU, strides 20 10
+    .venv/bin/python benchmarks/bench_occlusion.py --device cuda --strides 20 10 4 1 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import timm  # noqa: E402
+import torch  # noqa: E402
+
+from core.explain import explain, window_count  # noqa: E402
+from core.explain.model_state import ClassProbabilities  # noqa: E402
+from core.explain.occlusion import auto_perturbations_per_eval  # noqa: E402
+
+SLOW_ON_CPU = 1500  # windows; stride 4 at 224 px is 2,704 (minutes on a laptop CPU)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward_seconds(model, image: torch.Tensor, n_images: int, batch: int) -> float:
+    """Model-only time (softmax included, as occlusion evaluates it) for n_images in batches of `batch`."""
+    scorer = ClassProbabilities(model)
+    full = image.expand(batch, *image.shape[1:]).contiguous()
+    with torch.no_grad():
+        sync(image.device)
+        started = time.perf_counter()
+        for first in range(0, n_images, batch):
+            scorer(full[: min(batch, n_images - first)])
+        sync(image.device)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--strides", type=int, nargs="+", default=[20, 10, 4])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-slow", action="store_true",
+                        help=f"on CPU, skip strides needing more than {SLOW_ON_CPU} windows")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="map + forward pairs per stride (medians are reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # weights do not matter for speed: random init on purpose
+        model = timm.create_model(args.model, pretrained=False, num_classes=4).eval().to(device)
+    image = torch.randn(1, 3, args.size, args.size, device=device)
+    ppe = auto_perturbations_per_eval(model, image, n_windows=10**9)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{args.model} at {args.size} px on {device} ({name}); window {args.window} px; "
+          f"perturbations_per_eval {ppe}")
+    explain(model, image, 0, "occlusion", window=args.window, stride=args.window)  # warm-up
+    forward_seconds(model, image, ppe, ppe)
+    # Each map is followed by the model-only forward of the same number of images in the same batches, and the
+    # medians are compared: on a machine whose load drifts (shared CPUs) both halves see the same conditions.
+    print(f"{'stride':>6} {'windows':>8} {'s/map':>9} {'fwd img/s':>10} {'ideal s':>9} {'ratio':>6}  target <= 1.2")
+    worst = 0.0
+    for stride in args.strides:
+        windows = window_count((args.size, args.size), args.window, stride)
+        if args.skip_slow and device.type == "cpu" and windows > SLOW_ON_CPU:
+            print(f"{stride:>6} {windows:>8}  skipped (--skip-slow)")
+            continue
+        maps, forwards = [], []
+        for _ in range(max(1, args.repeats)):
+            sync(device)
+            started = time.perf_counter()
+            explain(model, image, 0, "occlusion", window=args.window, stride=stride)
+            sync(device)
+            maps.append(time.perf_counter() - started)
+            forwards.append(forward_seconds(model, image, windows, ppe))
+        per_map, ideal = statistics.median(maps), statistics.median(forwards)
+        ratio = per_map / ideal
+        worst = max(worst, ratio)
+        print(f"{stride:>6} {windows:>8} {per_map:>9.3f} {windows / ideal:>10.1f} {ideal:>9.3f} {ratio:>6.2f}  "
+              f"{'ok' if ratio <= 1.2 else 'ABOVE TARGET'}", flush=True)
+    print(f"worst ratio {worst:.2f} ({'meets' if worst <= 1.2 else 'misses'} the <= 1.2 target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

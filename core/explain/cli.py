@@ -1,0 +1,197 @@
+"""Command line: `explain` writes overlay PNGs and a scores CSV for a trained run's decisions on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.errors import InputError
+from core.explain.boxes import match_boxes, read_boxes
+from core.explain.cache import MapCache
+from core.explain.compute import compute_maps
+from core.explain.model_state import ClassProbabilities, borrowed_model
+from core.explain.overlay import DEFAULT_COLORMAP, overlay, shared_scale
+from core.explain.registry import list_explainers
+from core.explain.scoring import score_maps, summarise_scores
+
+LESIONS_FILE = "lesions.csv"  # what the built-in demo writes next to its train/ and test/ folders
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explain", help="occlusion or Grad-CAM maps for a run's decisions, with box scores",
+        description="Explain a trained run's decisions on a dataset: one overlay PNG per image (all on one colour "
+                    "scale), scores.csv (class, probability, and where lesion boxes exist the pointing-game hit "
+                    "and share of positive attribution inside the boxes) and summary.csv per class, split by "
+                    "correct vs misclassified images.")
+    parser.add_argument("--run", type=Path, required=True, help="run folder, checkpoint folder or .safetensors")
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder, CSV manifest or zip")
+    parser.add_argument("--method", choices=[e.name for e in list_explainers()], default="occlusion")
+    parser.add_argument("--images", type=int, default=8, help="how many images to explain (default 8)")
+    parser.add_argument("--misclassified", action="store_true",
+                        help="only images the model gets wrong (scans the dataset in order until --images found)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs and CSVs")
+    parser.add_argument("--target", choices=("predicted", "true"), default="predicted",
+                        help="class to explain: the model's prediction (default) or the true label")
+    parser.add_argument("--boxes", type=Path, default=None,
+                        help=f"CSV of lesion boxes (default: {LESIONS_FILE} beside the data, if any)")
+    parser.add_argument("--window", type=int, default=None, help="occlusion window in input pixels (default 20)")
+    parser.add_argument("--stride", type=int, default=None, help="occlusion stride (default: half the window)")
+    parser.add_argument("--baseline", choices=("black", "mean", "blur"), default=None, help="occlusion fill")
+    parser.add_argument("--layer", default=None, help="Grad-CAM layer name (default: the backbone's)")
+    parser.add_argument("--guided", action="store_true", help="guided Grad-CAM")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--cache", type=Path, default=None, help="map cache folder (reused across calls)")
+    parser.add_argument("--colormap", default=DEFAULT_COLORMAP, help=f"overlay colormap (default {DEFAULT_COLORMAP})")
+    parser.add_argument("--opacity", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    parser.set_defaults(func=run_explain)
+
+
+def _method_params(args: argparse.Namespace, card: dict) -> dict:
+    if args.method == "occlusion":
+        given = {"window": args.window, "stride": args.stride, "baseline": args.baseline}
+    else:
+        layer = args.layer
+        if layer is None:
+            from core.models import get_backbone
+
+            try:
+                layer = get_backbone(card["backbone"]).gradcam_layer
+            except InputError:
+                layer = None  # a backbone outside the registry: explain() picks the layer from the structure
+        given = {"layer": layer, "guided": args.guided}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _find_boxes(args: argparse.Namespace) -> Path | None:
+    if args.boxes is not None:
+        if not args.boxes.is_file():
+            raise InputError(f"boxes CSV {args.boxes} does not exist")
+        return args.boxes
+    data = args.data.resolve()
+    for folder in (data, data.parent, data.parent.parent):
+        if (folder / LESIONS_FILE).is_file():
+            return folder / LESIONS_FILE
+    return None
+
+
+def _safe_name(index: int, image_id: str) -> str:
+    # image ids come from user file names: keep a tame subset of characters for the PNG name
+    return f"{index:04d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', image_id)[-80:]}.png"
+
+
+def _label_of(table: pd.DataFrame, row: int) -> str:
+    return str(table["label"].iat[row])
+
+
+def _select(model, dataset, transform, classes, args, multilabel: bool) -> list[dict]:
+    """The images to explain with the model's prediction: the first N, or the first N misclassified."""
+    chosen = []
+    table = dataset.table
+    with borrowed_model(model):
+        scorer = ClassProbabilities(model, multilabel)
+        for row in range(len(dataset)):
+            image = dataset.load_image(row)
+            tensor = transform(image).unsqueeze(0).to(args.device)
+            with torch.no_grad():
+                probs = scorer(tensor)[0].cpu().numpy()
+            predicted = classes[int(np.argmax(probs))]
+            label = _label_of(table, row)
+            correct = predicted in label.split("|") if multilabel else predicted == label
+            if args.misclassified and correct:
+                continue
+            if args.target == "true" and not multilabel:
+                if label not in classes:
+                    raise InputError(f"image {table['image_id'].iat[row]}: label {label!r} is not a model class")
+                target = classes.index(label)
+            else:
+                target = int(np.argmax(probs))
+            chosen.append({"row": row, "image_id": str(table["image_id"].iat[row]), "image": image,
+                           "tensor": tensor, "label": label, "predicted": predicted, "correct": correct,
+                           "target": target})
+            if len(chosen) >= args.images:
+                break
+    return chosen
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from core.data import load_dataset
+    from core.data.tasks import get_task, task_from_dict
+    from core.models import build_transform, load_checkpoint
+
+    if args.images < 1:
+        raise InputError(f"--images must be at least 1, got {args.images}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is available on this machine")
+    model, card = load_checkpoint(args.run)
+    model.to(args.device)
+    task_info = card.get("task")
+    if isinstance(task_info, dict):
+        task = task_from_dict(task_info) if "classes" in task_info else get_task(task_info.get("name", ""))
+    else:
+        task = get_task(task_info) if task_info else None
+    classes = list(card.get("classes") or (task.classes if task else []))
+    if not classes:
+        raise InputError(f"{args.run}: the model card names no classes")
+    dataset = load_dataset(args.data, task=task)
+    multilabel = dataset.is_multilabel
+    preprocess = dict(card["preprocessing"])
+    transform = build_transform(preprocess)
+    params = _method_params(args, card)
+    if multilabel:
+        params["multilabel"] = True
+
+    chosen = _select(model, dataset, transform, classes, args, multilabel)
+    if not chosen:
+        what = "misclassified images" if args.misclassified else "images"
+        print(f"no {what} to explain in {args.data}", file=sys.stderr)
+        return 1
+    from core.data.cli import ConsoleProgress
+
+    cache = MapCache(args.cache) if args.cache else None
+    model_id = f"{Path(args.run).resolve()}|{getattr(model, 'weights_source', '')}"
+    maps = compute_maps(
+        model, [(c["image_id"], c["tensor"], c["target"], c["image"].size) for c in chosen], args.method, params,
+        cache, model_id=model_id, preprocess=preprocess, progress=ConsoleProgress(f"{args.method} maps"))
+
+    boxes_by_id: dict = {}
+    boxes_path = _find_boxes(args)
+    if boxes_path is not None:
+        boxes_by_id, problems = match_boxes(read_boxes(boxes_path), dataset.table, base_dir=boxes_path.parent)
+        print(f"lesion boxes: {boxes_path} ({len(boxes_by_id)} images here have boxes; {len(problems)} box rows "
+              "are for images not in this dataset)",
+              file=sys.stderr)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    vmin, vmax = shared_scale(maps.values())
+    records, files = [], {}
+    for index, c in enumerate(chosen):
+        amap = maps[c["image_id"]]
+        name = _safe_name(index, c["image_id"])
+        overlay(c["image"], amap, colormap=args.colormap, opacity=args.opacity, vmin=vmin, vmax=vmax
+                ).save(args.out / name)
+        files[c["image_id"]] = (name, amap)
+        records.append({"image_id": c["image_id"], "label": c["label"], "predicted": c["predicted"],
+                        "map": amap, "boxes": boxes_by_id.get(c["image_id"], [])})
+    scores = score_maps(records)
+    scores["correct"] = [c["correct"] for c in chosen]
+    scores.insert(3, "target_class", [classes[c["target"]] for c in chosen])
+    scores.insert(4, "probability", [files[c["image_id"]][1].probability for c in chosen])
+    scores["overlay"] = [files[c["image_id"]][0] for c in chosen]
+    scores.to_csv(args.out / "scores.csv", index=False)
+    if boxes_by_id:
+        summarise_scores(scores, classes=classes).to_csv(args.out / "summary.csv", index=False)
+    first = next(iter(maps.values()))
+    (args.out / "explain.json").write_text(json.dumps(
+        {"run": str(args.run), "data": str(args.data), "method": args.method, "params": first.params,
+         "colour_scale": [vmin, vmax], "images": len(chosen), "boxes": str(boxes_path) if boxes_path else None},
+        indent=2))
+    print(f"wrote {len(chosen)} overlays, scores.csv{' and summary.csv' if boxes_by_id else ''} to {args.out}")
+    return 0

@@ -1,0 +1,130 @@
+"""The explainers the product offers, with their parameters described once for the UI, the CLI and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from core.errors import InputError
+from core.explain.gradcam import gradcam_attribution
+from core.explain.occlusion import BASELINES, DEFAULT_WINDOW, occlusion_attribution
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter of an explainer: enough for a widget (kind, default, bounds, choices) and for validation."""
+
+    name: str
+    kind: str  # "int" | "float" | "bool" | "choice" | "str"
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    affects_result: bool = True  # False: a speed knob, left out of the cache key
+
+    def coerce(self, value: Any) -> Any:
+        """`value` converted to this parameter's type; InputError naming the parameter when it does not fit."""
+        if value is None:
+            return None
+        try:
+            if self.kind == "int":
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                value = int(value)
+            elif self.kind == "float":
+                value = float(value)
+            elif self.kind == "bool":
+                if isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError
+                    value = value.lower() in ("true", "1", "yes")
+                value = bool(value)
+            else:
+                value = str(value)
+        except (TypeError, ValueError):
+            raise InputError(f"parameter {self.name!r} must be {self.kind}, got {value!r}") from None
+        if self.choices and value not in self.choices:
+            raise InputError(f"parameter {self.name!r} must be one of {', '.join(self.choices)}, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise InputError(f"parameter {self.name!r} must be at least {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise InputError(f"parameter {self.name!r} must be at most {self.maximum}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """A named attribution method: `compute(model, batch, target, preprocess=..., **params) -> dict` (see
+    occlusion_attribution) plus its parameter specs."""
+
+    name: str
+    title: str
+    description: str
+    params: tuple[ParamSpec, ...]
+    compute: Callable[..., dict]
+
+    def resolve_params(self, given: dict) -> dict:
+        """The given parameters validated and typed, unknown names refused (defaults left to the method)."""
+        specs = {spec.name: spec for spec in self.params}
+        unknown = sorted(set(given) - set(specs))
+        if unknown:
+            raise InputError(f"{self.name} has no parameter {', '.join(map(repr, unknown))}; "
+                             f"it takes {', '.join(specs)}")
+        return {name: specs[name].coerce(value) for name, value in given.items()}
+
+    def speed_only_params(self) -> set[str]:
+        return {spec.name for spec in self.params if not spec.affects_result}
+
+
+_MULTILABEL = ParamSpec("multilabel", "bool", False,
+                        "Sigmoid per class (multi-label tasks) instead of softmax over classes.")
+
+_EXPLAINERS: dict[str, Explainer] = {
+    "occlusion": Explainer(
+        name="occlusion",
+        title="Occlusion",
+        description=("Hides one square window of the image at a time and records how much the probability of the "
+                     "class drops: the bright regions are those the model needs (Kermany et al. 2018)."),
+        params=(
+            ParamSpec("window", "int", DEFAULT_WINDOW, "Side of the hidden square, in input pixels.", minimum=1),
+            ParamSpec("stride", "int", None, "Step between windows in pixels (default: half the window); "
+                      "smaller is finer and slower.", minimum=1),
+            ParamSpec("baseline", "choice", "black", "What fills the hidden window: black, the image's mean "
+                      "colour, or a blurred copy.", choices=BASELINES),
+            ParamSpec("blur_sigma", "float", None, "Blur strength for the blur baseline (default: window / 4).",
+                      minimum=0.0),
+            ParamSpec("perturbations_per_eval", "int", None, "Occluded copies per forward pass (default: sized "
+                      "to the device).", minimum=1, affects_result=False),
+            _MULTILABEL,
+        ),
+        compute=occlusion_attribution,
+    ),
+    "gradcam": Explainer(
+        name="gradcam",
+        title="Grad-CAM",
+        description=("Weights the feature maps of a late layer by the gradient of the class score and upsamples "
+                     "the result to the image: fast, coarse."),
+        params=(
+            ParamSpec("layer", "str", None, "Layer name (default: the last convolutional stage, or the last "
+                      "transformer block's tokens)."),
+            ParamSpec("guided", "bool", False, "Multiply with guided backpropagation for finer detail "
+                      "(ReLU networks)."),
+            ParamSpec("relu", "bool", True, "Keep only evidence for the class, as in the original Grad-CAM."),
+            _MULTILABEL,
+        ),
+        compute=gradcam_attribution,
+    ),
+}
+
+
+def list_explainers() -> list[Explainer]:
+    """Every explainer, in the order the UI shows them."""
+    return list(_EXPLAINERS.values())
+
+
+def get_explainer(name: str) -> Explainer:
+    try:
+        return _EXPLAINERS[name]
+    except KeyError:
+        raise InputError(f"unknown explanation method {name!r}; choose one of {', '.join(_EXPLAINERS)}") from None

@@ -1,0 +1,96 @@
+"""The `explain` command end to end: a tiny trained-format checkpoint, the synthetic demo with its lesion boxes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from core.errors import InputError
+from core.explain import cli
+
+CLASSES = ["CNV", "DME", "DRUSEN", "NORMAL"]
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.register(sub)
+    args = parser.parse_args(["explain", *argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from core.data.synthetic import generate_demo_dataset
+    from core.models import create_model, preprocess_config, save_checkpoint
+
+    root = tmp_path_factory.mktemp("explain-cli")
+    generate_demo_dataset(root / "demo", per_class=1, test_per_class=2, size=64, seed=0)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random init warns by design
+        model = create_model("test_efficientnet", len(CLASSES), pretrained=False).eval()
+    card = {"task": {"name": "oct-kermany"}, "classes": CLASSES,
+            "preprocessing": preprocess_config(model, image_size=32)}
+    save_checkpoint(model, root / "run" / "checkpoint", card)
+    return root
+
+
+def test_explain_writes_overlays_scores_and_a_summary(setup, tmp_path):
+    out = tmp_path / "out"
+    code = run(["--run", str(setup / "run"), "--data", str(setup / "demo" / "test"), "--method", "occlusion",
+                "--images", "5", "--window", "8", "--stride", "8", "--out", str(out), "--cache", str(tmp_path / "c")])
+    assert code == 0
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 5
+    assert {"image_id", "label", "predicted", "target_class", "probability", "correct", "n_boxes", "pointing_hit",
+            "positive_share", "overlay"} <= set(scores.columns)
+    assert scores["probability"].between(0, 1).all()
+    assert (scores["target_class"] == scores["predicted"]).all()
+    for name in scores["overlay"]:
+        png = Image.open(out / name)
+        assert png.mode == "RGB" and png.size == (64, 64)  # the original image's size, not the 32 px input
+    # the demo's lesions.csv was found beside test/: disease images have boxes, NORMAL ones none
+    diseased = scores[scores["label"] != "NORMAL"]
+    assert (diseased["n_boxes"] > 0).all()
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["outcome"]) == {"all", "correct", "misclassified"}
+    assert summary.loc[(summary["class"] == "all classes") & (summary["outcome"] == "all"), "n_images"].item() == len(
+        diseased)
+    meta = json.loads((out / "explain.json").read_text())
+    assert meta["params"]["window"] == 8 and meta["colour_scale"][1] > 0
+    # a second run reuses the cached maps and gives the same scores
+    assert run(["--run", str(setup / "run"), "--data", str(setup / "demo" / "test"), "--images", "5", "--window",
+                "8", "--stride", "8", "--out", str(tmp_path / "again"), "--cache", str(tmp_path / "c")]) == 0
+    again = pd.read_csv(tmp_path / "again" / "scores.csv")
+    np.testing.assert_allclose(again["positive_share"], scores["positive_share"])
+
+
+def test_explain_gradcam_misclassified_only(setup, tmp_path):
+    out = tmp_path / "out"
+    code = run(["--run", str(setup / "run"), "--data", str(setup / "demo" / "test"), "--method", "gradcam",
+                "--images", "2", "--misclassified", "--out", str(out)])
+    if code == 1:  # this random model got every image right: nothing to explain, nothing written
+        assert not (out / "scores.csv").exists()
+        return
+    scores = pd.read_csv(out / "scores.csv")
+    assert 1 <= len(scores) <= 2 and not scores["correct"].any()
+    assert json.loads((out / "explain.json").read_text())["params"]["layer"] == "bn2"
+
+
+def test_explain_input_errors(setup, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        run(["--run", str(tmp_path / "nope"), "--data", str(setup / "demo" / "test"), "--out", str(tmp_path)])
+    with pytest.raises(InputError, match="--images"):
+        run(["--run", str(setup / "run"), "--data", str(setup / "demo" / "test"), "--images", "0",
+             "--out", str(tmp_path)])
+    with pytest.raises(InputError, match="boxes CSV"):
+        run(["--run", str(setup / "run"), "--data", str(setup / "demo" / "test"), "--images", "1",
+             "--boxes", str(tmp_path / "none.csv"), "--out", str(tmp_path)])
