@@ -220,7 +220,7 @@ class Workspace:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         allowed = {"status", "started", "finished", "pid", "error", "best_metric", "best_metric_name", "device",
-                   "config", "name"}
+                   "config", "name", "task"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update run fields {sorted(unknown)}")

@@ -1,0 +1,170 @@
+"""Adding data to a workspace: uploads saved under generated names, server folders, registered splits.
+
+All or nothing: an upload is written to a fresh folder in the workspace's uploads folder, loaded with
+core.data.load_dataset and only then registered; on any failure that folder is removed and the registry is
+left as it was."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import BinaryIO
+
+from core.data.dataset import Dataset
+from core.data.loading import load_dataset
+from core.data.readers import read_path
+from core.data.tasks import Task, get_task, list_tasks, task_from_dict
+from core.errors import InputError
+from core.store import Workspace
+from core.store.workspace import new_id
+
+UPLOAD_TYPES = ("zip", "csv", "npz")
+MAX_PROBLEMS_KEPT = 200  # the registry keeps this many problem lines; the count is kept in full
+CSV_ALONE_HINT = ("A CSV manifest uploaded on its own brings no images: upload a zip holding the CSV together with "
+                  "its images, or register a server-side folder that holds both.")
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """The outcome of adding data: its registry id and row, the loaded Dataset, and whether the same content
+    was already registered (then nothing new was written)."""
+
+    dataset_id: str
+    record: dict
+    dataset: Dataset
+    reused: bool
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:32]
+
+
+def _task_arg(task: Task | str | None) -> Task | str | None:
+    return None if task in (None, "", "auto") else task
+
+
+def _register(ws: Workspace, ds: Dataset, *, name: str, source: Path, role: str, skip_bad: bool,
+              extra_meta: dict) -> Ingested:
+    """Register `ds`, unless the same content is already registered with this role and task."""
+    for row in ws.list_datasets(role=role):
+        if row["fingerprint"] == ds.fingerprint and row["task"] == ds.task.name:
+            return Ingested(row["id"], row, ds, reused=True)
+    meta = {"task_definition": ds.task.to_dict(), "skip_bad": bool(skip_bad), "n_problems": len(ds.problems),
+            "problems": ds.problems[:MAX_PROBLEMS_KEPT], "splits": ds.splits(),
+            "synthetic": False, **extra_meta}
+    dataset_id = ws.register_dataset(name=name, source=str(source), task=ds.task.name, fingerprint=ds.fingerprint,
+                                     n_images=len(ds), role=role, meta=meta)
+    return Ingested(dataset_id, ws.get_dataset(dataset_id), ds, reused=False)
+
+
+def _save(data: bytes | BinaryIO, target: Path) -> None:
+    with open(target, "xb") as out:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            out.write(data)
+        else:
+            if hasattr(data, "seek"):
+                data.seek(0)
+            shutil.copyfileobj(data, out, length=1 << 20)
+
+
+def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role: str = "test_set",
+                  task: Task | str | None = None, name: str | None = None, skip_bad: bool = False) -> Ingested:
+    """Store an uploaded zip / CSV manifest / MedMNIST .npz in the workspace and register it.
+
+    The user's file name is used for its extension and as a display name only: the bytes go to
+    uploads/upload-<time>-<slug>-<random>/ under a generated name. A zip is extracted (safely) next to it
+    and the extracted folder is what gets registered. On any error everything written is removed."""
+    suffix = PurePath(str(file_name)).suffix.lower().lstrip(".")
+    if suffix not in UPLOAD_TYPES:
+        raise InputError(f"{file_name}: unsupported upload type {('.' + suffix) if suffix else '(none)'}; "
+                         f"upload a .zip (class folders, or images + CSV), a .csv manifest or a MedMNIST .npz")
+    stem = _slug(PurePath(str(file_name)).stem) or "upload"
+    folder = ws.uploads_dir / new_id("upload", stem)
+    folder.mkdir(parents=True, exist_ok=False)
+    # The stem is kept (slugged) because readers recognise some files by name (e.g. pneumoniamnist*.npz).
+    saved = folder / f"{stem}.{suffix}"
+    try:
+        try:
+            _save(data, saved)
+        except OSError as exc:
+            raise InputError(f"{file_name}: could not store the upload in {ws.uploads_dir} "
+                             f"({exc.strerror or exc})") from None
+        task_arg = _task_arg(task)
+        if suffix == "zip":
+            extracted = folder / "data"
+            ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted)
+            saved.unlink()  # the extracted folder is the data from now on
+            source = extracted
+        elif suffix == "csv":
+            try:
+                # confined: an uploaded manifest may not point at files elsewhere on this machine.
+                ds = read_path(saved, task_arg, skip_bad=skip_bad, confined=True)
+            except InputError as exc:
+                raise InputError(f"{exc} {CSV_ALONE_HINT}") from None
+            source = saved
+        else:
+            ds = load_dataset(saved, task_arg, skip_bad=skip_bad)
+            source = saved
+        result = _register(ws, ds, name=(name or PurePath(str(file_name)).name).strip(), source=source, role=role,
+                           skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix})
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if result.reused:
+        shutil.rmtree(folder, ignore_errors=True)  # same content already registered: keep no second copy
+    return result
+
+
+def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set", task: Task | str | None = None,
+                    name: str | None = None, skip_bad: bool = False) -> Ingested:
+    """Register a dataset folder that already lives on this server (read in place, nothing copied)."""
+    text = str(folder or "").strip()
+    if not text:
+        raise InputError("folder path: enter the path of a folder on the server")
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InputError(f"{path}: no such folder on the server")
+    if not path.is_dir():
+        raise InputError(f"{path}: is a file, not a folder; give the folder that holds the class folders "
+                         "or the CSV manifest with its images")
+    path = path.resolve()
+    ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad)
+    return _register(ws, ds, name=(name or path.name).strip(), source=path, role=role, skip_bad=skip_bad,
+                     extra_meta={"format": "folder"})
+
+
+def register_split(ws: Workspace, dataset_id: str, split: str = "test") -> Ingested:
+    """Register one split of a registered dataset (e.g. its test folder) as a test set of its own."""
+    record = _record(ws, dataset_id)
+    ds = load_registered(ws, dataset_id).split_named(split)
+    return _register(ws, ds, name=f"{record['name']} - {split} split", source=Path(record["source"]),
+                     role="test_set", skip_bad=bool(record["meta"].get("skip_bad")),
+                     extra_meta={"split": split, "parent_dataset": dataset_id,
+                                 "synthetic": bool(record["meta"].get("synthetic"))})
+
+
+def _record(ws: Workspace, dataset_id: str) -> dict:
+    record = ws.get_dataset(dataset_id)
+    if record is None:
+        raise InputError(f"no dataset or test set with id {dataset_id!r} in workspace {ws.root}")
+    return record
+
+
+def registered_task(record: dict) -> Task:
+    """The task a registered dataset was read with (presets by name; custom tasks from their saved definition)."""
+    if record["task"] in list_tasks():
+        return get_task(record["task"])
+    definition = record["meta"].get("task_definition")
+    if definition:
+        return task_from_dict(definition, source=f"dataset {record['id']}")
+    return get_task(record["task"])
+
+
+def load_registered(ws: Workspace, dataset_id: str) -> Dataset:
+    """Load a registered dataset or test set as it was registered: same task, skip_bad setting and split."""
+    record = _record(ws, dataset_id)
+    meta = record["meta"]
+    ds = load_dataset(record["source"], registered_task(record), skip_bad=bool(meta.get("skip_bad")))
+    return ds.split_named(meta["split"]) if meta.get("split") else ds

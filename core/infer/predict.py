@@ -1,0 +1,218 @@
+"""predict(): a model's probabilities for every image of a dataset, as a cached parquet predictions table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.data import Dataset, load_dataset
+from core.data.tasks import Task, task_from_dict
+from core.errors import InputError
+from core.store import Workspace
+
+META_KEY = b"core"
+
+
+def read_predictions(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """The predictions table and its metadata (task dict, run_id, dataset_id, classes, created, ...)."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: not a readable predictions table ({exc})") from None
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    meta = json.loads(raw) if raw else {}
+    return table.to_pandas(), meta
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
+    """(run id, model.safetensors path) for a run id, run folder, checkpoint folder or .safetensors file."""
+    from core.models import find_checkpoint
+
+    text = str(run_or_checkpoint)
+    run = ws.get_run(text) if "/" not in text and os.sep not in text else None
+    if run is not None:
+        return run["id"], find_checkpoint(run["run_dir"])
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InputError(f"{text}: neither a run id in workspace {ws.root} nor an existing run/checkpoint path")
+    weights = find_checkpoint(path)
+    # A run folder of this workspace keeps its run id; any other checkpoint is named by its content.
+    for candidate in (path, weights.parent, weights.parent.parent):
+        run = ws.get_run(candidate.name)
+        if run is not None and Path(run["run_dir"]).resolve() == candidate.resolve():
+            return run["id"], weights
+    return f"ckpt-{_sha256(weights)[:16]}", weights
+
+
+def _resolve_dataset(ws: Workspace, dataset, task: Task | None) -> tuple[Dataset, str | None]:
+    """(Dataset, registry dataset id if the argument named one) for a Dataset, a path or a dataset id."""
+    if isinstance(dataset, Dataset):
+        return dataset, None
+    text = str(dataset)
+    record = ws.get_dataset(text) if not Path(text).exists() else None
+    if record is not None:
+        from core.data.ingest import load_registered
+
+        # As registered: its own task (custom tasks too), skip-bad setting and split.
+        return load_registered(ws, record["id"]), record["id"]
+    if not Path(text).expanduser().exists():
+        raise InputError(f"{text}: neither a dataset id in workspace {ws.root} nor an existing path")
+    return load_dataset(text, task), None
+
+
+def _dataset_id(ws: Workspace, ds: Dataset) -> str:
+    """The registry id of a dataset with this content (test sets first), else one named by the fingerprint."""
+    matches = [d for d in ws.list_datasets() if d["fingerprint"] == ds.fingerprint]
+    matches.sort(key=lambda d: d["role"] != "test_set")
+    return matches[0]["id"] if matches else f"fp-{ds.fingerprint[:16]}"
+
+
+def _align_to_model(ds: Dataset, card: dict, task: Task) -> Dataset:
+    """The dataset labelled in the model's classes: binary models see their two sides only; otherwise every
+    label must be one of the model's classes."""
+    from core.train.plan import relabel_binary
+
+    if card.get("binary"):
+        return relabel_binary(ds, card["binary"], task)
+    if task.kind == "multilabel":
+        missing = [c for c in task.classes if c not in ds.table.columns]
+        if missing:
+            raise InputError(f"{ds.source}: no label columns {missing} that the model predicts")
+        return ds if ds.task.classes == task.classes else Dataset(ds.table, task, ds.source, ds.problems, ds.root)
+    unknown = sorted(set(ds.table["label"]) - set(task.classes))
+    if unknown:
+        raise InputError(f"{ds.source}: labels {unknown[:5]} are not classes of the model ({list(task.classes)})")
+    return ds if ds.task.classes == task.classes else Dataset(ds.table, task, ds.source, ds.problems, ds.root)
+
+
+def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, batch_size: int,
+               num_workers: int | None, progress: Callable[[int, int], None] | None) -> np.ndarray:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from core.data.torch_data import ImageTableDataset
+    from core.models import build_transform
+    from core.train.features import auto_workers
+    from core.train.recipe import amp_dtype, resolve_device, set_threads
+
+    set_threads()
+    dev = resolve_device(device)
+    dtype = amp_dtype("auto", dev)
+    channels_last = dev.type == "cuda"
+    model.eval().to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    workers = auto_workers(len(ds)) if num_workers is None else num_workers
+    loader = DataLoader(ImageTableDataset(ds, build_transform(preprocessing, train=False)), batch_size=batch_size,
+                        shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda",
+                        prefetch_factor=4 if workers else None)
+    out, done = [], 0
+    with torch.inference_mode():
+        for x, _ in loader:
+            x = x.to(dev, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(x).float()
+            probs = torch.sigmoid(logits) if kind == "multilabel" else torch.softmax(logits, dim=1)
+            out.append(probs.cpu().numpy())
+            done += len(x)
+            if progress is not None:
+                progress(done, len(ds))
+    return np.concatenate(out) if out else np.zeros((0, int(model.num_classes)))
+
+
+def predictions_frame(ds: Dataset, task: Task, probs: np.ndarray) -> pd.DataFrame:
+    """The predictions table: image_id, label, patient_id, prob_<class>..., predicted (+ true_<class>)."""
+    table = ds.table
+    frame = pd.DataFrame({"image_id": table["image_id"].astype(str).to_numpy(),
+                          "label": table["label"].astype(str).to_numpy(),
+                          "patient_id": table["patient_id"].astype(object).to_numpy()})
+    for j, cls in enumerate(task.classes):
+        frame[f"prob_{cls}"] = probs[:, j].astype(np.float64) if len(probs) else np.zeros(0)
+    names = np.asarray(task.classes, dtype=object)
+    if task.kind == "multilabel":
+        frame["predicted"] = ["|".join(names[row >= 0.5]) for row in probs]
+        for cls in task.classes:
+            frame[f"true_{cls}"] = table[cls].astype(int).to_numpy()
+    else:
+        frame["predicted"] = names[probs.argmax(axis=1)] if len(probs) else np.array([], dtype=object)
+    return frame
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path, meta: dict) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None = None,
+            progress: Callable[[int, int], None] | None = None, *, dataset_id: str | None = None,
+            split: str | None = None, batch_size: int = 64, num_workers: int | None = None, device: str = "auto",
+            use_cache: bool = True) -> pd.DataFrame:
+    """Probabilities of a trained model for every image of `dataset` (a Dataset, a path or a dataset id).
+
+    The table is written to the workspace (predictions/<run>__<dataset>.parquet) and registered; a later call
+    for the same model and test set returns it without running the model. `split` restricts to one split.
+    `frame.attrs` holds the table's path, its metadata and whether it came from the cache."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    run_id, weights = _resolve_model(ws, run_or_checkpoint)
+    card = json.loads((weights.parent / "model_card.json").read_text())
+    task = task_from_dict(card.get("task") or {"classes": card.get("classes") or []}, source="model card")
+    source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
+    ds, registered_id = _resolve_dataset(ws, dataset, source_task)
+    if split:
+        ds = ds.split_named(split)
+    dataset_id = dataset_id or (registered_id if not split else None) or _dataset_id(ws, ds)
+    checkpoint_sha = _sha256(weights)
+    path = ws.predictions_path(run_id, dataset_id)
+    if use_cache:
+        record = ws.find_predictions(run_id, dataset_id)
+        if record is not None and Path(record["path"]).exists():
+            frame, meta = read_predictions(record["path"])
+            if meta.get("checkpoint_sha256") == checkpoint_sha and meta.get("dataset_fingerprint") == ds.fingerprint:
+                if progress is not None:
+                    progress(len(frame), len(frame))
+                frame.attrs.update(path=str(record["path"]), meta=meta, cached=True)
+                return frame
+    from core.models import load_checkpoint
+
+    model, card = load_checkpoint(weights)
+    aligned = _align_to_model(ds, card, task)
+    probs = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size, num_workers, progress)
+    frame = predictions_frame(aligned, task, probs)
+    meta = {"task": task.to_dict(), "run_id": run_id, "dataset_id": dataset_id, "classes": list(task.classes),
+            "created": time.time(), "checkpoint_sha256": checkpoint_sha, "dataset_fingerprint": ds.fingerprint,
+            "source": ds.source, "split": split, "n_excluded": int(len(ds) - len(aligned)),
+            "backbone": card.get("backbone")}
+    _write_parquet(frame, path, meta)
+    ws.record_predictions(run_id, dataset_id, path, len(frame))
+    frame.attrs.update(path=str(path), meta=meta, cached=False)
+    return frame

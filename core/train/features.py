@@ -1,0 +1,167 @@
+"""The bottleneck-feature cache: each image's pooled backbone features computed once and kept on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+
+from core.data import Dataset
+from core.data.torch_data import ImageTableDataset
+from core.train.distributed import SINGLE, DistInfo, all_gather_objects
+
+CACHE_VERSION = 1
+
+
+def feature_cache_key(fingerprint: str, backbone: str, weights_source: str, preprocessing: dict,
+                      weights_digest: str | None = None, precision: str = "float32") -> str:
+    """sha256 of what determines the features: the data, the backbone and its weights, the preprocessing, and
+    the arithmetic (bf16 features from a GPU run are not the float32 ones a CPU run would compute)."""
+    payload = {"version": CACHE_VERSION, "fingerprint": fingerprint, "backbone": backbone,
+               "weights_source": weights_source, "weights_digest": weights_digest, "precision": precision,
+               "preprocessing": {k: list(v) if isinstance(v, tuple) else v for k, v in preprocessing.items()}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """workspace/cache/features/<key>.safetensors: a (n, dim) float32 matrix and, in its metadata, the
+    image ids of its rows. Written atomically (temp file + rename), so readers never see half a file."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.safetensors"
+
+    def load(self, key: str) -> tuple[list[str], torch.Tensor] | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                ids = json.loads(fh.metadata()["image_ids"])
+                features = fh.get_tensor("features")
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
+            return None
+        if len(ids) != len(features):
+            return None
+        return ids, features
+
+    def save(self, key: str, ids: list[str], features: torch.Tensor, info: dict) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path(key)
+        handle, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
+        os.close(handle)
+        try:
+            save_file({"features": features.contiguous().float()}, tmp,
+                      metadata={"image_ids": json.dumps(ids), "info": json.dumps(info)})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        # A readable note beside it: what these features are (the ids live in the safetensors metadata).
+        (self.root / f"{key}.json").write_text(json.dumps({**info, "n_images": len(ids), "updated": time.time()},
+                                                          indent=2))
+        return path
+
+
+def auto_workers(n_images: int) -> int:
+    """DataLoader workers: none for tiny jobs (process start-up costs more), else up to 4 spare cores."""
+    cpus = os.cpu_count() or 1
+    return 0 if n_images < 256 or cpus < 2 else min(4, cpus - 1)
+
+
+@torch.inference_mode()
+def extract_features(model: torch.nn.Module, ds: Dataset, rows: np.ndarray, transform, device: torch.device,
+                     batch_size: int = 64, num_workers: int | None = None, amp_dtype: torch.dtype | None = None,
+                     channels_last: bool = False,
+                     progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> torch.Tensor | None:
+    """Pooled features (len(rows), dim) on the CPU, in row order; None if stopped part-way."""
+    model.eval()
+    workers = auto_workers(len(rows)) if num_workers is None else num_workers
+    loader = DataLoader(ImageTableDataset(ds, transform, indices=rows), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False)
+    chunks, done = [], 0
+    for images, _ in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            chunks.append(model(images).float().cpu())
+        done += len(images)
+        if progress is not None:
+            progress(done, len(rows))
+        if should_stop is not None and should_stop():
+            return None
+    dim = int(getattr(model, "num_features", 0))
+    return torch.cat(chunks) if chunks else torch.zeros((0, dim))
+
+
+def cached_features(cache: FeatureCache, key: str, info: dict, model: torch.nn.Module, ds: Dataset,
+                    rows: np.ndarray, transform, device: torch.device, dist: DistInfo = SINGLE,
+                    **extract_kwargs) -> tuple[torch.Tensor | None, dict]:
+    """Features for ds's `rows` (in that order): read from the cache, computing and adding only missing images.
+
+    Under torchrun each rank computes a share of the missing images; all ranks get the full matrix.
+    Returns (features or None if stopped, stats {"cached": n, "computed": n, "seconds": s})."""
+    start = time.perf_counter()
+    ids = ds.table["image_id"].to_numpy()[rows].tolist()
+    if not ids:
+        return torch.zeros((0, int(getattr(model, "num_features", 0)))), {"cached": 0, "computed": 0, "seconds": 0.0}
+    stored = cache.load(key)
+    known: dict[str, int] = {} if stored is None else {i: j for j, i in enumerate(stored[0])}
+    missing = [r for r, i in zip(rows, ids, strict=True) if i not in known]
+    new = torch.zeros((0, 0))
+    if missing:
+        mine = np.asarray(missing[dist.rank::dist.world_size], dtype=np.int64)
+        part = extract_features(model, ds, mine, transform, device, **extract_kwargs)
+        stopped = all_gather_objects(part is None, dist)
+        if any(stopped):
+            return None, {}
+        parts = all_gather_objects(part, dist)
+        # Undo the strided sharding: rank r computed missing[r::world].
+        order = np.concatenate([np.arange(len(missing))[r::dist.world_size] for r in range(dist.world_size)])
+        new = torch.empty((len(missing), parts[0].shape[1]))
+        new[torch.from_numpy(order)] = torch.cat(parts)
+        new_ids = ds.table["image_id"].to_numpy()[missing].tolist()
+        if dist.is_main:
+            # Re-read before writing: another run may have added images meanwhile; keep the union.
+            latest = cache.load(key)
+            base_ids, base = (latest if latest is not None else ([], torch.zeros((0, new.shape[1]))))
+            replaced = set(new_ids)
+            keep = [j for j, i in enumerate(base_ids) if i not in replaced]
+            all_ids = [base_ids[j] for j in keep] + new_ids
+            cache.save(key, all_ids, torch.cat([base[keep], new]) if keep else new, info)
+    # Assemble in the requested order with two vectorised gathers (cached rows, freshly computed rows).
+    dim = new.shape[1] if missing else stored[1].shape[1]
+    features = torch.empty((len(ids), dim))
+    fresh = {i: j for j, i in enumerate(ds.table["image_id"].to_numpy()[missing].tolist())} if missing else {}
+    from_new = [(k, fresh[i]) for k, i in enumerate(ids) if i in fresh]
+    from_old = [(k, known[i]) for k, i in enumerate(ids) if i not in fresh]
+    if from_new:
+        dst, src = (torch.tensor(v) for v in zip(*from_new, strict=True))
+        features[dst] = new[src]
+    if from_old:
+        dst, src = (torch.tensor(v) for v in zip(*from_old, strict=True))
+        features[dst] = stored[1][src]
+    return features, {"cached": len(ids) - len(missing), "computed": len(missing),
+                      "seconds": time.perf_counter() - start}

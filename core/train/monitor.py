@@ -1,0 +1,98 @@
+"""What a live view of a run shows, read from its events: phase, progress, ETA, images/s and the curves table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from core.train.smoothing import DEFAULT_SMOOTHING, ema_smooth
+
+CURVE_METRICS = ("loss", "accuracy")
+CURVE_COLUMNS = ["split", "metric", "step", "epoch", "value", "smoothed"]
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a run stands. `fraction` in [0, 1] of the current phase; None when unknown."""
+
+    phase: str                  # "waiting", "extracting features", "training", "finished"
+    fraction: float | None
+    done: int | None
+    total: int | None
+    eta_s: float | None
+    images_per_s: float | None
+    epoch: int | None
+    message: str | None         # the latest status message (e.g. "waiting for a free device slot")
+    device: str | None
+    latest_val: dict | None     # the last validation epoch record (scores by name)
+
+
+def _number(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def run_progress(events: list[dict], status: str | None = None) -> RunProgress:
+    """Summarise a run's events for a progress bar. `status` is the registry status, when known."""
+    steps = [e for e in events if e.get("type") == "step"]
+    extracts = [e for e in events if e.get("type") == "extract"]
+    statuses = [e for e in events if e.get("type") == "status"]
+    vals = [e for e in events if e.get("type") == "epoch" and e.get("split") == "val"]
+    trains = [e for e in events if e.get("type") == "epoch" and e.get("split") == "train"]
+    message = next((e.get("message") or e.get("error") for e in reversed(statuses)
+                    if e.get("message") or e.get("error")), None)
+    device = next((e.get("device") for e in reversed(statuses) if e.get("device")), None)
+    latest_val = {k: v for k, v in vals[-1].items() if k not in ("type", "time")} if vals else None
+    epoch = max([int(e.get("epoch") or 0) for e in steps + trains], default=0) or None
+    images_per_s = _number(steps[-1].get("images_per_s")) if steps else None
+    common = dict(message=message, device=device, latest_val=latest_val, epoch=epoch, images_per_s=images_per_s)
+
+    if status in ("succeeded", "failed", "cancelled"):
+        done = int(steps[-1].get("step") or 0) if steps else None
+        total = int(steps[-1].get("total_steps") or 0) if steps else None
+        return RunProgress("finished", 1.0 if status == "succeeded" else
+                           (done / total if done is not None and total else None), done, total, 0.0, **common)
+    last_extract_time = extracts[-1].get("time", 0) if extracts else None
+    last_step_time = steps[-1].get("time", 0) if steps else None
+    if extracts and (last_step_time is None or last_extract_time > last_step_time):
+        done, total = int(extracts[-1].get("done") or 0), int(extracts[-1].get("total") or 0)
+        first = extracts[0]
+        eta = None
+        elapsed = float(extracts[-1].get("time", 0)) - float(first.get("time", 0))
+        gained = done - int(first.get("done") or 0)
+        if gained > 0 and elapsed > 0 and total:
+            rate = gained / elapsed
+            eta = (total - done) / rate
+            common["images_per_s"] = rate
+        return RunProgress("extracting features", done / total if total else None, done, total, eta, **common)
+    if steps:
+        done, total = int(steps[-1].get("step") or 0), int(steps[-1].get("total_steps") or 0)
+        return RunProgress("training", min(1.0, done / total) if total else None, done, total,
+                           _number(steps[-1].get("eta_s")), **common)
+    return RunProgress("waiting", None, None, None, None, **common)
+
+
+def training_curves(events: list[dict], smoothing: float = DEFAULT_SMOOTHING) -> pd.DataFrame:
+    """Long table of loss and accuracy against the optimisation step, for train (per step record) and
+    validation (per epoch), each with its TensorBoard-style smoothed value."""
+    rows = []
+    for e in events:
+        kind, split = e.get("type"), e.get("split")
+        if not ((kind == "step" and split == "train") or (kind == "epoch" and split == "val")):
+            continue
+        for metric in CURVE_METRICS:
+            value = _number(e.get(metric))
+            if value is not None and e.get("step") is not None:
+                rows.append({"split": "validation" if split == "val" else "train", "metric": metric,
+                             "step": int(e["step"]), "epoch": e.get("epoch"), "value": value})
+    frame = pd.DataFrame(rows, columns=CURVE_COLUMNS[:-1])
+    frame = frame.sort_values(["split", "metric", "step"], kind="stable").reset_index(drop=True)
+    frame["smoothed"] = pd.Series(dtype=float)
+    for _, index in frame.groupby(["split", "metric"]).groups.items():
+        frame.loc[index, "smoothed"] = ema_smooth(frame.loc[index, "value"].to_numpy(), smoothing)
+    return frame[CURVE_COLUMNS]
