@@ -113,11 +113,29 @@ def load_predictions(path: str | Path):
     return _read_predictions(str(path), path.stat().st_mtime)
 
 
+def reader_in_study(ws: Workspace) -> bool:
+    """True while this browser session belongs to a reader who has not finished their study (blinding)."""
+    session = st.session_state.get("reader_session")
+    if not session:
+        return False
+    from core.readers import progress
+
+    try:
+        return not progress(ws, session["study_id"], session["reader_id"]).done
+    except Exception:  # study gone (other workspace): nothing to protect
+        return False
+
+
 def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
     """Pick a run x test set that has predictions; the choice follows the user across pages.
     Returns the predictions registry row plus 'frame', 'meta', 'task', 'run' and 'test_set', or None."""
     from core.data.tasks import get_task, task_from_dict
 
+    if reader_in_study(ws):
+        st.warning("You are taking part in a reader study that you have not finished. Model outputs and other "
+                   "readers' results stay hidden until you finish (or end early) on the **Reader study** page.",
+                   icon=":material/visibility_off:")
+        return None
     rows = ws.list_predictions()
     if not rows:
         st.info("No predictions yet. Train a model on the **Train** page, then run it on a test set on the "

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.errors import InputError
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, workspace_root
+from dashboard.demo_ui import demo_path
 
 st.image(str(ROOT / "assets" / "logo.svg"), width=260)
 st.markdown(
@@ -56,6 +57,9 @@ st.markdown(
     "3. Read its performance, adjust the penalty matrix, compare it with simulated expert readers, and look "
     "at the saliency maps of its mistakes."
 )
+
+if demo.get("registered"):
+    demo_path(ws, demo)
 
 
 def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:

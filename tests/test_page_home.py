@@ -30,3 +30,28 @@ def test_home_rejects_a_file_as_workspace(workspace, monkeypatch, tmp_path):
     at.text_input(key="workspace_input").input(str(not_a_folder))
     at.button(key="open_workspace").click().run()
     assert any("not a folder" in e.value for e in at.error)
+
+
+def test_try_the_demo_starts_the_default_run(workspace, monkeypatch):
+    import time
+
+    from core.train import cancel_run, reconcile_runs
+
+    monkeypatch.setenv("CORE_DEMO_PER_CLASS", "3")
+    monkeypatch.setenv("CORE_DEMO_SIZE", "48")
+    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    at.button(key="demo_train").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = workspace.list_runs()
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["backbone"] == "tf_efficientnet_lite0" and run["mode"] == "features"
+    assert run["config"]["extra"]["demo"] is True
+    cancel_run(run["id"], workspace)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        reconcile_runs(workspace)
+        if workspace.get_run(run["id"])["status"] in ("cancelled", "succeeded", "failed"):
+            break
+        time.sleep(1)
+    assert workspace.get_run(run["id"])["status"] in ("cancelled", "succeeded")

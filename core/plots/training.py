@@ -1,0 +1,42 @@
+"""Training-curve figures: loss and accuracy against the step, raw (faint) and smoothed, train and validation."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# Okabe-Ito blue and orange: distinguishable with every common colour-vision deficiency.
+SPLIT_COLOURS = {"train": "#0072B2", "validation": "#E69F00"}
+_PANELS = (("loss", "Loss (cross-entropy)"), ("accuracy", "Accuracy (fraction correct)"))
+
+
+def training_curves_figure(curves: pd.DataFrame, smoothing: float | None = None, height: int = 340) -> go.Figure:
+    """Two panels (loss, accuracy) from core.train.monitor.training_curves' table. Draws, computes nothing."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[title for _, title in _PANELS], horizontal_spacing=0.1)
+    for col, (metric, _title) in enumerate(_PANELS, start=1):
+        for split, colour in SPLIT_COLOURS.items():
+            part = curves[(curves["metric"] == metric) & (curves["split"] == split)]
+            if part.empty:
+                continue
+            # Validation has one point per epoch, and short runs few train points: draw those as markers too.
+            markers = split == "validation" or len(part) <= 30
+            fig.add_trace(go.Scatter(
+                x=part["step"], y=part["value"], mode="lines+markers" if markers else "lines",
+                line={"color": colour, "width": 1}, opacity=0.3, name=f"{split} (raw)", legendgroup=f"{split}-raw",
+                showlegend=col == 1, hovertemplate=f"{split} {metric} (raw)<br>step %{{x}}: %{{y:.4f}}<extra></extra>",
+            ), row=1, col=col)
+            fig.add_trace(go.Scatter(
+                x=part["step"], y=part["smoothed"], mode="lines+markers" if markers else "lines",
+                line={"color": colour, "width": 2.5}, name=f"{split} (smoothed)", legendgroup=f"{split}-smoothed",
+                showlegend=col == 1,
+                hovertemplate=f"{split} {metric} (smoothed)<br>step %{{x}}: %{{y:.4f}}<extra></extra>",
+            ), row=1, col=col)
+        fig.update_xaxes(title_text="Optimisation step (batches)", row=1, col=col)
+    fig.update_yaxes(title_text="Loss", row=1, col=1)
+    fig.update_yaxes(title_text="Accuracy (0-1)", range=[0, 1.02], row=1, col=2)
+    caption = f" - smoothing {smoothing:g} (TensorBoard-style debiased EMA)" if smoothing is not None else ""
+    fig.update_layout(height=height, margin={"l": 50, "r": 20, "t": 60, "b": 40},
+                      legend={"orientation": "h", "y": -0.25}, title={"text": "Training curves" + caption,
+                                                                     "font": {"size": 14}})
+    return fig

@@ -1,0 +1,90 @@
+"""The home page's "Try the demo" path: one click per step, each step showing where the demo stands."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import InputError
+from core.store import Workspace
+from dashboard.common import ROOT, remember_selection
+
+
+def _page(filename: str) -> str:
+    return str(ROOT / "pages" / filename)
+
+
+def _demo_runs(ws: Workspace) -> list[dict]:
+    return [r for r in ws.list_runs() if (r.get("config") or {}).get("extra", {}).get("demo")]
+
+
+def demo_path(ws: Workspace, demo: dict) -> None:
+    """Show the next step of the demo with a button that does it."""
+    from core.train import launch_run, reconcile_runs
+    from core.train.demo import demo_run_config
+
+    reconcile_runs(ws)
+    runs = _demo_runs(ws)
+    done = [r for r in runs if r["status"] == "succeeded"]
+    active = [r for r in runs if r["status"] in ("queued", "running")]
+    test_set_id = demo["test_set_id"]
+    step1, step2, step3 = st.columns(3)
+
+    with step1:
+        st.markdown("**1. Train**")
+        if done:
+            st.success(f"Trained: {done[0]['best_metric_name'] or 'metric'} "
+                       f"{(done[0]['best_metric'] or float('nan')):.3f} on validation", icon=":material/check:")
+        elif active:
+            st.info(f"Training ({active[0]['status']})...", icon=":material/hourglass_top:")
+            st.page_link(_page("train.py"), label="Follow it live on the Train page", icon=":material/monitoring:")
+        else:
+            if st.button("Train the demo model", type="primary", key="demo_train", icon=":material/rocket_launch:"):
+                try:
+                    run_id = launch_run(demo_run_config(ws), ws)
+                except InputError as exc:
+                    st.error("The demo run could not start.")
+                    st.text(str(exc))
+                else:
+                    st.session_state["train_selected_run"] = run_id
+                    st.switch_page(_page("train.py"))
+            st.caption("EfficientNet-Lite0 with its ImageNet weights, frozen; only a new head is trained.")
+
+    with step2:
+        st.markdown("**2. Test**")
+        evaluated = done and ws.find_predictions(done[0]["id"], test_set_id) is not None
+        if evaluated:
+            st.success("Predictions on the demo test split are ready.", icon=":material/check:")
+        elif done:
+            if st.button("Run it on the demo test split", type="primary", key="demo_predict",
+                         icon=":material/play_arrow:"):
+                from core.infer import predict
+
+                bar = st.progress(0.0, text="Running the model on the test split...")
+                try:
+                    predict(done[0]["id"], test_set_id, workspace=ws,
+                            progress=lambda d, t: bar.progress(min(1.0, d / max(t, 1)),
+                                                               text=f"Running the model: {d}/{t} images"))
+                except InputError as exc:
+                    st.error("Inference failed.")
+                    st.text(str(exc))
+                else:
+                    remember_selection(run_id=done[0]["id"], test_set_id=test_set_id)
+                    st.rerun()
+                finally:
+                    bar.empty()
+        else:
+            st.caption("After training.")
+
+    with step3:
+        st.markdown("**3. Evaluate**")
+        if evaluated:
+            if st.session_state.get("run_id") is None:
+                remember_selection(run_id=done[0]["id"], test_set_id=test_set_id)
+            for filename, label, icon in (("performance.py", "Performance", ":material/monitoring:"),
+                                          ("penalties.py", "Penalties", ":material/balance:"),
+                                          ("experts.py", "Experts vs model", ":material/groups:"),
+                                          ("explain.py", "Explain mistakes", ":material/image_search:")):
+                if (ROOT / "pages" / filename).is_file():
+                    st.page_link(_page(filename), label=label, icon=icon)
+        else:
+            st.caption("After testing.")

@@ -1,0 +1,177 @@
+"""Widgets shared by the evaluation pages: operating-point controls, interval cards and tables, case thumbnails."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.errors import InputError
+from core.metrics import BinaryScores, Interval, OperatingPoint
+from dashboard.common import remember_selection
+
+RULES = {
+    "threshold": "Threshold on the score",
+    "sensitivity": "Target sensitivity",
+    "specificity": "Target specificity",
+    "youden": "Youden's J (best sensitivity + specificity)",
+}
+THUMBNAIL_PX = 128
+
+
+# Characters that can start markup inside a sentence (emphasis, code, links, HTML-like tags, tables, maths).
+_MARKDOWN_SPECIAL = "\\`*_[]<>|~$#"
+
+
+def plain(text) -> str:
+    """User text (file, run or class names) escaped for st.markdown / st.caption: shown as typed, never as markup."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
+
+
+def synthetic_notice(selection: dict) -> None:
+    """Say so when the test set (or the run's training data) is synthetic."""
+    test_meta = (selection.get("test_set") or {}).get("meta") or {}
+    if test_meta.get("synthetic"):
+        st.info("This test set is **synthetic** (procedurally generated images, no real patient): the numbers "
+                "show how the product works, not how a model would perform in a clinic.", icon=":material/science:")
+
+
+def _fmt(value: float, percent: bool) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a" if value is None or math.isnan(value) else ("∞" if value > 0 else "-∞")
+    return f"{value:.1%}" if percent else f"{value:.3f}"
+
+
+def interval_text(interval: Interval, percent: bool = True) -> str:
+    """'91.2% (95% CI 89.0%-93.1%)', or the value with the reason it has no interval."""
+    if interval.value is None or math.isnan(interval.value):
+        return "n/a" + (f": {interval.reason}" if interval.reason else "")
+    return (f"{_fmt(interval.value, percent)} ({interval.confidence:.0%} CI {_fmt(interval.low, percent)}"
+            f"-{_fmt(interval.high, percent)})")
+
+
+def metric_card(container, label: str, interval: Interval | None, percent: bool = True, help: str | None = None,
+                value: float | None = None) -> None:
+    """A headline number with its interval written underneath (and the method in the tooltip)."""
+    if interval is None:
+        container.metric(label, _fmt(value, percent) if value is not None else "n/a", help=help)
+        return
+    method = f"{interval.confidence:.0%} interval: {interval.method}" + (f". {interval.reason}" if interval.reason
+                                                                           else "")
+    container.metric(label, _fmt(interval.value, percent), help=(help + "\n\n" if help else "") + method)
+    if interval.value is not None and math.isfinite(interval.value):
+        container.caption(f"{interval.confidence:.0%} CI {_fmt(interval.low, percent)} to "
+                          f"{_fmt(interval.high, percent)}")
+    elif interval.reason:
+        container.caption(interval.reason)
+
+
+def with_interval_text(frame: pd.DataFrame, metrics: Sequence[str], percent: bool = True) -> pd.DataFrame:
+    """A display copy where each `metric`, `metric_low`, `metric_high` triple becomes one 'value (low-high)' column."""
+    out = frame.copy()
+    for name in metrics:
+        if name not in out:
+            continue
+        low, high = out.get(f"{name}_low"), out.get(f"{name}_high")
+        texts = []
+        for i in range(len(out)):
+            value = out[name].iloc[i]
+            text = _fmt(float(value), percent)
+            if low is not None and high is not None and np.isfinite(low.iloc[i]) and np.isfinite(high.iloc[i]):
+                text += f" ({_fmt(float(low.iloc[i]), percent)}-{_fmt(float(high.iloc[i]), percent)})"
+            texts.append(text)
+        out[name] = texts
+        out = out.drop(columns=[c for c in (f"{name}_low", f"{name}_high") if c in out])
+    return out
+
+
+def _initial_threshold() -> float:
+    value = st.session_state.get("threshold", 0.5)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = 0.5
+    return min(max(value, 0.0), 1.0) if math.isfinite(value) else 0.5
+
+
+def operating_point_ui(scores: BinaryScores, key: str, container=None) -> OperatingPoint:
+    """Pick the operating point (threshold, target sensitivity/specificity or Youden); the chosen threshold
+    follows the user to other pages and survives a reload (dashboard.common.remember_selection)."""
+    box = container or st
+    both = bool(scores.n_positive and scores.n_negative)
+    rules = list(RULES) if both else ["threshold"]
+    rule = box.radio("Operating point", rules, format_func=RULES.get, key=f"{key}_rule", horizontal=True)
+    slider_key = f"{key}_threshold"
+    if slider_key not in st.session_state:
+        st.session_state[slider_key] = _initial_threshold()
+    try:
+        if rule == "sensitivity":
+            target = box.slider("Target sensitivity", 0.50, 1.00, 0.90, 0.01, key=f"{key}_target_sens")
+            point = scores.threshold_for_sensitivity(target)
+        elif rule == "specificity":
+            target = box.slider("Target specificity", 0.50, 1.00, 0.90, 0.01, key=f"{key}_target_spec")
+            point = scores.threshold_for_specificity(target)
+        elif rule == "youden":
+            point = scores.youden()
+        else:
+            threshold = box.slider("Threshold: a case is positive when its score is at least", 0.0, 1.0,
+                                   step=0.001, format="%.3f", key=slider_key,
+                                   help="Scores are the model's probability of the positive group of this view.")
+            point = scores.at_threshold(threshold)
+    except InputError as exc:
+        box.warning(str(exc))
+        point = scores.at_threshold(st.session_state[slider_key])
+    if rule != "threshold":
+        box.caption(f"Threshold chosen by {point.rule}: {point.threshold:.4f}")
+    if math.isfinite(point.threshold) and point.threshold != st.session_state.get("threshold"):
+        remember_selection(threshold=float(point.threshold))
+    return point
+
+
+# -- case thumbnails ----------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=4)
+def _test_images(source: str, task_name: str):
+    from core.data import load_dataset
+
+    ds = load_dataset(source, task_name)
+    return ds, pd.Index(ds.table["image_id"].astype(str))
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _thumbnail(source: str, task_name: str, image_id: str, size: int) -> bytes | None:
+    ds, index = _test_images(source, task_name)
+    position = index.get_indexer([image_id])[0]
+    if position < 0:
+        return None
+    image = ds.load_image(int(position))
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def thumbnails_ui(test_set: dict | None, image_ids: Sequence[str], limit: int = 12, size: int = THUMBNAIL_PX) -> None:
+    """Small images of the first `limit` cases, captioned with their image id (plain text, never HTML)."""
+    if not image_ids:
+        return
+    if not test_set or not test_set.get("source"):
+        st.caption("Images are not available: the test set is not registered in this workspace.")
+        return
+    shown, images = [], []
+    try:
+        for image_id in list(image_ids)[:limit]:
+            data = _thumbnail(str(test_set["source"]), str(test_set["task"]), str(image_id), int(size))
+            if data is not None:
+                images.append(data)
+                shown.append(str(image_id))
+    except (InputError, OSError) as exc:
+        st.caption(f"Images are not available: {plain(exc)}")
+        return
+    if images:
+        st.image(images, caption=shown, width=size)
+    if len(image_ids) > limit:
+        st.caption(f"Showing {limit} of {len(image_ids):,} cases (most confident calls first); all are in the table.")

@@ -1,0 +1,252 @@
+"""The Performance page's sections (ROC, PR, confusion, per class, tiers, imbalance, calibration), one function each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.data.tasks import BinaryView, Task
+from core.metrics import (BinaryScores, DiagnosticMetrics, OperatingPoint, brier_score,
+                          predictive_values_at_prevalence, tier_confusion)
+from core.metrics.dashboard import (CallSummary, EvaluationArrays, cases_in_cell,
+                                    class_balance_effect, class_distribution, class_table, label_counts,
+                                    largest_error_cell, predictive_value_curve)
+from core.plots import (COLOUR_MODES, PointMarker, class_distribution_figure, confusion_figure, pr_figure,
+                        predictive_values_figure, roc_figure)
+from core.store import Workspace
+from dashboard.downloads import figure_downloads, table_download
+from dashboard.evaluation import cached_reliability, recorded_balance, run_config, training_class_counts
+from dashboard.evaluation_figures import class_figures, reliability_view_figure, view_pr_series, view_roc_series
+from dashboard.evaluation_ui import interval_text, metric_card, plain, thumbnails_ui, with_interval_text
+
+# Prevalences for the PPV/NPV curve: screening populations (0.1%) up to referral clinics (99%).
+PREVALENCE_GRID = np.unique(np.concatenate([np.logspace(-3, np.log10(0.99), 80), [0.5]]))
+RATE_COLUMNS = ("sensitivity", "specificity", "ppv", "npv")
+
+
+@dataclass
+class Evaluation:
+    """Everything the sections read for one run x test set at the current operating point."""
+
+    ws: Workspace
+    selection: dict
+    task: Task
+    path: str
+    arrays: EvaluationArrays
+    view: BinaryView
+    scores: BinaryScores
+    point: OperatingPoint
+    rates: DiagnosticMetrics
+    calls: np.ndarray
+    calls_rule: str
+    summary: CallSummary
+    penalty_name: str
+
+
+def roc_section(ev: Evaluation) -> None:
+    left, right = st.columns(2)
+    with left:
+        series = view_roc_series(ev.path, ev.task, ev.view, "#000000")
+        if series is None:
+            st.info("This view has no positive or no negative cases: no ROC curve.")
+        else:
+            fig = roc_figure([series], [PointMarker.on_roc("operating point", ev.point)],
+                             title=f"{ev.view.name} (positive: {', '.join(ev.view.positive)})")
+            st.plotly_chart(fig, key="perf_roc_view")
+            figure_downloads(fig, f"roc-{ev.view.name}", key="perf_roc_view_dl")
+    with right:
+        class_roc, _ = class_figures(ev.path, ev.task)
+        st.plotly_chart(class_roc, key="perf_roc_classes")
+        figure_downloads(class_roc, "roc-one-vs-rest", key="perf_roc_classes_dl")
+    st.caption("Curves are drawn from at most 2,000 points each for speed; every AUC and rate uses all cases. "
+               "AUC intervals: DeLong.")
+
+
+def pr_section(ev: Evaluation) -> None:
+    left, right = st.columns(2)
+    with left:
+        series = view_pr_series(ev.path, ev.task, ev.view, "#000000")
+        if series is None:
+            st.info("Precision-recall curves need both positive and negative cases.")
+        else:
+            fig = pr_figure([series], [PointMarker.on_pr("operating point", ev.rates)],
+                            title=f"{ev.view.name} (dotted: chance = prevalence)")
+            st.plotly_chart(fig, key="perf_pr_view")
+            figure_downloads(fig, f"precision-recall-{ev.view.name}", key="perf_pr_view_dl")
+    with right:
+        _, class_pr = class_figures(ev.path, ev.task)
+        st.plotly_chart(class_pr, key="perf_pr_classes")
+        figure_downloads(class_pr, "precision-recall-one-vs-rest", key="perf_pr_classes_dl")
+
+
+def _selected_cell(chart_key: str, k: int) -> tuple[int, int] | None:
+    """The cell the user clicked on the heatmap, from the chart's selection state (None if none)."""
+    state = st.session_state.get(chart_key)
+    points = (state or {}).get("selection", {}).get("points", []) if state else []
+    for point in points:
+        data = point.get("customdata")
+        if isinstance(data, (list, tuple)) and len(data) >= 2:
+            return int(data[0]), int(data[1])
+        if point.get("curve_number") == 1 and point.get("point_index") is not None:
+            return divmod(int(point["point_index"]), k)
+    return None
+
+
+def confusion_section(ev: Evaluation) -> None:
+    classes = list(ev.task.classes)
+    k = len(classes)
+    mode = st.segmented_control("Colour", list(COLOUR_MODES), default="row", key="perf_confusion_colour",
+                                format_func=lambda m: COLOUR_MODES[m]) or "row"
+    chart_key = "perf_confusion_chart"
+    clicked = _selected_cell(chart_key, k)
+    if clicked is not None and clicked != st.session_state.get("perf_cell_applied"):
+        st.session_state["perf_cell_applied"] = clicked
+        st.session_state["perf_cell_true"], st.session_state["perf_cell_called"] = classes[clicked[0]], \
+            classes[clicked[1]]
+    if st.session_state.get("perf_cell_true") not in classes or st.session_state.get("perf_cell_called") not in classes:
+        i, j = largest_error_cell(ev.summary.confusion)
+        st.session_state["perf_cell_true"], st.session_state["perf_cell_called"] = classes[i], classes[j]
+    cell = (classes.index(st.session_state["perf_cell_true"]), classes.index(st.session_state["perf_cell_called"]))
+    fig = confusion_figure(ev.summary.confusion, colour_by=mode, selected=cell,
+                           title=f"Confusion matrix ({ev.calls_rule})")
+    st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points")
+    figure_downloads(fig, "confusion-matrix", key="perf_confusion_dl")
+    counts = pd.DataFrame(ev.summary.confusion.counts, index=pd.Index(classes, name="true class"), columns=classes)
+    table_download(counts.reset_index(), "confusion-matrix", key="perf_confusion_csv")
+    st.markdown("**Cases in a cell** (click a cell, or choose it here)")
+    left, right = st.columns(2)
+    left.selectbox("True class", classes, key="perf_cell_true")
+    right.selectbox("Called class", classes, key="perf_cell_called")
+    i, j = classes.index(st.session_state["perf_cell_true"]), classes.index(st.session_state["perf_cell_called"])
+    cases = cases_in_cell(ev.arrays, ev.calls, i, j)
+    st.caption(f"{len(cases):,} images are {plain(classes[i])} and were called {plain(classes[j])}.")
+    # The explain page reads this to open the same cases.
+    st.session_state["confusion_cell"] = {"run_id": ev.selection.get("run_id"),
+                                          "test_set_id": ev.selection.get("dataset_id"), "true": classes[i],
+                                          "called": classes[j], "image_ids": cases["image_id"].head(200).tolist()}
+    if len(cases):
+        shown = cases.drop(columns=["row"])
+        st.dataframe(shown, hide_index=True, height=240, key="perf_cell_cases",
+                     column_config={"p_true_class": st.column_config.NumberColumn("P(true class)", format="%.3f"),
+                                    "p_called_class": st.column_config.NumberColumn("P(called class)",
+                                                                                    format="%.3f")})
+        table_download(shown, f"cases-{classes[i]}-called-{classes[j]}", key="perf_cell_csv")
+        thumbnails_ui(ev.selection.get("test_set"), cases["image_id"].tolist())
+
+
+def class_section(ev: Evaluation, aucs) -> None:
+    table = class_table(ev.summary.confusion, aucs)
+    shown = with_interval_text(with_interval_text(table, RATE_COLUMNS), ["auc"], percent=False)
+    st.dataframe(shown, hide_index=True, key="perf_class_table",
+                 column_config={"ppv": "PPV", "npv": "NPV", "auc": "AUC (one-vs-rest)"})
+    st.caption(f"Each class against all others, {plain(ev.calls_rule)}. Rates: Wilson 95% intervals; AUC: DeLong. "
+               "Support = images of that class; called = images the model called that class.")
+    table_download(table, "per-class-metrics", key="perf_class_csv")
+
+
+def tiers_section(ev: Evaluation) -> None:
+    if not ev.task.referral_levels:
+        st.info("This task defines no referral levels (urgent / routine / observation).")
+        return
+    tiers = tier_confusion(ev.arrays.truth, ev.calls, ev.task)
+    fig = confusion_figure(tiers, title="Referral tiers", x_title="Tier of the call", y_title="True tier",
+                           clickable=False)
+    st.plotly_chart(fig, key="perf_tiers")
+    figure_downloads(fig, "referral-tiers", key="perf_tiers_dl")
+    levels = pd.DataFrame({"class": list(ev.task.referral_levels), "referral level":
+                           list(ev.task.referral_levels.values())})
+    st.dataframe(levels, hide_index=True, key="perf_tier_levels")
+    table_download(levels, "referral-levels", key="perf_tier_levels_csv")
+    table = pd.DataFrame(tiers.counts, index=pd.Index(tiers.classes, name="true tier"), columns=tiers.classes)
+    table_download(table.reset_index(), "referral-tier-confusion", key="perf_tiers_csv")
+
+
+def imbalance_section(ev: Evaluation) -> None:
+    classes = list(ev.task.classes)
+    test_counts = label_counts(ev.arrays.truth, classes)
+    train_counts, train_note = training_class_counts(ev.selection.get("run"))
+    splits = {"train": train_counts, "test": test_counts} if train_counts else {"test": test_counts}
+    distribution = class_distribution(classes, splits)
+    fig = class_distribution_figure(distribution, classes, title="Class distribution: training vs test")
+    st.plotly_chart(fig, key="perf_distribution")
+    figure_downloads(fig, "class-distribution", key="perf_distribution_dl")
+    st.caption(f"Training counts: {plain(train_note)}." if train_counts else
+               f"Training counts unavailable: {plain(train_note)}.")
+    table_download(distribution, "class-distribution", key="perf_distribution_csv")
+
+    cols = st.columns(3)
+    metric_card(cols[0], "Accuracy", ev.summary.accuracy)
+    metric_card(cols[1], "Balanced accuracy", None, value=ev.summary.balanced_accuracy,
+                help="Mean sensitivity over the classes: every class counts the same, however rare.")
+    cols[2].metric("Classes in the test set", f"{sum(v > 0 for v in test_counts.values())} of {len(classes)}")
+
+    st.markdown(f"**PPV and NPV at another prevalence** ({plain(ev.view.name)}, at the current operating point)")
+    test_prevalence = ev.scores.n_positive / len(ev.scores) if len(ev.scores) else float("nan")
+    default = float(np.clip(test_prevalence if np.isfinite(test_prevalence) else 0.1, 0.001, 0.999))
+    prevalence = st.number_input("Prevalence of the positive group where the model will be used", 0.001, 0.999,
+                                 value=round(default, 3), step=0.01, format="%.3f", key="perf_prevalence")
+    ppv, npv = predictive_values_at_prevalence(ev.rates, prevalence)
+    cols = st.columns(2)
+    metric_card(cols[0], f"PPV at prevalence {prevalence:.3g}", ppv)
+    metric_card(cols[1], f"NPV at prevalence {prevalence:.3g}", npv)
+    curve = predictive_value_curve(ev.rates, PREVALENCE_GRID)
+    fig = predictive_values_figure(curve, prevalence, test_prevalence, title="Predictive values vs prevalence")
+    st.plotly_chart(fig, key="perf_ppv_npv")
+    figure_downloads(fig, "ppv-npv-vs-prevalence", key="perf_ppv_npv_dl")
+    table_download(curve, "ppv-npv-vs-prevalence", key="perf_ppv_npv_csv")
+    _balance_subsection(ev, train_counts)
+
+
+def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
+    st.markdown("**What class balancing did in training**")
+    config = run_config(ev.selection.get("run"))
+    balance = str(config.get("balance") or "none")
+    described = {"none": "No class balancing: each image counted once in the loss, batches drawn as the data "
+                         "came.",
+                 "weights": "Class-weighted loss: each class's cross-entropy weighted by n / (classes x count), so "
+                            "every class carries the same share of the loss.",
+                 "sampler": "Balanced sampler: training images drawn with replacement, each class equally "
+                            "likely, so every class fills the same share of the batches."}
+    st.write(described.get(balance, f"Class balancing setting: {balance}"))
+    recorded = recorded_balance(ev.selection.get("run"))
+    if recorded:
+        st.caption("Recorded by the trainer:")
+        st.json(recorded, expanded=False)
+    if train_counts and balance in ("none", "weights", "sampler"):
+        effect = class_balance_effect(train_counts, balance)
+        st.dataframe(effect, hide_index=True, key="perf_balance_table",
+                     column_config={"share_of_images": st.column_config.NumberColumn(format="percent"),
+                                    "share_of_training_signal": st.column_config.NumberColumn(
+                                        "share of the training signal", format="percent"),
+                                    "loss_weight": st.column_config.NumberColumn(format="%.3f")})
+        st.caption("Loss weights and shares are derived from the run's setting and its training counts "
+                   "(the trainer's formula), not read back from the trainer.")
+        table_download(effect, "class-balancing", key="perf_balance_csv")
+
+
+def calibration_section(ev: Evaluation) -> None:
+    top = cached_reliability(ev.path, ev.task)
+    view_bins = cached_reliability(ev.path, ev.task, ev.view)
+    cols = st.columns(4)
+    cols[0].metric("ECE (top label)", f"{top.ece:.3f}", help="Expected calibration error of the model's "
+                   "confidence in its own call, 10 equal-width bins (0 = perfectly calibrated).")
+    cols[1].metric("Brier score (all classes)", f"{brier_score(ev.arrays.truth, ev.arrays.probabilities):.3f}",
+                   help="Mean squared distance between the probabilities and the one-hot truth (0 best, 2 worst).")
+    cols[2].metric(f"ECE ({ev.view.name})", f"{view_bins.ece:.3f}")
+    cols[3].metric(f"Brier ({ev.view.name})", f"{brier_score(ev.scores.truth.astype(int), ev.scores.scores):.3f}")
+    fig = reliability_view_figure(ev.path, ev.task, ev.view)
+    st.plotly_chart(fig, key="perf_reliability")
+    figure_downloads(fig, "reliability-diagram", key="perf_reliability_dl")
+    table = pd.DataFrame({"bin_low": top.edges[:-1], "bin_high": top.edges[1:], "images": top.counts,
+                          "mean_confidence": top.mean_predicted, "accuracy": top.observed})
+    table_download(table, "reliability-top-label", key="perf_reliability_csv")
+
+
+def headline_text(ev: Evaluation) -> str:
+    """One line for the page top: what the operating point is."""
+    return (f"Operating point on **{plain(ev.view.name)}**: threshold {ev.point.threshold:.3f} "
+            f"({plain(ev.point.rule)}), sensitivity {interval_text(ev.rates.sensitivity)}, "
+            f"specificity {interval_text(ev.rates.specificity)}.")

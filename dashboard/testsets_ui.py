@@ -1,0 +1,263 @@
+"""UI blocks for data and inference: add an upload or server folder, preview a dataset, run a model in the background.
+
+User text (file names, class names, error messages quoting them) is shown with st.text / st.code / st.dataframe,
+never as HTML or markdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.data.ingest import ingest_upload, load_registered, register_folder
+from core.data.tasks import list_tasks
+from core.errors import InputError
+from core.store import Workspace
+from dashboard.common import PAGES, ROOT, remember_selection
+
+AUTO_TASK = "auto"
+# Okabe-Ito, one colour per split in the class-count chart.
+SPLIT_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
+
+
+def page_available(filename: str) -> bool:
+    return any(p[1] == filename for p in PAGES)
+
+
+def show_error(headline: str, detail: str) -> None:
+    """A fixed headline in an error box, and the (possibly user-derived) detail as plain text."""
+    st.error(headline, icon=":material/error:")
+    st.code(detail, language=None, wrap_lines=True)
+
+
+# -- adding data -----------------------------------------------------------------------------------
+def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
+    """Upload (zip / CSV / .npz) or server-folder registration. Returns the id added in this run, if any."""
+    noun = "test set" if role == "test_set" else "dataset"
+    col_task, col_name = st.columns(2)
+    task = col_task.selectbox("Task (label schema)", [AUTO_TASK, *list_tasks()], key=f"{key}_task",
+                              format_func=lambda t: "infer from the data" if t == AUTO_TASK else t,
+                              help="'infer' recognises the Kermany OCT and chest X-ray layouts; other class "
+                                   "folders or CSV labels become a custom task.")
+    name = col_name.text_input(f"Name of the {noun} (optional)", key=f"{key}_name")
+    skip_bad = st.checkbox("Skip unreadable images and unusable rows (they are listed) instead of refusing the "
+                           "whole upload", key=f"{key}_skip_bad")
+    tab_upload, tab_folder = st.tabs(["Upload a file", "Register a server folder"])
+    added = None
+    with tab_upload:
+        st.caption("A **zip** of class folders (`CLASS/image.jpeg`, optionally under `train/` and `test/`) or of "
+                   "images with a CSV manifest (`path,label[,patient_id][,split]`); a **CSV manifest** on its own "
+                   "only describes images, so it needs them in the same zip; or a **MedMNIST .npz**. Files are "
+                   "stored in the workspace under generated names; nothing leaves this machine.")
+        upload = st.file_uploader(f"File for the new {noun}", type=["zip", "csv", "npz"], key=f"{key}_file")
+        if st.button(f"Add {noun}", key=f"{key}_upload_button", disabled=upload is None, type="primary"):
+            with st.spinner("Checking and registering the upload..."):
+                added = _try(lambda: ingest_upload(ws, upload.name, upload, role=role, task=task, name=name or None,
+                                                   skip_bad=skip_bad), noun)
+    with tab_folder:
+        st.caption("A folder on the machine running this dashboard (read in place, nothing is copied).")
+        folder = st.text_input("Folder path on the server", key=f"{key}_folder", placeholder="/data/OCT2017/test")
+        if st.button(f"Register folder as a {noun}", key=f"{key}_folder_button", disabled=not folder.strip()):
+            with st.spinner("Reading the folder..."):
+                added = _try(lambda: register_folder(ws, folder, role=role, task=task, name=name or None,
+                                                     skip_bad=skip_bad), noun)
+    return added
+
+
+def _try(action, noun: str) -> str | None:
+    try:
+        result = action()
+    except InputError as exc:
+        show_error("Nothing was added: the data has problems (below). Fix them and try again.", str(exc))
+        if "skip_bad" in str(exc):
+            st.caption("Or tick *Skip unreadable images and unusable rows* to add the rest; the skipped files are "
+                       "then listed with the data.")
+        return None
+    st.session_state["_data_added"] = {"id": result.dataset_id, "reused": result.reused, "noun": noun,
+                                       "name": result.record["name"], "n": result.record["n_images"],
+                                       "problems": result.record["meta"].get("n_problems", 0)}
+    return result.dataset_id
+
+
+def show_added_message() -> None:
+    """The message of an upload added in the previous run (kept across the rerun that selects it)."""
+    info = st.session_state.pop("_data_added", None)
+    if not info:
+        return
+    verb = "was already registered" if info["reused"] else "added"
+    st.success(f"The {info['noun']} {verb}: {info['n']} images"
+               + (f", {info['problems']} skipped (listed below)" if info["problems"] else "") + ".",
+               icon=":material/check_circle:")
+    st.text(f"Name: {info['name']}\nId: {info['id']}")
+
+
+# -- dataset preview -------------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Reading the dataset...", max_entries=8)
+def _cached_dataset(root: str, dataset_id: str, fingerprint: str):
+    # fingerprint in the key: re-registered content is never served from an old entry.
+    return load_registered(Workspace.open(root), dataset_id)
+
+
+def cached_dataset(ws: Workspace, record: dict):
+    return _cached_dataset(str(ws.root), record["id"], record["fingerprint"])
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _thumbnail(root: str, dataset_id: str, fingerprint: str, row: int, side: int) -> np.ndarray:
+    image = _cached_dataset(root, dataset_id, fingerprint).load_image(row)
+    image.thumbnail((side, side))
+    return np.asarray(image.convert("RGB"))
+
+
+def _rows_per_class(ds, per_class: int) -> dict[str, list[int]]:
+    table = ds.table
+    out = {}
+    for cls in ds.classes:
+        mask = table[cls].astype(int) == 1 if ds.is_multilabel else table["label"] == cls
+        out[cls] = np.flatnonzero(mask.to_numpy())[:per_class].tolist()
+    return out
+
+
+def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
+    """Class counts (table and chart), a thumbnail grid per class, and the problems found on ingestion."""
+    try:
+        ds = cached_dataset(ws, record)
+    except InputError as exc:
+        show_error("This dataset cannot be read any more (moved or changed since it was registered).", str(exc))
+        return
+    meta = record.get("meta") or {}
+    if meta.get("synthetic"):
+        st.info("Synthetic data (generated procedurally): no real patient is in it.", icon=":material/science:")
+    counts = ds.class_counts()
+    cols = st.columns(3)
+    cols[0].metric("Images", f"{len(ds):,}")
+    cols[1].metric("Classes", len(ds.classes))
+    cols[2].metric("Patients", f"{len(ds.patients()):,}" if ds.patients() else "not given")
+    st.text(f"Task: {ds.task.title} ({ds.task.kind}); classes: {', '.join(ds.classes)}")
+    left, right = st.columns([2, 3])
+    with left:
+        st.dataframe(counts.assign(total=counts.sum(axis=1)), width="stretch")
+    with right:
+        by_class = counts.T
+        st.bar_chart(by_class, x_label="Class", y_label="Images", stack=True,
+                     color=SPLIT_PALETTE[:by_class.shape[1]], height=220)
+    per_class = st.slider("Thumbnails per class", 1, 8, 4, key=f"{key}_per_class")
+    for cls, rows in _rows_per_class(ds, per_class).items():
+        st.text(f"{cls}: {int(counts[cls].sum()):,} images")
+        if not rows:
+            continue
+        grid = st.columns(8)
+        for slot, row in zip(grid, rows):
+            try:
+                slot.image(_thumbnail(str(ws.root), record["id"], record["fingerprint"], row, 128), width="stretch")
+            except InputError:
+                slot.text("unreadable")
+    problems = meta.get("problems") or ds.problems
+    if problems:
+        total = meta.get("n_problems", len(problems))
+        st.warning(f"{total} file(s) or row(s) were skipped on ingestion:", icon=":material/warning:")
+        st.dataframe(pd.DataFrame({"problem": problems}), hide_index=True, width="stretch")
+
+
+# -- inference in the background ------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def _job_store() -> dict:
+    """Inference jobs of this server process, shared by sessions: plain dicts that threads update."""
+    return {"lock": threading.Lock(), "jobs": {}}
+
+
+def _job_key(ws: Workspace, run_id: str, test_set_id: str) -> str:
+    return f"{ws.root}|{run_id}|{test_set_id}"
+
+
+def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> None:
+    """Runs predict(); touches only `job` (never st.*), so it can outlive the page that started it."""
+    from core.infer import predict
+
+    try:
+        ws = Workspace.open(root)
+        ds = load_registered(ws, test_set_id)
+        job["total"] = len(ds)
+
+        def progress(done: int, total: int) -> None:
+            job["done"], job["total"] = int(done), int(total)
+
+        frame = predict(run_id, ds, workspace=ws, dataset_id=test_set_id, progress=progress)
+        job.update(status="done", rows=len(frame), cached=bool(frame.attrs.get("cached")))
+    except InputError as exc:
+        job.update(status="failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - reported on the page instead of dying silently in a thread
+        job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        job["finished"] = time.time()
+
+
+def start_inference(ws: Workspace, run_id: str, test_set_id: str) -> dict:
+    """Start (or return the running) background inference of run x test set."""
+    store = _job_store()
+    key = _job_key(ws, run_id, test_set_id)
+    with store["lock"]:
+        job = store["jobs"].get(key)
+        if job is not None and job["status"] == "running":
+            return job
+        job = {"status": "running", "done": 0, "total": None, "started": time.time(), "error": None}
+        store["jobs"][key] = job
+    threading.Thread(target=_inference_thread, args=(job, str(ws.root), run_id, test_set_id), daemon=True,
+                     name=f"inference-{run_id}-{test_set_id}").start()
+    return job
+
+
+def get_job(ws: Workspace, run_id: str, test_set_id: str) -> dict | None:
+    return _job_store()["jobs"].get(_job_key(ws, run_id, test_set_id))
+
+
+def _job_progress(job: dict) -> None:
+    done, total = job.get("done") or 0, job.get("total")
+    elapsed = time.time() - job["started"]
+    if total:
+        eta = elapsed / done * (total - done) if done else None
+        text = f"Running the model: {done:,} / {total:,} images" + (f", about {eta:.0f} s left" if eta else "")
+        st.progress(min(1.0, done / total), text=text)
+    else:
+        st.progress(0.0, text="Loading the model and the test set...")
+
+
+def open_performance(run_id: str, test_set_id: str, key: str) -> None:
+    if page_available("performance.py"):
+        if st.button("Open in Performance", key=f"{key}_open_perf", icon=":material/monitoring:"):
+            remember_selection(run_id=run_id, test_set_id=test_set_id)
+            st.switch_page(str(ROOT / "pages" / "performance.py"))
+    else:
+        st.caption("Its metrics will appear on the Performance page.")
+
+
+def inference_panel(ws: Workspace, run_id: str, test_set_id: str, key: str) -> None:
+    """Run a model on a test set in the background with a progress bar; cached results are not recomputed."""
+    job = get_job(ws, run_id, test_set_id)
+    if job is not None and job["status"] == "running":
+        @st.fragment(run_every=1)
+        def watch():
+            current = get_job(ws, run_id, test_set_id)
+            if current is None or current["status"] != "running":
+                st.rerun()  # the whole page: show the result and stop polling
+            _job_progress(current)
+
+        watch()
+        return
+    record = ws.find_predictions(run_id, test_set_id)
+    if job is not None and job["status"] == "failed":
+        show_error("Inference failed.", job.get("error") or "unknown error")
+    if record is not None and Path(record["path"]).exists():
+        fresh = job is not None and job["status"] == "done" and not job.get("cached")
+        st.success(("Predictions computed" if fresh else "Already computed")
+                   + f": {record['n_rows']:,} images. Results are cached; nothing to recompute.",
+                   icon=":material/check_circle:")
+        open_performance(run_id, test_set_id, key)
+        return
+    if st.button("Run inference", key=f"{key}_run_inference", type="primary", icon=":material/play_arrow:"):
+        start_inference(ws, run_id, test_set_id)
+        st.rerun()

@@ -1,0 +1,164 @@
+"""Penalties: edit the task's penalty matrix and see the weighted error, the penalty-minimising rule and its cost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.errors import InputError
+from core.metrics import ConfusionMatrix
+from core.metrics.penalty_effect import check_penalty_entries, penalty_effect, penalty_table
+from core.plots import confusion_figure, count_change_figure, metric_bars_figure
+from dashboard.common import get_workspace, select_evaluation
+from dashboard.downloads import figure_downloads, table_download
+from dashboard.evaluation import (active_penalty, evaluation_inputs, penalty_presets, reader_confusions_for,
+                                  set_active_penalty)
+from dashboard.evaluation_ui import interval_text, metric_card, plain, synthetic_notice, with_interval_text
+
+st.title("Penalties")
+st.caption("Not every mistake costs the same: calling a CNV scan normal delays urgent treatment, calling a normal "
+           "scan CNV costs a referral. Set what each mistake costs (rows = true class, columns = the call); the "
+           "weighted error is the mean penalty per image (Kermany et al. 2018).")
+
+ws = get_workspace()
+selection = select_evaluation(ws, key="pen")
+if selection is None:
+    st.stop()
+synthetic_notice(selection)
+task = selection["task"]
+if task.kind == "multilabel":
+    st.info("Penalty matrices apply to single-label tasks (one call per image); this task is multi-label.")
+    st.stop()
+try:
+    arrays = evaluation_inputs(selection["path"], task)
+except InputError as exc:
+    st.error(f"These predictions cannot be evaluated: {plain(exc)}")
+    st.stop()
+classes = list(task.classes)
+active_name, active_matrix = active_penalty(ws, task)
+
+# The editor starts from a stable base per "version"; loading a preset starts a new version (fresh editor).
+version_key = f"pen_version_{task.name}"
+version = st.session_state.setdefault(version_key, 0)
+base_key = f"pen_base_{task.name}_{version}"
+editor_key = f"pen_editor_{task.name}_{version}"
+# A fresh editor (first visit, or back from another page: widget state is gone) starts from the matrix in use.
+if editor_key not in st.session_state or base_key not in st.session_state:
+    st.session_state[base_key] = (active_name, np.asarray(active_matrix, dtype=float).tolist())
+base_name, base_rows = st.session_state[base_key]
+
+st.subheader("Penalty matrix")
+if st.session_state.get("pen_flash"):
+    st.success(st.session_state.pop("pen_flash"), icon=":material/check:")
+presets = penalty_presets(ws, task)
+left, right = st.columns([3, 1], vertical_alignment="bottom")
+preset = left.selectbox("Start from", list(presets), key=f"pen_preset_{task.name}")
+if right.button("Load", key="pen_load", icon=":material/restart_alt:"):
+    set_active_penalty(ws, task, preset, presets[preset])
+    st.session_state[version_key] = version + 1
+    st.rerun()
+
+base = pd.DataFrame(base_rows, index=pd.Index(classes, name="true class"), columns=classes)
+edited = st.data_editor(base, key=editor_key, width="stretch",
+                        column_config={c: st.column_config.NumberColumn(f"called {c}", format="%.2f", step=0.25)
+                                       for c in classes})
+try:
+    check = check_penalty_entries(edited, classes)
+except InputError as exc:
+    st.error(f"{plain(exc)}. The last valid matrix stays in use.", icon=":material/error:")
+    matrix = np.asarray(active_matrix, dtype=float)
+else:
+    matrix = check.matrix
+    for warning in check.warnings:
+        st.warning(plain(warning), icon=":material/warning:")
+    if not np.array_equal(matrix, np.asarray(active_matrix, dtype=float)):
+        name = base_name if np.array_equal(matrix, np.asarray(base_rows)) else f"{base_name} (edited)"
+        set_active_penalty(ws, task, name, matrix)
+        active_name = name
+st.caption(f"In use: **{plain(active_name)}**. It follows you to the Performance and Experts pages and is kept in "
+           "the workspace.")
+table_download(pd.DataFrame(matrix, index=pd.Index(classes, name="true class"), columns=classes).reset_index(),
+               "penalty-matrix", key="pen_matrix_csv")
+
+with st.expander("Save or delete matrices"):
+    cols = st.columns([3, 1], vertical_alignment="bottom")
+    save_name = cols[0].text_input("Save the matrix in use as", key="pen_save_name", max_chars=60)
+    if cols[1].button("Save", key="pen_save", icon=":material/save:"):
+        if not save_name.strip():
+            st.error("Give the matrix a name before saving.")
+        else:
+            ws.save_penalty(save_name.strip(), task.name, matrix.tolist())
+            set_active_penalty(ws, task, save_name.strip(), matrix)
+            st.session_state["pen_flash"] = f"Saved as {plain(save_name.strip())}: it is now a preset."
+            st.rerun()  # so the presets list above shows it
+    saved = list(ws.list_penalties(task.name))
+    if saved:
+        cols = st.columns([3, 1], vertical_alignment="bottom")
+        doomed = cols[0].selectbox("Saved matrix", saved, key="pen_delete_name")
+        if cols[1].button("Delete", key="pen_delete", icon=":material/delete:"):
+            ws.delete_penalty(doomed, task.name)
+            st.session_state["pen_flash"] = f"Deleted {plain(doomed)}."
+            st.rerun()
+
+effect = penalty_effect(arrays.truth, arrays.probabilities, matrix, arrays.patient_codes)
+comparison = effect.comparison
+st.subheader("Effect on the model")
+cards = st.columns(4)
+metric_card(cards[0], "Weighted error, most probable class", effect.argmax_weighted_error, percent=False,
+            help="Mean penalty per image when the model calls its most probable class (argmax).")
+metric_card(cards[1], "Weighted error, penalty-minimising rule", effect.min_penalty_weighted_error, percent=False,
+            help="Calls that minimise the expected penalty given the model's probabilities (Bayes decision).")
+cards[2].metric(f"Cost per {effect.per_patients:,} patients", f"{effect.argmax_cost:,.0f}",
+                delta=(f"{-effect.cost_saved:,.0f} with the penalty-minimising rule" if round(effect.cost_saved)
+                       else None), delta_color="inverse",
+                help="Total penalty expected per 1,000 patients with one image each, argmax calls.")
+cards[3].metric("Calls changed by the rule", f"{comparison.changed_calls:,}",
+                help=f"Of {arrays.n:,} images, calls that differ between argmax and the penalty-minimising rule.")
+
+left, mid, right = st.columns(3)
+figures = [
+    (left, confusion_figure(ConfusionMatrix(tuple(classes), comparison.argmax_confusion), clickable=False,
+                            title="Most probable class (argmax)"), "confusion-argmax"),
+    (mid, confusion_figure(ConfusionMatrix(tuple(classes), comparison.min_penalty_confusion), clickable=False,
+                           title="Penalty-minimising rule"), "confusion-min-penalty"),
+    (right, count_change_figure(effect.count_change, classes, title="Change (rule - argmax)"), "confusion-change"),
+]
+for column, fig, name in figures:
+    with column:
+        st.plotly_chart(fig, key=f"pen_{name}")
+        figure_downloads(fig, name, key=f"pen_{name}_dl")
+counts = pd.concat({"most probable class": pd.DataFrame(comparison.argmax_confusion, index=classes, columns=classes),
+                    "penalty-minimising rule": pd.DataFrame(comparison.min_penalty_confusion, index=classes,
+                                                            columns=classes)}, names=["rule", "true class"])
+table_download(counts.reset_index(), "confusion-argmax-vs-min-penalty", key="pen_confusion_csv")
+
+st.subheader("Model and experts")
+readers = {}
+if selection.get("dataset_id"):
+    from core.readers import list_readings
+
+    readings = list_readings(ws, selection["dataset_id"])
+    if not readings.empty:
+        try:
+            readers = reader_confusions_for(selection["path"], task, readings)
+        except InputError as exc:
+            st.warning(f"The readings of this test set cannot be compared: {plain(exc)}")
+table = penalty_table(effect, readers)
+if not readers:
+    st.caption("No expert readings for this test set yet (import them or run a reader study on the Experts pages); "
+               "their weighted errors will appear here.")
+elif table["name"].str.startswith("SIMULATED").any():
+    st.caption("Readers named SIMULATED-... are simulated for the demo, not real experts.")
+fig = metric_bars_figure(table, "weighted_error", "Weighted error (mean penalty per image)",
+                         title="Weighted error with this matrix")
+st.plotly_chart(fig, key="pen_bars")
+figure_downloads(fig, "weighted-error", key="pen_bars_dl")
+st.dataframe(with_interval_text(table, ["weighted_error"], percent=False), hide_index=True, key="pen_table",
+             column_config={"model_same_images": st.column_config.NumberColumn(
+                 "model on the reader's images", format="%.3f"),
+                 f"cost_per_{effect.per_patients}": st.column_config.NumberColumn(
+                     f"cost per {effect.per_patients:,} patients", format="%.0f")})
+table_download(table, "weighted-error-model-and-experts", key="pen_table_csv")
+st.caption(f"Intervals: {plain(effect.argmax_weighted_error.method)}; "
+           f"argmax {interval_text(effect.argmax_weighted_error, percent=False)}.")

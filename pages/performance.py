@@ -1,0 +1,159 @@
+"""Performance: one model on one test set, every number with its interval, at an operating point the user moves."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.data.tasks import BinaryView
+from core.errors import InputError
+from core.metrics import macro_and_weighted_auc, ordinal_agreement
+from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, covers_all_classes,
+                                    multilabel_threshold_table, urgent_view)
+from core.plots import PointMarker, class_colors, roc_figure
+from dashboard.common import get_workspace, select_evaluation
+from dashboard.downloads import figure_downloads, table_download
+from dashboard.evaluation import active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs
+from dashboard.evaluation_figures import class_figures, view_roc_series
+from dashboard.evaluation_ui import metric_card, operating_point_ui, plain, synthetic_notice, with_interval_text
+from dashboard.performance_sections import (Evaluation, calibration_section, class_section, confusion_section,
+                                            headline_text, imbalance_section, pr_section, roc_section,
+                                            tiers_section)
+
+CALL_RULES = {"point": "class calls follow the operating point", "argmax": "class calls = most probable class"}
+
+st.title("Performance")
+st.caption("A trained model on a test set: headline rates with 95% intervals, ROC and precision-recall curves, "
+           "confusion matrix, per-class rates, class imbalance, calibration and referral tiers.")
+
+ws = get_workspace()
+selection = select_evaluation(ws, key="perf")
+if selection is None:
+    st.stop()
+synthetic_notice(selection)
+task = selection["task"]
+path = selection["path"]
+try:
+    arrays = evaluation_inputs(path, task)
+except InputError as exc:
+    st.error(f"These predictions cannot be evaluated: {plain(exc)}")
+    st.stop()
+
+
+def multilabel_view() -> None:
+    """Multi-label tasks: one yes/no question per label, so per-label AUROC and rates at a threshold."""
+    st.info("This is a **multi-label** task: each label is its own yes/no question, so there is no single "
+            "confusion matrix, referral tier or penalty-weighted error. Shown: AUROC per label (DeLong interval) "
+            "and each label's sensitivity and specificity when called at the threshold.", icon=":material/info:")
+    if st.session_state.get("perf_label") not in task.classes:
+        st.session_state.pop("perf_label", None)
+    label = st.selectbox("Label whose ROC sets the operating point", list(task.classes), key="perf_label")
+    scores = cached_view_scores(path, task, BinaryView(label, (label,), ()))
+    point = operating_point_ui(scores, key="perf")
+    aucs = cached_class_aucs(path, task)
+    table = multilabel_threshold_table(arrays, point.threshold, aucs)
+    macro, weighted = macro_and_weighted_auc(aucs, table["positives"])
+    cols = st.columns(3)
+    metric_card(cols[0], "Macro AUROC", None, percent=False, value=macro)
+    metric_card(cols[1], "Prevalence-weighted AUROC", None, percent=False, value=weighted)
+    cols[2].metric("Images", f"{arrays.n:,}")
+    shown = with_interval_text(with_interval_text(table, ["sensitivity", "specificity"]), ["auc"], percent=False)
+    st.dataframe(shown, hide_index=True, key="perf_label_table",
+                 column_config={"prevalence": st.column_config.NumberColumn(format="percent")})
+    table_download(table, "per-label-metrics", key="perf_label_csv")
+    left, right = st.columns(2)
+    series = view_roc_series(path, task, BinaryView(label, (label,), ()), class_colors(task.classes)[label])
+    with left:
+        if series is None:
+            st.info(f"Label {plain(label)} has no positive or no negative images: no ROC curve.")
+        else:
+            fig = roc_figure([series], [PointMarker.on_roc("operating point", point)], title=f"ROC: {label}")
+            st.plotly_chart(fig, key="perf_label_roc")
+            figure_downloads(fig, f"roc-{label}", key="perf_label_roc_dl")
+    with right:
+        label_roc, _ = class_figures(path, task)
+        st.plotly_chart(label_roc, key="perf_labels_roc")
+        figure_downloads(label_roc, "roc-per-label", key="perf_labels_roc_dl")
+
+
+if task.kind == "multilabel":
+    multilabel_view()
+    st.stop()
+
+views = available_views(task)
+preferred = urgent_view(task) or views[0]
+names = [v.name for v in views]
+if st.session_state.get("perf_view") not in names:  # another task's view, from an earlier selection
+    st.session_state.pop("perf_view", None)
+controls = st.container(border=True)
+top_left, top_right = controls.columns([2, 3])
+view_name = top_left.selectbox("Binary view (ROC, operating point, PPV/NPV)", names, key="perf_view",
+                               index=names.index(preferred.name) if preferred.name in names else 0)
+view = views[names.index(view_name)]
+scores = cached_view_scores(path, task, view)
+point = operating_point_ui(scores, key="perf", container=top_right)
+decides_all = covers_all_classes(view, task)
+call_rule = top_left.radio("Class calls", list(CALL_RULES), format_func=CALL_RULES.get, key="perf_calls",
+                           disabled=not decides_all,
+                           help="Follow the operating point: a case over the threshold gets the most probable "
+                                "class of the positive group, otherwise the most probable of the negative group. "
+                                "Most probable class: the model's own calls (as in Kermany et al.).")
+if decides_all and call_rule == "point":
+    calls = calls_at_threshold(arrays.probabilities, task.classes, view, point.threshold)
+    rule_text = f"calls at threshold {point.threshold:.3f} on {view.name}"
+else:
+    calls = arrays.model_calls
+    rule_text = "model's most probable class"
+    if not decides_all:
+        top_left.caption("This view leaves some classes out, so the class calls stay the model's most probable "
+                         "class; the threshold moves this view's numbers.")
+penalty_name, penalty = active_penalty(ws, task)
+summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes)
+ev = Evaluation(ws, selection, task, path, arrays, view, scores, point, point.metrics(), calls, rule_text, summary,
+                penalty_name)
+
+cards = st.columns(5)
+metric_card(cards[0], "Accuracy", summary.accuracy,
+            help=f"Share of images whose class call is right ({plain(rule_text)}).")
+metric_card(cards[1], f"Sensitivity ({view.name})", ev.rates.sensitivity)
+metric_card(cards[2], f"Specificity ({view.name})", ev.rates.specificity)
+metric_card(cards[3], "Weighted error", summary.weighted_error, percent=False,
+            help=f"Mean penalty per image with the penalty matrix '{plain(penalty_name)}' (edit it on the Penalties "
+                 "page).")
+urgent = urgent_view(task)
+aucs = cached_class_aucs(path, task)
+if urgent is not None:
+    metric_card(cards[4], "Urgent-referral AUC", cached_view_scores(path, task, urgent).auc(), percent=False,
+                help=f"{', '.join(urgent.positive)} vs the rest, scored by the summed probability (DeLong interval).")
+else:
+    macro, _ = macro_and_weighted_auc(aucs, [a.n_positive for a in aucs])
+    metric_card(cards[4], "Macro AUC (one-vs-rest)", None, percent=False, value=macro,
+                help="This task names no urgent classes, so the headline AUC is the mean one-vs-rest AUC.")
+if task.kind == "ordinal":
+    agreement = ordinal_agreement(arrays.truth, calls, task.classes)
+    extra = st.columns(4)
+    metric_card(extra[0], "Quadratic weighted kappa", agreement.quadratic_kappa.kappa, percent=False,
+                help="Agreement between calls and true grades; near misses cost less than distant ones.")
+    metric_card(extra[1], "Linear weighted kappa", agreement.linear_kappa.kappa, percent=False)
+    metric_card(extra[2], "Within one grade", None, value=agreement.within_one_grade)
+    metric_card(extra[3], "Mean absolute grade error", None, percent=False, value=agreement.mean_absolute_error)
+st.markdown(headline_text(ev))
+st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; weighted-error interval by patient"
+                                     if arrays.n_patients is not None else "") +
+           f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")
+
+tabs = st.tabs(["ROC", "Precision-recall", "Confusion matrix", "Per class", "Referral tiers", "Class imbalance",
+                "Calibration"])
+with tabs[0]:
+    roc_section(ev)
+with tabs[1]:
+    pr_section(ev)
+with tabs[2]:
+    confusion_section(ev)
+with tabs[3]:
+    class_section(ev, aucs)
+with tabs[4]:
+    tiers_section(ev)
+with tabs[5]:
+    imbalance_section(ev)
+with tabs[6]:
+    calibration_section(ev)

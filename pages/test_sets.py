@@ -1,0 +1,67 @@
+"""Test sets: add one (upload or server folder), preview it per class, and run a trained model on it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.common import ensure_demo_ui, get_workspace
+from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
+
+PREVIEW_KEY = "testsets_preview"
+
+st.title("Test sets")
+st.caption("Images a trained model has never seen, with their true labels. Each test set is read once, "
+           "checked, and registered in the workspace; a model's predictions on it are computed once and cached.")
+ws = get_workspace()
+ensure_demo_ui(ws)
+
+with st.expander("Add a test set", expanded=False, icon=":material/add:"):
+    added = add_data_form(ws, role="test_set", key="testsets_add")
+    if added:
+        st.session_state[PREVIEW_KEY] = added
+        st.rerun()
+show_added_message()
+
+test_sets = ws.list_datasets(role="test_set")
+if not test_sets:
+    st.info("No test set yet: add one above.", icon=":material/info:")
+    st.stop()
+by_id = {t["id"]: t for t in test_sets}
+
+st.subheader("Registered test sets")
+table = pd.DataFrame([{"name": t["name"], "task": t["task"], "images": t["n_images"],
+                       "synthetic": bool((t.get("meta") or {}).get("synthetic")),
+                       "skipped on ingestion": (t.get("meta") or {}).get("n_problems", 0),
+                       "source": t["source"], "id": t["id"]} for t in test_sets])
+st.dataframe(table, hide_index=True, width="stretch")
+
+ids = list(by_id)
+if st.session_state.get(PREVIEW_KEY) not in ids:
+    preferred = st.session_state.get("test_set_id")
+    st.session_state[PREVIEW_KEY] = preferred if preferred in ids else ids[0]
+test_set_id = st.selectbox("Test set", ids, key=PREVIEW_KEY, format_func=lambda i: by_id[i]["name"])
+record = by_id[test_set_id]
+
+tab_preview, tab_infer = st.tabs(["Preview", "Run a model on it"])
+with tab_preview:
+    dataset_preview(ws, record, key="testsets")
+with tab_infer:
+    runs = [r for r in ws.list_runs(status="succeeded")]
+    if not runs:
+        st.info("No trained model yet: train one on the **Train** page.", icon=":material/info:")
+    else:
+        run_by_id = {r["id"]: r for r in runs}
+        preferred = st.session_state.get("run_id")
+        run_ids = list(run_by_id)
+        run_id = st.selectbox(
+            "Model (a finished training run)", run_ids, key="testsets_run",
+            index=run_ids.index(preferred) if preferred in run_ids else 0,
+            format_func=lambda i: f"{run_by_id[i]['name']} ({run_by_id[i]['backbone']}, {run_by_id[i]['mode']}, "
+                                  f"task {run_by_id[i]['task']})")
+        run = run_by_id[run_id]
+        if run["task"] not in ("auto", record["task"]):
+            st.warning("The model and the test set have different tasks: inference works only when every "
+                       "test label is a class of the model.", icon=":material/warning:")
+            st.text(f"Model's task: {run['task']}\nTest set's task: {record['task']}")
+        inference_panel(ws, run_id, test_set_id, key="testsets")

@@ -1,0 +1,110 @@
+"""Train: configure and start a transfer-learning run, follow it live, list runs, and test a finished one."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.data.demo import demo_status
+from core.data.ingest import register_split
+from core.errors import InputError
+from core.train import launch_run, read_events, reconcile_runs
+from core.train.smoothing import DEFAULT_SMOOTHING
+from dashboard.common import ROOT, ensure_demo_ui, get_workspace
+from dashboard.testsets_ui import (add_data_form, inference_panel, page_available, show_added_message,
+                                   show_error)
+from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
+
+SELECTED = "train_selected_run"
+
+st.title("Train")
+st.caption("Transfer learning as in Kermany et al. (Cell 2018): a backbone pretrained on ImageNet, a new head for "
+           "the clinic's classes. Runs execute in their own process: they keep going when you leave this page "
+           "or reload it.")
+ws = get_workspace()
+ensure_demo_ui(ws)
+reconcile_runs(ws)
+
+# -- new run ----------------------------------------------------------------------------------------
+st.subheader("New run")
+with st.expander("Add a training dataset (upload or server folder)", icon=":material/add:"):
+    added = add_data_form(ws, role="dataset", key="train_add")
+    if added:
+        st.session_state["train_dataset"] = added
+        st.rerun()
+show_added_message()
+config = new_run_form(ws)
+if config is not None:
+    try:
+        run_id = launch_run(config, ws)
+    except InputError as exc:
+        show_error("The run could not start.", str(exc))
+    else:
+        st.session_state[SELECTED] = run_id
+        st.session_state["train_started_message"] = run_id
+        st.rerun()
+if started := st.session_state.pop("train_started_message", None):
+    st.success("Run started in the background; follow it below.", icon=":material/rocket_launch:")
+    st.text(f"Run id: {started}")
+
+# -- runs ---------------------------------------------------------------------------------------------
+st.subheader("Runs")
+runs = ws.list_runs()
+if not runs:
+    st.info("No runs yet: start one above.", icon=":material/info:")
+    st.stop()
+st.dataframe(run_table(runs), hide_index=True, width="stretch",
+             column_config={"best value": st.column_config.NumberColumn(format="%.4f")})
+by_id = {r["id"]: r for r in runs}
+ids = list(by_id)
+if st.session_state.get(SELECTED) not in ids:
+    active = [r["id"] for r in runs if r["status"] in ACTIVE]
+    st.session_state[SELECTED] = (active or ids)[0]
+run_id = st.selectbox("Run", ids, key=SELECTED,
+                      format_func=lambda i: f"{by_id[i]['name']} - {by_id[i]['status']} ({i})")
+run = by_id[run_id]
+smoothing = st.slider("Curve smoothing (TensorBoard-style; 0 = raw)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01,
+                      key="train_smoothing")
+live_panel(ws, run, smoothing)
+
+with st.expander("Configuration (config.json)"):
+    st.json(run.get("config") or {}, expanded=False)
+
+if run["status"] == "succeeded":
+    summary = run_summary(read_events(run["run_dir"]))
+    if summary:
+        st.caption(f"Best epoch {summary.get('best_epoch')} of {summary.get('epochs_run')}; checkpoint chosen on "
+                   f"validation {summary.get('metric')}.")
+        scores = summary_table(summary)
+        if not scores.empty:
+            st.dataframe(scores, hide_index=True, width="stretch")
+
+    st.subheader("Test it")
+    source = ws.get_dataset(run.get("dataset_id") or "")
+    test_sets = ws.list_datasets(role="test_set")
+    if source and "test" in ((source.get("meta") or {}).get("splits") or []) and not any(
+            (t.get("meta") or {}).get("parent_dataset") == source["id"] for t in test_sets):
+        if st.button("Register the training dataset's test split as a test set", key="train_register_split"):
+            try:
+                split_set = register_split(ws, source["id"], "test")
+            except InputError as exc:
+                show_error("Could not register the test split.", str(exc))
+            else:
+                st.session_state[f"train_test_set_{run_id}"] = split_set.dataset_id
+                st.rerun()
+    if not test_sets:
+        st.info("No test set registered yet: add one on the Test sets page.", icon=":material/info:")
+    else:
+        same_task = [t for t in test_sets if t["task"] == run["task"]] or test_sets
+        # The natural first choice: a test set derived from the training data (the demo's test split included).
+        demo = demo_status(ws)
+        same_task.sort(key=lambda t: not (((t.get("meta") or {}).get("parent_dataset") == run.get("dataset_id"))
+                                          or (t["id"] == demo.get("test_set_id")
+                                              and run.get("dataset_id") == demo.get("dataset_id"))))
+        names = {t["id"]: t for t in test_sets}
+        choices = [t["id"] for t in same_task] + [t["id"] for t in test_sets if t not in same_task]
+        test_set_id = st.selectbox("Test set", choices, key=f"train_test_set_{run_id}",
+                                   format_func=lambda i: f"{names[i]['name']} ({names[i]['n_images']:,} images)")
+        inference_panel(ws, run_id, test_set_id, key="train")
+    if page_available("test_sets.py"):
+        st.page_link(str(ROOT / "pages" / "test_sets.py"), label="Add or preview test sets",
+                     icon=":material/folder_open:")

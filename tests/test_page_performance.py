@@ -1,0 +1,137 @@
+"""AppTest of the Performance page on the seeded workspace (and on synthetic ordinal / multi-label predictions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.store import Workspace
+from tests._evaluation_data import build_workspace
+from tests.conftest import APP_PATH
+
+PAGE = "../pages/performance.py"
+HEADLINE = ("Accuracy", "Sensitivity (urgent referral vs rest)", "Specificity (urgent referral vs rest)",
+            "Weighted error", "Urgent-referral AUC")
+
+
+def _open(run_id: str | None = None, test_set_id: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(APP_PATH, default_timeout=180)
+    if run_id:
+        at.session_state["run_id"] = run_id
+        at.session_state["test_set_id"] = test_set_id
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _table(at: AppTest, *columns: str):
+    """The first table holding these columns (read-only st.dataframe elements carry no key in AppTest)."""
+    for frame in at.dataframe:
+        value = frame.value
+        if set(columns) <= set(value.columns):
+            return value
+    raise AssertionError(f"no table with columns {columns}")
+
+
+def test_headline_cards_charts_and_tables_render(seeded_workspace):
+    at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
+    metrics = _metrics(at)
+    assert all(label in metrics for label in HEADLINE)
+    assert all(metrics[label] != "n/a" for label in HEADLINE)
+    assert sum("95% CI" in c.value for c in at.caption) >= 5  # every headline card shows its interval
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 9  # view + class ROC, view + class PR, confusion, tiers, distribution, PPV/NPV, reliability
+    assert len(_table(at, "image_id", "p_called_class")) > 0  # the cases of the most common mistake
+    assert len(_table(at, "referral level")) == 4
+    table = _table(at, "class", "support", "sensitivity")
+    assert list(table["class"]) == ["CNV", "DME", "DRUSEN", "NORMAL"]
+    assert {"sensitivity", "specificity", "ppv", "npv", "auc", "support"} <= set(table.columns)
+    assert "ECE (top label)" in metrics and "Brier score (all classes)" in metrics
+    assert any("synthetic" in i.value for i in at.info)
+    assert any(c.value.startswith("Training counts: the run's training split") for c in at.caption)
+
+
+def test_threshold_moves_every_number_and_follows_the_user(seeded_workspace):
+    at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
+    at.slider(key="perf_threshold").set_value(0.0).run()
+    low = _metrics(at)
+    cases_low = _table(at, "class", "support", "sensitivity")
+    assert low["Sensitivity (urgent referral vs rest)"] == "100.0%"
+    assert low["Specificity (urgent referral vs rest)"] == "0.0%"
+    at.slider(key="perf_threshold").set_value(1.0).run()
+    high = _metrics(at)
+    assert high["Sensitivity (urgent referral vs rest)"] == "0.0%"
+    assert high["Specificity (urgent referral vs rest)"] == "100.0%"
+    # The class calls follow the threshold, so accuracy, weighted error and the per-class table move too.
+    assert high["Weighted error"] != low["Weighted error"]
+    assert not _table(at, "class", "support", "sensitivity").equals(cases_low)
+    assert high["Urgent-referral AUC"] == low["Urgent-referral AUC"]  # threshold-free
+    # The threshold is kept in the workspace: a new session (a reload) starts from it.
+    saved = Workspace.open(seeded_workspace["root"]).get_setting("selection")
+    assert saved["threshold"] == 1.0
+    again = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
+    assert again.slider(key="perf_threshold").value == 1.0
+    assert _metrics(again)["Specificity (urgent referral vs rest)"] == "100.0%"
+    again.slider(key="perf_threshold").set_value(0.5).run()
+
+
+def test_target_sensitivity_sets_the_operating_point(seeded_workspace):
+    at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
+    at.radio(key="perf_rule").set_value("sensitivity").run()
+    at.slider(key="perf_target_sens").set_value(1.0).run()
+    assert not at.exception
+    assert _metrics(at)["Sensitivity (urgent referral vs rest)"] == "100.0%"
+    assert any("Threshold chosen by sensitivity >= 1" in c.value for c in at.caption)
+    at.radio(key="perf_rule").set_value("threshold").run()
+
+
+def test_confusion_cell_lists_its_cases_with_thumbnails(seeded_workspace):
+    at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
+    at.slider(key="perf_threshold").set_value(0.0).run()  # every case called urgent: cells off the diagonal fill
+    at.selectbox(key="perf_cell_true").set_value("NORMAL").run()
+    at.selectbox(key="perf_cell_called").set_value("CNV").run()
+    cases = _table(at, "image_id", "p_called_class")
+    assert len(cases) > 0 and set(cases["true_class"]) == {"NORMAL"} and set(cases["called_class"]) == {"CNV"}
+    assert at.image and len(at.image[0].value) == min(len(cases), 12)
+    assert list(at.image[0].captions) == cases["image_id"].head(12).tolist()
+    assert at.session_state["confusion_cell"]["true"] == "NORMAL"
+    at.slider(key="perf_threshold").set_value(0.5).run()
+
+
+def test_penalty_matrix_in_use_drives_the_weighted_error(seeded_workspace):
+    uniform = (np.ones((4, 4)) - np.eye(4)).tolist()
+    at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"],
+               penalty_matrix={"oct-kermany": uniform}, penalty_matrix_name={"oct-kermany": "uniform"})
+    metrics = _metrics(at)
+    accuracy = float(metrics["Accuracy"].rstrip("%")) / 100
+    assert float(metrics["Weighted error"]) == pytest.approx(1 - accuracy, abs=1e-3)
+
+
+def test_ordinal_task_shows_weighted_kappa(tmp_path, monkeypatch):
+    ids = build_workspace(tmp_path / "ws", task_name="dr-grading", n=400)
+    monkeypatch.setenv("CORE_WORKSPACE", ids["root"])
+    at = _open(ids["run_ids"][0], ids["test_set_id"])
+    metrics = _metrics(at)
+    assert "Quadratic weighted kappa" in metrics and metrics["Quadratic weighted kappa"] != "n/a"
+    assert "Sensitivity (referable (grade >= 2) vs not)" in metrics
+
+
+def test_multilabel_task_shows_per_label_auroc(tmp_path, monkeypatch):
+    ids = build_workspace(tmp_path / "ws", task_name="fundus-multilabel", n=400)
+    monkeypatch.setenv("CORE_WORKSPACE", ids["root"])
+    at = _open(ids["run_ids"][0], ids["test_set_id"])
+    assert any("multi-label" in i.value for i in at.info)
+    table = _table(at, "label", "positives")
+    assert len(table) == 8 and "auc" in table.columns
+    before = table["sensitivity"].tolist()
+    at.slider(key="perf_threshold").set_value(0.9).run()
+    assert _table(at, "label", "positives")["sensitivity"].tolist() != before
+    assert len(at.get("plotly_chart")) == 2

@@ -1,0 +1,148 @@
+"""Test sets page (AppTest on the seeded workspace): preview, uploads (good, hostile), background inference."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.store import Workspace
+from tests._data_files import image_folder
+from tests.conftest import APP_PATH
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    at.switch_page("../pages/test_sets.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _zip_of(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _upload(at: AppTest, name: str, data: bytes, task: str = "auto") -> AppTest:
+    at.selectbox(key="testsets_add_task").set_value(task)
+    at.file_uploader(key="testsets_add_file").set_value((name, data, "application/zip")).run()
+    at.button(key="testsets_add_upload_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_demo_test_set_preview_and_cached_predictions(seeded_workspace):
+    ws = Workspace.open(seeded_workspace["root"])
+    demo = ws.get_dataset(seeded_workspace["test_set_id"])
+    at = _page()
+    # The seeded workspace is shared with other tests that add test sets and runs: pick the demo explicitly.
+    at.selectbox(key="testsets_preview").set_value(demo["id"]).run()
+    at.selectbox(key="testsets_run").set_value(seeded_workspace["run_id"]).run()
+    listed = at.dataframe[0].value
+    assert demo["id"] in set(listed["id"]) and bool(listed.set_index("id").loc[demo["id"], "synthetic"])
+    assert {m.label: m.value for m in at.metric}["Images"] == str(demo["n_images"])
+    counts = at.dataframe[1].value
+    assert int(counts["total"].sum()) == demo["n_images"] and list(counts.columns[:4]) == ["CNV", "DME", "DRUSEN",
+                                                                                         "NORMAL"]
+    per_class_lines = [t.value for t in at.text if t.value.split(":")[0] in ("CNV", "DME", "DRUSEN", "NORMAL")]
+    assert len(per_class_lines) == 4
+    assert len(at.get("image")) == 4 * min(4, demo["n_images"] // 4)  # default 4 thumbnails per class
+    at.slider(key="testsets_per_class").set_value(1).run()
+    assert len(at.get("image")) == 4
+    assert any("synthetic" in i.value.lower() for i in at.info)
+    # The seeded model's predictions on it exist: shown as already computed, nothing re-run.
+    assert any("Already computed" in s.value for s in at.success)
+    assert "testsets_run_inference" not in [b.key for b in at.button]
+
+
+def test_upload_registers_a_test_set_and_runs_inference_in_the_background(seeded_workspace, tmp_path):
+    ws = Workspace.open(seeded_workspace["root"])
+    folder = image_folder(tmp_path / "upload", {"CNV": 2, "DME": 1, "DRUSEN": 1, "NORMAL": 2}, size=(40, 32))
+    before = {d["id"] for d in ws.list_datasets(role="test_set")}
+    at = _upload(_page(), "clinic test (June).zip", _zip_of(folder), task="oct-kermany")
+    assert not at.error, [c.value for c in at.code]
+    (added,) = [d for d in ws.list_datasets(role="test_set") if d["id"] not in before]
+    assert added["n_images"] == 6 and added["task"] == "oct-kermany"
+    assert Path(added["source"]).resolve().is_relative_to(ws.uploads_dir.resolve())
+    assert at.selectbox(key="testsets_preview").value == added["id"]
+    assert any("added" in s.value for s in at.success)
+    assert {m.label: m.value for m in at.metric}["Images"] == "6"
+
+    # Inference runs in a background thread, polled by a fragment; the result is then cached.
+    assert ws.find_predictions(seeded_workspace["run_id"], added["id"]) is None
+    at.selectbox(key="testsets_run").set_value(seeded_workspace["run_id"]).run()
+    at.button(key="testsets_run_inference").click().run()
+    deadline = time.time() + 60
+    while ws.find_predictions(seeded_workspace["run_id"], added["id"]) is None and time.time() < deadline:
+        time.sleep(0.5)
+    record = ws.find_predictions(seeded_workspace["run_id"], added["id"])
+    assert record is not None and record["n_rows"] == 6
+    for _ in range(20):  # the thread records "done" right after predict() returns
+        at.run()
+        if any("Predictions computed" in s.value for s in at.success):
+            break
+        time.sleep(0.25)
+    assert any("Predictions computed" in s.value for s in at.success), [s.value for s in at.success]
+
+
+def test_hostile_and_broken_zips_show_an_error_and_register_nothing(seeded_workspace, tmp_path):
+    ws = Workspace.open(seeded_workspace["root"])
+    folder = image_folder(tmp_path / "evil", {"A": 2, "B": 2})
+    datasets_before = ws.list_datasets()
+    uploads_before = sorted(p.name for p in ws.uploads_dir.iterdir())
+    at = _page()
+    for name, data, reason in (("evil.zip", _zip_of(folder, {"../../escaped.txt": b"owned"}), "outside"),
+                               ("broken.zip", b"PK\x03\x04 not a zip at all", "not a readable zip")):
+        _upload(at, name, data)
+        assert any("Nothing was added" in e.value for e in at.error)
+        assert any(reason in c.value for c in at.code), [c.value for c in at.code]
+        assert ws.list_datasets() == datasets_before
+        assert sorted(p.name for p in ws.uploads_dir.iterdir()) == uploads_before
+    assert not list(ws.root.parent.rglob("escaped.txt"))
+
+
+def test_csv_alone_is_explained(seeded_workspace):
+    ws = Workspace.open(seeded_workspace["root"])
+    datasets_before = ws.list_datasets()
+    at = _page()
+    at.file_uploader(key="testsets_add_file").set_value(
+        ("labels.csv", b"path,label\nimg1.png,CNV\nimg2.png,NORMAL\n", "text/csv")).run()
+    at.button(key="testsets_add_upload_button").click().run()
+    assert any("upload a zip" in c.value for c in at.code)
+    assert ws.list_datasets() == datasets_before
+
+
+def test_register_a_server_folder(seeded_workspace, tmp_path):
+    ws = Workspace.open(seeded_workspace["root"])
+    folder = image_folder(tmp_path / "server", {"NORMAL": 2, "DRUSEN": 2}, size=(36, 30))
+    at = _page()
+    at.text_input(key="testsets_add_folder").input(str(tmp_path / "missing")).run()
+    at.button(key="testsets_add_folder_button").click().run()
+    assert any("no such folder" in c.value for c in at.code)
+    at.text_input(key="testsets_add_folder").input(str(folder)).run()
+    at.button(key="testsets_add_folder_button").click().run()
+    assert not at.error
+    added = ws.get_dataset(at.selectbox(key="testsets_preview").value)
+    assert Path(added["source"]) == folder.resolve() and added["n_images"] == 4
+
+
+def test_open_in_performance_carries_the_selection(seeded_workspace):
+    at = _page()
+    at.selectbox(key="testsets_preview").set_value(seeded_workspace["test_set_id"]).run()
+    at.selectbox(key="testsets_run").set_value(seeded_workspace["run_id"]).run()
+    if "testsets_open_perf" not in [b.key for b in at.button]:
+        pytest.skip("the Performance page is not in this build yet")
+    at.button(key="testsets_open_perf").click().run()
+    assert at.session_state["run_id"] == seeded_workspace["run_id"]
+    assert at.session_state["test_set_id"] == seeded_workspace["test_set_id"]
+    assert "Test sets" not in [t.value for t in at.title]  # we left the page

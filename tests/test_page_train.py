@@ -1,0 +1,172 @@
+"""Train page (AppTest on the seeded workspace): form, run list, live panel, smoothing, a real tiny run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.store import Workspace
+from core.train import cancel_run, reconcile_runs
+from tests.conftest import APP_PATH
+
+FINISH_TIMEOUT_S = 90
+
+
+def _page(select_run: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    if select_run:
+        at.session_state["train_selected_run"] = select_run
+    at.switch_page("../pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def _smoothed_loss(at: AppTest) -> list[float]:
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    trace = next(t for t in spec["data"] if t["name"] == "train (smoothed)")
+    return trace["y"]
+
+
+def test_form_and_seeded_run(seeded_workspace):
+    ws = Workspace.open(seeded_workspace["root"])
+    seeded = ws.get_run(seeded_workspace["run_id"])
+    at = _page(select_run=seeded["id"])
+    assert [t.value for t in at.title] == ["Train"]
+    assert at.selectbox(key="train_dataset").value == seeded_workspace["dataset_id"]
+    assert at.selectbox(key="train_backbone").value == "tf_efficientnet_lite0"
+    backbones = at.selectbox(key="train_backbone").options
+    assert any("offline ImageNet weights" in o for o in backbones) and any("test model" in o for o in backbones)
+    assert at.radio(key="train_mode").value == "features" and at.button(key="train_start")
+    from core.train.devices import device_options
+
+    assert at.selectbox(key="train_device").options == list(device_options().choices)
+    if not device_options().cuda_available:
+        assert "cuda" not in at.selectbox(key="train_device").options
+        assert any("torch.cuda.is_available() is False" in c.value for c in at.caption)
+    # The run table and the selected run's panel show its status and best metric.
+    table = at.dataframe[0].value
+    row = table[table["id"] == seeded["id"]].iloc[0]
+    assert row["status"] == "succeeded" and row["best value"] == pytest.approx(seeded["best_metric"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "succeeded"
+    assert metrics[f"Best {seeded['best_metric_name']}"] == f"{seeded['best_metric']:.4f}"
+    # Cached predictions on the demo test set are offered as already computed.
+    assert any("Already computed" in s.value for s in at.success)
+
+
+def test_smoothing_slider_changes_the_curves(seeded_workspace):
+    at = _page(select_run=seeded_workspace["run_id"])
+    assert any("smoothing 0.6" in t for t in _chart_titles(at))
+    before = _smoothed_loss(at)
+    at.slider(key="train_smoothing").set_value(0.0).run()
+    assert any("smoothing 0 (" in t for t in _chart_titles(at))
+    after = _smoothed_loss(at)
+    assert len(before) == len(after) and before != after
+
+
+def test_failed_run_shows_its_error(seeded_workspace):
+    ws = Workspace.open(seeded_workspace["root"])
+    run_id = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
+                           name="broken run")
+    ws.update_run(run_id, status="failed", error="InputError: data folder vanished\ntraceback line")
+    at = _page(select_run=run_id)
+    assert any("failed" in e.value for e in at.error)
+    assert any("data folder vanished" in c.value for c in at.code)
+    table = at.dataframe[0].value
+    assert table[table["id"] == run_id].iloc[0]["error"] == "InputError: data folder vanished"
+
+
+def test_start_a_tiny_run_and_follow_it(seeded_workspace):
+    ws = Workspace.open(seeded_workspace["root"])
+    at = _page()
+    at.selectbox(key="train_backbone").set_value("test_efficientnet").run()
+    at.number_input(key="train_epochs_features").set_value(1)
+    at.number_input(key="train_size_test_efficientnet").set_value(32)
+    at.selectbox(key="train_device").set_value("cpu")
+    at.text_input(key="train_name").input("tiny page run")
+    before = {r["id"] for r in ws.list_runs()}
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (run,) = [r for r in ws.list_runs() if r["id"] not in before]
+    assert run["status"] in ("queued", "running", "succeeded") and run["name"] == "tiny page run"
+    assert run["backbone"] == "test_efficientnet" and run["config"]["epochs"] == 1
+    assert run["config"]["image_size"] == 32 and run["config"]["device"] == "cpu"
+    assert at.selectbox(key="train_selected_run").value == run["id"]
+    assert any("started" in s.value for s in at.success)
+    deadline = time.time() + FINISH_TIMEOUT_S
+    while time.time() < deadline:
+        reconcile_runs(ws)
+        if ws.get_run(run["id"])["status"] not in ("queued", "running"):
+            break
+        time.sleep(1)
+    else:  # too slow on this machine: cancelling must then work instead
+        cancel_run(run["id"], ws)
+        for _ in range(60):
+            reconcile_runs(ws)
+            if ws.get_run(run["id"])["status"] not in ("queued", "running"):
+                break
+            time.sleep(1)
+    final = ws.get_run(run["id"])
+    assert final["status"] in ("succeeded", "cancelled"), final["error"]
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Status"] == final["status"]
+    if final["status"] == "succeeded":
+        assert final["best_metric"] is not None and at.get("plotly_chart")
+
+
+def test_demo_run_config_is_launchable(seeded_workspace, workspace):
+    from core.errors import InputError
+    from core.train.config import RunConfig
+    from core.train.demo import demo_run_config
+
+    cfg = RunConfig.from_dict(demo_run_config(Workspace.open(seeded_workspace["root"])))
+    assert cfg.backbone == "tf_efficientnet_lite0" and cfg.mode == "features" and cfg.pretrained
+    assert cfg.dataset_id == seeded_workspace["dataset_id"] and Path(cfg.data).is_dir()
+    assert cfg.task["name"] == "oct-kermany"
+    with pytest.raises(InputError, match="demo is not registered"):
+        demo_run_config(workspace)  # a fresh workspace: no demo yet
+
+
+def test_device_options_follow_torch():
+    import torch
+
+    from core.train.devices import device_options
+
+    options = device_options()
+    assert options.choices[:1] == ("auto",) and "cpu" in options.choices
+    assert ("cuda" in options.choices) == torch.cuda.is_available() == options.cuda_available
+
+
+def test_add_a_training_dataset_from_a_server_folder(seeded_workspace, tmp_path):
+    from tests._data_files import image_folder
+
+    ws = Workspace.open(seeded_workspace["root"])
+    folder = image_folder(tmp_path / "clinic", {"NORMAL": 3, "CNV": 3}, split="train")
+    image_folder(tmp_path / "clinic", {"NORMAL": 1, "CNV": 1}, split="test")
+    at = _page()
+    at.text_input(key="train_add_folder").input(str(folder)).run()
+    at.button(key="train_add_folder_button").click().run()
+    assert not at.exception and not at.error, [c.value for c in at.code]
+    added = ws.get_dataset(at.selectbox(key="train_dataset").value)
+    assert added["role"] == "dataset" and added["n_images"] == 8 and added["meta"]["splits"] == ["train", "test"]
+    assert not at.warning  # selecting the new dataset raises no widget-state warning
+    # A finished run on it offers its test split as a test set (listed first for that run).
+    run_id = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": added["task"],
+                                   "dataset_id": added["id"]}, name="finished run on clinic data")
+    ws.update_run(run_id, status="succeeded")
+    at.run()
+    at.selectbox(key="train_selected_run").set_value(run_id).run()
+    at.button(key="train_register_split").click().run()
+    assert not at.exception and not at.error, [c.value for c in at.code]
+    (split_set,) = [t for t in ws.list_datasets(role="test_set") if t["meta"].get("parent_dataset") == added["id"]]
+    assert split_set["n_images"] == 2 and split_set["meta"]["split"] == "test"
+    assert at.selectbox(key=f"train_test_set_{run_id}").value == split_set["id"]
+    assert "train_register_split" not in [b.key for b in at.button]
