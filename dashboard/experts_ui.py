@@ -1,0 +1,267 @@
+"""Experts UI plumbing: cached reader-vs-model tables, demo readers, safe text and CSV, a finished reader's results."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.data.tasks import Task, task_from_dict
+from core.errors import InputError
+from core.plots.experts import interval_text, reader_roc_figure
+from core.readers import (DEFAULT_PROFILES, compare_readers_to_model, export_csv, is_simulated, list_readings,
+                          lr_table, model_metrics, model_roc, reader_results, roc_points, simulated_profile,
+                          store_simulated_readers, weighted_error_table)
+from core.readers.study import Study
+from core.store import Workspace
+from dashboard.common import load_predictions
+from dashboard.evaluation import active_penalty
+from dashboard.downloads import figure_downloads
+
+LR_METHOD_LABELS = {"log": "log (Simel)", "koopman": "Koopman score", "adjusted_log": "adjusted log (+0.5)"}
+MATCH_LABELS = {None: "at a score threshold", "specificity": "matched to each reader's specificity",
+                "sensitivity": "matched to each reader's sensitivity"}
+READING_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text) -> str:
+    """User text (file names, reader codes, problems naming them) made inert for st.markdown/st.error:
+    every markdown character escaped, so a file name can never become a link or an image."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def show_problem(headline: str, exc: Exception) -> None:
+    """A clear error: a fixed headline, then the problem (which may quote user text) as plain text."""
+    st.error(headline, icon=":material/error:")
+    st.code(str(exc), language=None, wrap_lines=True)
+
+
+def csv_download(frame: pd.DataFrame, name: str, key: str, label: str = "CSV") -> None:
+    """A CSV download built only when clicked; cells a spreadsheet would run as formulas are defused
+    (reader codes and sources come from users)."""
+    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-").lower() or "table"
+    st.download_button(label, data=lambda: export_csv(frame), file_name=f"{slug}.csv", mime="text/csv", key=key,
+                       icon=":material/download:", on_click="ignore")
+
+
+def penalty_in_use(ws: Workspace, task: Task) -> tuple[str, np.ndarray]:
+    """The penalties page's matrix for this task (session, then workspace, then the task default)."""
+    return active_penalty(ws, task)
+
+
+def demo_test_set_id(ws: Workspace) -> str | None:
+    return (ws.get_setting("demo_ids", {}) or {}).get("test_set_id")
+
+
+def ensure_demo_readers(ws: Workspace, test_set_id: str, truth, task: Task) -> bool:
+    """On the built-in demo's test set with no readings yet, store the simulated readers (labelled SIMULATED)
+    so the page is alive on first launch. Returns whether it created them."""
+    if test_set_id != demo_test_set_id(ws) or task.kind == "multilabel" or task.default_view() is None:
+        return False
+    if not list_readings(ws, test_set_id).empty:
+        return False
+    store_simulated_readers(ws, test_set_id, truth, task)
+    return True
+
+
+def simulated_notice(reader_ids) -> None:
+    """Say plainly which readers are simulated and what they were made to be."""
+    simulated = sorted({str(r) for r in reader_ids if is_simulated(r)})
+    if not simulated:
+        return
+    lines = []
+    for reader in simulated:
+        profile = simulated_profile(reader, DEFAULT_PROFILES)
+        lines.append(f"- **{plain(reader)}**: " + (
+            f"{profile.description} Made to reach sensitivity {profile.sensitivity:.2f} and specificity "
+            f"{profile.specificity:.2f} in expectation." if profile else "a simulated reader."))
+    st.info("**SIMULATED readers** - made-up readers for the built-in demo, not real people. Their answers "
+            "were drawn at random to match stated profiles:\n" + "\n".join(lines), icon=":material/science:")
+
+
+def _task_json(task: Task) -> str:
+    return json.dumps(task.to_dict(), sort_keys=True)
+
+
+# One cache per table, each keyed only on what it depends on: moving the threshold does not redraw the ROC
+# curve, and changing the penalty matrix recomputes only what holds weighted errors.
+@st.cache_data(show_spinner="Computing the model's ROC curve...", max_entries=16)
+def _roc(path: str, mtime: float, task_json: str, view: str) -> dict:
+    return model_roc(load_predictions(path)[0], task_from_dict(json.loads(task_json)), view)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _model_point(path: str, mtime: float, task_json: str, view: str, threshold: float, penalty: tuple,
+                 lr_ci: str) -> dict:
+    return model_metrics(load_predictions(path)[0], task_from_dict(json.loads(task_json)), view, threshold,
+                         penalty=np.asarray(penalty, dtype=float), lr_ci=lr_ci)
+
+
+@st.cache_data(show_spinner="Comparing each reader with the model on the same images...", max_entries=32)
+def _compare(path: str, mtime: float, readings: pd.DataFrame, task_json: str, view: str, threshold: float,
+             match: str | None, penalty: tuple, lr_ci: str) -> pd.DataFrame:
+    return compare_readers_to_model(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)),
+                                    view, threshold=threshold, match=match, penalty=np.asarray(penalty, dtype=float),
+                                    lr_ci=lr_ci)
+
+
+@st.cache_data(show_spinner="Computing likelihood ratios...", max_entries=32)
+def _lr(path: str, mtime: float, readings: pd.DataFrame, task_json: str, view: str, threshold: float,
+        lr_ci: str) -> pd.DataFrame:
+    return lr_table(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)), view, threshold,
+                    lr_ci=lr_ci)
+
+
+@st.cache_data(show_spinner="Computing weighted errors...", max_entries=16)
+def _weighted(path: str, mtime: float, readings: pd.DataFrame, task_json: str, penalty: tuple) -> pd.DataFrame:
+    return weighted_error_table(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)),
+                                penalty=np.asarray(penalty, dtype=float))
+
+
+def comparison(predictions_path: str, readings: pd.DataFrame, task: Task, view: str, threshold: float,
+               match: str | None, penalty: np.ndarray, lr_ci: str) -> dict:
+    """Everything the experts page draws, computed by core.readers and cached per set of choices:
+    compare (one row per reader), points (ROC crosshairs), roc, model (operating point), lr, weighted."""
+    path = Path(predictions_path)
+    key = (str(path), path.stat().st_mtime)
+    readings = readings[READING_COLUMNS].reset_index(drop=True)
+    task_json, threshold = _task_json(task), float(threshold)
+    penalty = tuple(map(tuple, np.asarray(penalty, dtype=float).tolist()))
+    compare = _compare(*key, readings, task_json, view, threshold, match, penalty, lr_ci)
+    return {"compare": compare, "points": roc_points(compare), "roc": _roc(*key, task_json, view),
+            "model": _model_point(*key, task_json, view, threshold, penalty, lr_ci),
+            "lr": _lr(*key, readings, task_json, view, threshold, lr_ci),
+            "weighted": _weighted(*key, readings, task_json, penalty)}
+
+
+def summary_table(compare: pd.DataFrame, model: dict) -> pd.DataFrame:
+    """One row per reader and one for the model: each statistic with its interval, as text for reading."""
+    rows = [{"who": "model (all cases)", "kind": "model", "operating point": model.get("rule", ""),
+             "images": model["n_graded"]} | _interval_columns(model)]
+    for row in compare.to_dict("records"):
+        rows.append({"who": row["reader_id"], "kind": row["kind"], "operating point": "reader's own calls",
+                     "images": row["n_graded"]}
+                    | _interval_columns(row) | {"kappa vs model": interval_text(row.get("kappa"), row.get(
+                        "kappa_low"), row.get("kappa_high"))})
+    return pd.DataFrame(rows)
+
+
+def _interval_columns(row: dict) -> dict:
+    return {"sensitivity": interval_text(row["sensitivity"], row["sensitivity_low"], row["sensitivity_high"]),
+            "specificity": interval_text(row["specificity"], row["specificity_low"], row["specificity_high"]),
+            "LR+": interval_text(row["lr_positive"], row["lr_positive_low"], row["lr_positive_high"]),
+            "LR-": interval_text(row["lr_negative"], row["lr_negative_low"], row["lr_negative_high"]),
+            "accuracy": interval_text(row["accuracy"], row["accuracy_low"], row["accuracy_high"]),
+            "weighted error": f"{row['weighted_error']:.3f}"}
+
+
+def paired_table(compare: pd.DataFrame) -> pd.DataFrame:
+    """Each reader against the model on the same cases: McNemar and the paired differences (model - reader)."""
+    rows = []
+    for row in compare.to_dict("records"):
+        if row.get("problem"):
+            rows.append({"reader": row["reader_id"], "problem": row["problem"]})
+            continue
+        rows.append({
+            "reader": row["reader_id"], "shared images": row["n_shared"], "model rule": row["model_rule"],
+            "reader sensitivity": row["reader_sensitivity"], "model sensitivity": row["model_sensitivity"],
+            "sensitivity difference (model - reader)": interval_text(
+                row["sensitivity_difference"], row["sensitivity_difference_low"], row["sensitivity_difference_high"]),
+            "reader specificity": row["reader_specificity"], "model specificity": row["model_specificity"],
+            "specificity difference (model - reader)": interval_text(
+                row["specificity_difference"], row["specificity_difference_low"], row["specificity_difference_high"]),
+            "only reader right": row["reader_only_correct"], "only model right": row["model_only_correct"],
+            "McNemar exact p": row["mcnemar_exact_p"], "McNemar mid-p": row["mcnemar_mid_p"],
+            "kappa": interval_text(row["kappa"], row["kappa_low"], row["kappa_high"]), "problem": ""})
+    return pd.DataFrame(rows)
+
+
+def matched_sentences(compare: pd.DataFrame, match: str | None) -> list[str]:
+    """'At SIMULATED-x's specificity (0.83), the model's sensitivity is 0.67 (the reader's: 1.00).'"""
+    if match is None:
+        return []
+    other = "sensitivity" if match == "specificity" else "specificity"
+    out = []
+    for row in compare.to_dict("records"):
+        if row.get("problem"):
+            continue
+        difference = interval_text(row[f"{other}_difference"], row[f"{other}_difference_low"],
+                                   row[f"{other}_difference_high"])
+        out.append(f"At {plain(row['reader_id'])}'s {match} ({row[f'reader_{match}']:.2f}), the model's {other} "
+                   f"is {row[f'model_{other}']:.2f} (the reader's: {row[f'reader_{other}']:.2f}; model minus "
+                   f"reader {difference}).")
+    return out
+
+
+# -- a finished reader's own results (reader study page) ----------------------------------------------------
+def _predictions_for(ws: Workspace, test_set_id: str) -> list[dict]:
+    return [r for r in ws.list_predictions() if r["dataset_id"] == test_set_id]
+
+
+def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = "rs_results") -> None:
+    """What a reader sees after finishing (or ending early): their confusion matrix, sensitivity and
+    specificity with intervals, their point on the model's ROC, LRs and weighted error next to the model's,
+    and agreement with the model. Only called once core says the reader is done."""
+    task = study.task
+    runs = {r["id"]: r for r in ws.list_runs()}
+    models = _predictions_for(ws, study.test_set_id)
+    cols = st.columns(2)
+    views = [v.name for v in task.binary_views]
+    view = cols[0].selectbox("Binary view", views, key=f"{key}_view") if views else None
+    chosen = cols[1].selectbox("Compare with model", models, key=f"{key}_model",
+                               format_func=lambda r: runs.get(r["run_id"], {}).get("name", r["run_id"])) \
+        if models else None
+    frame = load_predictions(chosen["path"])[0] if chosen else None
+    name, penalty = penalty_in_use(ws, task)
+    threshold = float(st.session_state.get("threshold") or 0.5)
+    try:
+        report = reader_results(ws, study.id, reader_id, predictions=frame, view=view, threshold=threshold,
+                                penalty=penalty)
+    except InputError as exc:
+        show_problem("Your results could not be computed.", exc)
+        return
+    metrics, model, paired = report["metrics"], report["model"], report["paired"]
+    if report.get("problem"):
+        st.warning(plain(report["problem"]))
+    if chosen is None:
+        st.info("No model has been run on this test set yet: your results are against the truth only.")
+    st.markdown("**Your confusion matrix** (rows: true class, columns: your call)")
+    confusion = report["confusion"]
+    # Plain string axes: the categorical axes core returns do not survive the trip to the browser's table.
+    st.dataframe(pd.DataFrame(confusion.to_numpy(), index=pd.Index([str(c) for c in confusion.index], name="true"),
+                              columns=[f"called {c}" for c in confusion.columns]), width="content",
+                 key=f"{key}_confusion")
+    if not metrics:
+        return
+    top = st.columns(4)
+    top[0].metric("Your sensitivity", interval_text(metrics["sensitivity"], metrics["sensitivity_low"],
+                                                    metrics["sensitivity_high"]), help=report["view"])
+    top[1].metric("Your specificity", interval_text(metrics["specificity"], metrics["specificity_low"],
+                                                    metrics["specificity_high"]), help=report["view"])
+    top[2].metric("Your weighted error", f"{metrics['weighted_error']:.3f}",
+                  help=f"Mean penalty per image, penalty matrix: {name}")
+    if paired:
+        top[3].metric("Agreement with the model (kappa)",
+                      interval_text(paired["kappa"], paired["kappa_low"], paired["kappa_high"]))
+    table = pd.DataFrame([{"": "you", "images": metrics["n_graded"]} | _interval_columns(metrics)]
+                         + ([{"": f"model ({model['rule']}), same images", "images": model["n_graded"]}
+                             | _interval_columns(model)] if model else []))
+    st.markdown(f"**You and the model, {plain(report['view'])}** (95% intervals)")
+    st.dataframe(table, hide_index=True, width="stretch")
+    if paired:
+        st.caption(f"McNemar on correctness in the binary view: exact p = {paired['mcnemar_exact_p']:.3g}, "
+                   f"mid-p = {paired['mcnemar_mid_p']:.3g} (images only you got right: "
+                   f"{paired['reader_only_correct']}; only the model: {paired['model_only_correct']}).")
+    if report.get("roc") is not None:
+        fig = reader_roc_figure(report["roc"], roc_points(pd.DataFrame([metrics])), model)
+        st.plotly_chart(fig, key=f"{key}_roc")
+        st.caption("The curve is the model on the whole test set; the cross is the model at its threshold on the "
+                   "images you graded; your crosshairs are 95% Wilson intervals.")
+        figure_downloads(fig, "reader-roc", key=f"{key}_roc_dl")
+    csv_download(pd.DataFrame([{"reader_id": reader_id, **metrics}] + ([model] if model else [])),
+                 f"reader-results-{reader_id}", key=f"{key}_csv", label="Your results (CSV)")

@@ -1,0 +1,267 @@
+"""Reader-study UI: who is reading, which study, and the blinded grading screen (image, zoom, class buttons)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import streamlit as st
+from PIL import Image
+
+from core.data import load_dataset
+from core.data.images import open_image
+from core.data.tasks import Task, get_task, task_from_dict
+from core.errors import InputError
+from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_study, end_early, finish, item_at,
+                          join_study, list_studies, next_item, own_answer, passwords_configured, progress,
+                          record_answer)
+from core.readers.ui_support import reader_study_on
+from core.store import Workspace
+from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers, plain, show_problem
+
+SESSION_KEY = "reader_session"  # {"study_id", "reader_id"}: who reads what in this browser session
+POSITION_KEY = "rs_position"  # 1-based position being shown; None = the first image without an answer
+SHOWN_KEY = "rs_shown"  # (study, reader, image shown, when): the seconds an answer took
+NEW_STUDY = "__new__"
+DISPLAY_PIXELS = 900  # long side of the shown image: small scans are enlarged so detail is visible
+CONFIDENCE_WORDS = {1: "1 - a guess", 2: "2", 3: "3", 4: "4", 5: "5 - certain"}
+
+
+@st.cache_resource(show_spinner="Opening the test set...", max_entries=8)
+def _dataset(source: str, task_json: str):
+    return load_dataset(source, task_from_dict(json.loads(task_json)))
+
+
+def test_set_dataset(row: dict, task: Task):
+    """The test set's Dataset (cached per source): its images and truth go into a new study."""
+    return _dataset(str(row["source"]), json.dumps(task.to_dict(), sort_keys=True))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _image(path: str) -> Image.Image:
+    return open_image(path)
+
+
+def study_image(ws: Workspace, study: Study, image_id: str, path: str | None) -> Image.Image:
+    """The image to grade, from the path the study recorded (else found in the test set by its id)."""
+    if path:
+        return _image(path)
+    row = ws.get_dataset(study.test_set_id)
+    if row is None:
+        raise InputError(f"test set {study.test_set_id!r} is no longer registered")
+    table = test_set_dataset(row, study.task).table
+    matches = table.index[table["image_id"].astype(str) == str(image_id)]
+    if len(matches) == 0:
+        raise InputError("this image is no longer in the test set")
+    return _image(str(table.loc[matches[0], "path"]))
+
+
+def zoom_image(image: Image.Image, zoom: float, centre_x: float, centre_y: float,
+               display: int = DISPLAY_PIXELS) -> Image.Image:
+    """The region 1/zoom of the image's size around (centre_x, centre_y) (fractions of width and height, kept
+    inside the image), resized so its long side is `display` pixels."""
+    width, height = image.size
+    zoom = max(1.0, float(zoom))
+    crop_w, crop_h = width / zoom, height / zoom
+    left = min(max(centre_x * width - crop_w / 2, 0.0), width - crop_w)
+    top = min(max(centre_y * height - crop_h / 2, 0.0), height - crop_h)
+    region = image.crop((round(left), round(top), round(left + crop_w), round(top + crop_h)))
+    scale = display / max(region.size)
+    return region.resize((max(1, round(region.width * scale)), max(1, round(region.height * scale))),
+                         Image.Resampling.LANCZOS)
+
+
+def _usable_test_sets(ws: Workspace) -> list[tuple[dict, Task]]:
+    out = []
+    for row in ws.list_datasets(role="test_set"):
+        try:
+            task = get_task(row["task"])
+        except (InputError, OSError):
+            continue  # a test set whose task file went missing cannot be graded
+        if task.kind != "multilabel":
+            out.append((row, task))
+    return out
+
+
+def start_screen(ws: Workspace) -> None:
+    """Identify the reader, pick or create a study, and join it (or resume where they stopped)."""
+    st.subheader("1. Who is reading?")
+    reader_id = st.text_input("Your name or reader code", key="rs_reader_code", max_chars=64,
+                              help="Use the same code each time: re-entering it resumes where you stopped.")
+    password = None
+    if passwords_configured(ws):
+        password = st.text_input("Password", type="password", key="rs_password",
+                                 help="This workspace asks every reader for their password.")
+    st.subheader("2. Which study?")
+    test_sets = _usable_test_sets(ws)
+    if not test_sets:
+        st.info("No test set to grade yet: add one on the **Test sets** page.")
+        return
+    names = {row["id"]: row["name"] for row, _ in test_sets}
+    test_set_id = st.selectbox("Test set", list(names), format_func=names.get, key="rs_test_set")
+    row, task = next((r, t) for r, t in test_sets if r["id"] == test_set_id)
+    if test_set_id == demo_test_set_id(ws):
+        try:
+            ensure_demo_readers(ws, test_set_id, test_set_dataset(row, task), task)
+        except InputError as exc:  # the demo folder was removed: the study list still works
+            show_problem("The demo's simulated readers could not be created.", exc)
+    studies = list_studies(ws, test_set_id)
+    if "rs_pending_study" in st.session_state:  # a study just created becomes the selected one
+        st.session_state["rs_study"] = st.session_state.pop("rs_pending_study")
+    labels = {s["id"]: f"{s['name']} - created {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['created']))} "
+                       f"({s['n_readers']} reader(s), {s['n_done']} finished)" for s in studies}
+    labels[NEW_STUDY] = "New study..."
+    study_id = st.selectbox("Study", list(labels), format_func=labels.get, key="rs_study")
+    if study_id == NEW_STUDY:
+        _new_study_form(ws, row, task)
+        return
+    if st.button("Start or resume reading", key="rs_join", type="primary", icon=":material/play_arrow:"):
+        # A reader code belongs to one study per test set: re-entering it resumes that study, whatever is selected.
+        joined = reader_study_on(ws, test_set_id, reader_id) if reader_id.strip() else None
+        try:
+            session = join_study(ws, joined or study_id, reader_id, password)
+        except ReaderAuthError:
+            st.error("Wrong password, or no password is set for this reader code.", icon=":material/lock:")
+            return
+        except InputError as exc:
+            show_problem("Could not start reading.", exc)
+            return
+        st.session_state[SESSION_KEY] = {"study_id": session.study_id, "reader_id": session.reader_id}
+        st.session_state[POSITION_KEY] = None
+        st.session_state.pop(SHOWN_KEY, None)
+        if session.resumed:
+            elsewhere = " (in the study you joined before)" if session.study_id != study_id else ""
+            st.session_state["rs_flash"] = (f"Welcome back{elsewhere}: {session.answered} of {session.total} "
+                                            "already graded.")
+        st.rerun()
+
+
+def _new_study_form(ws: Workspace, row: dict, task: Task) -> None:
+    n_images = int(row.get("n_images") or 1)
+    with st.form("rs_new_study"):
+        name = st.text_input("Study name (optional)", key="rs_new_name", max_chars=120)
+        size = st.number_input("Images to grade", 1, n_images, min(50, n_images), key="rs_new_size",
+                               help="A subset drawn by the seed, stratified by class; the whole set at most.")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="rs_new_seed",
+                               help="Fixes the subset and, with each reader's code, their order.")
+        created = st.form_submit_button("Create study", type="primary")
+    if created:
+        try:
+            study_id = create_study(ws, row["id"], test_set_dataset(row, task), task, subset_size=int(size),
+                                    seed=int(seed), name=name.strip())
+        except InputError as exc:
+            show_problem("The study was not created.", exc)
+            return
+        st.session_state["rs_pending_study"] = study_id
+        st.rerun()
+
+
+def _answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, label: str, confidence_key: str) -> None:
+    """Button callback: commit the answer now, then move on to the next image without an answer."""
+    shown = st.session_state.get(SHOWN_KEY) or {}
+    seconds = time.time() - shown["at"] if shown.get("image_id") == image_id else None
+    try:
+        record_answer(ws, study_id, reader_id, image_id, label, confidence=st.session_state.get(confidence_key),
+                      seconds=seconds)
+    except InputError as exc:
+        st.session_state["rs_error"] = str(exc)
+        return
+    st.session_state[POSITION_KEY] = None
+
+
+def _go(position: int | None) -> None:
+    st.session_state[POSITION_KEY] = position
+
+
+def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
+    """One image at a time: large, zoomable, the task's classes as buttons (keys 1..k), optional confidence.
+    Shows only the image, its place in the reader's order and the reader's own answer: never an id, path,
+    label, model output or another reader's answer."""
+    prog = progress(ws, study.id, reader_id)
+    st.progress(prog.fraction, text=f"{prog.answered} of {prog.total} images graded")
+    if "rs_error" in st.session_state:
+        show_problem("That answer was not saved.", InputError(st.session_state.pop("rs_error")))
+    position = st.session_state.get(POSITION_KEY)
+    item = item_at(ws, study.id, reader_id, position) if position else next_item(ws, study.id, reader_id)
+    if item is None:
+        _all_graded(ws, study, reader_id, prog.total)
+        return
+    shown = st.session_state.get(SHOWN_KEY) or {}
+    if shown.get("image_id") != item.image_id:
+        st.session_state[SHOWN_KEY] = {"image_id": item.image_id, "at": time.time()}
+    mine = own_answer(ws, study.id, reader_id, item.image_id)
+    left, right = st.columns([3, 1], gap="large")
+    with right:
+        zoom = st.slider("Zoom", 1.0, 4.0, 1.0, 0.25, key="rs_zoom", format="%.2fx")
+        centre_x = st.slider("Zoom centre, left to right (%)", 0, 100, 50, key="rs_centre_x", disabled=zoom == 1.0)
+        centre_y = st.slider("Zoom centre, top to bottom (%)", 0, 100, 50, key="rs_centre_y", disabled=zoom == 1.0)
+        confidence_key = f"rs_confidence_{study.id}_{item.position}"
+        if mine and mine.get("confidence") and confidence_key not in st.session_state:
+            st.session_state[confidence_key] = int(mine["confidence"])
+        st.radio("Confidence (optional)", CONFIDENCE_LEVELS, index=None, key=confidence_key, horizontal=True,
+                 format_func=CONFIDENCE_WORDS.get)
+        st.markdown("**Your call**" + (" (keys " + f"1-{len(study.task.classes)})" if len(study.task.classes) <= 9
+                                       else ""))
+        for index, label in enumerate(study.task.classes):
+            chosen = bool(mine) and mine["label"] == label
+            # The button shows its shortcut key itself, so the label is the class alone.
+            st.button(label, key=f"rs_class_{index}", width="stretch",
+                      type="primary" if chosen else "secondary", shortcut=str(index + 1) if index < 9 else None,
+                      on_click=_answer, args=(ws, study.id, reader_id, item.image_id, label, confidence_key))
+        if mine:
+            st.caption("Answered already; choose a class to change your answer.")
+        nav = st.columns(2)
+        nav[0].button("Back", key="rs_previous", disabled=item.position == 1, on_click=_go,
+                      args=(item.position - 1,), icon=":material/arrow_back:", width="stretch")
+        nav[1].button("Resume", key="rs_next", help="Go to the first image you have not graded yet", on_click=_go,
+                      args=(None,), disabled=not position,
+                      icon=":material/arrow_forward:", width="stretch")
+        _end_early_controls(ws, study, reader_id)
+    with left:
+        try:
+            image = study_image(ws, study, item.image_id, item.path)
+        except InputError:
+            st.error(f"{item.caption} could not be opened; skip it with End early or ask the study's organiser.")
+            return
+        shown_image = zoom_image(image, zoom, centre_x / 100, centre_y / 100)
+        st.image(shown_image, caption=item.caption, width="stretch")
+
+
+def _end_early_controls(ws: Workspace, study: Study, reader_id: str) -> None:
+    if not st.session_state.get("rs_confirm_end"):
+        st.button("End early", key="rs_end_early", icon=":material/stop_circle:", width="stretch",
+                  on_click=lambda: st.session_state.update(rs_confirm_end=True))
+        return
+    st.warning("End now? You will be analysed on the images graded so far, and cannot grade more in this study.")
+    cols = st.columns(2)
+    if cols[0].button("Yes, end now", key="rs_end_confirm", type="primary"):
+        end_early(ws, study.id, reader_id)
+        st.session_state.pop("rs_confirm_end", None)
+        st.rerun()
+    cols[1].button("Keep reading", key="rs_end_cancel", on_click=lambda: st.session_state.pop("rs_confirm_end"))
+
+
+def _all_graded(ws: Workspace, study: Study, reader_id: str, total: int) -> None:
+    st.success(f"All {total} images graded. Finish to see your results, or go back to review your answers.",
+               icon=":material/task_alt:")
+    cols = st.columns(2)
+    if cols[0].button("Finish and see my results", key="rs_finish", type="primary", icon=":material/flag:"):
+        try:
+            finish(ws, study.id, reader_id)
+        except InputError as exc:
+            show_problem("Could not finish.", exc)
+            return
+        st.rerun()
+    cols[1].button("Review my answers", key="rs_review", on_click=_go, args=(total,), icon=":material/undo:")
+
+
+def header(study: Study, reader_id: str) -> None:
+    """Who is reading what, and a way to hand over to another reader."""
+    cols = st.columns([4, 1])
+    cols[0].markdown(f"**Reader:** {plain(reader_id)}  \n**Study:** {plain(study.name)}")
+    if cols[1].button("Switch reader", key="rs_sign_out", icon=":material/logout:"):
+        for key in (SESSION_KEY, POSITION_KEY, SHOWN_KEY, "rs_confirm_end", "rs_reader_code", "rs_password"):
+            st.session_state.pop(key, None)
+        st.rerun()
+    if "rs_flash" in st.session_state:
+        st.toast(st.session_state.pop("rs_flash"), icon=":material/history:")

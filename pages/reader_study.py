@@ -1,0 +1,41 @@
+"""Reader study: a clinician grades images one at a time, blinded, every answer saved at once; results at the end."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import InputError
+from core.readers import get_study, progress
+from dashboard.common import ensure_demo_ui, get_workspace
+from dashboard.experts_ui import reader_results_view, show_problem
+from dashboard.reader_ui import SESSION_KEY, header, reading_screen, start_screen
+
+st.title("Reader study")
+ws = get_workspace()
+ensure_demo_ui(ws)
+session = st.session_state.get(SESSION_KEY)
+
+if session is None:
+    st.caption("Grade images yourself and see how you compare with the model. The study is **blinded**: no true "
+               "label, no model output and no other reader's answers are shown until you finish (or end early). "
+               "Every answer is saved the moment you give it, so closing the tab or a restart loses nothing: enter "
+               "the same reader code to continue where you stopped.")
+    start_screen(ws)
+    st.stop()
+
+try:
+    study = get_study(ws, session["study_id"])
+    status = progress(ws, study.id, session["reader_id"])
+except InputError as exc:  # e.g. another workspace was opened on the home page
+    st.session_state.pop(SESSION_KEY, None)
+    show_problem("Your reading session could not be found in this workspace.", exc)
+    st.stop()
+
+header(study, session["reader_id"])
+if not status.done:
+    reading_screen(ws, study, session["reader_id"])
+else:
+    ended = "ended early" if status.status == "ended_early" else "finished"
+    st.success(f"You {ended}: {status.answered} of {status.total} images graded. Your results are below; the "
+               "truth and the model's output are now shown to you.", icon=":material/task_alt:")
+    reader_results_view(ws, study, session["reader_id"])
