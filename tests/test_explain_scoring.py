@@ -118,3 +118,16 @@ def test_match_boxes_by_path_suffix_and_by_id(tmp_path):
                                    "y1": [1, 1]}))
     by_id, problems = match_boxes(ids, table)
     assert list(by_id) == ["cnv2"] and len(problems) == 1
+
+
+def test_peak_of_a_flat_occlusion_block_is_its_centre():
+    import numpy as np
+
+    from core.explain.maps import peak_location
+
+    values = np.zeros((60, 60))
+    values[20:40, 10:30] = 1.0  # one 20 px window: the drop is flat over it
+    row, col = peak_location(values)
+    assert abs(row - 29.5) <= 0.5 and abs(col - 19.5) <= 0.5
+    values[0, 0] = np.nan
+    assert peak_location(values) == (row, col)

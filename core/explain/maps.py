@@ -42,9 +42,8 @@ class AttributionMap:
         return int(self.map.shape[1])
 
     def peak(self) -> tuple[int, int]:
-        """(x, y) pixel of the largest value of the map (NaN ignored)."""
-        flat = np.nanargmax(self.map) if np.isfinite(self.map).any() else 0
-        y, x = np.unravel_index(flat, self.map.shape)
+        """(x, y) pixel of the largest value of the map (NaN ignored); see `peak_location`."""
+        y, x = peak_location(self.map)
         return int(x), int(y)
 
     def describe(self) -> str:
@@ -81,3 +80,22 @@ class AttributionMap:
             output_size=tuple(record["output_size"]) if record.get("output_size") else None,
             info=dict(record.get("info") or {}),
         )
+
+
+def peak_location(values: np.ndarray) -> tuple[int, int]:
+    """(row, col) of a map's highest point. Occlusion maps are flat over each window, so the maximum is a
+    plateau: take the centre of the plateau holding the first maximum, not its top-left corner."""
+    from scipy import ndimage
+
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).any():
+        return 0, 0
+    filled = np.where(np.isfinite(values), values, -np.inf)
+    first = np.unravel_index(int(np.argmax(filled)), filled.shape)
+    top = filled[first]
+    plateau, _ = ndimage.label(np.isclose(filled, top, rtol=1e-6, atol=1e-12))
+    rows, cols = np.nonzero(plateau == plateau[first])
+    # The plateau pixel nearest its centroid (a plateau need not be convex).
+    nearest = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
+    return int(rows[nearest]), int(cols[nearest])
+

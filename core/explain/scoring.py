@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from core.explain.maps import AttributionMap
+from core.explain.maps import AttributionMap, peak_location
 
 Box = tuple[float, float, float, float]
 OUTCOMES = ("all", "correct", "misclassified")
@@ -68,7 +68,7 @@ def score_against_boxes(attribution: AttributionMap | np.ndarray, boxes: Sequenc
                         tolerance: float = 0.0) -> BoxScore:
     """Pointing-game hit and positive share for one map against its boxes."""
     values = np.nan_to_num(_values(attribution), nan=-np.inf)
-    peak_y, peak_x = np.unravel_index(int(np.argmax(values)), values.shape)
+    peak_y, peak_x = peak_location(_values(attribution))
     positive = np.clip(np.nan_to_num(_values(attribution), nan=0.0), 0.0, None)
     total = float(positive.sum())
     if not boxes:

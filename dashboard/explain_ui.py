@@ -1,0 +1,354 @@
+"""Explain page building blocks: the cached model and images, filter and map-setting widgets, overlays, and the
+background job that computes a gallery's maps off the script thread (polled with st.fragment)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import InputError
+from core.explain import MapCache, colorbar, get_explainer, overlay, shared_scale
+from core.explain.case_maps import Case, CaseImages, ExplainModel, cached_maps, case_map, explain_cases
+from core.explain.gallery import DISAGREEMENTS, OUTCOMES, CaseFilter, has_readings
+from core.models import find_checkpoint
+from core.store import Workspace
+from dashboard.evaluation_ui import plain
+
+METHODS = {"occlusion": "Occlusion", "gradcam": "Grad-CAM"}
+COLORMAPS = ("inferno", "magma", "viridis", "cividis", "plasma")
+HIDDEN_PARAMS = {"multilabel", "perturbations_per_eval", "blur_sigma"}  # set by the model / speed knobs
+MAX_JOB_CASES = 2000
+FINISHED_JOBS_KEPT_S = 3600
+
+
+# -- cached model, images, maps ----------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _load_model(checkpoint: str, mtime: float, run_id: str) -> ExplainModel:
+    return ExplainModel.load(checkpoint, run_id=run_id, device="auto")
+
+
+def model_for_run(ws: Workspace, run_id: str) -> ExplainModel:
+    """The run's model, loaded once per checkpoint file (st.cache_resource) and shared by every session."""
+    path = find_checkpoint(ws.runs_dir / run_id)
+    return _load_model(str(path), path.stat().st_mtime, run_id)
+
+
+@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=4)
+def _load_images(root: str, test_set_id: str, fingerprint: str, _ws: Workspace) -> CaseImages:
+    return CaseImages.from_workspace(_ws, test_set_id)
+
+
+def images_for(ws: Workspace, test_set: dict) -> CaseImages:
+    return _load_images(str(ws.root), test_set["id"], str(test_set.get("fingerprint")), ws)
+
+
+@st.cache_resource(show_spinner="Reading the cached maps...", max_entries=8)
+def _gallery_maps(model_id: str, cases: tuple, method: str, params_json: str, generation: int, cache_root: str,
+                  _model: ExplainModel, _images: CaseImages) -> dict:
+    return cached_maps(_model, _images, list(cases), method, json.loads(params_json), MapCache(cache_root))
+
+
+def gallery_maps(model: ExplainModel, images: CaseImages, cases: Sequence[Case], method: str, params: dict,
+                 cache: MapCache) -> dict:
+    """The maps of these cases already on disk (read once per generation of the cache; treat as read-only)."""
+    return _gallery_maps(model.model_id, tuple(cases), method, json.dumps(params, sort_keys=True), generation(),
+                         str(cache.root), model, images)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _default_boxes(path: str, mtime: float, test_set_id: str, fingerprint: str, _images: CaseImages):
+    return _images.boxes(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _uploaded_boxes(data: bytes, name: str, test_set_id: str, fingerprint: str, _images: CaseImages):
+    return _images.boxes(io.BytesIO(data), name=name)
+
+
+def boxes_ui(images: CaseImages, test_set: dict) -> tuple[dict, str | None]:
+    """Lesion boxes per image_id: an uploaded CSV, else the lesions.csv beside the test set (the demo has one)."""
+    upload = st.file_uploader("CSV of lesion boxes (optional)", type=["csv"], key="explain_boxes_upload",
+                              help="Columns image_id or path, and x0, y0, x1, y1 in original-image pixels "
+                                   "(inclusive). Boxes are drawn on the images and score the maps.")
+    key = (test_set["id"], str(test_set.get("fingerprint")))
+    try:
+        if upload is not None:
+            boxes, problems = _uploaded_boxes(upload.getvalue(), upload.name, *key, images)
+            source = f"uploaded file {upload.name}"
+        else:
+            path = images.lesions_csv()
+            if path is None:
+                st.caption("No lesion boxes for this test set: upload a CSV to score the maps.")
+                return {}, None
+            boxes, problems = _default_boxes(str(path), path.stat().st_mtime, *key, images)
+            source = f"{path.name} beside the test set"
+    except InputError as exc:
+        st.error("The boxes CSV was not used:", icon=":material/error:")
+        st.code(str(exc), language=None, wrap_lines=True)
+        return {}, None
+    st.caption(f"Lesion boxes from the {plain(source)}: {len(boxes):,} images of this test set have boxes"
+               + (f"; {len(problems):,} box rows are for images outside it." if problems else "."))
+    return boxes, source
+
+
+# -- widgets -----------------------------------------------------------------------------------------------
+def filters_ui(cases: pd.DataFrame, classes: Sequence[str], cell: dict | None) -> CaseFilter:
+    """Which cases the gallery shows: misclassified by default; a confusion-matrix cell from the Performance page
+    when one was chosen for this model and test set; true / called class, confidence and reader filters."""
+    use_cell = False
+    if cell:
+        ids = cell.get("image_ids") or []
+        use_cell = st.toggle(
+            f"Only the confusion-matrix cell chosen on Performance: true {plain(cell['true'])}, called "
+            f"{plain(cell['called'])} ({len(ids)}{'+' if len(ids) >= 200 else ''} cases)", key="explain_use_cell")
+    cols = st.columns([2, 2, 2, 3])
+    outcome = cols[0].radio("Cases", list(OUTCOMES), format_func=OUTCOMES.get, key="explain_outcome",
+                            disabled=use_cell, horizontal=False)
+    true_classes = cols[1].multiselect("True class", list(classes), key="explain_true", disabled=use_cell,
+                                       placeholder="every class")
+    called = cols[2].multiselect("Called class", list(classes), key="explain_called", disabled=use_cell,
+                                 placeholder="every class")
+    confidence = cols[3].slider("Model confidence (probability of its call)", 0.0, 1.0, (0.0, 1.0), 0.01,
+                                key="explain_confidence")
+    disagreement = "any"
+    if has_readings(cases):
+        disagreement = cols[3].selectbox("Readers", list(DISAGREEMENTS), format_func=DISAGREEMENTS.get,
+                                         key="explain_readers")
+    if use_cell:
+        return CaseFilter(outcome="all", confidence=tuple(confidence), disagreement=disagreement,
+                          image_ids=tuple(str(i) for i in cell.get("image_ids") or []))
+    if outcome == "misclassified" and bool(cases["correct"].all()) and len(cases):
+        st.info("The model gets every case of this test set right: there is nothing misclassified, so the gallery "
+                "shows all cases.", icon=":material/info:")
+        outcome = "all"
+    return CaseFilter(outcome=outcome, true_classes=tuple(true_classes), predicted_classes=tuple(called),
+                      confidence=tuple(confidence), disagreement=disagreement)
+
+
+def method_params_ui(method: str, input_hw: tuple[int, int], container=None) -> dict:
+    """Widgets for a method's parameters, built from its ParamSpecs; empty optional fields keep the default."""
+    box = container or st
+    params = {}
+    for spec in get_explainer(method).params:
+        if spec.name in HIDDEN_PARAMS:
+            continue
+        key = f"explain_{method}_{spec.name}"
+        if spec.kind in ("int", "float"):
+            cast = int if spec.kind == "int" else float
+            top = min(input_hw) if spec.name in ("window", "stride") else None
+            value = box.number_input(
+                spec.name.replace("_", " ").capitalize() + (" (px)" if spec.name in ("window", "stride") else ""),
+                min_value=cast(spec.minimum) if spec.minimum is not None else None, max_value=top,
+                value=cast(min(spec.default, top or spec.default)) if spec.default is not None else None,
+                step=1 if spec.kind == "int" else 0.1, key=key, help=spec.help,
+                placeholder="default" if spec.default is None else None)
+            params[spec.name] = cast(value) if value is not None else None
+        elif spec.kind == "choice":
+            params[spec.name] = box.selectbox(spec.name.capitalize(), list(spec.choices), key=key, help=spec.help,
+                                              index=list(spec.choices).index(spec.default))
+        elif spec.kind == "bool":
+            params[spec.name] = box.checkbox(spec.name.capitalize(), value=bool(spec.default), key=key,
+                                             help=spec.help)
+        else:
+            text = box.text_input(spec.name.capitalize(), key=key, help=spec.help, placeholder="default")
+            params[spec.name] = text.strip() or None
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def duration(seconds: float) -> str:
+    """'under a second', 'about 40 s', 'about 3.5 min', 'about 1.2 h'."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    return f"about {seconds / 60:.1f} min" if seconds < 5400 else f"about {seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Display:
+    """How maps are drawn: overlay opacity, colormap, and one colour scale per method across the gallery."""
+
+    opacity: float
+    colormap: str
+    shared: bool
+
+
+def display_ui(default_colormap: str) -> Display:
+    cols = st.columns(3)
+    opacity = cols[0].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_opacity")
+    if st.session_state.get("explain_colormap") not in COLORMAPS:
+        st.session_state["explain_colormap"] = default_colormap
+    colormap = cols[1].selectbox("Colormap", COLORMAPS, key="explain_colormap",
+                                 help="inferno (the default for grayscale scans) rises steadily in lightness, so it "
+                                      "reads over gray images and in print; viridis suits colour photographs.")
+    shared = cols[2].toggle("One colour scale per method across cases", value=True, key="explain_shared_scale",
+                            help="On: a colour means the same attribution in every image of the gallery, so maps "
+                                 "compare across images. Off: each map is stretched to its own maximum.")
+    return Display(float(opacity), colormap, bool(shared))
+
+
+def draw(image, amap, display: Display, scale: tuple[float, float] | None):
+    vmin, vmax = scale if (display.shared and scale) else (None, None)
+    return overlay(image, amap, colormap=display.colormap, opacity=display.opacity, vmin=vmin, vmax=vmax)
+
+
+def scale_of(maps: dict, extra=()) -> tuple[float, float] | None:
+    """The shared (vmin, vmax) of a method over the gallery's cached maps plus the maps on screen."""
+    pooled = list(maps.values()) + [m for m in extra if m is not None]
+    return shared_scale(pooled) if pooled else None
+
+
+def colour_bar(display: Display, scales: dict, container=None) -> None:
+    """The colormap as a horizontal bar, with each method's scale (shared across the gallery, or per map)."""
+    box = container or st
+    # core's bar is vertical with the top at vmax; turned clockwise, low is on the left
+    box.image(colorbar(display.colormap, height=240, width=12).rotate(-90, expand=True), width=240)
+    if display.shared and any(scales.values()):
+        parts = [f"{METHODS.get(m, m)} 0 to {s[1]:.3g}" for m, s in scales.items() if s]
+        box.caption("Colour scale, transparent to bright, shared across the gallery's computed maps: "
+                    + "; ".join(parts) + " (drop in probability for occlusion, relative activation for Grad-CAM).")
+    else:
+        box.caption("Each map on its own scale: transparent at 0, bright at its own maximum.")
+
+
+# -- background job: compute a gallery's maps off the script thread ----------------------------------------
+@st.cache_resource(show_spinner=False)
+def _job_board() -> dict:
+    """Jobs by id, shared by every session of this server: plain dicts a worker thread updates (never st.*)."""
+    return {"lock": threading.Lock(), "jobs": {}, "generation": 0}
+
+
+def generation() -> int:
+    """Goes up whenever maps are added to the cache from this server, so cached gallery reads refresh."""
+    return _job_board()["generation"]
+
+
+def maps_added() -> None:
+    board = _job_board()
+    with board["lock"]:
+        board["generation"] += 1
+
+
+def job_id_for(model: ExplainModel, cases: Sequence[Case], methods: dict) -> str:
+    text = json.dumps([model.model_id, [list(c) for c in cases], methods], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _run_job(board: dict, job: dict, model: ExplainModel, images: CaseImages, cases: list, methods: dict,
+             cache_root: str) -> None:
+    def progress(done: int, total: int, cached: int) -> None:
+        job.update(done=done, total=total, cached=cached)
+
+    outcome = {}
+    try:
+        run = explain_cases(model, images, cases, methods, MapCache(cache_root), progress=progress,
+                            should_stop=job["stop"].is_set)
+        outcome = {"status": "stopped" if run.stopped else "done", "computed": run.computed, "cached": run.cached,
+                   "failed": run.failed, "seconds": run.seconds}
+    except Exception as exc:  # noqa: BLE001 - a worker reports every failure instead of dying unseen
+        outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        with board["lock"]:
+            board["generation"] += 1
+            job.update(finished=time.time(), **{k: v for k, v in outcome.items() if k != "status"})
+            job["status"] = outcome.get("status", "failed")  # last: readers see a finished job complete
+
+
+def start_maps_job(model: ExplainModel, images: CaseImages, cases: Sequence[Case], methods: dict,
+                   cache: MapCache) -> str:
+    """Start (or join, if the same one is running) a worker thread computing every case's maps into the cache."""
+    board, job_id = _job_board(), job_id_for(model, cases, methods)
+    with board["lock"]:
+        now = time.time()
+        for old in [k for k, j in board["jobs"].items() if j.get("finished") and now - j["finished"] >
+                    FINISHED_JOBS_KEPT_S]:
+            del board["jobs"][old]
+        running = board["jobs"].get(job_id)
+        if running is not None and running["status"] == "running":
+            return job_id
+        job = {"status": "running", "done": 0, "total": len(cases) * len(methods), "cached": 0, "computed": 0,
+               "failed": [], "error": None, "started": now, "finished": None, "n_cases": len(cases),
+               "methods": list(methods), "stop": threading.Event()}
+        board["jobs"][job_id] = job
+    # The worker explains with its own copy of the weights, so this page's Grad-CAM never waits on its lock.
+    worker = threading.Thread(target=_run_job, name=f"explain-maps-{job_id[:8]}", daemon=True,
+                              args=(board, job, model.clone(), images, list(cases), dict(methods), str(cache.root)))
+    worker.start()
+    return job_id
+
+
+def job_state(job_id: str) -> dict | None:
+    return _job_board()["jobs"].get(job_id)
+
+
+@st.fragment(run_every=1)
+def _job_progress(job_id: str) -> None:
+    job = job_state(job_id)
+    if job is None or job["status"] != "running":
+        st.rerun()  # the whole page, so the gallery shows the new maps
+        return
+    done, total = job["done"], max(job["total"], 1)
+    elapsed = time.time() - job["started"]
+    left = f", {duration(elapsed / done * (total - done))} left" if done else ""
+    st.progress(done / total, text=f"Computing maps: {done}/{total} ({job['cached']} from the cache), "
+                                   f"{duration(elapsed)} elapsed{left}")
+    if st.button("Stop", key="explain_job_stop", icon=":material/stop:"):
+        job["stop"].set()
+
+
+def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], methods: dict, cache: MapCache,
+           estimate: float) -> None:
+    """The "compute maps for these N cases" button, the polling progress bar and the outcome."""
+    n = len(cases)
+    names = " and ".join(METHODS.get(m, m) for m in methods) or "no method"
+    clicked = st.button(f"Compute maps for these {n} cases", key="explain_job_start", type="primary",
+                        disabled=n == 0 or not methods or n > MAX_JOB_CASES, icon=":material/play_arrow:")
+    st.caption(f"{names}, with the settings above: {duration(estimate * n)} on this machine at most "
+               f"({duration(estimate)} per case); maps already on disk are reused, so a second run is instant."
+               + (f" Narrow the selection to at most {MAX_JOB_CASES:,} cases." if n > MAX_JOB_CASES else ""))
+    if clicked:
+        st.session_state["explain_job"] = start_maps_job(model, images, cases, methods, cache)
+    job_id = st.session_state.get("explain_job")
+    job = job_state(job_id) if job_id else None
+    if job is None:
+        return
+    if job["status"] == "running":
+        _job_progress(job_id)
+    elif job["status"] == "failed":
+        st.error("Computing the maps failed:", icon=":material/error:")
+        st.code(job.get("error") or "unknown error", language=None, wrap_lines=True)
+    else:
+        verb = "Stopped" if job["status"] == "stopped" else "Done"
+        st.success(f"{verb}: {job['computed'] + job['cached']} of {job['total']} maps ready for {job['n_cases']} "
+                   f"cases, {job['computed']} computed and {job['cached']} found in the cache, in "
+                   f"{duration(job.get('seconds') or 0)}.", icon=":material/check_circle:")
+        if job.get("failed"):
+            st.warning(f"{len(job['failed'])} maps could not be computed:")
+            st.dataframe(pd.DataFrame({"problem": job["failed"]}), hide_index=True, key="explain_job_failed")
+
+
+# -- one case ----------------------------------------------------------------------------------------------
+def map_or_button(model: ExplainModel, images: CaseImages, image, image_id: str, target: int, method: str,
+                  params: dict, cache: MapCache, key: str, container, estimate: float):
+    """Grad-CAM is computed at once (one backward); occlusion is read from the cache, or computed on request (the
+    caller says how long that takes)."""
+    amap = case_map(model, images, image_id, target, method, params, cache, compute=False, image=image)
+    if amap is not None or method == "gradcam":
+        if amap is None:
+            amap = case_map(model, images, image_id, target, method, params, cache, image=image)
+            maps_added()
+        return amap
+    if container.button(f"Compute {METHODS[method].lower()}", key=key, icon=":material/play_arrow:",
+                        help=f"{duration(estimate).capitalize()} on this machine; the map is kept on disk."):
+        with container, st.spinner(f"Computing the {METHODS[method].lower()} map ({duration(estimate)})..."):
+            amap = case_map(model, images, image_id, target, method, params, cache, image=image)
+        maps_added()
+    return amap
