@@ -1,0 +1,256 @@
+"""Collect a stakeholder report's content into one JSON-safe dict; every number comes from core.metrics/core.readers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import numpy as np
+import pandas as pd
+
+import core
+from core.data.tasks import Task, get_task, task_from_dict
+from core.errors import InputError
+from core.metrics import evaluate_predictions, read_predictions_file, to_jsonable
+from core.metrics.intervals import check_confidence
+from core.metrics.penalties import check_penalty_matrix
+from core.report.methods import methods_section
+from core.report.model_card import describe_test_set, model_card
+from core.store import Workspace
+
+REPORT_FORMAT_VERSION = 1
+PRODUCT_NAME = "OpenKermany"
+DEFAULT_TITLE = "Model evaluation report"
+LR_METHODS = ("log", "koopman", "adjusted_log")
+# The workspace setting the Penalties page keeps the active matrix in: {task name: {"name", "matrix"}}.
+ACTIVE_PENALTY_SETTING = "active_penalty"
+DEFAULT_PENALTY_NAME = "task default"
+# The model's ROC under the readers is stored thinned: a browser draws 1,000 points as well as 100,000.
+MAX_READER_ROC_POINTS = 1000
+
+
+def resolve_penalty(ws: Workspace | None, task: Task, penalty=None,
+                    penalty_name: str | None = None) -> tuple[str, np.ndarray]:
+    """(name, matrix) of the penalty matrix to report: the one given, else the workspace's active matrix for
+    this task (set on the Penalties page), else the task's default."""
+    k = task.num_classes
+    if penalty is not None:
+        return penalty_name or "custom", check_penalty_matrix(penalty, k, "penalty matrix for the report")
+    saved = ((ws.get_setting(ACTIVE_PENALTY_SETTING, {}) if ws is not None else {}) or {}).get(task.name) or {}
+    if saved.get("matrix") is not None:
+        try:
+            return saved.get("name") or "saved", check_penalty_matrix(saved["matrix"], k)
+        except InputError:
+            pass  # a matrix saved for another class list no longer fits: report with the task's default
+    return DEFAULT_PENALTY_NAME, task.penalty()
+
+
+def read_run_predictions(ws: Workspace, run_id: str, test_set_id: str) -> tuple[pd.DataFrame, dict, Task]:
+    """The predictions table of a run on a test set, its metadata and its task (InputError when missing)."""
+    row = ws.find_predictions(run_id, test_set_id)
+    if row is None:
+        raise InputError(f"no predictions of run {run_id!r} on test set {test_set_id!r}: run the model on the "
+                         "test set first")
+    frame, meta = read_predictions_file(row["path"])
+    if isinstance(meta.get("task"), dict):
+        task = task_from_dict(meta["task"], source=f"{row['path']} metadata")
+    else:
+        run = ws.get_run(run_id) or {}
+        task = get_task(run.get("task") or (ws.get_dataset(test_set_id) or {}).get("task") or "oct-kermany")
+    return frame, meta, task
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return to_jsonable(frame.astype(object).where(frame.notna(), None).to_dict("records"))
+
+
+def _thinned_roc(roc: dict) -> dict:
+    from core.plots.roc import display_indices  # pure numpy: which points to keep for drawing
+
+    keep = display_indices(roc["fpr"], roc["tpr"], MAX_READER_ROC_POINTS)
+    return {"view": roc["view"], "fpr": np.asarray(roc["fpr"])[keep], "tpr": np.asarray(roc["tpr"])[keep],
+            "auc": roc["auc"], "n_positive": roc["n_positive"], "n_negative": roc["n_negative"],
+            "points_stored": int(keep.size), "points_full": int(np.asarray(roc["fpr"]).size)}
+
+
+def readers_section(readings: pd.DataFrame | None, frame: pd.DataFrame, task: Task, penalty: np.ndarray,
+                    threshold: float, confidence: float = 0.95, lr_ci: str = "log") -> dict:
+    """Readers vs the model in the task's default binary view, from core.readers (nothing recomputed here).
+    Says why when there is nothing to compare."""
+    from core.readers import (DEFAULT_PROFILES, compare_readers_to_model, is_simulated, lr_table, model_metrics,
+                              model_roc, roc_points, simulated_profile, weighted_error_table)
+
+    if readings is None or len(readings) == 0:
+        return {"included": False, "reason": "no expert readings are stored for this test set"}
+    if task.kind == "multilabel" or task.default_view() is None:
+        return {"included": False, "reason": "reader comparisons need one label per image and a binary view"}
+    view = task.default_view()
+    table = readings[["reader_id", "image_id", "label"]
+                     + (["seconds"] if "seconds" in readings.columns else [])].reset_index(drop=True)
+    try:
+        compare = compare_readers_to_model(table, frame, task, view, threshold=threshold, penalty=penalty,
+                                           lr_ci=lr_ci, confidence=confidence)
+        model = model_metrics(frame, task, view, threshold, penalty=penalty, lr_ci=lr_ci, confidence=confidence)
+        lr = lr_table(table, frame, task, view, threshold, lr_ci=lr_ci, confidence=confidence)
+        weighted = weighted_error_table(table, frame, task, penalty=penalty)
+        roc = model_roc(frame, task, view, confidence=confidence)
+    except InputError as exc:
+        return {"included": False, "reason": str(exc)}
+    reader_ids = sorted(table["reader_id"].astype(str).unique())
+    simulated = [r for r in reader_ids if is_simulated(r)]
+    profiles = {}
+    for reader in simulated:
+        profile = simulated_profile(reader, DEFAULT_PROFILES)
+        profiles[reader] = (f"{profile.description} Made to reach sensitivity {profile.sensitivity:.2f} and "
+                            f"specificity {profile.specificity:.2f} in expectation." if profile
+                            else "a simulated reader")
+    return to_jsonable({
+        "included": True, "view": view.name, "positive": list(view.positive), "negative": list(view.negative),
+        "threshold": threshold, "lr_method": lr_ci, "readers": reader_ids, "simulated": simulated,
+        "simulated_profiles": profiles, "n_readings": int(len(table)),
+        "comparison": _records(compare), "model": model, "lr": _records(lr), "weighted_error": _records(weighted),
+        "points": _records(roc_points(compare)), "roc": _thinned_roc(roc),
+    })
+
+
+def _view_section(evaluation: dict, task: Task) -> dict | None:
+    view = task.default_view()
+    if view is None:
+        return None
+    return next((v for v in evaluation.get("binary_views") or [] if v.get("name") == view.name), None)
+
+
+def _metric(key: str, label: str, interval: dict | None, kind: str, note: str = "", value=None) -> dict:
+    """One headline number: the interval's fields (value, low, high, method, reason) plus a label."""
+    entry = {"key": key, "label": label, "kind": kind, "note": note, "value": value, "low": None, "high": None,
+             "method": "", "reason": ""}
+    if interval:
+        entry.update({k: interval.get(k) for k in ("value", "low", "high", "method", "reason", "confidence")})
+    return entry
+
+
+def headline(evaluation: dict, task: Task, penalty_name: str) -> list[dict]:
+    """Accuracy, sensitivity and specificity (default binary view), weighted error, urgent-referral AUC, each
+    picked from evaluate_predictions' result with its interval and method."""
+    intervals = (evaluation.get("bootstrap") or {}).get("intervals") or {}
+    if task.kind == "multilabel":
+        body = evaluation.get("multilabel") or {}
+        interval = body.get("macro_auc_bootstrap")
+        return [_metric("macro_auc", "Macro AUC (over labels)", interval, "auc", value=body.get("macro_auc"))]
+    items = [_metric("accuracy", "Accuracy", evaluation.get("accuracy"), "proportion",
+                     "share of images whose most probable class is right")]
+    section = _view_section(evaluation, task)
+    if section is not None and "operating_points" in section:
+        point = section["operating_points"]["threshold"]
+        note = f"{section['name']}: positive when the score is at least {point['threshold']:g}"
+        items.append(_metric("sensitivity", "Sensitivity", point["sensitivity"], "proportion", note))
+        items.append(_metric("specificity", "Specificity", point["specificity"], "proportion", note))
+    penalty = evaluation.get("penalty") or {}
+    weighted = intervals.get("weighted_error")
+    item = _metric("weighted_error", "Weighted error", weighted, "number",
+                   f"mean penalty per image, penalty matrix: {penalty_name}",
+                   value=penalty.get("predicted_calls_weighted_error"))
+    if weighted is None:
+        item["reason"] = "no interval: bootstrap resamples set to 0"
+    items.append(item)
+    referral = evaluation.get("referral") or {}
+    if referral.get("urgent_auc"):
+        items.append(_metric("urgent_auc", "Urgent-referral AUC", referral["urgent_auc"], "auc",
+                             f"{', '.join(referral.get('urgent_classes') or [])} vs the rest"))
+    else:
+        items.append(_metric("macro_auc", "Macro AUC (one-vs-rest)", intervals.get("macro_auc"), "auc",
+                             "mean of the per-class AUCs", value=evaluation.get("macro_auc")))
+    return items
+
+
+def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[str]:
+    out = []
+    if test_set.get("synthetic"):
+        out.append("SYNTHETIC DATA: the test images are procedurally generated (no real patient). The numbers show "
+                   "how the product works, not how a model would perform in a clinic.")
+    if card and card.get("training_dataset_synthetic"):
+        out.append("The model was trained on synthetic images.")
+    if readers and readers.get("simulated"):
+        out.append("SIMULATED READERS: " + ", ".join(readers["simulated"]) + " are made-up readers whose answers "
+                   "were drawn at random to match stated profiles; they are not real people.")
+    return out
+
+
+def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=None,
+                            penalty_name: str | None = None, threshold: float | None = None, readings=None,
+                            include_readers: bool = True, include_penalties: bool = True, bootstrap: int = 200,
+                            seed: int = 0, confidence: float = 0.95, lr_ci: str = "log", model: dict | None = None,
+                            test_set: dict | None = None, title: str | None = None) -> dict:
+    """The report of one predictions table (no workspace needed): see build_report."""
+    task = get_task(task)
+    level = check_confidence(confidence)
+    if lr_ci not in LR_METHODS:
+        raise InputError(f"likelihood-ratio interval method must be one of {LR_METHODS}, got {lr_ci!r}")
+    threshold = 0.5 if threshold is None else float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be between 0 and 1, got {threshold}")
+    single_label = task.kind != "multilabel"
+    name, matrix = (resolve_penalty(None, task, penalty, penalty_name) if single_label else (None, None))
+    evaluation = evaluate_predictions(frame, task, penalty=matrix, threshold=threshold, bootstrap=int(bootstrap),
+                                      seed=int(seed), confidence=level)
+    readers = None
+    if include_readers and single_label:
+        readers = readers_section(readings, frame, task, matrix, threshold, level, lr_ci)
+    test_set = dict(test_set or {"id": None, "name": "predictions table", "synthetic": False})
+    test_set.setdefault("n_images", evaluation.get("n_images"))
+    test_set.setdefault("n_patients", evaluation.get("n_patients"))
+    test_set.setdefault("class_counts", evaluation.get("class_counts"))
+    report = {
+        "format_version": REPORT_FORMAT_VERSION,
+        "title": title or DEFAULT_TITLE,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "product": {"name": PRODUCT_NAME, "version": core.__version__},
+        "task": task.to_dict(),
+        "options": {"threshold": threshold, "bootstrap": int(bootstrap), "seed": int(seed), "confidence": level,
+                    "include_readers": bool(include_readers), "include_penalties": bool(include_penalties),
+                    "lr_method": lr_ci, "penalty_name": name},
+        "model": model or {},
+        "test_set": test_set,
+        "penalty": {"name": name, "matrix": matrix} if single_label else None,
+        "headline": headline(evaluation, task, name or ""),
+        "evaluation": evaluation,
+        "readers": readers,
+    }
+    report["notices"] = _notices(test_set, model, readers)
+    report["labels"] = {"synthetic_data": bool(test_set.get("synthetic")),
+                        "simulated_readers": bool(readers and readers.get("simulated"))}
+    report["methods"] = methods_section(report)
+    return to_jsonable(report)
+
+
+def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, threshold: float | None = None,
+                 include_readers: bool = True, bootstrap: int = 200, seed: int = 0, *, confidence: float = 0.95,
+                 include_penalties: bool = True, penalty_name: str | None = None, lr_ci: str = "log",
+                 readings: pd.DataFrame | None = None, title: str | None = None) -> dict:
+    """Everything the stakeholder report shows, as one JSON-safe dict (see render_html to draw it).
+
+    penalty: a k x k matrix in class order (default: the workspace's active matrix for the task, else the
+    task's). threshold: score threshold of the binary views' operating point (default 0.5). bootstrap:
+    resamples by patient for the bootstrap intervals (0 = none), seeded by `seed`. readings: the readers'
+    table (default: those stored for the test set).
+    """
+    frame, meta, task = read_run_predictions(ws, run_id, test_set_id)
+    if task.kind != "multilabel":
+        name, matrix = resolve_penalty(ws, task, penalty, penalty_name)
+    else:
+        name, matrix = None, None
+    if include_readers and readings is None and task.kind != "multilabel":
+        from core.readers import list_readings
+
+        readings = list_readings(ws, test_set_id)
+    card = model_card(ws, run_id)
+    card["checkpoint_sha256"] = meta.get("checkpoint_sha256")
+    report = report_from_predictions(frame, task, penalty=matrix, penalty_name=name, threshold=threshold,
+                                     readings=readings, include_readers=include_readers,
+                                     include_penalties=include_penalties, bootstrap=bootstrap, seed=seed,
+                                     confidence=confidence, lr_ci=lr_ci, model=card, title=title,
+                                     test_set={"id": test_set_id})
+    report["test_set"] = to_jsonable(describe_test_set(ws, test_set_id, report["evaluation"], meta))
+    report["notices"] = _notices(report["test_set"], card, report["readers"])
+    report["labels"]["synthetic_data"] = bool(report["test_set"].get("synthetic"))
+    report["methods"] = to_jsonable(methods_section(report))
+    return report

@@ -1,0 +1,251 @@
+"""Render a report dict as one self-contained HTML file: inline CSS, plotly.js inline once, no network references."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+
+import plotly.io as pio
+
+from core.report.figures import ReportFigure, report_figures
+from core.report.format import Table, fmt, interval, number
+from core.report.tables import SECTIONS, all_tables
+
+# Keep everything on the reader's machine: the file may load nothing from anywhere (patient data is sensitive).
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                           "img-src data: blob:; font-src data:")
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
+                 "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+_CSS = """
+:root { --ink:#1b2430; --muted:#5a6472; --line:#dde3ea; --bg:#f6f8fb; --accent:#0072B2; --warn:#8a5a00;
+        --warnbg:#fff4d6; --warnline:#E69F00; }
+* { box-sizing: border-box; }
+body { margin:0; font-family: Inter, "Segoe UI", Helvetica, Arial, sans-serif; color:var(--ink); background:#fff;
+       font-size:15px; line-height:1.5; }
+header.banner { background: linear-gradient(120deg, #0b3d5c, #0072B2); color:#fff; padding:28px 48px 22px; }
+header .brand { text-transform:uppercase; letter-spacing:.12em; font-size:12px; opacity:.85; }
+header h1 { margin:6px 0 4px; font-size:30px; font-weight:650; }
+header .subtitle { margin:0 0 14px; font-size:17px; opacity:.95; }
+header dl { display:flex; flex-wrap:wrap; gap:6px 28px; margin:0; font-size:13px; }
+header dt { opacity:.75; } header dd { margin:0; font-weight:600; }
+header dl div { display:flex; gap:6px; }
+main, .notices, nav.toc, footer { max-width:1180px; margin:0 auto; padding-left:48px; padding-right:48px; }
+.notices { padding-top:18px; }
+.notice { border-left:5px solid var(--warnline); background:var(--warnbg); color:#3d2b00; padding:10px 14px;
+          margin:0 0 8px; border-radius:4px; }
+.notice strong { color:var(--warn); text-transform:uppercase; letter-spacing:.04em; margin-right:6px; }
+nav.toc { padding-top:14px; padding-bottom:4px; font-size:13px; color:var(--muted); display:flex;
+          flex-wrap:wrap; gap:4px 16px; }
+nav.toc a { color:var(--accent); text-decoration:none; white-space:nowrap; }
+section { padding:22px 0 10px; border-bottom:1px solid var(--line); }
+section:last-of-type { border-bottom:none; }
+h2 { font-size:21px; margin:0 0 12px; }
+h2 .num { color:var(--accent); margin-right:8px; }
+h3 { font-size:15px; margin:18px 0 6px; color:#24303f; }
+p.lead { color:#2b3646; margin:4px 0 12px; }
+.cards { display:grid; grid-template-columns:repeat(auto-fit, minmax(190px, 1fr)); gap:12px; margin:8px 0 14px; }
+.card { border:1px solid var(--line); border-radius:8px; padding:12px 14px; background:var(--bg); }
+.card .label { font-size:12px; text-transform:uppercase; letter-spacing:.05em; color:var(--muted); }
+.card .value { font-size:28px; font-weight:650; margin:2px 0; color:#0b3d5c; }
+.card .ci { font-size:13px; color:#2b3646; }
+.card .method { font-size:12px; color:var(--muted); margin-top:4px; }
+.grid2 { display:grid; grid-template-columns: 1fr 1fr; gap:18px 28px; align-items:start; }
+@media (max-width: 900px) { .grid2 { grid-template-columns: 1fr; } }
+table { border-collapse:collapse; width:100%; font-size:13px; margin:4px 0 6px; }
+th, td { text-align:left; padding:6px 9px; border-bottom:1px solid var(--line); vertical-align:top; }
+thead th { background:#eef3f8; font-weight:600; color:#24303f; border-bottom:2px solid #c9d4e0; }
+tbody tr:nth-child(even) td, tbody tr:nth-child(even) th { background:#fafbfd; }
+tbody th { font-weight:600; }
+td.num { text-align:right; font-variant-numeric: tabular-nums; }
+.table-wrap { overflow-x:auto; }
+ol.footnotes { list-style:none; padding:0; margin:0 0 12px; font-size:12px; color:var(--muted); }
+.table-note, .caption { font-size:12.5px; color:var(--muted); margin:2px 0 12px; }
+.figure { border:1px solid var(--line); border-radius:8px; padding:6px; margin:8px 0 4px; break-inside:avoid; }
+.muted { color:var(--muted); }
+ul.tight { margin:4px 0 10px; padding-left:20px; } ul.tight li { margin:3px 0; }
+footer { font-size:12px; color:var(--muted); padding-top:16px; padding-bottom:30px; }
+@media print { header.banner { -webkit-print-color-adjust:exact; print-color-adjust:exact; }
+  nav.toc { display:none; } section { break-inside:auto; } table, .figure, .card { break-inside:avoid; } }
+"""
+
+
+def esc(text) -> str:
+    """Every string from user data (names, ids, classes, reasons) goes through here before it meets the HTML."""
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def _table_html(table: Table, heading: bool = True) -> str:
+    head = "".join(f"<th scope=\"col\">{esc(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for i, cell in enumerate(row):
+            if i == 0 and table.first_column_is_header:
+                cells.append(f"<th scope=\"row\">{esc(cell)}</th>")
+            else:
+                cls = " class=\"num\"" if i in table.numeric_columns else ""
+                cells.append(f"<td{cls}>{esc(cell)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    title = f"<h3>{esc(table.title)}</h3>" if heading and table.title else ""
+    note = f"<p class=\"table-note\">{esc(table.note)}</p>" if table.note else ""
+    notes = "".join(f"<li>{esc(line)}</li>" for line in table.footnote_lines())
+    notes = f"<ol class=\"footnotes\">{notes}</ol>" if notes else ""
+    thead = f"<thead><tr>{head}</tr></thead>" if table.show_header else ""
+    return (f"{title}<div class=\"table-wrap\"><table id=\"table-{esc(table.key)}\">{thead}"
+            f"<tbody>{''.join(body)}</tbody></table></div>{note}{notes}")
+
+
+class _Figures:
+    """Figures as HTML divs; plotly.js goes inline with the first one only."""
+
+    def __init__(self, figures: list[ReportFigure]):
+        self.by_key = {f.key: f for f in figures}
+        self.first = True
+
+    def html(self, key: str) -> str:
+        item = self.by_key.get(key)
+        if item is None:
+            return ""
+        div = pio.to_html(item.figure, include_plotlyjs=self.first, full_html=False, config=PLOTLY_CONFIG,
+                          default_width="100%", div_id=f"figure-{key}", validate=False)
+        self.first = False
+        caption = f"<p class=\"caption\">{esc(item.caption)}</p>" if item.caption else ""
+        return f"<div class=\"figure\">{div}</div>{caption}"
+
+
+def _cards(report: dict) -> str:
+    cards = []
+    for h in report.get("headline") or []:
+        value = interval({**h, "low": None, "high": None, "reason": ""}, h["kind"]).split(" (")[0]
+        if h.get("low") is not None and h.get("high") is not None:
+            level = float(h.get("confidence") or 0.95)
+            ci = f"{level:.0%} CI {fmt(h['low'], h['kind'])} to {fmt(h['high'], h['kind'])}"
+        else:
+            ci = h.get("reason") or "no interval"
+        cards.append(f"<div class=\"card\" id=\"headline-{esc(h['key'])}\"><div class=\"label\">{esc(h['label'])}"
+                     f"</div><div class=\"value\">{esc(value)}</div><div class=\"ci\">{esc(ci)}</div>"
+                     f"<div class=\"method\">{esc(h.get('method') or '')}{' - ' if h.get('method') else ''}"
+                     f"{esc(h.get('note') or '')}</div></div>")
+    return f"<div class=\"cards\">{''.join(cards)}</div>"
+
+
+def _summary_sentence(report: dict) -> str:
+    evaluation = report.get("evaluation") or {}
+    test_set = report.get("test_set") or {}
+    n, patients = evaluation.get("n_images") or 0, evaluation.get("n_patients")
+    who = f"{n:,} test images" + (f" from {patients:,} patients" if patients else "")
+    model = (report.get("model") or {}).get("run_name") or "the model"
+    return (f"Model \u201c{esc(model)}\u201d evaluated on \u201c{esc(test_set.get('name'))}\u201d ({esc(who)}). "
+            "Each number is given with its confidence interval and the method that produced it.")
+
+
+def _date(report: dict) -> str:
+    try:
+        created = _dt.datetime.fromisoformat(str(report.get("created")))
+    except ValueError:
+        return esc(report.get("created"))
+    return esc(created.strftime("%d %B %Y, %H:%M UTC"))
+
+
+def _header(report: dict) -> str:
+    model = report.get("model") or {}
+    test_set = report.get("test_set") or {}
+    task = report.get("task") or {}
+    product = report.get("product") or {}
+    options = report.get("options") or {}
+    facts = [("Date", _date(report)), ("Product", esc(f"{product.get('name')} {product.get('version')}")),
+             ("Task", esc(task.get("title") or task.get("name"))),
+             ("Confidence", esc(f"{float(options.get('confidence') or 0.95):.0%}")),
+             ("Threshold", esc(number(options.get("threshold"), 2)))]
+    meta = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
+    return (f"<header class=\"banner\"><div class=\"brand\">{esc(product.get('name'))} \u00b7 evaluation report</div>"
+            f"<h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(model.get('run_name') or 'Model')} on "
+            f"{esc(test_set.get('name'))}</p><dl>{meta}</dl></header>")
+
+
+def _notices(report: dict) -> str:
+    items = []
+    for text in report.get("notices") or []:
+        head, _, rest = str(text).partition(": ")
+        if head.isupper() and rest:
+            items.append(f"<div class=\"notice\" role=\"note\"><strong>{esc(head)}</strong>{esc(rest)}</div>")
+        else:
+            items.append(f"<div class=\"notice\" role=\"note\">{esc(text)}</div>")
+    return f"<div class=\"notices\">{''.join(items)}</div>" if items else ""
+
+
+def _section_bodies(report: dict) -> dict[str, str]:
+    tables = all_tables(report)
+    figures = _Figures(report_figures(report))
+    t = lambda key, heading=True: _table_html(tables[key], heading) if key in tables else ""  # noqa: E731
+    options = report.get("options") or {}
+    bodies = {
+        "summary": f"<p class=\"lead\">{_summary_sentence(report)}</p>{_cards(report)}",
+        "model": t("model_card", False),
+        "test-set": f"<div class=\"grid2\"><div>{t('test_set', False)}</div><div>{t('class_counts', False)}</div>"
+                    "</div>",
+        "discrimination": (f"<div class=\"grid2\"><div>{figures.html('roc_classes')}</div>"
+                           f"<div>{figures.html('roc_view')}</div></div>" + t("per_class") + t("per_label")
+                           + t("operating_points") + t("binary_views") + t("summary_statistics")),
+        "confusion": f"<div class=\"grid2\"><div>{figures.html('confusion')}</div><div>{t('confusion', False)}"
+                     "</div></div>",
+        "calibration": figures.html("calibration"),
+        "tiers": f"<div class=\"grid2\"><div>{figures.html('tiers')}</div><div>{t('tiers', False)}</div></div>"
+        if "tiers" in tables else "",
+        "penalties": "",
+        "readers": "",
+        "methods": _methods(report),
+    }
+    if "penalty_matrix" in tables:
+        bodies["penalties"] = (f"<div class=\"grid2\"><div>{t('penalty_matrix')}{t('penalty_comparison')}</div>"
+                               f"<div>{figures.html('penalty_change')}</div></div>")
+    readers = report.get("readers") or {}
+    if readers.get("included"):
+        profiles = "".join(f"<li><strong>{esc(r)}</strong>: {esc(text)}</li>"
+                           for r, text in (readers.get("simulated_profiles") or {}).items())
+        bodies["readers"] = ((f"<p class=\"lead\">Simulated readers in this comparison:</p><ul class=\"tight\">"
+                              f"{profiles}</ul>" if profiles else "") + t("readers")
+                             + figures.html("readers_roc") + figures.html("readers_lr")
+                             + figures.html("readers_weighted") + t("paired"))
+    elif options.get("include_readers") and readers.get("reason"):
+        bodies["readers"] = f"<p class=\"muted\">No reader comparison: {esc(readers['reason'])}.</p>"
+    return bodies
+
+
+def _methods(report: dict) -> str:
+    methods = report.get("methods") or {}
+    paragraphs = "".join(f"<p>{esc(p)}</p>" for p in methods.get("paragraphs") or [])
+    used = "".join(f"<li>{esc(m)}</li>" for m in methods.get("interval_methods") or [])
+    limits = "".join(f"<li>{esc(m)}</li>" for m in methods.get("limitations") or [])
+    return (paragraphs + (f"<h3>Interval methods named in this report</h3><ul class=\"tight\">{used}</ul>"
+                          if used else "")
+            + (f"<h3>Limitations</h3><ul class=\"tight\">{limits}</ul>" if limits else ""))
+
+
+def _footer(report: dict) -> str:
+    product = report.get("product") or {}
+    options = report.get("options") or {}
+    boot = int(options.get("bootstrap") or 0)
+    return (f"<footer>Generated by {esc(product.get('name'))} {esc(product.get('version'))} on {_date(report)}. "
+            f"Threshold {esc(number(options.get('threshold'), 2))}; bootstrap {boot:,} resamples, seed "
+            f"{esc(options.get('seed'))}; penalty matrix \u201c{esc(options.get('penalty_name') or 'n/a')}\u201d. "
+            "This file is self-contained and loads nothing from the network. Report format "
+            f"{esc(report.get('format_version'))}.</footer>")
+
+
+def render_html(report: dict) -> str:
+    """The whole report as one HTML document (about 5 MB: plotly.js is embedded so that it works offline)."""
+    bodies = _section_bodies(report)
+    shown = [(anchor, title) for anchor, title in SECTIONS if bodies.get(anchor)]
+    toc = "".join(f"<a href=\"#{anchor}\">{i}. {esc(title)}</a>" for i, (anchor, title) in enumerate(shown, 1))
+    sections = "".join(f"<section id=\"{anchor}\"><h2><span class=\"num\">{i}</span>{esc(title)}</h2>"
+                       f"{bodies[anchor]}</section>" for i, (anchor, title) in enumerate(shown, 1))
+    model = (report.get("model") or {}).get("run_name") or "model"
+    test_set = (report.get("test_set") or {}).get("name") or "test set"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{esc(report.get('title'))}: {esc(model)} on {esc(test_set)}</title>"
+            f"<style>{_CSS}</style></head><body>{_header(report)}{_notices(report)}"
+            f"<nav class=\"toc\">{toc}</nav><main>{sections}</main>{_footer(report)}</body></html>\n")

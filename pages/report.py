@@ -1,0 +1,153 @@
+"""Report: one model on one test set as a self-contained HTML file for stakeholders, plus the JSON of its numbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import InputError
+from core.readers import list_readings
+from core.report import (SECTIONS, build_report, render_html, report_figures, report_json, report_name,
+                         section_tables, write_report)
+from core.report.format import fmt
+from dashboard.common import get_workspace, remember_selection, select_evaluation
+from dashboard.evaluation import active_penalty
+from dashboard.evaluation_ui import plain, synthetic_notice
+
+CONFIDENCE_LEVELS = (0.80, 0.90, 0.95, 0.99)
+LR_METHOD_LABELS = {"log": "log (Simel 1991)", "koopman": "Koopman score (1984)",
+                    "adjusted_log": "adjusted log (+0.5 per cell)"}
+
+
+@st.cache_data(show_spinner="Collecting the report's numbers...", max_entries=16)
+def _report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, penalty_rows: tuple | None,
+            penalty_name: str | None, threshold: float, include_readers: bool, include_penalties: bool,
+            bootstrap: int, seed: int, confidence: float, lr_ci: str, title: str, readings: pd.DataFrame | None):
+    """build_report, cached per choice; the predictions file's mtime and the readings are part of the key."""
+    from core.store import Workspace
+
+    return build_report(Workspace.open(root), run_id, test_set_id, penalty=penalty_rows, threshold=threshold,
+                        include_readers=include_readers, bootstrap=bootstrap, seed=seed, confidence=confidence,
+                        include_penalties=include_penalties, penalty_name=penalty_name, lr_ci=lr_ci,
+                        readings=readings, title=title or None)
+
+
+def _initial_threshold() -> float:
+    try:
+        value = float(st.session_state.get("threshold", 0.5))
+    except (TypeError, ValueError):
+        return 0.5
+    return min(max(value, 0.0), 1.0) if math.isfinite(value) else 0.5
+
+
+st.title("Report")
+st.caption("Export one model on one test set for stakeholders: a single HTML file that opens offline in any browser "
+           "(interactive figures, every number with its interval and method), and the JSON of all its numbers.")
+
+ws = get_workspace()
+selection = select_evaluation(ws, key="report")
+if selection is None:
+    st.stop()
+synthetic_notice(selection)
+task = selection["task"]
+single_label = task.kind != "multilabel"
+
+with st.container(border=True):
+    st.markdown("**Options**")
+    row = st.columns(4)
+    include_readers = row[0].toggle("Include readers", value=True, key="report_readers", disabled=not single_label,
+                                    help="Readers' sensitivity, specificity, likelihood ratios and weighted error "
+                                         "next to the model's, from the readings stored for this test set.")
+    include_penalties = row[1].toggle("Include penalty analysis", value=True, key="report_penalties",
+                                      disabled=not single_label,
+                                      help="The penalty matrix in use and the weighted error of the most probable "
+                                           "class against the penalty-minimising rule.")
+    confidence = row[2].selectbox("Confidence level", CONFIDENCE_LEVELS, index=CONFIDENCE_LEVELS.index(0.95),
+                                  format_func=lambda c: f"{c:.0%}", key="report_confidence")
+    bootstrap = row[3].number_input("Bootstrap resamples", min_value=0, max_value=5000, value=200, step=100,
+                                    key="report_bootstrap", help="Resampled by patient when the test set has "
+                                                                 "patient ids; 0 = no bootstrap intervals.")
+    row = st.columns(4)
+    if "report_threshold" not in st.session_state:
+        st.session_state["report_threshold"] = _initial_threshold()
+    threshold = row[0].slider("Threshold on the binary view's score", 0.0, 1.0, step=0.01, key="report_threshold",
+                              help="A case is positive when its score is at least this. Shared with the other "
+                                   "pages.")
+    if threshold != st.session_state.get("threshold"):
+        remember_selection(threshold=float(threshold))
+    seed = row[1].number_input("Bootstrap seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
+                               key="report_seed")
+    lr_ci = row[2].selectbox("Likelihood-ratio interval", list(LR_METHOD_LABELS), format_func=LR_METHOD_LABELS.get,
+                             key="report_lr_ci")
+    title = row[3].text_input("Report title", value="Model evaluation report", max_chars=120, key="report_title")
+
+penalty_name, penalty = active_penalty(ws, task) if single_label else (None, None)
+readings = list_readings(ws, selection["dataset_id"]) if include_readers and single_label else None
+try:
+    report = _report(str(ws.root), selection["run_id"], selection["dataset_id"],
+                     Path(selection["path"]).stat().st_mtime,
+                     tuple(map(tuple, penalty.tolist())) if penalty is not None else None, penalty_name,
+                     float(threshold), bool(include_readers), bool(include_penalties), int(bootstrap), int(seed),
+                     float(confidence), lr_ci, title.strip(), readings)
+except InputError as exc:
+    st.error("The report could not be built.", icon=":material/error:")
+    st.code(str(exc), language=None, wrap_lines=True)
+    st.stop()
+
+name = report_name(report)
+st.subheader("Download")
+cols = st.columns([2, 2, 2])
+cols[0].download_button("HTML report", data=lambda: render_html(report).encode("utf-8"), file_name=f"{name}.html",
+                        mime="text/html", key="report_html", type="primary", icon=":material/description:",
+                        on_click="ignore", width="stretch")
+cols[1].download_button("All numbers (JSON)", data=lambda: report_json(report).encode("utf-8"),
+                        file_name=f"{name}.json", mime="application/json", key="report_json",
+                        icon=":material/data_object:", on_click="ignore", width="stretch")
+if cols[2].button("Save a copy in the workspace", key="report_save", icon=":material/save:", width="stretch"):
+    saved = write_report(ws, report)
+    st.success("Saved the HTML report and its JSON in the workspace's reports folder:", icon=":material/check:")
+    st.code(str(saved), language=None)
+st.caption(f"Penalty matrix: {plain(penalty_name or 'n/a')} (change it on the **Penalties** page). The HTML file "
+           "embeds plotly.js (about 5 MB) so that it needs no network.")
+
+st.subheader("Preview")
+for notice in report.get("notices") or []:
+    st.warning(plain(notice), icon=":material/science:")
+headline = report.get("headline") or []
+cards = st.columns(max(len(headline), 1))
+for card, item in zip(cards, headline):
+    card.metric(item["label"], fmt(item.get("value"), item["kind"]), help=plain(item.get("note") or ""))
+    if item.get("low") is not None and item.get("high") is not None:
+        card.caption(f"{float(item.get('confidence') or confidence):.0%} CI {fmt(item['low'], item['kind'])} to "
+                     f"{fmt(item['high'], item['kind'])} ({plain(item.get('method'))})")
+    elif item.get("reason"):
+        card.caption(plain(item["reason"]))
+
+tables = section_tables(report)
+figures: dict[str, list] = {}
+for item in report_figures(report):
+    figures.setdefault(item.section, []).append(item)
+shown = [(anchor, heading) for anchor, heading in SECTIONS[1:]
+         if tables.get(anchor) or figures.get(anchor) or anchor == "methods"]
+for tab, (anchor, heading) in zip(st.tabs([heading for _, heading in shown]), shown):
+    with tab:
+        for item in figures.get(anchor, []):
+            st.plotly_chart(item.figure, key=f"report_fig_{item.key}")
+            st.caption(plain(item.caption))
+        for table in tables.get(anchor, []):
+            st.markdown(f"**{plain(table.title)}**")
+            st.dataframe(table.to_frame(), hide_index=True, width="stretch", key=f"report_table_{table.key}")
+            for line in ([table.note] if table.note else []) + table.footnote_lines():
+                st.caption(plain(line))
+        if anchor == "methods":
+            for paragraph in report["methods"]["paragraphs"]:
+                st.markdown(plain(paragraph))
+            st.markdown("**Limitations**")
+            for line in report["methods"]["limitations"]:
+                st.markdown(f"- {plain(line)}")
+if include_readers and single_label and not (report.get("readers") or {}).get("included"):
+    st.info(f"No reader comparison in this report: {plain((report.get('readers') or {}).get('reason', ''))}.",
+            icon=":material/info:")
