@@ -86,7 +86,7 @@ def test_explain_gradcam_misclassified_only(setup, tmp_path):
 
 
 def test_explain_input_errors(setup, tmp_path):
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="neither a run id|does not exist"):
         run(["--run", str(tmp_path / "nope"), "--data", str(setup / "demo" / "test"), "--out", str(tmp_path)])
     with pytest.raises(InputError, match="--images"):
         run(["--run", str(setup / "run"), "--data", str(setup / "demo" / "test"), "--images", "0",

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                     "scale), scores.csv (class, probability, and where lesion boxes exist the pointing-game hit "
                     "and share of positive attribution inside the boxes) and summary.csv per class, split by "
                     "correct vs misclassified images.")
-    parser.add_argument("--run", type=Path, required=True, help="run folder, checkpoint folder or .safetensors")
+    parser.add_argument("--run", required=True, help="run id, run folder, checkpoint folder or .safetensors")
     parser.add_argument("--data", type=Path, required=True, help="dataset folder, CSV manifest or zip")
     parser.add_argument("--method", choices=[e.name for e in list_explainers()], default="occlusion")
     parser.add_argument("--images", type=int, default=8, help="how many images to explain (default 8)")
@@ -130,7 +130,11 @@ def run_explain(args: argparse.Namespace) -> int:
         raise InputError(f"--images must be at least 1, got {args.images}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available on this machine")
-    model, card = load_checkpoint(args.run)
+    from core.infer.predict import resolve_model
+    from core.store import Workspace
+
+    _, weights = resolve_model(Workspace.open(), args.run)  # a run id, run folder or checkpoint, as `predict`
+    model, card = load_checkpoint(weights)
     model.to(args.device)
     task_info = card.get("task")
     if isinstance(task_info, dict):
@@ -156,7 +160,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from core.data.cli import ConsoleProgress
 
     cache = MapCache(args.cache) if args.cache else None
-    model_id = f"{Path(args.run).resolve()}|{getattr(model, 'weights_source', '')}"
+    model_id = f"{weights.resolve()}|{getattr(model, 'weights_source', '')}"
     maps = compute_maps(
         model, [(c["image_id"], c["tensor"], c["target"], c["image"].size) for c in chosen], args.method, params,
         cache, model_id=model_id, preprocess=preprocess, progress=ConsoleProgress(f"{args.method} maps"))

@@ -43,7 +43,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
+def resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
     """(run id, model.safetensors path) for a run id, run folder, checkpoint folder or .safetensors file."""
     from core.models import find_checkpoint
 
@@ -183,7 +183,7 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     for the same model and test set returns it without running the model. `split` restricts to one split.
     `frame.attrs` holds the table's path, its metadata and whether it came from the cache."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
-    run_id, weights = _resolve_model(ws, run_or_checkpoint)
+    run_id, weights = resolve_model(ws, run_or_checkpoint)
     card = json.loads((weights.parent / "model_card.json").read_text())
     task = task_from_dict(card.get("task") or {"classes": card.get("classes") or []}, source="model card")
     source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
