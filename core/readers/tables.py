@@ -8,7 +8,7 @@ import pandas as pd
 
 from core.data.tasks import BinaryView, Task, get_task
 from core.errors import InputError
-from core.readers.compare import (ModelView, model_metrics, model_roc, paired_comparison, reader_metrics,
+from core.readers.compare import (ModelView, is_in, model_metrics, model_roc, paired_comparison, reader_metrics,
                                   resolve_view, truth_labels)
 
 # Spreadsheet programs run cells starting with these as formulas; reader codes and file names come from users.
@@ -104,7 +104,7 @@ def reader_report(readings: pd.DataFrame, truth, task: str | Task, predictions: 
     task = get_task(task)
     view = resolve_view(task, view)
     truth = truth_labels(truth, task)
-    graded = readings[readings["image_id"].astype(str).isin(truth.index)]
+    graded = readings[is_in(readings["image_id"].astype(str), truth.index)]
     confusion = pd.crosstab(pd.Categorical(graded["image_id"].astype(str).map(truth), categories=task.classes),
                             pd.Categorical(graded["label"], categories=task.classes), dropna=False)
     confusion.index.name, confusion.columns.name = "true class", "reader's call"
