@@ -55,23 +55,10 @@ def demo_path(ws: Workspace, demo: dict) -> None:
         if evaluated:
             st.success("Predictions on the demo test split are ready.", icon=":material/check:")
         elif done:
-            if st.button("Run it on the demo test split", type="primary", key="demo_predict",
-                         icon=":material/play_arrow:"):
-                from core.infer import predict
+            # In a background thread: leaving the page does not stop it, and the bar follows it.
+            from dashboard.testsets_ui import inference_panel
 
-                bar = st.progress(0.0, text="Running the model on the test split...")
-                try:
-                    predict(done[0]["id"], test_set_id, workspace=ws,
-                            progress=lambda d, t: bar.progress(min(1.0, d / max(t, 1)),
-                                                               text=f"Running the model: {d}/{t} images"))
-                except InputError as exc:
-                    st.error("Inference failed.")
-                    st.text(str(exc))
-                else:
-                    remember_selection(run_id=done[0]["id"], test_set_id=test_set_id)
-                    st.rerun()
-                finally:
-                    bar.empty()
+            inference_panel(ws, done[0]["id"], test_set_id, key="demo")
         else:
             st.caption("After training.")
 

@@ -81,7 +81,7 @@ def test_every_page_renders_without_error(server):
             executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
         try:
             for _, filename, title, _ in PAGES:
                 page.goto(f"{server}/{_url_path(filename)}", wait_until="networkidle")
