@@ -8,7 +8,7 @@ from tests.conftest import APP_PATH
 
 @pytest.mark.parametrize("page", ["performance.py", "experts.py"])
 def test_evaluation_pages_hidden_while_reading(seeded_workspace, page):
-    from core.readers import create_study, finish, join_study, list_studies, next_item, record_answer
+    from core.readers import create_study, finish, join_study, next_item, record_answer
     from core.store import Workspace
 
     ws = Workspace.open(seeded_workspace["root"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as save_arrays
 
 from core.explain.maps import AttributionMap
+from core.store.files import write_atomically
 
 CACHE_VERSION = 1  # bump when a method's output changes meaning, so old maps stop matching
 
@@ -94,16 +94,8 @@ class MapCache:
         """Store `amap` under `key`: written to a temporary file in the same folder, then renamed into place."""
         arrays, metadata = amap.to_arrays()
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(save_arrays(arrays, metadata=metadata))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        payload = save_arrays(arrays, metadata=metadata)
+        return write_atomically(path, lambda tmp: Path(tmp).write_bytes(payload))
 
     def clear(self) -> int:
         """Delete every cached map; returns how many files were removed."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ from core.data import Dataset, load_dataset
 from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
 from core.store import Workspace
+from core.store.files import write_atomically
 
 META_KEY = b"core"
 
@@ -162,15 +162,7 @@ def predictions_frame(ds: Dataset, task: Task, probs: np.ndarray) -> pd.DataFram
 def _write_parquet(frame: pd.DataFrame, path: Path, meta: dict) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None = None,

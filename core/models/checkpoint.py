@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from torch import nn
 from core.errors import InputError
 from core.models.factory import create_model
 from core.models.preprocess import preprocess_config
+from core.store.files import write_atomically
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -29,18 +28,6 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"model card value of type {type(value).__name__} cannot be written as JSON")
-
-
-def _write_atomically(path: Path, write) -> None:
-    # Write beside the target and rename, so a crash never leaves a half-written checkpoint in place.
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 def save_checkpoint(model: nn.Module, out_dir: str | Path, card: dict) -> Path:
@@ -71,8 +58,8 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, card: dict) -> Path:
     # safetensors refuses shared or strided storage: give every tensor its own contiguous CPU copy.
     state = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
     metadata = {"format": "pt", "backbone": model.backbone_name, "format_version": str(FORMAT_VERSION)}
-    _write_atomically(out_dir / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
-    _write_atomically(out_dir / CARD_NAME, lambda tmp: Path(tmp).write_text(card_text, encoding="utf-8"))
+    write_atomically(out_dir / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
+    write_atomically(out_dir / CARD_NAME, lambda tmp: Path(tmp).write_text(card_text, encoding="utf-8"))
     return out_dir
 
 

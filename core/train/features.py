@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from core.data import Dataset
 from core.data.torch_data import ImageTableDataset
+from core.store.files import write_atomically
 from core.train.distributed import SINGLE, DistInfo, all_gather_objects
 
 CACHE_VERSION = 1
@@ -68,15 +68,8 @@ class FeatureCache:
     def save(self, key: str, ids: list[str], features: torch.Tensor, info: dict) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        handle, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
-        os.close(handle)
-        try:
-            save_file({"features": features.contiguous().float()}, tmp,
-                      metadata={"image_ids": json.dumps(ids), "info": json.dumps(info)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(path, lambda tmp: save_file({"features": features.contiguous().float()}, tmp,
+                                                     metadata={"image_ids": json.dumps(ids), "info": json.dumps(info)}))
         # A readable note beside it: what these features are (the ids live in the safetensors metadata).
         (self.root / f"{key}.json").write_text(json.dumps({**info, "n_images": len(ids), "updated": time.time()},
                                                           indent=2))

@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.store.files import write_atomically
+
 RESUME_DIR = "resume"
-
-
-def _atomic(path: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_resume_state(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, scaler, tracker,
@@ -41,8 +30,8 @@ def save_resume_state(run_dir: Path, model: torch.nn.Module, optimizer, schedule
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     # Weights first: a state file never points at weights from another epoch that are not yet written.
-    _atomic(folder / "model.safetensors", lambda tmp: save_file(weights, tmp))
-    _atomic(folder / "state.pt", lambda tmp: torch.save(state, tmp))
+    write_atomically(folder / "model.safetensors", lambda tmp: save_file(weights, tmp))
+    write_atomically(folder / "state.pt", lambda tmp: torch.save(state, tmp))
 
 
 def load_resume_state(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, scaler, tracker) -> dict | None:
