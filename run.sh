@@ -25,11 +25,12 @@ setup() {
 }
 
 cmd=${1:-run}
+case "$cmd" in -*) cmd=run; set -- run "$@" ;; esac  # `./run.sh --server.port 8600` means run
 case "$cmd" in
     run)
         shift || true
         setup
-        echo "==> launching the dashboard on http://localhost:8501 (Ctrl+C to stop)"
+        echo "==> launching the dashboard (its address is printed below; Ctrl+C to stop)"
         exec "$VENV/bin/python" -m streamlit run dashboard/app.py "$@"
         ;;
     test)
