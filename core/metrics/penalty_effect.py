@@ -125,9 +125,9 @@ def penalty_effect(truth, probabilities, penalty, patient_codes=None, confidence
 def reader_confusions(readings: pd.DataFrame, predictions: pd.DataFrame, task) -> dict[str, dict]:
     """Per reader: their confusion counts and the model's on the same images (penalty-free, so build once).
 
-    Returns {reader_id: {"reader": counts, "model": counts, "images": n}} from core.metrics.reader_metrics.
+    Returns {reader_id: {"reader": counts, "model": counts, "images": n}} from core.metrics.reader_summaries.
     """
-    from core.metrics.reader_metrics import reader_metrics
+    from core.metrics.reader_metrics import reader_summaries
 
     if readings is None or readings.empty:
         return {}
@@ -135,7 +135,7 @@ def reader_confusions(readings: pd.DataFrame, predictions: pd.DataFrame, task) -
     if "predicted" not in table.columns:
         probs = table[[f"prob_{c}" for c in task.classes]].to_numpy(dtype=float)
         table = table.assign(predicted=np.asarray(task.classes, dtype=object)[probs.argmax(axis=1)])
-    results = reader_metrics(readings, table, task)
+    results = reader_summaries(readings, table, task)
     return {reader: {"reader": np.asarray(entry["reader"]["confusion"]["counts"]),
                      "model": np.asarray(entry["model_on_same_images"]["confusion"]["counts"]),
                      "images": int(entry["reader"]["n_images"])}

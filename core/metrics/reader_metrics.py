@@ -49,8 +49,8 @@ def _calls_summary(truth: np.ndarray, calls: np.ndarray, task: Task, penalty: np
     return out
 
 
-def reader_metrics(readings: pd.DataFrame, predictions: pd.DataFrame, task: Task, penalty=None,
-                   confidence: float = 0.95, lr_ci: str = "log") -> dict:
+def reader_summaries(readings: pd.DataFrame, predictions: pd.DataFrame, task: Task, penalty=None,
+                     confidence: float = 0.95, lr_ci: str = "log") -> dict:
     """For each reader: their metrics, the model's metrics on exactly the images they read, and McNemar.
 
     `readings`: reader_id, image_id, label (as from core.readers.load_readings). `predictions`: the

@@ -20,7 +20,7 @@ from core.metrics.multiclass import check_probabilities, class_indices, multicla
 from core.metrics.multilabel import multilabel_metrics, ordinal_agreement
 from core.metrics.operating import BinaryScores
 from core.metrics.penalties import check_penalty_matrix, compare_decision_rules
-from core.metrics.reader_metrics import reader_metrics
+from core.metrics.reader_metrics import reader_summaries
 from core.metrics.referral import binary_view_data, referral_score, tier_confusion
 from core.metrics.uncertainty import bootstrap_macro_auc, bootstrap_multiclass
 
@@ -215,7 +215,7 @@ def _readers_section(readings, df: pd.DataFrame, task: Task, penalty: np.ndarray
     if "predicted" not in df.columns:
         probs = df[probability_columns(task)].to_numpy(dtype=float)
         df = df.assign(predicted=np.asarray(task.classes, dtype=object)[probs.argmax(axis=1)])
-    return reader_metrics(table, df, task, penalty=penalty, confidence=confidence)
+    return reader_summaries(table, df, task, penalty=penalty, confidence=confidence)
 
 
 def read_predictions_file(path) -> tuple[pd.DataFrame, dict]:
