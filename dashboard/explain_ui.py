@@ -15,7 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
-from core.explain import MapCache, colorbar, get_explainer, overlay, shared_scale
+from core.explain import MapCache, colorbar, get_explainer, shared_scale
+from core.explain.overlay import overlay
 from core.explain.case_maps import Case, CaseImages, ExplainModel, cached_maps, case_map, explain_cases
 from core.explain.gallery import DISAGREEMENTS, OUTCOMES, CaseFilter, has_readings
 from core.models import find_checkpoint

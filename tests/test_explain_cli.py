@@ -94,3 +94,22 @@ def test_explain_input_errors(setup, tmp_path):
     with pytest.raises(InputError, match="boxes CSV"):
         run(["--run", str(setup / "run"), "--data", str(setup / "demo" / "test"), "--images", "1",
              "--boxes", str(tmp_path / "none.csv"), "--out", str(tmp_path)])
+
+
+def test_cli_constants_match_the_registry():
+    from core.explain import list_explainers
+    from core.explain.cli import DEFAULT_COLORMAP, METHODS
+    from core.explain.overlay import DEFAULT_COLORMAP as OVERLAY_DEFAULT
+
+    assert set(METHODS) == {e.name for e in list_explainers()}
+    assert DEFAULT_COLORMAP == OVERLAY_DEFAULT
+
+
+def test_registering_the_cli_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, argparse, core.explain.cli as c; p = argparse.ArgumentParser(); "
+            "c.register(p.add_subparsers()); print('torch' in sys.modules, 'captum' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -11,7 +11,8 @@ from PIL import Image
 from timm.data import create_transform
 
 from core.errors import InputError
-from core.explain import colorbar, explain, input_geometry, map_to_image, overlay, shared_scale
+from core.explain import colorbar, explain, input_geometry, map_to_image, shared_scale
+from core.explain.overlay import overlay
 
 
 def smooth_image(width: int, height: int) -> np.ndarray:

@@ -1,24 +1,55 @@
 """Explaining a classifier's decisions: Captum occlusion and Grad-CAM maps, their cache, overlays and box scores."""
 
-from core.explain.boxes import match_boxes, read_boxes
-from core.explain.cache import MapCache, image_fingerprint, map_key
-from core.explain.compute import compute_maps, explain
-from core.explain.geometry import input_geometry, map_to_image
-from core.explain.gradcam import default_gradcam_layer, resolve_layer
-from core.explain.maps import AttributionMap
-from core.explain.model_state import borrowed_model, hook_counts
-from core.explain.occlusion import window_count
-from core.explain.overlay import colorbar, colorize, overlay, shared_scale
-from core.explain.registry import Explainer, ParamSpec, get_explainer, list_explainers
-from core.explain.scoring import (
-    BoxScore,
-    box_mask,
-    pointing_game,
-    positive_share_in_boxes,
-    score_against_boxes,
-    score_maps,
-    summarise_scores,
-)
+# Exports load on first use (PEP 562): `python -m core <command>` registers this package's CLI without
+# paying for torch and Captum unless an explanation is actually computed. The overlay function is imported
+# from core.explain.overlay: a lazy package attribute of the same name as a submodule would be shadowed.
+import importlib
+
+_EXPORTS = {
+    "match_boxes": "core.explain.boxes",
+    "read_boxes": "core.explain.boxes",
+    "MapCache": "core.explain.cache",
+    "image_fingerprint": "core.explain.cache",
+    "map_key": "core.explain.cache",
+    "compute_maps": "core.explain.compute",
+    "explain": "core.explain.compute",
+    "input_geometry": "core.explain.geometry",
+    "map_to_image": "core.explain.geometry",
+    "default_gradcam_layer": "core.explain.gradcam",
+    "resolve_layer": "core.explain.gradcam",
+    "AttributionMap": "core.explain.maps",
+    "borrowed_model": "core.explain.model_state",
+    "hook_counts": "core.explain.model_state",
+    "window_count": "core.explain.occlusion",
+    "colorbar": "core.explain.overlay",
+    "colorize": "core.explain.overlay",
+    "shared_scale": "core.explain.overlay",
+    "Explainer": "core.explain.registry",
+    "ParamSpec": "core.explain.registry",
+    "get_explainer": "core.explain.registry",
+    "list_explainers": "core.explain.registry",
+    "BoxScore": "core.explain.scoring",
+    "box_mask": "core.explain.scoring",
+    "pointing_game": "core.explain.scoring",
+    "positive_share_in_boxes": "core.explain.scoring",
+    "score_against_boxes": "core.explain.scoring",
+    "score_maps": "core.explain.scoring",
+    "summarise_scores": "core.explain.scoring",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core.explain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AttributionMap",
@@ -41,7 +72,6 @@ __all__ = [
     "map_key",
     "map_to_image",
     "match_boxes",
-    "overlay",
     "pointing_game",
     "positive_share_in_boxes",
     "read_boxes",

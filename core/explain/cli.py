@@ -10,16 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core.errors import InputError
-from core.explain.boxes import match_boxes, read_boxes
-from core.explain.cache import MapCache
-from core.explain.compute import compute_maps
-from core.explain.model_state import ClassProbabilities, borrowed_model
-from core.explain.overlay import DEFAULT_COLORMAP, overlay, shared_scale
-from core.explain.registry import list_explainers
-from core.explain.scoring import score_maps, summarise_scores
+
+# Kept here, not read from the registry, so that `python -m core --help` does not load torch and Captum;
+# tests/test_explain_cli.py checks they match core.explain's registry and overlay default.
+METHODS = ("occlusion", "gradcam")
+DEFAULT_COLORMAP = "inferno"
 
 LESIONS_FILE = "lesions.csv"  # what the built-in demo writes next to its train/ and test/ folders
 
@@ -33,7 +30,7 @@ def register(subparsers) -> None:
                     "correct vs misclassified images.")
     parser.add_argument("--run", required=True, help="run id, run folder, checkpoint folder or .safetensors")
     parser.add_argument("--data", type=Path, required=True, help="dataset folder, CSV manifest or zip")
-    parser.add_argument("--method", choices=[e.name for e in list_explainers()], default="occlusion")
+    parser.add_argument("--method", choices=METHODS, default="occlusion")
     parser.add_argument("--images", type=int, default=8, help="how many images to explain (default 8)")
     parser.add_argument("--misclassified", action="store_true",
                         help="only images the model gets wrong (scans the dataset in order until --images found)")
@@ -92,6 +89,10 @@ def _label_of(table: pd.DataFrame, row: int) -> str:
 
 
 def _select(model, dataset, transform, classes, args, multilabel: bool) -> list[dict]:
+    import torch
+
+    from core.explain.model_state import ClassProbabilities, borrowed_model
+
     """The images to explain with the model's prediction: the first N, or the first N misclassified."""
     chosen = []
     table = dataset.table
@@ -122,7 +123,14 @@ def _select(model, dataset, transform, classes, args, multilabel: bool) -> list[
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    import torch
+
     from core.data import load_dataset
+    from core.explain.boxes import match_boxes, read_boxes
+    from core.explain.cache import MapCache
+    from core.explain.compute import compute_maps
+    from core.explain.overlay import overlay, shared_scale
+    from core.explain.scoring import score_maps, summarise_scores
     from core.data.tasks import get_task, task_from_dict
     from core.models import build_transform, load_checkpoint
 
