@@ -12,7 +12,8 @@ import streamlit as st
 
 from core.errors import InputError
 from core.metrics import BinaryScores, Interval, OperatingPoint
-from dashboard.common import remember_selection
+from core.store import Workspace
+from dashboard.common import remember_selection, select_evaluation
 
 RULES = {
     "threshold": "Threshold on the score",
@@ -38,6 +39,16 @@ def synthetic_notice(selection: dict) -> None:
     if test_meta.get("synthetic"):
         st.info("This test set is **synthetic** (procedurally generated images, no real patient): the numbers "
                 "show how the product works, not how a model would perform in a clinic.", icon=":material/science:")
+
+
+def evaluation_or_stop(ws: Workspace, key: str) -> dict:
+    """The chosen run x test set (see select_evaluation), with the synthetic-data notice; stops the page when
+    there is nothing to evaluate yet (select_evaluation has said why)."""
+    selection = select_evaluation(ws, key=key)
+    if selection is None:
+        st.stop()
+    synthetic_notice(selection)
+    return selection
 
 
 def _fmt(value: float, percent: bool) -> str:

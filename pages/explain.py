@@ -12,8 +12,8 @@ from core.explain.case_maps import (case_map, draw_boxes, overlays_zip, png_byte
                                     suggested_colormap)
 from core.explain.gallery import case_table, select_cases
 from core.readers import export_csv, list_readings
-from dashboard.common import get_workspace, select_evaluation
-from dashboard.evaluation_ui import plain, synthetic_notice
+from dashboard.common import get_workspace
+from dashboard.evaluation_ui import evaluation_or_stop, plain
 from dashboard.explain_ui import (METHODS, boxes_ui, colour_bar, display_ui, draw, duration, filters_ui,
                                   gallery_maps, images_for, job_ui, map_or_button, maps_added, method_params_ui,
                                   model_for_run, scale_of)
@@ -27,10 +27,7 @@ st.caption("Where the model looks: occlusion maps (hide a window, watch the prob
            "others you pick; scored against lesion boxes when there are any.")
 
 ws = get_workspace()
-selection = select_evaluation(ws, key="explain")
-if selection is None:
-    st.stop()
-synthetic_notice(selection)
+selection = evaluation_or_stop(ws, key="explain")
 task, frame, test_set = selection["task"], selection["frame"], selection["test_set"]
 if not test_set or not test_set.get("source"):
     st.warning("The images of this test set are not registered in this workspace, so there is nothing to draw on.")

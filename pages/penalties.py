@@ -10,11 +10,11 @@ from core.errors import InputError
 from core.metrics import ConfusionMatrix
 from core.metrics.penalty_effect import check_penalty_entries, penalty_effect, penalty_table
 from core.plots import confusion_figure, count_change_figure, metric_bars_figure
-from dashboard.common import get_workspace, select_evaluation
+from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import (active_penalty, evaluation_inputs, penalty_presets, reader_confusions_for,
                                   set_active_penalty)
-from dashboard.evaluation_ui import interval_text, metric_card, plain, synthetic_notice, with_interval_text
+from dashboard.evaluation_ui import evaluation_or_stop, interval_text, metric_card, plain, with_interval_text
 
 st.title("Penalties")
 st.caption("Not every mistake costs the same: calling a CNV scan normal delays urgent treatment, calling a normal "
@@ -22,10 +22,7 @@ st.caption("Not every mistake costs the same: calling a CNV scan normal delays u
            "weighted error is the mean penalty per image (Kermany et al. 2018).")
 
 ws = get_workspace()
-selection = select_evaluation(ws, key="pen")
-if selection is None:
-    st.stop()
-synthetic_notice(selection)
+selection = evaluation_or_stop(ws, key="pen")
 task = selection["task"]
 if task.kind == "multilabel":
     st.info("Penalty matrices apply to single-label tasks (one call per image); this task is multi-label.")

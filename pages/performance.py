@@ -10,11 +10,11 @@ from core.metrics import macro_and_weighted_auc, ordinal_agreement
 from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, covers_all_classes,
                                     multilabel_threshold_table, urgent_view)
 from core.plots import PointMarker, class_colors, roc_figure
-from dashboard.common import get_workspace, select_evaluation
+from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs
 from dashboard.evaluation_figures import class_figures, view_roc_series
-from dashboard.evaluation_ui import metric_card, operating_point_ui, plain, synthetic_notice, with_interval_text
+from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, plain, with_interval_text
 from dashboard.performance_sections import (Evaluation, calibration_section, class_section, confusion_section,
                                             headline_text, imbalance_section, pr_section, roc_section,
                                             tiers_section)
@@ -26,10 +26,7 @@ st.caption("A trained model on a test set: headline rates with 95% intervals, RO
            "confusion matrix, per-class rates, class imbalance, calibration and referral tiers.")
 
 ws = get_workspace()
-selection = select_evaluation(ws, key="perf")
-if selection is None:
-    st.stop()
-synthetic_notice(selection)
+selection = evaluation_or_stop(ws, key="perf")
 task = selection["task"]
 path = selection["path"]
 try:

@@ -13,9 +13,9 @@ from core.readers import list_readings
 from core.report import (SECTIONS, build_report, render_html, report_figures, report_json, report_name,
                          section_tables, write_report)
 from core.report.format import fmt
-from dashboard.common import get_workspace, remember_selection, select_evaluation
+from dashboard.common import get_workspace, remember_selection
 from dashboard.evaluation import active_penalty
-from dashboard.evaluation_ui import plain, synthetic_notice
+from dashboard.evaluation_ui import evaluation_or_stop, plain
 
 CONFIDENCE_LEVELS = (0.80, 0.90, 0.95, 0.99)
 LR_METHOD_LABELS = {"log": "log (Simel 1991)", "koopman": "Koopman score (1984)",
@@ -48,10 +48,7 @@ st.caption("Export one model on one test set for stakeholders: a single HTML fil
            "(interactive figures, every number with its interval and method), and the JSON of all its numbers.")
 
 ws = get_workspace()
-selection = select_evaluation(ws, key="report")
-if selection is None:
-    st.stop()
-synthetic_notice(selection)
+selection = evaluation_or_stop(ws, key="report")
 task = selection["task"]
 single_label = task.kind != "multilabel"
 
