@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests._evaluation_data import build_workspace
-from tests.conftest import APP_PATH
+from tests.apptest import open_page
 
 PAGE = "../pages/compare.py"
 RUNS = [
@@ -17,14 +17,7 @@ RUNS = [
 
 
 def _open(**state) -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=180)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
+    return open_page(PAGE, **state)
 
 def _table(at: AppTest, *columns: str):
     for frame in at.dataframe:

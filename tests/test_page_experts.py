@@ -9,20 +9,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP_PATH
+from tests.apptest import open_page
 
 PAGE = "../pages/experts.py"
 
 
 def _open(session_state: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=120)
-    for key, value in (session_state or {}).items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
+    return open_page(PAGE, timeout=120, **(session_state or {}))
 
 def _charts(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]

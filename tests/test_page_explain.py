@@ -11,23 +11,16 @@ from core.explain.gallery import CaseFilter, case_table, select_cases
 from core.infer import read_predictions
 from core.readers import list_readings
 from core.store import Workspace
-from tests.conftest import APP_PATH
+from tests.apptest import open_page
 
 PAGE = "../pages/explain.py"
 TASK_CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 
 
 def _open(seeded: dict, **state) -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=120)
-    at.session_state["run_id"] = seeded["run_id"]
-    at.session_state["test_set_id"] = seeded["test_set_id"]
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
+    at = open_page(PAGE, timeout=120, run_id=seeded["run_id"], test_set_id=seeded["test_set_id"], **state)
     _ok(at)
     return at
-
 
 def _ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]

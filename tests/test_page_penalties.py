@@ -6,7 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
-from tests.conftest import APP_PATH
+from tests.apptest import open_page
 
 PAGE = "../pages/penalties.py"
 EDITOR = "pen_editor_oct-kermany_0"
@@ -15,16 +15,7 @@ RULE = "Weighted error, penalty-minimising rule"
 
 
 def _open(seeded: dict, **state) -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=180)
-    at.session_state["run_id"] = seeded["run_id"]
-    at.session_state["test_set_id"] = seeded["test_set_id"]
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
+    return open_page(PAGE, run_id=seeded["run_id"], test_set_id=seeded["test_set_id"], **state)
 
 def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
 from tests._evaluation_data import build_workspace
-from tests.conftest import APP_PATH
+from tests.apptest import open_page
 
 PAGE = "../pages/performance.py"
 HEADLINE = ("Accuracy", "Sensitivity (urgent referral vs rest)", "Specificity (urgent referral vs rest)",
@@ -16,17 +16,9 @@ HEADLINE = ("Accuracy", "Sensitivity (urgent referral vs rest)", "Specificity (u
 
 
 def _open(run_id: str | None = None, test_set_id: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=180)
     if run_id:
-        at.session_state["run_id"] = run_id
-        at.session_state["test_set_id"] = test_set_id
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
+        state = {"run_id": run_id, "test_set_id": test_set_id, **state}
+    return open_page(PAGE, **state)
 
 def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}

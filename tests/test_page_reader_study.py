@@ -10,17 +10,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP_PATH
+from tests.apptest import open_page
 
 PAGE = "../pages/reader_study.py"
 
 
 def _open() -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
+    return open_page(PAGE, timeout=120)
 
 def _ok(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]

@@ -6,21 +6,14 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP_PATH
+from tests.apptest import open_page
 
 PAGE = "../pages/report.py"
 
 
 def _open(ids: dict) -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=120)
     # Pin the seeded run x test set: other tests may add test sets to the shared workspace.
-    at.session_state["run_id"] = ids["run_id"]
-    at.session_state["test_set_id"] = ids["test_set_id"]
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
+    return open_page(PAGE, timeout=120, run_id=ids["run_id"], test_set_id=ids["test_set_id"])
 
 def _captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption]
