@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
 from core.metrics.diagnostic import DiagnosticMetrics
-from core.metrics.intervals import Interval
+from core.metrics.intervals import Interval, check_open_fraction
 from core.metrics.multiclass import balanced_accuracy  # noqa: F401  (re-exported: imbalance view)
 
 
@@ -21,16 +20,6 @@ def prevalence_by_split(labels, splits, classes) -> pd.DataFrame:
     shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0)
     shares["n"] = counts.sum(axis=1)
     return shares
-
-
-def _check_prevalence(prevalence: float) -> float:
-    try:
-        value = float(prevalence)
-    except (TypeError, ValueError):
-        raise InputError(f"prevalence must be a number between 0 and 1, got {prevalence!r}") from None
-    if not 0.0 < value < 1.0:
-        raise InputError(f"prevalence must lie strictly between 0 and 1, got {prevalence!r}")
-    return value
 
 
 def _ppv(prevalence: float, lr_positive: float) -> float:
@@ -58,7 +47,7 @@ def predictive_values_at_prevalence(metrics: DiagnosticMetrics, prevalence: floa
     PPV = p*LR+ / (p*LR+ + 1 - p), NPV = (1 - p) / (1 - p + p*LR-). Both are monotone in the likelihood
     ratio, so the interval is the LR interval carried through the same formula.
     """
-    p = _check_prevalence(prevalence)
+    p = check_open_fraction(prevalence, "prevalence")
     lr_pos, lr_neg = metrics.lr_positive, metrics.lr_negative
     method_pos = f"Bayes at prevalence {p:g} from LR+ ({lr_pos.method})"
     method_neg = f"Bayes at prevalence {p:g} from LR- ({lr_neg.method})"

@@ -46,15 +46,21 @@ class Interval:
         return f"{text}: {self.reason}" if self.reason else text
 
 
+def check_open_fraction(value, name: str, example: str = "") -> float:
+    """`value` as a float strictly inside (0, 1), or an InputError naming `name` (e.g. confidence, prevalence)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number between 0 and 1, got {value!r}") from None
+    if not 0.0 < number < 1.0:
+        hint = f" (e.g. {example})" if example else ""
+        raise InputError(f"{name} must be strictly between 0 and 1{hint}, got {value!r}")
+    return number
+
+
 def check_confidence(confidence: float) -> float:
     """Return the confidence level as a float, or raise InputError if it is not strictly in (0, 1)."""
-    try:
-        level = float(confidence)
-    except (TypeError, ValueError):
-        raise InputError(f"confidence must be a number between 0 and 1, got {confidence!r}") from None
-    if not 0.0 < level < 1.0:
-        raise InputError(f"confidence must be strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
-    return level
+    return check_open_fraction(confidence, "confidence", "0.95")
 
 
 def normal_quantile(confidence: float) -> float:
