@@ -35,6 +35,14 @@ def shared_data() -> Path:
 APP_PATH = str(PROJECT_ROOT / "dashboard" / "app.py")
 
 
+@pytest.fixture(scope="module")
+def oct_folder(tmp_path_factory):
+    """A tiny Kermany-layout folder (6 train + 2 test images per class of 32 px patterns), once per module."""
+    from tests.train_fixtures import make_kermany_folder
+
+    return make_kermany_folder(tmp_path_factory.mktemp("oct"), per_class=6, test_per_class=2)
+
+
 @pytest.fixture(scope="session")
 def _seeded_root(tmp_path_factory):
     from tests.seed import seed_workspace

@@ -19,11 +19,6 @@ from tests.train_fixtures import (
 pytestmark = pytest.mark.filterwarnings("ignore:.*random init.*:UserWarning")
 
 
-@pytest.fixture(scope="module")
-def oct_folder(tmp_path_factory):
-    return make_kermany_folder(tmp_path_factory.mktemp("oct"), per_class=6, test_per_class=2)
-
-
 def _train(data, workspace, run_dir, **kw):
     run_training(RunConfig(data=str(data), mode="features", epochs=3, **{**TINY, **kw}), run_dir, workspace)
     return run_dir

@@ -8,17 +8,9 @@ from core.__main__ import main
 from core.errors import InputError
 from core.train import RunConfig
 from core.train.cli import config_from_args
-from tests.train_fixtures import (
-    make_kermany_folder,
-    one_torch_thread,  # noqa: F401 (autouse fixture)
-)
+from tests.train_fixtures import one_torch_thread  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*random init.*:UserWarning")
-
-
-@pytest.fixture(scope="module")
-def oct_folder(tmp_path_factory):
-    return make_kermany_folder(tmp_path_factory.mktemp("oct"), per_class=6, test_per_class=2)
 
 
 def _args(argv):

@@ -13,16 +13,10 @@ from core.train.finetune import set_train_mode
 from core.train.resume import RESUME_DIR
 from tests.train_fixtures import (
     TINY,
-    make_kermany_folder,
     one_torch_thread,  # noqa: F401 (autouse fixture)
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*random init.*:UserWarning")
-
-
-@pytest.fixture(scope="module")
-def oct_folder(tmp_path_factory):
-    return make_kermany_folder(tmp_path_factory.mktemp("oct"), per_class=6, test_per_class=2)
 
 
 def _finetune(data, **kw):
