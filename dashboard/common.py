@@ -12,7 +12,7 @@ from core.store import Workspace
 ROOT = Path(__file__).resolve().parents[1]
 
 # (section, file in pages/, title, icon). The navigation and the tests both read this list.
-_ALL_PAGES: list[tuple[str, str, str, str]] = [
+PAGES: list[tuple[str, str, str, str]] = [
     ("Overview", "home.py", "Home", ":material/home:"),
     ("Model", "train.py", "Train", ":material/model_training:"),
     ("Model", "test_sets.py", "Test sets", ":material/folder_open:"),
@@ -24,8 +24,6 @@ _ALL_PAGES: list[tuple[str, str, str, str]] = [
     ("Explain", "explain.py", "Explain", ":material/image_search:"),
     ("Explain", "report.py", "Report", ":material/description:"),
 ]
-# A page appears once its file exists in pages/.
-PAGES = [p for p in _ALL_PAGES if (ROOT / "pages" / p[1]).is_file()]
 
 # Keys of the selection that follows the user across pages and survives a reload (via the workspace).
 SELECTION_KEYS = ("run_id", "test_set_id", "threshold")

@@ -17,15 +17,11 @@ from core.data.ingest import ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
 from core.errors import InputError
 from core.store import Workspace
-from dashboard.common import PAGES, ROOT, remember_selection
+from dashboard.common import ROOT, remember_selection
 
 AUTO_TASK = "auto"
 # Okabe-Ito, one colour per split in the class-count chart.
 SPLIT_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
-
-
-def page_available(filename: str) -> bool:
-    return any(p[1] == filename for p in PAGES)
 
 
 def show_error(headline: str, detail: str) -> None:
@@ -227,12 +223,9 @@ def _job_progress(job: dict) -> None:
 
 
 def open_performance(run_id: str, test_set_id: str, key: str) -> None:
-    if page_available("performance.py"):
-        if st.button("Open in Performance", key=f"{key}_open_perf", icon=":material/monitoring:"):
-            remember_selection(run_id=run_id, test_set_id=test_set_id)
-            st.switch_page(str(ROOT / "pages" / "performance.py"))
-    else:
-        st.caption("Its metrics will appear on the Performance page.")
+    if st.button("Open in Performance", key=f"{key}_open_perf", icon=":material/monitoring:"):
+        remember_selection(run_id=run_id, test_set_id=test_set_id)
+        st.switch_page(str(ROOT / "pages" / "performance.py"))
 
 
 def inference_panel(ws: Workspace, run_id: str, test_set_id: str, key: str) -> None:

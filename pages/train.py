@@ -10,8 +10,7 @@ from core.errors import InputError
 from core.train import launch_run, read_events, reconcile_runs
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace
-from dashboard.testsets_ui import (add_data_form, inference_panel, page_available, show_added_message,
-                                   show_error)
+from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message, show_error
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
 
 SELECTED = "train_selected_run"
@@ -105,6 +104,5 @@ if run["status"] == "succeeded":
         test_set_id = st.selectbox("Test set", choices, key=f"train_test_set_{run_id}",
                                    format_func=lambda i: f"{names[i]['name']} ({names[i]['n_images']:,} images)")
         inference_panel(ws, run_id, test_set_id, key="train")
-    if page_available("test_sets.py"):
-        st.page_link(str(ROOT / "pages" / "test_sets.py"), label="Add or preview test sets",
-                     icon=":material/folder_open:")
+    st.page_link(str(ROOT / "pages" / "test_sets.py"), label="Add or preview test sets",
+                 icon=":material/folder_open:")

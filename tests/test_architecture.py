@@ -32,3 +32,11 @@ def test_pages_never_compute_metrics_themselves():
     offenders = [p for p in (ROOT / "pages").rglob("*.py")
                  if _imports(p) & {"sklearn", "scipy", "statsmodels", "torch"}]
     assert offenders == []
+
+
+def test_every_listed_page_has_its_file_and_every_page_file_is_listed():
+    from dashboard.common import PAGES
+
+    listed = {filename for _, filename, _, _ in PAGES}
+    on_disk = {p.name for p in (ROOT / "pages").glob("*.py")}
+    assert listed == on_disk
