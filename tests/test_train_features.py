@@ -27,6 +27,9 @@ def oct_folder(tmp_path_factory):
 
 
 def _features(data, **kw):
+    # These tests exercise the Adam head loop (epochs, steps, early stopping); the logistic probe, the default,
+    # has its own tests in test_train_probe.py.
+    kw.setdefault("head_fit", "adam")
     return RunConfig(data=str(data), mode="features", epochs=kw.pop("epochs", 4), **{**TINY, **kw})
 
 

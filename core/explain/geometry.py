@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import InputError
-
-CROP_MODES = ("center", "squash", "border")
+from core.models.preprocess import CROP_MODES
 
 
 @dataclass(frozen=True)

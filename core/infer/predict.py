@@ -105,19 +105,19 @@ def _align_to_model(ds: Dataset, card: dict, task: Task) -> Dataset:
 
 
 def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, batch_size: int,
-               num_workers: int | None, progress: Callable[[int, int], None] | None) -> np.ndarray:
+               num_workers: int | None, progress: Callable[[int, int], None] | None,
+               precision: str = "auto") -> np.ndarray:
     import torch
     from torch.utils.data import DataLoader
 
     from core.data.torch_data import ImageTableDataset
     from core.models import build_transform
     from core.train.features import auto_workers
-    from core.train.recipe import amp_dtype, resolve_device, set_threads
+    from core.train.recipe import inference_precision, resolve_device, set_threads
 
     set_threads()
     dev = resolve_device(device)
-    dtype = amp_dtype("auto", dev)
-    channels_last = dev.type == "cuda"
+    dtype, channels_last = inference_precision(dev, precision)
     model.eval().to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -141,22 +141,44 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
     return np.concatenate(out) if out else np.zeros((0, int(model.num_classes)))
 
 
-def predictions_frame(ds: Dataset, task: Task, probs: np.ndarray) -> pd.DataFrame:
-    """The predictions table: image_id, label, patient_id, prob_<class>..., predicted (+ true_<class>)."""
+def model_precision(card: dict) -> str:
+    """Autocast for inference: 'auto' (the fast path of this device); a card whose features were extracted in
+    float32 keeps float32, so its predictions match its own validation."""
+    amp = (card.get("inference") or {}).get("amp")
+    return "off" if amp == "float32" else "auto"
+
+
+def predictions_frame(ds: Dataset, task: Task, probs: np.ndarray, operating_point=None) -> pd.DataFrame:
+    """The predictions table: image_id, label, patient_id, prob_<class>..., predicted (+ true_<class>).
+
+    `predicted` is the most probable class, or, with the model's operating point (ModelOperatingPoint), the
+    most probable class on the side of its view that the threshold decides."""
     table = ds.table
     frame = pd.DataFrame({"image_id": table["image_id"].astype(str).to_numpy(),
                           "label": table["label"].astype(str).to_numpy(),
                           "patient_id": table["patient_id"].astype(object).to_numpy()})
     for j, cls in enumerate(task.classes):
         frame[f"prob_{cls}"] = probs[:, j].astype(np.float64) if len(probs) else np.zeros(0)
-    names = np.asarray(task.classes, dtype=object)
+    frame["predicted"] = _predicted(task, probs, operating_point)
     if task.kind == "multilabel":
-        frame["predicted"] = ["|".join(names[row >= 0.5]) for row in probs]
         for cls in task.classes:
             frame[f"true_{cls}"] = table[cls].astype(int).to_numpy()
-    else:
-        frame["predicted"] = names[probs.argmax(axis=1)] if len(probs) else np.array([], dtype=object)
     return frame
+
+
+def _predicted(task: Task, probs: np.ndarray, operating_point=None):
+    """The `predicted` column: labels >= 0.5 ('|'-joined) for multi-label tasks; else the class the model's
+    operating point decides, or the most probable class without one."""
+    names = np.asarray(task.classes, dtype=object)
+    if task.kind == "multilabel":
+        return ["|".join(names[row >= 0.5]) for row in probs]
+    if not len(probs):
+        return np.array([], dtype=object)
+    if operating_point is not None:
+        from core.metrics.dashboard import calls_at_threshold
+
+        return names[calls_at_threshold(probs, task.classes, operating_point.binary_view, operating_point.threshold)]
+    return names[probs.argmax(axis=1)]
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path, meta: dict) -> None:
@@ -185,11 +207,22 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     dataset_id = dataset_id or (registered_id if not split else None) or _dataset_id(ws, ds)
     checkpoint_sha = _sha256(weights)
     path = ws.predictions_path(run_id, dataset_id)
+    from core.metrics.model_operating_point import ModelOperatingPoint
+
+    operating = ModelOperatingPoint.from_dict(card.get("operating_point"), source=str(weights.parent / "model_card.json"))
     if use_cache:
         record = ws.find_predictions(run_id, dataset_id)
         if record is not None and Path(record["path"]).exists():
             frame, meta = read_predictions(record["path"])
             if meta.get("checkpoint_sha256") == checkpoint_sha and meta.get("dataset_fingerprint") == ds.fingerprint:
+                wanted = operating.to_dict() if operating else None
+                if meta.get("operating_point") != wanted:
+                    # Same weights, another decision rule (an edited card): the probabilities stand, the calls
+                    # follow the card's operating point.
+                    probs = frame[[f"prob_{c}" for c in task.classes]].to_numpy()
+                    frame["predicted"] = _predicted(task, probs, operating)
+                    meta = {**meta, "operating_point": wanted}
+                    _write_parquet(frame, Path(record["path"]), meta)
                 if progress is not None:
                     progress(len(frame), len(frame))
                 frame.attrs.update(path=str(record["path"]), meta=meta, cached=True)
@@ -198,12 +231,14 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
 
     model, card = load_checkpoint(weights)
     aligned = _align_to_model(ds, card, task)
-    probs = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size, num_workers, progress)
-    frame = predictions_frame(aligned, task, probs)
+    probs = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size, num_workers, progress,
+                       model_precision(card))
+    frame = predictions_frame(aligned, task, probs, operating)
     meta = {"task": task.to_dict(), "run_id": run_id, "dataset_id": dataset_id, "classes": list(task.classes),
             "created": time.time(), "checkpoint_sha256": checkpoint_sha, "dataset_fingerprint": ds.fingerprint,
             "source": ds.source, "split": split, "n_excluded": int(len(ds) - len(aligned)),
-            "backbone": card.get("backbone")}
+            "backbone": card.get("backbone"),
+            "operating_point": operating.to_dict() if operating else None}
     _write_parquet(frame, path, meta)
     ws.record_predictions(run_id, dataset_id, path, len(frame))
     frame.attrs.update(path=str(path), meta=meta, cached=False)

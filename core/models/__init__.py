@@ -10,10 +10,27 @@ from core.models.factory import (
     stage_names,
     unfreeze_last_stages,
 )
-from core.models.preprocess import DEFAULT_AUGMENT, build_transform, preprocess_config, to_rgb
+from core.models.preprocess import (
+    ACQUISITION_AUGMENT,
+    DEFAULT_AUGMENT,
+    DEFAULT_FRAMING,
+    FRAMINGS,
+    build_transform,
+    build_view_transform,
+    framing_of,
+    preprocess_config,
+    to_rgb,
+    view_preprocessing,
+)
 from core.models.registry import DEFAULT_BACKBONE, BackboneSpec, get_backbone, list_backbones
 
 __all__ = [
+    "ACQUISITION_AUGMENT",
+    "DEFAULT_FRAMING",
+    "FRAMINGS",
+    "build_view_transform",
+    "framing_of",
+    "view_preprocessing",
     "BackboneSpec",
     "DEFAULT_AUGMENT",
     "DEFAULT_BACKBONE",

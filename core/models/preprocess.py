@@ -18,6 +18,18 @@ from core.models.weights import LITE_MEAN_STD, offline_weights_path
 
 CROP_MODES = ("center", "squash", "border")
 
+# How an image is framed into the model's square input, in users' words -> timm's crop_mode (and crop_pct).
+# Medical images keep the whole field of view: a centre crop cuts the lateral lung fields of a landscape chest film
+# and the edges of a wide OCT scan, and frames training originals differently from test images that arrive already
+# resized to squares. "center" (ImageNet's resize + centre crop, the backbone's crop_pct) stays available.
+FRAMINGS = {
+    "squash": "whole image resized to the input size (aspect ratio not kept)",
+    "letterbox": "whole image fitted inside the input size, aspect ratio kept, padded with mid-grey",
+    "center": "ImageNet evaluation: short side resized, centre crop (image edges are lost)",
+}
+DEFAULT_FRAMING = "squash"
+_FRAMING_CROP_MODE = {"squash": "squash", "letterbox": "border", "center": "center"}
+
 # Training augmentation for medical images: mild geometry and intensity changes. No vertical flip: an upside-down
 # OCT B-scan or chest film is not a plausible image.
 DEFAULT_AUGMENT = {
@@ -34,12 +46,14 @@ def preprocess_config(
     backbone_or_model: str | BackboneSpec | nn.Module,
     image_size: int | tuple[int, int] | None = None,
     crop_mode: str | None = None,
+    framing: str | None = None,
 ) -> dict:
-    """input_size (3, H, W), mean, std, interpolation, crop_pct, crop_mode for a backbone name or a built model.
+    """input_size (3, H, W), mean, std, interpolation, crop_pct, crop_mode (and framing) for a backbone or model.
 
     From timm's pretrained_cfg via resolve_data_config; a model built with offline EfficientNet-Lite weights
-    (or loaded from a checkpoint) carries its own. image_size overrides the input size; crop_mode 'squash'
-    keeps the whole image (wide OCT scans lose their sides under the default 'center' crop).
+    (or loaded from a checkpoint) carries its own. image_size overrides the input size. `framing` (one of
+    FRAMINGS) sets crop_mode and crop_pct together: 'squash' and 'letterbox' keep the whole image (crop_pct 1).
+    `crop_mode` alone is timm's raw setting, kept for configs written before framings existed.
     """
     if isinstance(backbone_or_model, nn.Module):
         data = resolve_data_config(model=backbone_or_model)
@@ -66,7 +80,26 @@ def preprocess_config(
         if crop_mode not in CROP_MODES:
             raise InputError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
         config["crop_mode"] = crop_mode
+    if framing is not None:
+        if framing not in FRAMINGS:
+            raise InputError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+        config["crop_mode"] = _FRAMING_CROP_MODE[framing]
+        if framing != "center":
+            config["crop_pct"] = 1.0
+        config["framing"] = framing
     return config
+
+
+def framing_of(config: dict) -> str:
+    """The framing a preprocess config applies (older configs carry only timm's crop_mode and crop_pct)."""
+    if config.get("framing") in FRAMINGS:
+        return str(config["framing"])
+    mode = config.get("crop_mode") or "center"
+    if mode == "squash" and float(config.get("crop_pct") or 1.0) == 1.0:
+        return "squash"
+    if mode == "border" and float(config.get("crop_pct") or 1.0) == 1.0:
+        return "letterbox"
+    return "center"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -162,3 +195,77 @@ def build_transform(config: dict, train: bool = False, augment: dict | None = No
     if settings["brightness"] or settings["contrast"]:
         steps.append(v2.ColorJitter(brightness=float(settings["brightness"]), contrast=float(settings["contrast"])))
     return v2.Compose(steps + _normalise(config))
+
+
+# Acquisition augmentation for cached-feature training: each extra "view" of a training image is the image as
+# another site's export pipeline might deliver it (resampled with another filter and size, re-encoded as JPEG,
+# slightly different contrast, brightness and gamma, a small tilt). Their features are cached like the original's,
+# so a features-mode head learns invariance to what real test sets change, at no backbone cost after the first run.
+ACQUISITION_AUGMENT = {
+    "resize_scale": (0.35, 1.0),     # intermediate size, as a fraction of the original's sides
+    "squash_to_input": 0.5,          # probability that the intermediate is the model's square input size instead
+    "filters": ("nearest", "bilinear", "bicubic", "lanczos", "box"),
+    "jpeg_quality": (60, 95),
+    "contrast": 0.15,
+    "brightness": 0.10,
+    "gamma": 0.15,
+    "rotate_deg": 5.0,
+}
+_PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                "lanczos": Image.LANCZOS, "box": Image.BOX}
+
+
+def _view_seed(image: Image.Image, view: int, seed: int) -> int:
+    """A seed from the pixels themselves: the same image always gets the same view, whichever worker draws it."""
+    import zlib
+
+    small = np.asarray(image.convert("L").resize((32, 32), Image.BILINEAR))
+    return (zlib.crc32(small.tobytes()) * 1_000_003 + int(view) * 7919 + int(seed)) % (2**32)
+
+
+def acquisition_view(image: Image.Image, view: int, input_hw: tuple[int, int], seed: int = 0,
+                     settings: dict | None = None) -> Image.Image:
+    """View `view` (1, 2, ...) of an RGB image as another acquisition/export pipeline would deliver it."""
+    import io
+
+    s = {**ACQUISITION_AUGMENT, **(settings or {})}
+    rng = np.random.default_rng(_view_seed(image, view, seed))
+    width, height = image.size
+    if rng.random() < float(s["squash_to_input"]):
+        size = (int(input_hw[1]), int(input_hw[0]))
+    else:
+        scale = rng.uniform(*s["resize_scale"])
+        size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    image = image.resize(size, _PIL_FILTERS[str(rng.choice(list(s["filters"])))])
+    angle = rng.uniform(-1, 1) * float(s["rotate_deg"])
+    if angle:
+        image = image.rotate(angle, resample=Image.BILINEAR, fillcolor=(0, 0, 0))
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    gamma = float(np.exp(rng.uniform(-1, 1) * float(s["gamma"])))
+    pixels = pixels ** gamma
+    contrast = 1.0 + rng.uniform(-1, 1) * float(s["contrast"])
+    brightness = rng.uniform(-1, 1) * float(s["brightness"])
+    pixels = (pixels - pixels.mean()) * contrast + pixels.mean() + brightness
+    image = Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(rng.integers(s["jpeg_quality"][0], s["jpeg_quality"][1] + 1)))
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def view_preprocessing(config: dict, view: int, seed: int = 0, settings: dict | None = None) -> dict:
+    """The preprocess config that identifies view `view` (it keys that view's feature cache)."""
+    if int(view) == 0:
+        return dict(config)
+    spec = {k: list(v) if isinstance(v, tuple) else v for k, v in {**ACQUISITION_AUGMENT, **(settings or {})}.items()}
+    return {**config, "view": int(view), "view_seed": int(seed), "acquisition": spec}
+
+
+def build_view_transform(config: dict, view: int, seed: int = 0, settings: dict | None = None):
+    """The eval transform (view 0) or acquisition view `view` >= 1 followed by it: PIL image -> tensor."""
+    evaluation = build_transform(config, train=False)
+    if int(view) == 0:
+        return evaluation
+    input_hw = _size(config)
+    return v2.Compose([v2.Lambda(to_rgb), v2.Lambda(lambda im: acquisition_view(im, view, input_hw, seed, settings)),
+                       evaluation])

@@ -13,13 +13,20 @@ from core.errors import InputError
 
 MODES = ("features", "finetune")
 HEADS = ("linear", "mlp")
+# How features mode fits its head: "logistic" = L2 logistic regression, strength by patient-grouped CV, refit on
+# every training image (the default: benchmarks/bench_recipes.py); "adam" = epochs of Adam with a validation split.
+HEAD_FITS = ("logistic", "adam")
 BALANCE = ("none", "weights", "sampler")
 VAL_METRICS = ("auto", "auroc", "accuracy", "kappa", "loss")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 BN_MODES = ("train", "frozen")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+# Version 1 configs (before framings and the logistic probe) trained like this; loading one keeps its recipe.
+_V1_DEFAULTS = {"framing": "center", "head_fit": "adam", "views": 0}
+DEFAULT_VIEWS = 0
+MAX_VIEWS = 8
 
 # Defaults that differ between the paper's cached-features method and fine-tuning.
 _MODE_DEFAULTS = {
@@ -44,6 +51,11 @@ class RunConfig:
     weights_file: str | None = None
     mode: str = "features"
     head: str = "linear"
+    head_fit: str | None = None              # features mode: "logistic" (linear head) or "adam"; None = by head
+    framing: str | None = None               # squash | letterbox | center; None = core.models.DEFAULT_FRAMING
+    views: int | None = None                 # features mode: acquisition views per training image (cached)
+    operating_rule: str = "youden"           # how the model's operating point is set (model_operating_point)
+    target_sensitivity: float | None = None  # for operating_rule "sensitivity"
     image_size: int | None = None            # None: the backbone's own input size
     optimizer: str | None = None
     lr: float | None = None
@@ -86,6 +98,15 @@ class RunConfig:
         for key, value in _MODE_DEFAULTS[self.mode].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
+        if self.framing is None:
+            from core.models.preprocess import DEFAULT_FRAMING
+
+            object.__setattr__(self, "framing", DEFAULT_FRAMING)
+        if self.head_fit is None:
+            object.__setattr__(self, "head_fit", "logistic" if self.mode == "features" and self.head == "linear"
+                               else "adam")
+        if self.views is None:
+            object.__setattr__(self, "views", DEFAULT_VIEWS if self.head_fit == "logistic" else 0)
         if self.val_metric == "auto" and self.task:
             kind = self.task.get("kind")
             object.__setattr__(self, "val_metric", "kappa" if kind == "ordinal" else "auroc")
@@ -95,7 +116,11 @@ class RunConfig:
         def bad(name: str, problem: str):
             raise InputError(f"run config: {name} {problem}")
 
-        choices = {"head": HEADS, "balance": BALANCE, "val_metric": VAL_METRICS, "amp": AMP_MODES,
+        from core.metrics.model_operating_point import OPERATING_RULES
+        from core.models.preprocess import FRAMINGS
+
+        choices = {"head": HEADS, "head_fit": HEAD_FITS, "framing": tuple(FRAMINGS),
+                   "operating_rule": tuple(OPERATING_RULES), "balance": BALANCE, "val_metric": VAL_METRICS, "amp": AMP_MODES,
                    "bn": BN_MODES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -112,6 +137,15 @@ class RunConfig:
                 bad(name, f"must be a non-negative number, got {value!r}")
         if self.lr <= 0:
             bad("lr", "must be > 0")
+        if self.head_fit == "logistic" and (self.mode != "features" or self.head != "linear"):
+            bad("head_fit", "'logistic' fits a linear head on cached features: use mode 'features' and head "
+                            "'linear', or head_fit 'adam'")
+        if not isinstance(self.views, int) or isinstance(self.views, bool) or not 0 <= self.views <= MAX_VIEWS:
+            bad("views", f"must be a whole number from 0 to {MAX_VIEWS}, got {self.views!r}")
+        if self.views and self.mode != "features":
+            bad("views", "acquisition views are cached features: features mode only (fine-tuning augments live)")
+        if self.target_sensitivity is not None and not 0 < float(self.target_sensitivity) < 1:
+            bad("target_sensitivity", f"must be between 0 and 1, got {self.target_sensitivity!r}")
         if self.per_class is not None and self.fraction is not None:
             bad("per_class/fraction", "give one of them, not both")
         if self.per_class is not None and (not isinstance(self.per_class, int) or self.per_class < 1):
@@ -151,6 +185,8 @@ class RunConfig:
         if not isinstance(data, dict):
             raise InputError(f"{source}: must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("version") == 1:
+            data = {**_V1_DEFAULTS, **data, "version": CONFIG_VERSION}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"{source}: unknown field(s) {unknown}; known fields: {sorted(known)}")

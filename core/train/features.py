@@ -158,3 +158,37 @@ def cached_features(cache: FeatureCache, key: str, info: dict, model: torch.nn.M
         features[dst] = stored[1][src]
     return features, {"cached": len(ids) - len(missing), "computed": len(missing),
                       "seconds": time.perf_counter() - start}
+
+
+def cached_view_features(cache: FeatureCache, ds: Dataset, rows_by_view: list[np.ndarray], model: torch.nn.Module,
+                         preprocessing: dict, *, fingerprint: str, backbone: str, weights_source: str,
+                         weights_digest: str | None, precision: str, device: torch.device,
+                         dist: DistInfo = SINGLE, seed: int = 0,
+                         progress: Callable[[int, int], None] | None = None,
+                         **extract_kwargs) -> tuple[list[torch.Tensor] | None, dict]:
+    """Features of view 0 (the image as stored) for rows_by_view[0] and of acquisition views 1, 2, ... for the
+    rows given for each (training images only, usually), each view cached under its own key.
+
+    Returns (one matrix per view, or None if stopped; stats summed over views plus the per-view keys)."""
+    from core.models import build_view_transform, view_preprocessing
+
+    total = int(sum(len(r) for r in rows_by_view))
+    out, stats, keys, offset = [], {"cached": 0, "computed": 0, "seconds": 0.0}, [], 0
+    for view, rows in enumerate(rows_by_view):
+        view_config = view_preprocessing(preprocessing, view, seed)
+        key = feature_cache_key(fingerprint, backbone, weights_source, view_config, weights_digest, precision)
+        info = {"fingerprint": fingerprint, "backbone": backbone, "precision": precision,
+                "weights_source": weights_source, "preprocessing": view_config}
+        done_before = offset
+        step = None if progress is None else (lambda done, _n, base=done_before: progress(base + done, total))
+        features, part = cached_features(cache, key, info, model, ds, np.asarray(rows, dtype=np.int64),
+                                         build_view_transform(preprocessing, view, seed), device, dist,
+                                         progress=step, **extract_kwargs)
+        if features is None:
+            return None, {}
+        out.append(features)
+        keys.append(key)
+        offset += len(rows)
+        for name in ("cached", "computed", "seconds"):
+            stats[name] += part[name]
+    return out, {**stats, "keys": keys}

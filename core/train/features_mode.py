@@ -12,45 +12,61 @@ import torch
 
 from core.models import attach_head, build_transform, create_head, create_model, preprocess_config, save_checkpoint
 from core.train.context import RunContext
-from core.train.features import FeatureCache, cached_features, feature_cache_key, file_digest
+from core.metrics.model_operating_point import choose_operating_point
+from core.train.features import FeatureCache, cached_view_features, file_digest
+from core.train.probe import fit_logistic_probe
+from core.train.recipe import inference_precision
 from core.train.recipe import EpochSampler, balanced_weights, build_loss, build_optimizer, current_lr
 from core.train.scores import BestTracker, score_predictions
 
 EVAL_BATCH = 4096
 
 
-def _features_for_run(ctx: RunContext, extractor, preprocessing: dict):
-    """Train/val/test features from the cache (computing what is missing), with extraction progress events."""
+def _features_for_run(ctx: RunContext, extractor, preprocessing: dict, amp: torch.dtype | None,
+                      channels_last: bool):
+    """Features of the train/val/test images (view 0) and of the training images' acquisition views, from the
+    cache (computing what is missing), with extraction progress events."""
     cfg, data = ctx.cfg, ctx.data
-    precision = str(ctx.amp_dtype or torch.float32).replace("torch.", "")
-    key = feature_cache_key(data.source_fingerprint, cfg.backbone, extractor.weights_source, preprocessing,
-                            file_digest(cfg.weights_file) if cfg.weights_file else None, precision)
-    info = {"fingerprint": data.source_fingerprint, "backbone": cfg.backbone, "precision": precision,
-            "weights_source": extractor.weights_source, "preprocessing": preprocessing}
+    precision = str(amp or torch.float32).replace("torch.", "")
     rows = np.concatenate([data.train_rows, data.val_rows, data.test_rows])
-
+    fit_rows = training_rows(ctx)
     started = time.perf_counter()
+    every = max(1, cfg.batch_size * 4)
 
     def progress(done, total):
-        if done == total or done % max(1, cfg.batch_size * 4) < cfg.batch_size:
+        if done == total or done % every < max(cfg.batch_size, 32):
             elapsed = time.perf_counter() - started
             rate = done / elapsed if elapsed > 0 else None
             ctx.events.write("extract", done=done, total=total, images_per_s=rate, elapsed_s=elapsed,
                              eta_s=(total - done) / rate if rate else None)
 
-    features, stats = cached_features(
-        FeatureCache(ctx.workspace.cache_dir / "features"), key, info, extractor, data.dataset, rows,
-        build_transform(preprocessing, train=False), ctx.device, ctx.dist, batch_size=max(cfg.batch_size, 32),
-        num_workers=cfg.num_workers, amp_dtype=ctx.amp_dtype, channels_last=ctx.channels_last,
-        progress=progress, should_stop=ctx.cancel_seen)
-    if features is None:
+    views, stats = cached_view_features(
+        FeatureCache(ctx.workspace.cache_dir / "features"), data.dataset, [rows] + [fit_rows] * cfg.views,
+        extractor, preprocessing, fingerprint=data.source_fingerprint, backbone=cfg.backbone,
+        weights_source=extractor.weights_source,
+        weights_digest=file_digest(cfg.weights_file) if cfg.weights_file else None, precision=precision,
+        device=ctx.device, dist=ctx.dist, seed=cfg.seed, batch_size=max(cfg.batch_size, 32),
+        num_workers=cfg.num_workers, amp_dtype=amp, channels_last=channels_last, progress=progress,
+        should_stop=ctx.cancel_seen)
+    if views is None:
         return None, stats
-    ctx.events.write("extract", done=len(rows), total=len(rows), cache_key=key, **stats)
-    ctx.log(f"features: {stats['cached']} from cache, {stats['computed']} computed "
-            f"in {stats['seconds']:.1f} s (cache key {key[:12]})")
+    total = len(rows) + len(fit_rows) * cfg.views
+    ctx.events.write("extract", done=total, total=total, cache_key=stats["keys"][0], **stats)
+    ctx.log(f"features: {stats['cached']} from cache, {stats['computed']} computed in {stats['seconds']:.1f} s "
+            f"({precision}, {cfg.views} acquisition view(s) per training image; cache key {stats['keys'][0][:12]})")
     n_train, n_val = len(data.train_rows), len(data.val_rows)
-    return (features[:n_train], features[n_train:n_train + n_val], features[n_train + n_val:]), {**stats,
-                                                                                                "key": key}
+    first = views[0]
+    parts = (first[:n_train], first[n_train:n_train + n_val], first[n_train + n_val:])
+    return (parts, views[1:]), {**stats, "key": stats["keys"][0], "precision": precision}
+
+
+def training_rows(ctx: RunContext) -> np.ndarray:
+    """Rows the head is fitted on: the logistic probe uses every non-test image (its CV replaces the
+    validation split); the Adam fit keeps the validation rows apart for early stopping."""
+    data = ctx.data
+    if ctx.cfg.head_fit == "logistic":
+        return np.concatenate([data.train_rows, data.val_rows])
+    return data.train_rows
 
 
 @torch.no_grad()
@@ -83,29 +99,95 @@ def train_features_mode(ctx: RunContext, progress_factory) -> dict:
     """Train the head on cached features; save backbone + best head as the checkpoint. Returns a summary."""
     cfg = ctx.cfg
     extractor = create_model(cfg.backbone, 0, pretrained=cfg.pretrained, weights_file=cfg.weights_file)
+    amp, channels_last = inference_precision(ctx.device, "off" if cfg.amp == "off" else "auto")
+    if cfg.amp not in ("auto", "off"):
+        amp = ctx.amp_dtype
     extractor.to(ctx.device)
-    if ctx.channels_last:
+    if channels_last:
         extractor.to(memory_format=torch.channels_last)
-    preprocessing = preprocess_config(cfg.backbone, cfg.image_size)
-    parts, cache_stats = _features_for_run(ctx, extractor, preprocessing)
-    if parts is None:
+    preprocessing = preprocess_config(cfg.backbone, cfg.image_size, framing=cfg.framing)
+    features, cache_stats = _features_for_run(ctx, extractor, preprocessing, amp, channels_last)
+    if features is None:
         return {"cancelled": True, "epochs_run": 0}
     if not ctx.dist.is_main:
         return {"epochs_run": 0, "worker": True}  # the head is trained once, on rank 0; features were shared
+    parts, extra_views = features
     with _single_thread(ctx.device):
-        head, summary = fit_head(ctx, extractor.num_features, parts, progress_factory)
+        if cfg.head_fit == "logistic":
+            head, summary = fit_probe_head(ctx, extractor.num_features, parts, extra_views)
+        else:
+            head, summary = fit_head(ctx, extractor.num_features, parts, progress_factory, extra_views)
     summary["feature_cache"] = cache_stats
+    ctx.extra_card["inference"] = {"amp": cache_stats["precision"], "channels_last": channels_last}
     if ctx.run_dir is not None:
         model = attach_head(extractor.cpu().to(memory_format=torch.contiguous_format), head.cpu())
         save_checkpoint(model, ctx.run_dir / "checkpoint", ctx.card(preprocessing, summary))
     return summary
 
 
-def fit_head(ctx: RunContext, feature_dim: int, parts, progress_factory) -> tuple[torch.nn.Module, dict]:
-    """Adam on the cached (train, val, test) features, best epoch by the validation score, early stopping."""
+def _groups(ctx: RunContext, rows: np.ndarray) -> np.ndarray:
+    """Patient of each row (the image itself when the dataset names no patients): CV folds never split one."""
+    table = ctx.data.dataset.table.iloc[rows]
+    patients = table["patient_id"] if "patient_id" in table else None
+    ids = table["image_id"].astype(str).to_numpy()
+    if patients is None:
+        return ids
+    return np.where(patients.isna().to_numpy(), ids, patients.astype(str).to_numpy())
+
+
+def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tuple[torch.nn.Module, dict]:
+    """The logistic probe on every non-test image (and its acquisition views), C by patient-grouped CV; the
+    operating point from the out-of-fold predictions."""
+    cfg, data = ctx.cfg, ctx.data
+    train_x, val_x, test_x = parts
+    rows = training_rows(ctx)
+    x_orig = torch.cat([train_x, val_x]).numpy()
+    y_orig = data.targets(rows)
+    views = [v.numpy() for v in extra_views]
+    x = np.concatenate([x_orig] + views)
+    y = np.concatenate([y_orig] * (1 + len(views)))
+    groups = np.concatenate([_groups(ctx, rows)] * (1 + len(views)))
+    original = np.concatenate([np.ones(len(rows), bool)] + [np.zeros(len(rows), bool)] * len(views))
+    started = time.perf_counter()
+    ctx.events.write("status", status="running", message=f"fitting the logistic head on {len(rows)} images "
+                     f"({len(x)} rows with acquisition views); strength chosen by patient-grouped CV")
+    fit = fit_logistic_probe(x, y, groups, num_classes=ctx.num_classes, kind=ctx.kind, balance=cfg.balance,
+                             seed=cfg.seed, original=original)
+    for c, loss in fit.cv_log_loss.items():
+        ctx.events.write("cv", C=c, log_loss=loss, chosen=c == fit.C)
+    head = create_head(feature_dim, ctx.num_classes, "linear").to(ctx.device)
+    head.load_state_dict(fit.head_state())
+    loss_fn = build_loss(ctx.kind, y_orig, ctx.num_classes, "none", ctx.device)
+    oof_ok = ~np.isnan(fit.oof_probabilities).any(axis=1)
+    cv_scores = score_predictions(ctx.kind, fit.oof_probabilities[oof_ok], y_orig[oof_ok]) if oof_ok.any() else {}
+    operating = None
+    if ctx.kind != "multilabel" and oof_ok.any():
+        operating = choose_operating_point(data.task, y_orig[oof_ok], fit.oof_probabilities[oof_ok],
+                                           cfg.operating_rule, cfg.target_sensitivity)
+    ctx.extra_card["operating_point"] = operating.to_dict() if operating else None
+    test_y = data.targets(data.test_rows)
+    test_scores, _ = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test else ({},
+                                                                                                           None)
+    ctx.events.write("epoch", epoch=1, phase="val", scores=cv_scores, metric=cfg.val_metric, best=True)
+    summary = {"best_epoch": 1, "epochs_run": 1, "metric": cfg.val_metric,
+               "best_metric": cv_scores.get(cfg.val_metric, math.nan), "val": cv_scores, "test": test_scores,
+               "cancelled": False, "stopped_early": False, "head_fit": "logistic", "probe": fit.summary(),
+               "validation": f"{fit.folds}-fold patient-grouped cross-validation on {len(rows)} training images",
+               "operating_point": operating.to_dict() if operating else None,
+               "fit_seconds": time.perf_counter() - started}
+    return head, summary
+
+
+def fit_head(ctx: RunContext, feature_dim: int, parts, progress_factory, extra_views=()) -> tuple[torch.nn.Module,
+                                                                                                  dict]:
+    """Adam on the cached (train, val, test) features (training rows plus their acquisition views), best epoch
+    by the validation score, early stopping; the operating point from the best epoch's validation predictions."""
     cfg, data = ctx.cfg, ctx.data
     train_x, val_x, test_x = parts
     train_y, val_y, test_y = (data.targets(r) for r in (data.train_rows, data.val_rows, data.test_rows))
+    if len(extra_views):
+        train_x = torch.cat([train_x, *extra_views])
+        train_y = np.concatenate([train_y] * (1 + len(extra_views)))
     torch.manual_seed(cfg.seed)
     head = create_head(feature_dim, ctx.num_classes, cfg.head, drop_rate=cfg.drop_rate).to(ctx.device)
     optimizer = build_optimizer(head, cfg)
@@ -163,8 +245,14 @@ def fit_head(ctx: RunContext, feature_dim: int, parts, progress_factory) -> tupl
 
     head.load_state_dict(best_state)
     test_scores, _ = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test else ({}, None)
-    best_val, _ = _evaluate(ctx, head, val_x, val_y, loss_fn) if len(val_x) else ({}, None)
+    best_val, val_probs = _evaluate(ctx, head, val_x, val_y, loss_fn) if len(val_x) else ({}, None)
+    operating = None
+    if val_probs is not None and ctx.kind != "multilabel":
+        operating = choose_operating_point(data.task, val_y, val_probs, cfg.operating_rule, cfg.target_sensitivity,
+                                           source="the validation split's predictions")
+    ctx.extra_card["operating_point"] = operating.to_dict() if operating else None
     summary = {"best_epoch": tracker.best_epoch, "epochs_run": epoch, "metric": tracker.metric,
                "best_metric": tracker.best, "val": best_val, "test": test_scores, "cancelled": cancelled,
-               "stopped_early": tracker.should_stop}
+               "stopped_early": tracker.should_stop, "head_fit": "adam",
+               "operating_point": operating.to_dict() if operating else None}
     return head, summary

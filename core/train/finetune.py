@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from core.data.torch_data import ImageTableDataset
+from core.metrics.model_operating_point import choose_operating_point
 from core.models import build_transform, create_model, preprocess_config, save_checkpoint, unfreeze_last_stages
 from core.train.context import RunContext
 from core.train.distributed import any_rank, barrier, broadcast_object, wrap_model
@@ -71,7 +72,7 @@ def train_finetune_mode(ctx: RunContext, progress_factory) -> dict:
     model = create_model(cfg.backbone, ctx.num_classes, pretrained=cfg.pretrained, head=cfg.head,
                          weights_file=cfg.weights_file, drop_rate=cfg.drop_rate)
     stages = unfreeze_last_stages(model, -1 if cfg.unfreeze == "all" else int(cfg.unfreeze))
-    preprocessing = preprocess_config(cfg.backbone, cfg.image_size)
+    preprocessing = preprocess_config(cfg.backbone, cfg.image_size, framing=cfg.framing)
     model.to(ctx.device)
     if ctx.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -181,13 +182,19 @@ def train_finetune_mode(ctx: RunContext, progress_factory) -> dict:
         return {"epochs_run": epoch, "worker": True}
     if best_state is not None:
         model.load_state_dict(best_state)
-    val_scores = evaluate(ctx, model, val_loader, loss_fn)[0] if val_loader is not None else {}
+    val_scores, val_probs = evaluate(ctx, model, val_loader, loss_fn) if val_loader is not None else ({}, None)
+    operating = None
+    if val_probs is not None and len(val_probs) and ctx.kind != "multilabel":
+        operating = choose_operating_point(data.task, data.targets(data.val_rows), val_probs, cfg.operating_rule,
+                                           cfg.target_sensitivity, source="the validation split's predictions")
+    ctx.extra_card["operating_point"] = operating.to_dict() if operating else None
     test_scores = {}
     if len(data.test_rows) and cfg.evaluate_test:
         test_scores = evaluate(ctx, model, _loader(ctx, data.test_rows, eval_tf, per_rank), loss_fn)[0]
     summary = {"best_epoch": tracker.best_epoch, "epochs_run": epoch, "metric": tracker.metric,
                "best_metric": tracker.best, "val": val_scores, "test": test_scores, "cancelled": cancelled,
-               "stopped_early": tracker.should_stop, "trainable_stages": stages}
+               "stopped_early": tracker.should_stop, "trainable_stages": stages,
+               "operating_point": operating.to_dict() if operating else None}
     if ctx.run_dir is not None:
         model.cpu().to(memory_format=torch.contiguous_format)
         save_checkpoint(model, ctx.run_dir / "checkpoint", ctx.card(preprocessing, summary))

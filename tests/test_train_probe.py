@@ -1,0 +1,176 @@
+"""The default features-mode recipe: logistic probe (grouped-CV strength), acquisition views, operating point."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from core.errors import InputError
+from core.infer import predict
+from core.metrics.dashboard import calls_at_threshold
+from core.metrics.model_operating_point import ModelOperatingPoint, choose_operating_point
+from core.data.tasks import get_task
+from core.models import create_head
+from core.train import RunConfig, read_events, run_training
+from core.train.probe import DEFAULT_CS, fit_logistic_probe
+from tests.train_fixtures import TINY, one_torch_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*random init.*:UserWarning")
+
+
+def _blobs(n_per_class=30, d=12, k=3, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (k, d))
+    x = np.concatenate([centres[c] + rng.normal(0, spread, (n_per_class, d)) for c in range(k)])
+    y = np.repeat(np.arange(k), n_per_class)
+    return x, y
+
+
+def _softmax(logits):
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def test_probe_is_sklearns_logistic_regression_at_the_chosen_strength():
+    x, y = _blobs(k=3)
+    groups = np.arange(len(x)) // 2
+    fit = fit_logistic_probe(x, y, groups, num_classes=3)
+    assert fit.C in DEFAULT_CS and set(fit.cv_log_loss) == set(DEFAULT_CS) and fit.folds == 5
+    assert fit.C == min(fit.cv_log_loss, key=fit.cv_log_loss.get)
+    reference = LogisticRegression(C=fit.C, max_iter=5000, tol=1e-10).fit(x, y)
+    ours = _softmax(x @ fit.weight.T + fit.bias)
+    np.testing.assert_allclose(ours, reference.predict_proba(x), atol=2e-3)
+    # The torch head built from it gives the same probabilities.
+    head = create_head(x.shape[1], 3, "linear")
+    head.load_state_dict(fit.head_state())
+    with torch.no_grad():
+        probs = torch.softmax(head.eval()(torch.as_tensor(x, dtype=torch.float32)), 1).numpy()
+    np.testing.assert_allclose(probs, ours, atol=1e-4)
+
+
+def test_binary_probe_gives_two_softmax_logits_equal_to_sklearns_sigmoid():
+    x, y = _blobs(k=2)
+    fit = fit_logistic_probe(x, y, np.arange(len(x)), num_classes=2, Cs=(0.1,))
+    reference = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit(x, y)
+    assert fit.weight.shape == (2, x.shape[1])
+    np.testing.assert_allclose(_softmax(x @ fit.weight.T + fit.bias), reference.predict_proba(x), atol=2e-3)
+
+
+def test_cross_validation_never_splits_a_patient():
+    # Random labels, each image present three times in its patient's group: a fold that trained on a copy of a
+    # held-out image would recall its label; grouped folds must stay near chance.
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, (60, 200))
+    labels = rng.integers(0, 2, 60)
+    x = np.repeat(base, 3, axis=0) + rng.normal(0, 0.01, (180, 200))
+    y = np.repeat(labels, 3)
+    groups = np.repeat(np.arange(60), 3)
+    fit = fit_logistic_probe(x, y, groups, num_classes=2, Cs=(10.0,))
+    oof_accuracy = (fit.oof_probabilities.argmax(1) == y).mean()
+    assert oof_accuracy < 0.7
+    # Ungrouped (every row its own patient), the copies leak and the same data look learnable.
+    leaky = fit_logistic_probe(x, y, np.arange(180), num_classes=2, Cs=(10.0,))
+    assert (leaky.oof_probabilities.argmax(1) == y).mean() > 0.9
+
+
+def test_only_original_rows_are_scored_out_of_fold():
+    x, y = _blobs(k=2, n_per_class=20)
+    views = x + 0.1
+    original = np.r_[np.ones(len(x), bool), np.zeros(len(x), bool)]
+    fit = fit_logistic_probe(np.r_[x, views], np.r_[y, y], np.r_[np.arange(40), np.arange(40)], num_classes=2,
+                             original=original)
+    assert fit.oof_probabilities.shape == (40, 2) and list(fit.oof_rows) == list(range(40))
+    assert not np.isnan(fit.oof_probabilities).any()
+
+
+def test_probe_refuses_one_class_and_mismatched_rows():
+    with pytest.raises(InputError, match="one class"):
+        fit_logistic_probe(np.ones((4, 3)), np.zeros(4), np.arange(4), num_classes=2)
+    with pytest.raises(InputError, match="one row per image"):
+        fit_logistic_probe(np.ones((4, 3)), np.array([0, 1, 0, 1]), np.arange(3), num_classes=2)
+
+
+def test_operating_point_rules_on_a_hand_made_example():
+    task = get_task("cxr-kermany")  # NORMAL, BACTERIAL, VIRAL; view pneumonia vs normal
+    # pneumonia score = 1 - P(NORMAL): normals at 0.1, 0.2, 0.6; pneumonias at 0.4, 0.7, 0.8, 0.9
+    p_normal = np.array([0.9, 0.8, 0.4, 0.6, 0.3, 0.2, 0.1])
+    probs = np.column_stack([p_normal, (1 - p_normal) * 0.7, (1 - p_normal) * 0.3])
+    truth = np.array([0, 0, 0, 1, 2, 1, 1])
+    youden = choose_operating_point(task, truth, probs, "youden")
+    assert youden.view == "pneumonia vs normal" and youden.rule == "youden"
+    # Best J = 3/4 + 3/3 - 1 at threshold 0.7 (0.4 gives 4/4 + 2/3 - 1 = 0.667): 0.7 is chosen, placed midway
+    # to the next lower score 0.6.
+    assert youden.threshold == pytest.approx(0.65)
+    assert (youden.sensitivity, youden.specificity) == (pytest.approx(0.75), 1.0)
+    screening = choose_operating_point(task, truth, probs, "sensitivity", 1.0)
+    assert screening.sensitivity == 1.0 and screening.threshold == pytest.approx(0.3)  # midway 0.4 .. 0.2
+    back = ModelOperatingPoint.from_dict(json.loads(json.dumps(screening.to_dict())))
+    assert back == screening
+    assert choose_operating_point(task, truth, probs, "argmax") is None
+    with pytest.raises(InputError, match="rule"):
+        choose_operating_point(task, truth, probs, "magic")
+    with pytest.raises(InputError, match="operating point"):
+        ModelOperatingPoint.from_dict({"view": "x"})
+
+
+@pytest.fixture(scope="module")
+def probe_run(oct_folder, tmp_path_factory):
+    """The default recipe (logistic probe, 2 acquisition views) trained once for this module's tests."""
+    from core.store import Workspace
+
+    root = tmp_path_factory.mktemp("probe")
+    ws = Workspace.open(root / "workspace")
+    cfg = RunConfig(data=str(oct_folder), mode="features", views=2, **TINY)
+    summary = run_training(cfg, root / "run", ws)
+    return {"ws": ws, "run": root / "run", "summary": summary, "cfg": cfg, "root": root}
+
+
+def test_default_recipe_trains_on_every_training_image_and_stores_its_operating_point(probe_run):
+    summary, run = probe_run["summary"], probe_run["run"]
+    assert summary["head_fit"] == "logistic" and "cross-validation on 24 training images" in summary["validation"]
+    assert summary["val"]["n"] == 24 and summary["test"]["n"] == 8  # out-of-fold scores of all 24 (no val split)
+    card = json.loads((run / "checkpoint" / "model_card.json").read_text())
+    point = ModelOperatingPoint.from_dict(card["operating_point"])
+    assert point.view == "urgent referral vs rest" and point.rule == "youden"
+    assert point.n_positive + point.n_negative == 24 and 0 <= point.threshold <= 1
+    assert card["preprocessing"]["framing"] == "squash" and card["preprocessing"]["crop_pct"] == 1.0
+    assert {e["C"] for e in read_events(run, "cv")} == set(DEFAULT_CS)
+
+
+def test_acquisition_views_are_cached_and_reused(probe_run, oct_folder):
+    first = probe_run["summary"]["feature_cache"]
+    assert len(first["keys"]) == 3 and len(set(first["keys"])) == 3  # view 0 and two acquisition views
+    assert first["computed"] == 32 + 2 * 24  # every image once, and two views of each training image
+    again = run_training(probe_run["cfg"], probe_run["root"] / "again", probe_run["ws"])
+    assert again["feature_cache"]["computed"] == 0 and again["feature_cache"]["cached"] == 32 + 2 * 24
+    from core.train.features import FeatureCache
+
+    cache = FeatureCache(probe_run["ws"].cache_dir / "features")
+    (ids0, view0), (ids1, view1) = cache.load(first["keys"][0]), cache.load(first["keys"][1])
+    shared = [i for i in ids1 if i in ids0]
+    a = view0[[ids0.index(i) for i in shared]]
+    b = view1[[ids1.index(i) for i in shared]]
+    assert len(shared) == 24 and not torch.allclose(a, b)
+
+
+def test_predict_applies_the_models_operating_point(probe_run, oct_folder, tmp_path):
+    ws, run = probe_run["ws"], probe_run["run"]
+    frame = predict(run / "checkpoint", oct_folder, ws, split="test")
+    card = json.loads((run / "checkpoint" / "model_card.json").read_text())
+    point = ModelOperatingPoint.from_dict(card["operating_point"])
+    task = get_task("oct-kermany")
+    probs = frame[[f"prob_{c}" for c in task.classes]].to_numpy()
+    expected = np.asarray(task.classes)[calls_at_threshold(probs, task.classes, point.binary_view, point.threshold)]
+    assert list(frame["predicted"]) == list(expected)
+    assert frame.attrs["meta"]["operating_point"]["threshold"] == point.threshold
+    # The same weights with the threshold at 0: every case is called on the positive (urgent) side.
+    moved = tmp_path / "moved"
+    shutil.copytree(run / "checkpoint", moved)
+    card["operating_point"]["threshold"] = 0.0
+    (moved / "model_card.json").write_text(json.dumps(card))
+    urgent = predict(moved, oct_folder, ws, split="test")
+    assert set(urgent["predicted"]) <= {"CNV", "DME"}
+    np.testing.assert_allclose(urgent[[f"prob_{c}" for c in task.classes]].to_numpy(), probs)
