@@ -174,3 +174,69 @@ def test_predict_applies_the_models_operating_point(probe_run, oct_folder, tmp_p
     urgent = predict(moved, oct_folder, ws, split="test")
     assert set(urgent["predicted"]) <= {"CNV", "DME"}
     np.testing.assert_allclose(urgent[[f"prob_{c}" for c in task.classes]].to_numpy(), probs)
+
+
+def _tree_digest(folder):
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_recalibration_makes_a_new_run_and_never_edits_the_source(probe_run, oct_folder, tmp_path):
+    from core.train.recalibrate import recalibrate
+
+    ws, run = probe_run["ws"], probe_run["run"]
+    before = _tree_digest(run)
+    # The "new site": the same patterns re-saved darker and smaller, as another export pipeline might.
+    site = tmp_path / "site"
+    for path in sorted(oct_folder.rglob("*.jpeg")):
+        target = site / path.relative_to(oct_folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        image = Image.open(path).convert("L").resize((24, 24), Image.BILINEAR)
+        image.point(lambda v: int(v * 0.7)).save(target, quality=70)
+    result = recalibrate(run / "checkpoint", site, ws, sample_size=20, seed=3)
+    assert _tree_digest(run) == before  # the source run is untouched
+    new = ws.get_run(result.run_id)
+    assert new["status"] == "succeeded" and result.run_id != result.source_run_id
+    card = json.loads((ws.runs_dir / result.run_id / "checkpoint" / "model_card.json").read_text())
+    assert card["operating_point"] == result.operating_point
+    assert card["recalibration"]["sample_size"] == result.sample["n"] and result.sample["n_rest"] == 32 - result.sample["n"]
+    assert "site sample" in card["operating_point"]["source"]
+    for part in (result.before, result.after):
+        assert part["n"] == result.sample["n_rest"]
+        assert 0 <= part["sensitivity"]["low"] <= part["sensitivity"]["value"] <= part["sensitivity"]["high"] <= 1
+    # Predictions of the new run follow its own operating point, on temperature-scaled probabilities.
+    frame = predict(result.run_id, site, ws)
+    task = get_task("oct-kermany")
+    probs = frame[[f"prob_{c}" for c in task.classes]].to_numpy()
+    point = ModelOperatingPoint.from_dict(card["operating_point"])
+    expected = np.asarray(task.classes)[calls_at_threshold(probs, task.classes, point.binary_view, point.threshold)]
+    assert list(frame["predicted"]) == list(expected)
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    from core.train.recalibrate import fit_temperature, scale_probabilities
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (4000, 3))
+    truth = np.array([rng.choice(3, p=p) for p in _softmax(logits)])
+    overconfident = _softmax(logits * 3.0)  # the model's logits are 3x too large
+    t = fit_temperature(overconfident, truth)
+    assert t == pytest.approx(3.0, rel=0.1)
+    np.testing.assert_allclose(scale_probabilities(overconfident, t), _softmax(logits * 3.0 / t), atol=1e-3)
+    assert fit_temperature(_softmax(logits), truth) == pytest.approx(1.0, abs=0.1)
+
+
+def test_recalibrate_cli(probe_run, oct_folder, tmp_path, monkeypatch):
+    from core.__main__ import main
+
+    monkeypatch.setenv("CORE_WORKSPACE", str(probe_run["ws"].root))
+    out = tmp_path / "recal.json"
+    assert main(["recalibrate", "--run", str(probe_run["run"]), "--data", str(oct_folder), "--sample-size", "16",
+                 "--no-temperature", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["temperature"] == 1.0 and record["sample"]["n"] >= 10
+    assert main(["recalibrate", "--run", str(probe_run["run"]), "--data", str(oct_folder), "--sample-size", "3"]) == 2

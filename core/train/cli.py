@@ -16,10 +16,16 @@ _FIELDS = {"data": "data", "backbone": "backbone", "mode": "mode", "epochs": "ep
            "val_fraction": "val_fraction", "patience": "patience", "seed": "seed", "device": "device",
            "workers": "num_workers", "amp": "amp", "accumulate": "accumulate", "warmup_epochs": "warmup_epochs",
            "bn": "bn", "weights_file": "weights_file", "name": "name", "optimizer": "optimizer",
-           "schedule": "schedule"}
+           "schedule": "schedule", "framing": "framing", "head_fit": "head_fit", "views": "views",
+           "operating_rule": "operating_rule", "target_sensitivity": "target_sensitivity"}
 
 
 def register(subparsers) -> None:
+    from core.metrics.model_operating_point import OPERATING_RULES
+    from core.models.preprocess import FRAMINGS
+    from core.train.config import AMP_MODES, BALANCE, BN_MODES, HEAD_FITS, HEADS, MODES, OPTIMIZERS, SCHEDULES, \
+        VAL_METRICS
+
     p = subparsers.add_parser(
         "train", help="train a classifier (features or fine-tune mode)",
         description="Train a classifier by transfer learning. features: frozen backbone, cached bottleneck "
@@ -30,8 +36,8 @@ def register(subparsers) -> None:
     src.add_argument("--task", help="task preset name or .json/.toml task file (default: inferred)")
     src.add_argument("--config", type=Path, help="a run config JSON file (flags given as well override it)")
     src.add_argument("--backbone", help="backbone name (default tf_efficientnet_lite0)")
-    src.add_argument("--mode", choices=("features", "finetune"))
-    src.add_argument("--head", choices=("linear", "mlp"))
+    src.add_argument("--mode", choices=MODES)
+    src.add_argument("--head", choices=HEADS)
     src.add_argument("--binary", metavar="VIEW|POS[,POS][:NEG[,NEG]]",
                      help="one-vs-rest run: a binary view of the task (e.g. 'CNV vs NORMAL') or classes POS:NEG")
     src.add_argument("--weights-file", help="local weights file for the backbone")
@@ -43,15 +49,27 @@ def register(subparsers) -> None:
                        ("--image-size", int), ("--val-fraction", float), ("--patience", int), ("--seed", int),
                        ("--workers", int), ("--accumulate", int), ("--warmup-epochs", float)):
         opt.add_argument(flag, type=kind)
-    opt.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
-    opt.add_argument("--schedule", choices=("cosine", "constant"))
-    opt.add_argument("--balance", choices=("none", "weights", "sampler"))
-    opt.add_argument("--val-metric", choices=("auto", "auroc", "accuracy", "kappa", "loss"))
+    opt.add_argument("--framing", choices=tuple(FRAMINGS),
+                     help="how images are framed into the input: " + "; ".join(f"{k}: {v}" for k, v in FRAMINGS.items())
+                     + " (default squash)")
+    opt.add_argument("--head-fit", choices=HEAD_FITS,
+                     help="features mode: logistic = L2 logistic regression, strength by patient-grouped "
+                          "cross-validation, on every training image (default for the linear head); adam = epochs "
+                          "with a validation split")
+    opt.add_argument("--views", type=int, help="features mode: acquisition views per training image (resampled, "
+                                               "re-encoded, contrast-jittered copies; cached like the originals)")
+    opt.add_argument("--operating-rule", choices=tuple(OPERATING_RULES),
+                     help="how the model's operating point is chosen (default youden, on out-of-fold predictions)")
+    opt.add_argument("--target-sensitivity", type=float, help="with --operating-rule sensitivity (default 0.95)")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS)
+    opt.add_argument("--schedule", choices=SCHEDULES)
+    opt.add_argument("--balance", choices=BALANCE)
+    opt.add_argument("--val-metric", choices=VAL_METRICS)
     opt.add_argument("--unfreeze", help="finetune: number of last stages to train, or 'all'")
-    opt.add_argument("--bn", choices=("train", "frozen"))
+    opt.add_argument("--bn", choices=BN_MODES)
     opt.add_argument("--no-augment", action="store_true", help="finetune without augmentation")
     opt.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    opt.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"))
+    opt.add_argument("--amp", choices=AMP_MODES)
     opt.add_argument("--name")
     where = p.add_argument_group("where")
     where.add_argument("--out", type=Path, help="run folder (default: a new run in the workspace)")
@@ -60,6 +78,45 @@ def register(subparsers) -> None:
                        help="continue a fine-tune run from its last saved epoch")
     where.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
+
+    r = subparsers.add_parser(
+        "recalibrate", help="refit a model's operating point on a labelled sample of a new site (a new run)",
+        description="Refit the operating point (and, when it lowers the sample's log loss, a temperature) of RUN "
+                    "on labelled images from a new site, and save the result as a new run: same weights, new "
+                    "operating point. RUN itself is never changed. With --sample-size N, N images (whole "
+                    "patients, class-stratified) are drawn from --data and the rest show sensitivity and "
+                    "specificity before and after.")
+    r.add_argument("--run", required=True, help="run id, run folder or checkpoint of the model to recalibrate")
+    r.add_argument("--data", required=True, help="labelled images of the new site: folder, manifest, .zip or id")
+    r.add_argument("--sample-size", type=int, help="draw this many images to recalibrate on; the rest evaluate")
+    r.add_argument("--operating-rule", choices=tuple(OPERATING_RULES), default="youden")
+    r.add_argument("--target-sensitivity", type=float)
+    r.add_argument("--no-temperature", action="store_true", help="refit the threshold only")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--name", help="name of the new run")
+    r.add_argument("--out", type=Path, help="also write the recalibration record (JSON) here")
+    r.set_defaults(func=run_recalibrate)
+
+
+def run_recalibrate(args) -> int:
+    from core.store import Workspace
+    from core.train.recalibrate import recalibrate
+
+    result = recalibrate(args.run, args.data, Workspace.open(), sample_size=args.sample_size,
+                         rule=args.operating_rule, target=args.target_sensitivity,
+                         temperature=not args.no_temperature, name=args.name, seed=args.seed)
+    point = result.operating_point
+    print(f"new run {result.run_id} (from {result.source_run_id}): {point['view']} threshold "
+          f"{point['threshold']:.3f}, temperature {result.temperature:.2f}, on {result.sample['n']} images")
+    for label, part in (("before", result.before), ("after", result.after)):
+        if part:
+            sens, spec = part["sensitivity"], part["specificity"]
+            print(f"{label:>6} on the other {part['n']} images: sensitivity {sens['value']:.3f} "
+                  f"({sens['low']:.3f}-{sens['high']:.3f}), specificity {spec['value']:.3f} "
+                  f"({spec['low']:.3f}-{spec['high']:.3f}) [{sens['method']}]")
+    if args.out:
+        args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
 
 
 def config_from_args(args):
