@@ -14,6 +14,7 @@ from core.metrics.likelihood_ratios import koopman_statistic, ratio_ci
 from core.metrics.multiclass import (ClassResult, ConfusionMatrix, MulticlassSummary, balanced_accuracy,
                                      check_probabilities, class_indices, confusion_matrix, cross_entropy,
                                      macro_and_weighted_auc, multiclass_metrics)
+from core.metrics.mrmc import MrmcResult, VarianceComponents, mrmc_analysis
 from core.metrics.multilabel import MultilabelSummary, OrdinalAgreement, multilabel_metrics, ordinal_agreement
 from core.metrics.operating import BinaryScores, OperatingPoint, RocCurve
 from core.metrics.penalties import (DecisionComparison, compare_decision_rules, confusion_counts, decide,
@@ -51,4 +52,6 @@ __all__ = [
     "agreement_table", "kappa_from_table", "discordant_counts", "compare_correctness",
     # readers, report
     "reader_summaries", "evaluate_predictions", "read_predictions_file", "to_jsonable",
+    # multi-reader multi-case studies
+    "mrmc_analysis", "MrmcResult", "VarianceComponents",
 ]
