@@ -5,6 +5,7 @@ from core.metrics.bootstrap import (RankedScores, bootstrap_ci, patient_groups, 
 from core.metrics.calibration import (ReliabilityBins, brier_score, expected_calibration_error, reliability_bins,
                                       top_label_reliability)
 from core.metrics.comparisons import McNemarTest, compare_correctness, discordant_counts, mcnemar_test
+from core.metrics.decision_curve import decision_curve
 from core.metrics.diagnostic import DiagnosticMetrics, counts_from_labels, diagnostic_metrics
 from core.metrics.imbalance import predictive_values_at_prevalence, prevalence_by_split
 from core.metrics.intervals import Interval, proportion_ci
@@ -54,4 +55,6 @@ __all__ = [
     "reader_summaries", "evaluate_predictions", "read_predictions_file", "to_jsonable",
     # multi-reader multi-case studies
     "mrmc_analysis", "MrmcResult", "VarianceComponents",
+    # decision curves
+    "decision_curve",
 ]
