@@ -16,6 +16,7 @@ from core.metrics.multiclass import (ClassResult, ConfusionMatrix, MulticlassSum
                                      check_probabilities, class_indices, confusion_matrix, cross_entropy,
                                      macro_and_weighted_auc, multiclass_metrics)
 from core.metrics.mrmc import MrmcResult, VarianceComponents, mrmc_analysis
+from core.metrics.mrmc_planning import PilotStudy, cases_for_power, mrmc_power, power_table
 from core.metrics.multilabel import MultilabelSummary, OrdinalAgreement, multilabel_metrics, ordinal_agreement
 from core.metrics.operating import BinaryScores, OperatingPoint, RocCurve
 from core.metrics.penalties import (DecisionComparison, compare_decision_rules, confusion_counts, decide,
@@ -54,7 +55,8 @@ __all__ = [
     # readers, report
     "reader_summaries", "evaluate_predictions", "read_predictions_file", "to_jsonable",
     # multi-reader multi-case studies
-    "mrmc_analysis", "MrmcResult", "VarianceComponents",
+    "mrmc_analysis", "MrmcResult", "VarianceComponents", "PilotStudy", "mrmc_power", "cases_for_power",
+    "power_table",
     # decision curves
     "decision_curve",
 ]
