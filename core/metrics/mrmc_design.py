@@ -1,4 +1,4 @@
-"""Check a long MRMC readings table and arrange it by study design (crossed, or cases nested in readers / treatments)."""
+"""Check a long MRMC readings table and arrange it by design: crossed, or cases nested in readers / treatments."""
 
 from __future__ import annotations
 
