@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.metrics.mrmc import mrmc_analysis
+from core.metrics.mrmc import describe_difference, mrmc_analysis
 
 VANDYKE = Path(__file__).parent / "data" / "reader_studies" / "vandyke.csv"
 
@@ -292,3 +292,15 @@ def test_row_order_and_labels_do_not_change_the_result(vandyke, jackknife):
     again = mrmc_analysis(shuffled).to_dict()
     assert again["rrrc"]["F"] == pytest.approx(jackknife["rrrc"]["F"], rel=1e-12)
     assert set(again["treatments"]["1"]["readers"]) == {"r1", "r2", "r3", "r4", "r5"}
+
+
+def test_plain_sentence_reports_the_second_treatment_against_the_first(vandyke):
+    named = vandyke.assign(treatment=vandyke.treatment.map({1: "cine MRI", 2: "spin-echo MRI"}))
+    result = mrmc_analysis(named)
+    assert describe_difference(result) == [
+        "Across readers and cases, spin-echo MRI rather than cine MRI raised AUC by 0.044 "
+        "(95% CI 0.000 to 0.088, p = 0.052)."]
+    assert describe_difference(result, reference="spin-echo MRI")[0].startswith(
+        "Across readers and cases, cine MRI rather than spin-echo MRI lowered AUC by 0.044 (95% CI -0.088 to 0.000")
+    with pytest.raises(InputError, match="reference treatment"):
+        describe_difference(result, reference="CT")
