@@ -72,3 +72,27 @@ def decision_curve(y_true, risk, thresholds, *, harm: float = 0.0, prevalence: f
             avoided = (net_benefit - net_all) / odds
         rows.append((float(t), float(net_benefit), float(net_all), 0.0, float(avoided), tp_rate, fp_rate))
     return pd.DataFrame(rows, columns=list(DECISION_CURVE_COLUMNS))
+
+
+def penalty_threshold(penalty, classes, positive) -> tuple[float, float] | None:
+    """Risk thresholds implied by a penalty matrix for a binary view: t = cost(FP) / (cost(FP) + cost(FN)).
+
+    A false positive is a true class outside `positive` called as one inside it, a false negative the
+    reverse. When those penalties differ by class the threshold is a range: (cheapest false positive
+    against the costliest miss, costliest false positive against the cheapest miss); equal ends when they
+    do not. None when a block is empty or free (no trade-off to balance).
+    """
+    matrix = np.asarray(penalty, dtype=float)
+    names = [str(c) for c in classes]
+    if matrix.shape != (len(names), len(names)):
+        raise InputError(f"penalty matrix must be {len(names)} x {len(names)} for classes {names}")
+    inside = np.array([name in {str(p) for p in positive} for name in names])
+    false_positive = matrix[np.ix_(~inside, inside)]
+    false_negative = matrix[np.ix_(inside, ~inside)]
+    if false_positive.size == 0 or false_negative.size == 0:
+        return None
+    fp_low, fp_high = float(false_positive.min()), float(false_positive.max())
+    fn_low, fn_high = float(false_negative.min()), float(false_negative.max())
+    if fp_low <= 0 or fn_low <= 0:
+        return None
+    return fp_low / (fp_low + fn_high), fp_high / (fp_high + fn_low)
