@@ -106,3 +106,17 @@ def test_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises(InputError, match=message):
         decision_curve(args.pop("y_true"), args.pop("risk"), args.pop("thresholds"), **args)
+
+
+def test_penalty_threshold_from_the_kermany_matrix():
+    from core.data.tasks import get_task
+    from core.metrics.decision_curve import penalty_threshold
+
+    task = get_task("oct-kermany")
+    # Urgent (CNV, DME) vs the rest: a false referral costs 1; a missed CNV/DME costs 2 (called DRUSEN) to 4
+    # (called NORMAL), so acting is worth it from a risk of 1/(1+4) = 0.2 to 1/(1+2) = 1/3.
+    low, high = penalty_threshold(task.penalty(), task.classes, ("CNV", "DME"))
+    assert (low, high) == pytest.approx((0.2, 1 / 3))
+    two = np.array([[0.0, 1.0], [9.0, 0.0]])
+    assert penalty_threshold(two, ["healthy", "sick"], ["sick"]) == pytest.approx((0.1, 0.1))
+    assert penalty_threshold(np.array([[0.0, 0.0], [1.0, 0.0]]), ["a", "b"], ["b"]) is None
