@@ -1,4 +1,4 @@
-"""Performance page, decision-curve tab: the model's net benefit, treat all / none, readers as points, penalty threshold."""
+"""Performance page, decision-curve tab: net benefit of the model, treat all / none, readers, penalty threshold."""
 
 from __future__ import annotations
 

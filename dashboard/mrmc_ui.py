@@ -1,4 +1,4 @@
-"""Experts page, MRMC tab: reader-study readings in (CSV or the simulated demo), the OR analysis, the planning calculator."""
+"""Experts page, MRMC tab: readings in (CSV or the simulated demo), the OR analysis, the planning calculator."""
 
 from __future__ import annotations
 
