@@ -225,6 +225,8 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
             return
         shown_image = zoom_image(image, zoom, centre_x / 100, centre_y / 100)
         st.image(shown_image, caption=item.caption, width="stretch")
+        from dashboard.aided_ui import model_output_panel  # lazy: aided_ui builds on this module
+        model_output_panel(ws, item.image_id)
 
 
 def _end_early_controls(ws: Workspace, study: Study, reader_id: str) -> None:
