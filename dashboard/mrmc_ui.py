@@ -13,12 +13,15 @@ from core.metrics.mrmc import MrmcResult, describe_difference, mrmc_analysis
 from core.metrics.mrmc_figures import COVARIANCES, FIGURES
 from core.metrics.mrmc_planning import ANALYSES, PilotStudy, mrmc_power, power_table
 from core.plots.mrmc import mrmc_readers_figure
+from core.readers.aided_study import aided_mrmc_readings, list_aided_studies
 from core.readers.mrmc_readings import load_mrmc_readings
 from core.readers.mrmc_simulated import DEMO_TREATMENTS, simulate_mrmc_study
+from core.store import Workspace
 from dashboard.downloads import figure_downloads
 from dashboard.experts_ui import plain, show_problem
 
-SOURCES = {"demo": "Demo study (simulated readers)", "upload": "Upload readings (CSV)"}
+SOURCES = {"demo": "Demo study (simulated readers)", "upload": "Upload readings (CSV)",
+           "study": "An aided-vs-unaided reader study"}
 FIGURE_LABELS = {"auc": "AUC (empirical)", "sensitivity": "Sensitivity at a threshold",
                  "specificity": "Specificity at a threshold"}
 COVARIANCE_LABELS = {"jackknife": "Jackknife", "delong": "DeLong (AUC, crossed)", "unbiased": "Unbiased (AUC)"}
@@ -36,9 +39,27 @@ def cached_analysis(readings: pd.DataFrame, figure: str, covariance: str, thresh
     return mrmc_analysis(readings, figure=figure, covariance=covariance, threshold=threshold)
 
 
-def readings_source(key: str) -> pd.DataFrame | None:
+def _study_readings(ws: Workspace | None, key: str) -> pd.DataFrame | None:
+    studies = list_aided_studies(ws) if ws is not None else []
+    if not studies:
+        st.info("No aided-vs-unaided study yet: create one on the **Reader study** page.", icon=":material/info:")
+        return None
+    names = {s.id: s.name for s in studies}
+    chosen = st.selectbox("Study", list(names), format_func=names.get, key=f"{key}_study")
+    table = aided_mrmc_readings(ws, chosen)
+    if table.empty:
+        st.info("No reader has closed both sessions of this study yet.", icon=":material/info:")
+        return None
+    st.caption(f"Readers who closed both sessions: {table['reader'].nunique()}. Rating: the call and its "
+               "confidence on a 10-point scale (1 = certainly not urgent ... 10 = certainly urgent).")
+    return table
+
+
+def readings_source(key: str, ws: Workspace | None = None) -> pd.DataFrame | None:
     """The readings from the chosen source; an upload is kept for the session once it parses."""
     source = st.radio("Readings", list(SOURCES), format_func=SOURCES.get, key=f"{key}_source", horizontal=True)
+    if source == "study":
+        return _study_readings(ws, key)
     if source == "demo":
         st.info("Demo: **SIMULATED readers** (made-up ratings from a statistical model of readers and cases), "
                 f"each reading the same 120 cases {DEMO_TREATMENTS[0]} and {DEMO_TREATMENTS[1]}. The numbers show "
@@ -175,13 +196,13 @@ def planning_section(result: MrmcResult, key: str) -> None:
                       "alpha 0.05)."))
 
 
-def mrmc_section(key: str = "mrmc") -> None:
-    """The whole MRMC tab."""
+def mrmc_section(ws: Workspace | None = None, key: str = "mrmc") -> None:
+    """The whole MRMC tab (`ws`: where aided-vs-unaided reader studies are stored)."""
     st.subheader("Multi-reader multi-case (MRMC) study")
     st.caption("Does a reading condition (e.g. model-assisted vs unaided) change readers' accuracy, for readers "
                "and cases beyond these ones? The Obuchowski-Rockette method with Hillis's degrees of freedom, as "
                "in RJafroc, MRMCaov and OR-DBM MRMC (checked against their published Van Dyke results).")
-    readings = readings_source(key)
+    readings = readings_source(key, ws)
     if readings is None:
         return
     result = analysis_section(readings, key)

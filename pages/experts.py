@@ -61,7 +61,7 @@ with tab_readings:
         csv_download(readings, f"readings-{test_set_id}", key="experts_readings_csv", label="Readings (CSV)")
 
 with tab_mrmc:  # before the comparison tab, which may stop the page
-    mrmc_section()
+    mrmc_section(ws)
 
 with tab_compare:
     if readings.empty:

@@ -80,3 +80,8 @@ def test_experts_page_has_the_mrmc_tab():
     at = open_page("../pages/experts.py", timeout=120)
     assert [t.label for t in at.tabs][:3] == ["Readers vs model", "Readings: import and export", "MRMC study"]
     assert "Reader AUC by treatment" in _titles(at)
+
+
+def test_aided_study_source_without_studies_says_so():
+    at = _run(mrmc_source="study")
+    assert any("No aided-vs-unaided study yet" in info.value for info in at.info)
