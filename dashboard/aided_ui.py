@@ -8,13 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
-from core.readers import ReaderAuthError, get_study, passwords_configured
+from core.readers import get_study, passwords_configured
 from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aided_study, join_aided,
                                       list_aided_studies, model_output, reader_phase)
 from core.store import Workspace
 from dashboard.common import load_predictions
 from dashboard.experts_ui import _predictions_for, plain, reader_results_view, show_problem
-from dashboard.reader_ui import POSITION_KEY, SESSION_KEY, SHOWN_KEY, _usable_test_sets, test_set_dataset
+from dashboard.reader_ui import SESSION_KEY, enter_session, join_or_explain, pick_test_set, test_set_dataset
 
 NEW = "__new_aided__"
 
@@ -24,11 +24,8 @@ def _when(epoch: float) -> str:
 
 
 def _enter(session) -> None:
-    st.session_state[SESSION_KEY] = {"study_id": session.study_id, "reader_id": session.session_code,
-                                     "aided_id": session.aided_id, "phase": session.phase,
-                                     "base_reader": session.reader_id}
-    st.session_state[POSITION_KEY] = None
-    st.session_state.pop(SHOWN_KEY, None)
+    enter_session({"study_id": session.study_id, "reader_id": session.session_code, "aided_id": session.aided_id,
+                   "phase": session.phase, "base_reader": session.reader_id})
 
 
 def _explain_phase(phase: str, opens: float | None) -> None:
@@ -47,13 +44,11 @@ def aided_start_screen(ws: Workspace) -> None:
     reader_id = st.text_input("Your name or reader code", key="rs_aided_code", max_chars=50)
     password = st.text_input("Password", type="password", key="rs_aided_password") \
         if passwords_configured(ws) else None
-    test_sets = _usable_test_sets(ws)
-    if not test_sets:
-        st.info("No test set to grade yet: add one on the **Test sets** page.")
+    picked = pick_test_set(ws, key="rs_aided_test_set")
+    if picked is None:
         return
-    names = {row["id"]: row["name"] for row, _ in test_sets}
-    test_set_id = st.selectbox("Test set", list(names), format_func=names.get, key="rs_aided_test_set")
-    row, task = next((r, t) for r, t in test_sets if r["id"] == test_set_id)
+    row, task = picked
+    test_set_id = row["id"]
     studies = {s.id: f"{s.name} (washout {s.washout_days:g} days)" for s in list_aided_studies(ws, test_set_id)}
     if "rs_aided_pending" in st.session_state:
         st.session_state["rs_aided_study"] = st.session_state.pop("rs_aided_pending")
@@ -69,13 +64,8 @@ def aided_start_screen(ws: Workspace) -> None:
             show_problem("That reader code cannot be used here.", exc)
             return
     if st.button("Start or resume my session", key="rs_aided_join", type="primary", icon=":material/play_arrow:"):
-        try:
-            session = join_aided(ws, chosen, reader_id, password)
-        except ReaderAuthError:
-            st.error("Wrong password, or no password is set for this reader code.", icon=":material/lock:")
-            return
-        except InputError as exc:
-            show_problem("Could not start reading.", exc)
+        session = join_or_explain(lambda: join_aided(ws, chosen, reader_id, password))
+        if session is None:
             return
         if session.phase in (UNAIDED, AIDED):
             _enter(session)
