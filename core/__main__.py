@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "core.infer.cli",
     "core.metrics.cli",
     "core.explain.cli",
+    "core.readers.cli",
 )
 
 

@@ -83,6 +83,35 @@ def _usable_test_sets(ws: Workspace) -> list[tuple[dict, Task]]:
     return out
 
 
+def pick_test_set(ws: Workspace, key: str) -> tuple[dict, Task] | None:
+    """The test set to grade (registry row and task); None, with a note, when there is none yet."""
+    test_sets = _usable_test_sets(ws)
+    if not test_sets:
+        st.info("No test set to grade yet: add one on the **Test sets** page.")
+        return None
+    names = {row["id"]: row["name"] for row, _ in test_sets}
+    test_set_id = st.selectbox("Test set", list(names), format_func=names.get, key=key)
+    return next((r, t) for r, t in test_sets if r["id"] == test_set_id)
+
+
+def join_or_explain(join):
+    """Run `join` (a reader joining a study); a wrong password or a refused code is shown, and None returned."""
+    try:
+        return join()
+    except ReaderAuthError:
+        st.error("Wrong password, or no password is set for this reader code.", icon=":material/lock:")
+    except InputError as exc:
+        show_problem("Could not start reading.", exc)
+    return None
+
+
+def enter_session(session: dict) -> None:
+    """Make `session` ({"study_id", "reader_id", ...}) this browser's reading session, from its first open image."""
+    st.session_state[SESSION_KEY] = session
+    st.session_state[POSITION_KEY] = None
+    st.session_state.pop(SHOWN_KEY, None)
+
+
 def start_screen(ws: Workspace) -> None:
     """Identify the reader, pick or create a study, and join it (or resume where they stopped)."""
     st.subheader("1. Who is reading?")
@@ -93,13 +122,11 @@ def start_screen(ws: Workspace) -> None:
         password = st.text_input("Password", type="password", key="rs_password",
                                  help="This workspace asks every reader for their password.")
     st.subheader("2. Which study?")
-    test_sets = _usable_test_sets(ws)
-    if not test_sets:
-        st.info("No test set to grade yet: add one on the **Test sets** page.")
+    picked = pick_test_set(ws, key="rs_test_set")
+    if picked is None:
         return
-    names = {row["id"]: row["name"] for row, _ in test_sets}
-    test_set_id = st.selectbox("Test set", list(names), format_func=names.get, key="rs_test_set")
-    row, task = next((r, t) for r, t in test_sets if r["id"] == test_set_id)
+    row, task = picked
+    test_set_id = row["id"]
     if test_set_id == demo_test_set_id(ws):
         try:
             ensure_demo_readers(ws, test_set_id, test_set_dataset(row, task), task)
@@ -118,17 +145,10 @@ def start_screen(ws: Workspace) -> None:
     if st.button("Start or resume reading", key="rs_join", type="primary", icon=":material/play_arrow:"):
         # A reader code belongs to one study per test set: re-entering it resumes that study, whatever is selected.
         joined = reader_study_on(ws, test_set_id, reader_id) if reader_id.strip() else None
-        try:
-            session = join_study(ws, joined or study_id, reader_id, password)
-        except ReaderAuthError:
-            st.error("Wrong password, or no password is set for this reader code.", icon=":material/lock:")
+        session = join_or_explain(lambda: join_study(ws, joined or study_id, reader_id, password))
+        if session is None:
             return
-        except InputError as exc:
-            show_problem("Could not start reading.", exc)
-            return
-        st.session_state[SESSION_KEY] = {"study_id": session.study_id, "reader_id": session.reader_id}
-        st.session_state[POSITION_KEY] = None
-        st.session_state.pop(SHOWN_KEY, None)
+        enter_session({"study_id": session.study_id, "reader_id": session.reader_id})
         if session.resumed:
             elsewhere = " (in the study you joined before)" if session.study_id != study_id else ""
             st.session_state["rs_flash"] = (f"Welcome back{elsewhere}: {session.answered} of {session.total} "
@@ -225,6 +245,8 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
             return
         shown_image = zoom_image(image, zoom, centre_x / 100, centre_y / 100)
         st.image(shown_image, caption=item.caption, width="stretch")
+        from dashboard.aided_ui import model_output_panel  # lazy: aided_ui builds on this module
+        model_output_panel(ws, item.image_id)
 
 
 def _end_early_controls(ws: Workspace, study: Study, reader_id: str) -> None:

@@ -12,6 +12,7 @@ from dashboard.downloads import figure_downloads
 from dashboard.experts_ui import (LR_METHOD_LABELS, MATCH_LABELS, comparison, csv_download, ensure_demo_readers,
                                   matched_sentences, paired_table, penalty_in_use, plain, show_problem,
                                   simulated_notice, summary_table)
+from dashboard.mrmc_ui import mrmc_section
 
 st.title("Experts vs model")
 st.caption("Each reader's sensitivity and specificity on the model's ROC curve, likelihood ratios, weighted error "
@@ -30,7 +31,7 @@ if task.kind == "multilabel" or not task.binary_views:
 if ensure_demo_readers(ws, test_set_id, frame, task):
     st.toast("Added the demo's SIMULATED readers to the demo test set.", icon=":material/science:")
 
-tab_compare, tab_readings = st.tabs(["Readers vs model", "Readings: import and export"])
+tab_compare, tab_readings, tab_mrmc = st.tabs(["Readers vs model", "Readings: import and export", "MRMC study"])
 
 # The readings tab runs first so that an import is part of this run's comparison.
 with tab_readings:
@@ -59,6 +60,9 @@ with tab_readings:
         st.dataframe(readings, hide_index=True, width="stretch", key="experts_readings_table")
         csv_download(readings, f"readings-{test_set_id}", key="experts_readings_csv", label="Readings (CSV)")
 
+with tab_mrmc:  # before the comparison tab, which may stop the page
+    mrmc_section(ws)
+
 with tab_compare:
     if readings.empty:
         st.info("No readings for this test set yet: import a CSV in the next tab, or grade images on the "
@@ -71,7 +75,7 @@ with tab_compare:
                                  help="Which classes count as positive; readers' calls are grouped the same way.")
     lr_ci = controls[1].radio("LR interval method", list(LR_METHOD_LABELS), format_func=LR_METHOD_LABELS.get,
                               key="experts_lr_ci", help="Log (Simel 1991), Koopman score (1984) or the log method "
-                                                        "with 0.5 added to each cell.")
+                                                        "with 0.5 added to each count and total.")
     match = controls[2].radio("Model operating point", list(MATCH_LABELS), format_func=MATCH_LABELS.get,
                               key="experts_match", help="For the paired comparisons: the model at a threshold, or "
                                                         "at the threshold that gives each reader's own "

@@ -11,6 +11,7 @@ from core.metrics.dashboard import (available_views, call_summary, calls_at_thre
                                     multilabel_threshold_table, urgent_view)
 from core.plots import PointMarker, class_colors, roc_figure
 from dashboard.common import get_workspace
+from dashboard.decision_ui import decision_section
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs
 from dashboard.evaluation_figures import class_figures, view_roc_series
@@ -139,7 +140,7 @@ st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; wei
            f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")
 
 tabs = st.tabs(["ROC", "Precision-recall", "Confusion matrix", "Per class", "Referral tiers", "Class imbalance",
-                "Calibration"])
+                "Calibration", "Decision curve"])
 with tabs[0]:
     roc_section(ev)
 with tabs[1]:
@@ -154,3 +155,5 @@ with tabs[5]:
     imbalance_section(ev)
 with tabs[6]:
     calibration_section(ev)
+with tabs[7]:
+    decision_section(ev)

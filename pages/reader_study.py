@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.errors import InputError
 from core.readers import get_study, progress
+from dashboard.aided_ui import after_session, aided_start_screen
 from dashboard.common import ensure_demo_ui, get_workspace
 from dashboard.experts_ui import reader_results_view, show_problem
 from dashboard.reader_ui import SESSION_KEY, header, reading_screen, start_screen
@@ -20,7 +21,12 @@ if session is None:
                "label, no model output and no other reader's answers are shown until you finish (or end early). "
                "Every answer is saved the moment you give it, so closing the tab or a restart loses nothing: enter "
                "the same reader code to continue where you stopped.")
-    start_screen(ws)
+    modes = {"standard": "Standard study", "aided": "Aided vs unaided (two sessions)"}
+    mode = st.radio("Study type", list(modes), format_func=modes.get, horizontal=True, key="rs_mode")
+    if mode == "aided":
+        aided_start_screen(ws)
+    else:
+        start_screen(ws)
     st.stop()
 
 try:
@@ -34,6 +40,8 @@ except InputError as exc:  # e.g. another workspace was opened on the home page
 header(study, session["reader_id"])
 if not status.done:
     reading_screen(ws, study, session["reader_id"])
+elif "aided_id" in session:
+    after_session(ws, session)
 else:
     ended = "ended early" if status.status == "ended_early" else "finished"
     st.success(f"You {ended}: {status.answered} of {status.total} images graded. Your results are below; the "

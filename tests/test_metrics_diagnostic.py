@@ -39,14 +39,23 @@ def test_hand_computed_rates_and_log_lr():
     assert m.balanced_accuracy == pytest.approx(0.85) and m.youden_j == pytest.approx(0.7)
 
 
-def test_adjusted_log_adds_half_to_every_cell():
+def test_adjusted_log_adds_half_to_counts_and_totals():
     m = diagnostic_metrics(40, 10, 10, 90, lr_ci="adjusted_log")
-    ratio = (40.5 / 51) / (10.5 / 101)
-    se = math.sqrt(1 / 40.5 - 1 / 51 + 1 / 10.5 - 1 / 101)
+    ratio = (40.5 / 50.5) / (10.5 / 100.5)
+    se = math.sqrt(1 / 40.5 - 1 / 50.5 + 1 / 10.5 - 1 / 100.5)
     z = stats.norm.ppf(0.975)
     assert m.lr_positive.value == pytest.approx(8.0)  # the reported estimate stays sens / (1 - spec)
     assert m.lr_positive.low == pytest.approx(ratio * math.exp(-z * se))
     assert m.lr_positive.high == pytest.approx(ratio * math.exp(z * se))
+
+
+def test_adjusted_log_matches_contingencytables_perondi_example():
+    # Fagerland, Lydersen & Laake (2015), contingencytables' Adjusted_log_CI_2x2 on Perondi et al. (2004):
+    # 7/34 vs 1/34, 95% interval 0.9241 to 27.0523 for the ratio of probabilities.
+    ci = ratio_ci(7, 34, 1, 34, method="adjusted_log")
+    assert (round(ci.low, 4), round(ci.high, 4)) == (0.9241, 27.0523)
+    lr = diagnostic_metrics(tp=7, fp=1, fn=27, tn=33, lr_ci="adjusted_log").lr_positive
+    assert (round(lr.low, 4), round(lr.high, 4)) == (0.9241, 27.0523)
 
 
 def test_koopman_published_example():

@@ -5,6 +5,7 @@ from core.metrics.bootstrap import (RankedScores, bootstrap_ci, patient_groups, 
 from core.metrics.calibration import (ReliabilityBins, brier_score, expected_calibration_error, reliability_bins,
                                       top_label_reliability)
 from core.metrics.comparisons import McNemarTest, compare_correctness, discordant_counts, mcnemar_test
+from core.metrics.decision_curve import decision_curve
 from core.metrics.diagnostic import DiagnosticMetrics, counts_from_labels, diagnostic_metrics
 from core.metrics.imbalance import predictive_values_at_prevalence, prevalence_by_split
 from core.metrics.intervals import Interval, proportion_ci
@@ -14,6 +15,8 @@ from core.metrics.likelihood_ratios import koopman_statistic, ratio_ci
 from core.metrics.multiclass import (ClassResult, ConfusionMatrix, MulticlassSummary, balanced_accuracy,
                                      check_probabilities, class_indices, confusion_matrix, cross_entropy,
                                      macro_and_weighted_auc, multiclass_metrics)
+from core.metrics.mrmc import MrmcResult, VarianceComponents, mrmc_analysis
+from core.metrics.mrmc_planning import PilotStudy, cases_for_power, mrmc_power, power_table
 from core.metrics.multilabel import MultilabelSummary, OrdinalAgreement, multilabel_metrics, ordinal_agreement
 from core.metrics.operating import BinaryScores, OperatingPoint, RocCurve
 from core.metrics.penalties import (DecisionComparison, compare_decision_rules, confusion_counts, decide,
@@ -51,4 +54,9 @@ __all__ = [
     "agreement_table", "kappa_from_table", "discordant_counts", "compare_correctness",
     # readers, report
     "reader_summaries", "evaluate_predictions", "read_predictions_file", "to_jsonable",
+    # multi-reader multi-case studies
+    "mrmc_analysis", "MrmcResult", "VarianceComponents", "PilotStudy", "mrmc_power", "cases_for_power",
+    "power_table",
+    # decision curves
+    "decision_curve",
 ]

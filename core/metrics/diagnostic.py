@@ -76,7 +76,8 @@ def diagnostic_metrics(tp: int, fp: int, fn: int, tn: int, confidence: float = 0
 
     ci: "wilson" or "exact" (Clopper-Pearson) for the proportions.
     lr_ci: "log" (Simel, Samsa & Matchar 1991), "koopman" (score interval, Koopman 1984) or
-    "adjusted_log" (0.5 added to each cell). LR+ = sens / (1 - spec), LR- = (1 - sens) / spec.
+    "adjusted_log" (0.5 added to each count and total, Fagerland et al. 2015).
+    LR+ = sens / (1 - spec), LR- = (1 - sens) / spec.
     Zero cells give 0, infinity or NaN with a `reason`, never an exception.
     """
     tp, fp = check_count(tp, "tp (true positives)"), check_count(fp, "fp (false positives)")

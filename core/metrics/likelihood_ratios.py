@@ -12,7 +12,7 @@ from core.metrics.intervals import Interval, check_confidence, normal_quantile
 LR_METHODS = ("log", "koopman", "adjusted_log")
 _METHOD_LABELS = {
     "log": "log (Simel 1991)",
-    "adjusted_log": "adjusted log (+0.5 per cell)",
+    "adjusted_log": "adjusted log (+0.5 to counts and totals)",
     "koopman": "Koopman score (1984)",
 }
 
@@ -58,10 +58,12 @@ def ratio_ci(x1: int, n1: int, x2: int, n2: int, method: str = "log", confidence
 def _log_interval(x1, n1, x2, n2, level, adjust, parts):
     """Wald interval on the log ratio; SE^2 = 1/x1 - 1/n1 + 1/x2 - 1/n2 (Simel, Samsa & Matchar 1991).
 
-    adjust=0.5 adds 0.5 to every cell of the 2x2 table, so each group total gains 1.
+    adjust=0.5 is the adjusted log interval of Fagerland, Lydersen & Laake (2015, contingencytables'
+    Adjusted_log_CI_2x2): 0.5 is added to each count x and to each total n (not to every cell, which
+    would add 1 to the totals).
     """
     a1, a2 = x1 + adjust, x2 + adjust
-    m1, m2 = n1 + 2 * adjust, n2 + 2 * adjust
+    m1, m2 = n1 + adjust, n2 + adjust
     if a1 == 0 or a2 == 0:
         if a1 == 0 and a2 == 0:
             what = f"{parts[0]} and {parts[1]} are both 0: the ratio is undefined"
@@ -75,7 +77,7 @@ def _log_interval(x1, n1, x2, n2, level, adjust, parts):
     half = normal_quantile(level) * se
     reason = ""
     if adjust and (x1 == 0 or x2 == 0):
-        reason = "zero cell: the estimate is the plain ratio, the interval uses counts + 0.5"
+        reason = "zero cell: the estimate is the plain ratio, the interval uses counts and totals + 0.5"
     return math.exp(log_ratio - half), math.exp(log_ratio + half), reason
 
 

@@ -212,6 +212,8 @@ def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | Non
             order = json.loads(row["item_order"])
             return ReaderSession(study_id, reader_id, row["status"], len(_answered(con, study_id, reader_id)),
                                  len(order), resumed=True)
+        from core.readers.aided_study import check_join  # lazy: that module builds on this one
+        check_join(con, study_id, reader_id)
         # One source of readings per reader and test set, so a study never overwrites an import.
         clash = con.execute("SELECT source FROM readings WHERE test_set_id=? AND reader_id=? LIMIT 1",
                             (study.test_set_id, reader_id)).fetchone()
@@ -274,10 +276,17 @@ def next_item(ws: Workspace, study_id: str, reader_id: str) -> Item | None:
 
 def own_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str) -> dict | None:
     """The reader's own earlier answer to one image (label, confidence), to pre-select it on going back."""
+    reader_id = str(reader_id).strip()
     with ws.connect() as con:
         ensure_schema(con)
+        from core.readers.aided_study import partner_still_open  # lazy: that module builds on this one
+        status = con.execute("SELECT status FROM readers WHERE study_id=? AND reader_id=?",
+                             (study_id, reader_id)).fetchone()
+        if status is not None and status["status"] != READING and partner_still_open(con, study_id, reader_id):
+            raise BlindingError(f"reader {reader_id!r}: earlier answers stay hidden until both sessions of the "
+                                "aided-vs-unaided study are closed")
         row = con.execute("SELECT label, confidence FROM answers WHERE study_id=? AND reader_id=? AND image_id=?",
-                          (study_id, str(reader_id).strip(), str(image_id))).fetchone()
+                          (study_id, reader_id, str(image_id))).fetchone()
     return dict(row) if row else None
 
 
@@ -347,6 +356,10 @@ def _require_done(con, study_id: str, reader_id: str) -> None:
     if row is None or row["status"] == READING:
         raise BlindingError(f"reader {reader_id!r}: results, truth and other readers' answers are shown only "
                             f"after finishing (or ending early)")
+    from core.readers.aided_study import partner_still_open  # lazy: that module builds on this one
+    if partner_still_open(con, study_id, reader_id):
+        raise BlindingError(f"reader {reader_id!r}: in an aided-vs-unaided study, results and truth are shown "
+                            "only after both sessions are closed")
 
 
 def study_readings(ws: Workspace, study_id: str, *, requesting_reader: str | None = None) -> pd.DataFrame:

@@ -7,7 +7,7 @@ SMALL_TEST_SET = 200
 LR_METHOD_TEXT = {
     "log": "Simel's log method (1991)",
     "koopman": "Koopman's score interval (1984)",
-    "adjusted_log": "the log method with 0.5 added to each cell",
+    "adjusted_log": "the log method with 0.5 added to each count and each total (Fagerland, Lydersen & Laake 2015)",
 }
 
 

@@ -1,0 +1,133 @@
+"""Reader study, aided-vs-unaided mode: create or join, the model's output in the aided session only, washout."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import InputError
+from core.readers import get_study, passwords_configured
+from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aided_study, join_aided,
+                                      list_aided_studies, model_output, reader_phase)
+from core.store import Workspace
+from dashboard.common import load_predictions
+from dashboard.experts_ui import _predictions_for, plain, reader_results_view, show_problem
+from dashboard.reader_ui import SESSION_KEY, enter_session, join_or_explain, pick_test_set, test_set_dataset
+
+NEW = "__new_aided__"
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+
+
+def _enter(session) -> None:
+    enter_session({"study_id": session.study_id, "reader_id": session.session_code, "aided_id": session.aided_id,
+                   "phase": session.phase, "base_reader": session.reader_id})
+
+
+def _explain_phase(phase: str, opens: float | None) -> None:
+    if phase == WASHOUT:
+        st.info(f"Your unaided session is closed. The aided session opens after the washout, on {_when(opens)}; "
+                "until then your earlier answers and results stay hidden.", icon=":material/hourglass_top:")
+    elif phase == DONE:
+        st.success("You have closed both sessions of this study.", icon=":material/task_alt:")
+
+
+def aided_start_screen(ws: Workspace) -> None:
+    """Pick or create an aided-vs-unaided study and join the session the reader is due for."""
+    st.caption("Each reader grades the same images twice, in separate sessions: first **unaided** (no model "
+               "output), then, after a washout, **aided** (the model's output shown) in a fresh order. Your "
+               "unaided answers are never shown in the aided session, and results appear only after both.")
+    reader_id = st.text_input("Your name or reader code", key="rs_aided_code", max_chars=50)
+    password = st.text_input("Password", type="password", key="rs_aided_password") \
+        if passwords_configured(ws) else None
+    picked = pick_test_set(ws, key="rs_aided_test_set")
+    if picked is None:
+        return
+    row, task = picked
+    test_set_id = row["id"]
+    studies = {s.id: f"{s.name} (washout {s.washout_days:g} days)" for s in list_aided_studies(ws, test_set_id)}
+    if "rs_aided_pending" in st.session_state:
+        st.session_state["rs_aided_study"] = st.session_state.pop("rs_aided_pending")
+    studies[NEW] = "New aided-vs-unaided study..."
+    chosen = st.selectbox("Study", list(studies), format_func=studies.get, key="rs_aided_study")
+    if chosen == NEW:
+        _new_form(ws, row, task)
+        return
+    if reader_id.strip():
+        try:
+            _explain_phase(*reader_phase(ws, chosen, reader_id))
+        except InputError as exc:
+            show_problem("That reader code cannot be used here.", exc)
+            return
+    if st.button("Start or resume my session", key="rs_aided_join", type="primary", icon=":material/play_arrow:"):
+        session = join_or_explain(lambda: join_aided(ws, chosen, reader_id, password))
+        if session is None:
+            return
+        if session.phase in (UNAIDED, AIDED):
+            _enter(session)
+            st.rerun()
+        _explain_phase(session.phase, session.available_at)
+
+
+def _new_form(ws: Workspace, row: dict, task) -> None:
+    models = _predictions_for(ws, row["id"])
+    if not models:
+        st.info("An aided session shows a model's output: run a model on this test set first.")
+        return
+    runs = {r["id"]: r for r in ws.list_runs()}
+    n_images = int(row.get("n_images") or 1)
+    with st.form("rs_aided_new"):
+        model = st.selectbox("Model whose output the aided session shows", range(len(models)), key="rs_aided_model",
+                             format_func=lambda i: runs.get(models[i]["run_id"], {}).get("name", models[i]["run_id"]))
+        size = st.number_input("Images to grade", 1, n_images, min(40, n_images), key="rs_aided_size")
+        washout = st.number_input("Washout (days) between the sessions", 0.0, 365.0, 28.0, step=1.0,
+                                  key="rs_aided_washout", help="Memory of the images fades; 4 weeks is usual.")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="rs_aided_seed")
+        created = st.form_submit_button("Create study", type="primary")
+    if created:
+        try:
+            frame = load_predictions(models[int(model)]["path"])[0]
+            aided_id = create_aided_study(ws, row["id"], test_set_dataset(row, task), task, frame,
+                                          subset_size=int(size), seed=int(seed), washout_days=float(washout))
+        except InputError as exc:
+            show_problem("The study was not created.", exc)
+            return
+        st.session_state["rs_aided_pending"] = aided_id
+        st.rerun()
+
+
+def model_output_panel(ws: Workspace, image_id: str) -> None:
+    """Under the image: the model's output in the aided session; in the unaided session, a plain reminder."""
+    session = st.session_state.get(SESSION_KEY) or {}
+    if "aided_id" not in session:
+        return
+    if session["phase"] != AIDED:
+        st.caption("Unaided session: the model's output is not shown.")
+        return
+    output = model_output(ws, session["aided_id"], session["base_reader"], image_id)
+    table = pd.DataFrame({"class": list(output), "model probability": list(output.values())})
+    st.markdown("**Model output** (aided session)")
+    st.dataframe(table, hide_index=True, key="rs_aided_output",
+                 column_config={"model probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                                     format="%.2f")})
+
+
+def after_session(ws: Workspace, session: dict) -> None:
+    """Shown when the current session is closed: the washout, the aided session, or both sessions' results."""
+    phase, opens = reader_phase(ws, session["aided_id"], session["base_reader"])
+    if phase == AIDED:
+        st.success("Unaided session closed. Your aided session is open now (the washout has passed).",
+                   icon=":material/task_alt:")
+        if st.button("Start the aided session", key="rs_aided_next", type="primary"):
+            _enter(join_aided(ws, session["aided_id"], session["base_reader"]))
+            st.rerun()
+        return
+    _explain_phase(phase, opens)
+    if phase == DONE:
+        study = get_study(ws, session["study_id"])
+        st.markdown(f"**Your results, {plain(session['phase'])} session**")
+        reader_results_view(ws, study, session["reader_id"], key="rs_aided_results")
