@@ -13,7 +13,9 @@ from core.data.tasks import get_task, list_tasks
 from core.plots.training import training_curves_figure
 from core.store import Workspace
 from core.train import cancel_run, read_events, reconcile_runs
-from core.train.config import BALANCE, RunConfig
+from core.metrics.model_operating_point import DEFAULT_TARGET_SENSITIVITY, OPERATING_RULES
+from core.models.preprocess import DEFAULT_FRAMING, FRAMINGS
+from core.train.config import BALANCE, HEAD_FITS, HEADS, MAX_VIEWS, VAL_METRICS, RunConfig
 from core.train.monitor import run_progress, training_curves
 from dashboard.testsets_ui import show_error
 
@@ -24,6 +26,11 @@ MODE_LABELS = {"features": "Cached features: frozen backbone, new head (Kermany 
                "finetune": "Fine-tune: train the backbone's last stages too (slower; GPU advised)"}
 BALANCE_LABELS = {"none": "None", "weights": "Class-weighted loss (inverse frequency)",
                   "sampler": "Balanced sampler (each class drawn equally often)"}
+HEAD_FIT_LABELS = {"logistic": "Logistic regression, strength by patient-grouped cross-validation, all images "
+                               "(default)",
+                   "adam": "Adam epochs with a 20% patient validation split"}
+RULE_LABELS = {"youden": "Balanced (Youden's J on out-of-fold predictions)",
+               "sensitivity": "Screening: a target sensitivity", "argmax": "Most probable class (no threshold)"}
 LIMIT_LABELS = {"all": "All training images", "per_class": "N images per class", "fraction": "A fraction of each class"}
 
 
@@ -85,7 +92,32 @@ def new_run_form(ws: Workspace) -> dict | None:
     spec = specs[backbone]
     col2.caption(spec.description)
     mode = col1.radio("Mode", list(MODE_LABELS), key="train_mode", format_func=MODE_LABELS.get)
-    defaults = RunConfig(mode=mode)
+    framings = list(FRAMINGS)
+    framing = col2.selectbox("Image framing", framings, key="train_framing",
+                             index=_default_index(framings, DEFAULT_FRAMING),
+                             format_func=lambda f: f"{f}: {FRAMINGS[f]}",
+                             help="The same framing is used for training, inference and the explanation maps. "
+                                  "Whole-image framings keep the lateral lung fields and the edges of wide scans.")
+    head_fit = "adam"
+    if mode == "features":
+        head_fit = col1.selectbox("Head fitting", list(HEAD_FITS), key="train_head_fit",
+                                  format_func=HEAD_FIT_LABELS.get)
+    defaults = RunConfig(mode=mode, head_fit=head_fit)
+    views = 0
+    if mode == "features":
+        views = int(col2.number_input(
+            "Acquisition views per training image", 0, MAX_VIEWS, defaults.views, key="train_views",
+            help="Extra copies of each training image as another site's export pipeline might deliver it "
+                 "(resampled, JPEG re-encoded, contrast changed); their features are cached, so the head learns "
+                 "invariance to those shifts. Each view costs one more pass of the backbone, the first time only."))
+    rules = list(OPERATING_RULES)
+    rule = col1.selectbox("Operating point", rules, key="train_operating_rule", format_func=RULE_LABELS.get,
+                          help="Chosen without test data and stored with the model; it decides the model's "
+                               "'predicted' class. " + " ".join(f"{k}: {v}." for k, v in OPERATING_RULES.items()))
+    target = None
+    if rule == "sensitivity":
+        target = float(col1.slider("Target sensitivity", 0.5, 0.999, DEFAULT_TARGET_SENSITIVITY, 0.005,
+                                   key="train_target_sensitivity"))
 
     col1, col2, col3 = st.columns(3)
     limit = col1.radio("Limited data", list(LIMIT_LABELS), key="train_limit", format_func=LIMIT_LABELS.get,
@@ -101,9 +133,12 @@ def new_run_form(ws: Workspace) -> dict | None:
 
     col1, col2, col3 = st.columns(3)
     # Keys per mode / backbone: switching them shows that choice's own defaults.
-    epochs = int(col1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"train_epochs_{mode}"))
+    iterative = head_fit == "adam"
+    epochs = int(col1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"train_epochs_{mode}",
+                                   disabled=not iterative,
+                                   help=None if iterative else "The logistic head is fitted exactly; no epochs."))
     lr = float(col2.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.0e", step=1e-4,
-                                 key=f"train_lr_{mode}"))
+                                 key=f"train_lr_{mode}", disabled=not iterative))
     size = int(col3.number_input("Image size (pixels)", 32, 1024, spec.default_size, 16,
                                  key=f"train_size_{backbone}",
                                  help=f"{spec.name} was trained at {spec.default_size} px"))
@@ -111,12 +146,12 @@ def new_run_form(ws: Workspace) -> dict | None:
     with st.expander("More settings"):
         col1, col2, col3 = st.columns(3)
         batch_size = int(col1.number_input("Batch size", 1, 4096, defaults.batch_size, key=f"train_batch_{mode}"))
-        head = col2.selectbox("Head", ["linear", "mlp"], key="train_head")
+        head = col2.selectbox("Head", list(HEADS), key="train_head",
+                              help="The logistic fit needs the linear head; an MLP head is fitted with Adam.")
         seed = int(col3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed"))
-        val_metric = col1.selectbox("Checkpoint chosen on validation", ["auto", "auroc", "accuracy", "kappa", "loss"],
-                                    key="train_val_metric")
-        views = [None, *[v.name for v in task.binary_views]]
-        binary = col2.selectbox("One-vs-rest (binary) model", views, key="train_binary",
+        val_metric = col1.selectbox("Checkpoint chosen on validation", list(VAL_METRICS), key="train_val_metric")
+        binary_views = [None, *[v.name for v in task.binary_views]]
+        binary = col2.selectbox("One-vs-rest (binary) model", binary_views, key="train_binary",
                                 format_func=lambda v: "no: all classes" if v is None else v)
         pretrained = col3.checkbox("Start from pretrained weights", True, key="train_pretrained",
                                    disabled=spec.test_model)
@@ -129,7 +164,9 @@ def new_run_form(ws: Workspace) -> dict | None:
             "backbone": backbone, "pretrained": bool(pretrained and not spec.test_model), "mode": mode, "head": head,
             "image_size": None if size == spec.default_size else size, "lr": lr, "epochs": epochs,
             "batch_size": batch_size, "balance": balance, "per_class": per_class, "fraction": fraction,
-            "device": device, "seed": seed, "val_metric": val_metric, "binary": binary}
+            "device": device, "seed": seed, "val_metric": val_metric, "binary": binary, "framing": framing,
+            "head_fit": head_fit if head == "linear" else "adam", "views": views, "operating_rule": rule,
+            "target_sensitivity": target}
 
 
 def _duration(run: dict) -> str:

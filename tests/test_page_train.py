@@ -88,6 +88,10 @@ def test_start_a_tiny_run_and_follow_it(seeded_workspace):
     ws = Workspace.open(seeded_workspace["root"])
     at = _page()
     at.selectbox(key="train_backbone").set_value("test_efficientnet").run()
+    at.selectbox(key="train_head_fit").set_value("adam")
+    at.selectbox(key="train_framing").set_value("letterbox")
+    at.selectbox(key="train_operating_rule").set_value("sensitivity").run()
+    at.slider(key="train_target_sensitivity").set_value(0.9)
     at.number_input(key="train_epochs_features").set_value(1)
     at.number_input(key="train_size_test_efficientnet").set_value(32)
     at.selectbox(key="train_device").set_value("cpu")
@@ -99,6 +103,8 @@ def test_start_a_tiny_run_and_follow_it(seeded_workspace):
     assert run["status"] in ("queued", "running", "succeeded") and run["name"] == "tiny page run"
     assert run["backbone"] == "test_efficientnet" and run["config"]["epochs"] == 1
     assert run["config"]["image_size"] == 32 and run["config"]["device"] == "cpu"
+    assert (run["config"]["framing"], run["config"]["head_fit"]) == ("letterbox", "adam")
+    assert (run["config"]["operating_rule"], run["config"]["target_sensitivity"]) == ("sensitivity", 0.9)
     assert at.selectbox(key="train_selected_run").value == run["id"]
     assert any("started" in s.value for s in at.success)
     deadline = time.time() + FINISH_TIMEOUT_S
