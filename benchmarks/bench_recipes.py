@@ -93,6 +93,10 @@ RECIPES = {r.name: r for r in [
     Recipe("R7", "squash, lite0+1+2 concatenated, logistic", backbones=LITES),
     Recipe("R8", "squash, lite0+1+2 concatenated, logistic, 3 views", backbones=LITES, views=3),
     Recipe("R9", "letterbox, logistic, 3 acquisition views", framing="letterbox", views=3),
+    # The product's own ensemble backbone (one model, members fed from one 260 px input), as a run uses it.
+    Recipe("R10", "squash, efficientnet_lite012 ensemble, logistic", backbones=("efficientnet_lite012",)),
+    Recipe("R11", "squash, efficientnet_lite012 ensemble, logistic, 3 views", backbones=("efficientnet_lite012",),
+           views=3),
 ]}
 
 

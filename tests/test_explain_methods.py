@@ -130,11 +130,14 @@ def test_gradcam_default_layer_falls_back_to_last_conv_and_is_overridable():
 
 
 def test_default_layers_match_the_backbone_registry():
-    from core.models import list_backbones
+    from core.models import create_model, list_backbones
 
     for spec in list_backbones():
         with torch.device("meta"):  # structure only: no weights to initialise
-            model = timm.create_model(spec.timm_name, pretrained=False, num_classes=2, **dict(spec.timm_kwargs))
+            if spec.members:  # a feature ensemble is built by core.models, not timm
+                model = create_model(spec.name, 2, pretrained=False)
+            else:
+                model = timm.create_model(spec.timm_name, pretrained=False, num_classes=2, **dict(spec.timm_kwargs))
         assert default_gradcam_layer(model) == spec.gradcam_layer, spec.name
 
 

@@ -137,6 +137,9 @@ class RunConfig:
                 bad(name, f"must be a non-negative number, got {value!r}")
         if self.lr <= 0:
             bad("lr", "must be > 0")
+        if self.mode == "finetune" and _is_ensemble(self.backbone):
+            bad("backbone", f"{self.backbone!r} is a frozen feature ensemble: use mode 'features', or fine-tune "
+                            "one of its members")
         if self.head_fit == "logistic" and (self.mode != "features" or self.head != "linear"):
             bad("head_fit", "'logistic' fits a linear head on cached features: use mode 'features' and head "
                             "'linear', or head_fit 'adam'")
@@ -215,6 +218,15 @@ class RunConfig:
         except ValueError as exc:
             raise InputError(f"{path}: not valid JSON: {exc}") from None
         return cls.from_dict(data, source=str(path))
+
+
+def _is_ensemble(backbone: str) -> bool:
+    from core.models.registry import get_backbone
+
+    try:
+        return bool(get_backbone(backbone).members)
+    except InputError:
+        return False  # an unknown name is reported where the model is built, with the list of choices
 
 
 def as_config(config: "RunConfig | dict") -> RunConfig:
