@@ -266,6 +266,8 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the table as JSON here")
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="a class-stratified subset of at most this many images per dataset (seeded)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     ws = Workspace.open(args.workspace)
@@ -278,6 +280,10 @@ def main() -> int:
             continue
         ds = load_dataset(path, task)
         ds = Dataset(ds.table.assign(split="train"), ds.task, ds.source, ds.problems, ds.root, ds.max_pixels)
+        if args.max_images and len(ds) > args.max_images:
+            from core.data.splits import limited_subset
+
+            ds = ds.subset(np.sort(limited_subset(ds, fraction=args.max_images / len(ds), seed=args.seed)))
         shifted = shifted_copy(ds, Path(args.workspace) / "shifted" / key)
         splitter = StratifiedGroupKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
         folds = list(splitter.split(np.zeros(len(ds)), ds.label_indices(), groups_of(ds)))

@@ -15,7 +15,7 @@ from core.store import Workspace
 from core.train import cancel_run, read_events, reconcile_runs
 from core.metrics.model_operating_point import DEFAULT_TARGET_SENSITIVITY, OPERATING_RULES
 from core.models.preprocess import DEFAULT_FRAMING, FRAMINGS
-from core.train.config import BALANCE, HEAD_FITS, HEADS, MAX_VIEWS, VAL_METRICS, RunConfig
+from core.train.config import BALANCE, HEAD_FITS, HEADS, MAX_VIEWS, VAL_METRICS, RunConfig, default_backbone
 from core.train.monitor import run_progress, training_curves
 from dashboard.testsets_ui import show_error
 
@@ -77,7 +77,7 @@ def new_run_form(ws: Workspace) -> dict | None:
 
     with st.spinner("Loading the backbone registry (PyTorch and timm, first visit only)..."):
         # Imported here, not at the top: the page's header renders while torch loads on a first visit.
-        from core.models.registry import DEFAULT_BACKBONE, list_backbones
+        from core.models.registry import list_backbones
 
         devices = device_options()
     col1, col2 = st.columns(2)
@@ -85,13 +85,14 @@ def new_run_form(ws: Workspace) -> dict | None:
     task_name = col1.selectbox("Task preset", [FROM_DATASET, *list_tasks()], key="train_task",
                                format_func=lambda t: f"as registered ({own_task.name})" if t == FROM_DATASET else t)
     task = own_task if task_name == FROM_DATASET else get_task(task_name)
-    specs = {s.name: s for s in list_backbones()}
+    mode = col1.radio("Mode", list(MODE_LABELS), key="train_mode", format_func=MODE_LABELS.get)
+    specs = {s.name: s for s in list_backbones() if mode == "features" or not s.members}
     names = list(specs)
-    backbone = col2.selectbox("Backbone", names, key="train_backbone", index=_default_index(names, DEFAULT_BACKBONE),
+    backbone = col2.selectbox("Backbone", names, key=f"train_backbone_{mode}",
+                              index=_default_index(names, default_backbone(mode)),
                               format_func=lambda n: _backbone_label(specs[n]))
     spec = specs[backbone]
     col2.caption(spec.description)
-    mode = col1.radio("Mode", list(MODE_LABELS), key="train_mode", format_func=MODE_LABELS.get)
     framings = list(FRAMINGS)
     framing = col2.selectbox("Image framing", framings, key="train_framing",
                              index=_default_index(framings, DEFAULT_FRAMING),

@@ -41,10 +41,15 @@ def test_form_and_seeded_run(seeded_workspace):
     at = _page(select_run=seeded["id"])
     assert [t.value for t in at.title] == ["Train"]
     assert at.selectbox(key="train_dataset").value == seeded_workspace["dataset_id"]
-    assert at.selectbox(key="train_backbone").value == "tf_efficientnet_lite0"
-    backbones = at.selectbox(key="train_backbone").options
+    # Features mode offers the recipe study's winner first: the Lite0+1+2 feature ensemble.
+    assert at.selectbox(key="train_backbone_features").value == "efficientnet_lite012"
+    backbones = at.selectbox(key="train_backbone_features").options
     assert any("offline ImageNet weights" in o for o in backbones) and any("test model" in o for o in backbones)
     assert at.radio(key="train_mode").value == "features" and at.button(key="train_start")
+    at.radio(key="train_mode").set_value("finetune").run()  # a frozen ensemble cannot be fine-tuned
+    assert at.selectbox(key="train_backbone_finetune").value == "tf_efficientnet_lite0"
+    assert not any("efficientnet_lite012" in o for o in at.selectbox(key="train_backbone_finetune").options)
+    at.radio(key="train_mode").set_value("features").run()
     from core.train.devices import device_options
 
     assert at.selectbox(key="train_device").options == list(device_options().choices)
@@ -87,7 +92,7 @@ def test_failed_run_shows_its_error(seeded_workspace):
 def test_start_a_tiny_run_and_follow_it(seeded_workspace):
     ws = Workspace.open(seeded_workspace["root"])
     at = _page()
-    at.selectbox(key="train_backbone").set_value("test_efficientnet").run()
+    at.selectbox(key="train_backbone_features").set_value("test_efficientnet").run()
     at.selectbox(key="train_head_fit").set_value("adam")
     at.selectbox(key="train_framing").set_value("letterbox")
     at.selectbox(key="train_operating_rule").set_value("sensitivity").run()
