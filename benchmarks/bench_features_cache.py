@@ -1,7 +1,7 @@
 """Benchmark: a head epoch on cached features vs an epoch that runs the frozen backbone (target >= 100x), and
 the speed of feature extraction on this CPU by execution path (eager fp32 NCHW, channels-last, bf16 autocast,
 torch.compile, ONNX Runtime's CPU execution provider when onnxruntime is installed), each path's features compared
-with fp32 (relative L2), all measured in one run. The product uses core.train.recipe.inference_precision: the
+with fp32 (relative L2), all measured in one run. The product uses core.models.precision.inference_precision: the
 fastest path whose features stay within a few percent of fp32 and whose recipe-study AUC does not move
 (benchmarks/bench_recipes.py, recipe R3 vs R3f).
 
@@ -93,7 +93,7 @@ def _onnx_session(model: torch.nn.Module, example: torch.Tensor, folder: Path):
 
 def extraction_paths(backbone: str, batch_size: int, repeats: int) -> list[dict]:
     """Images/s and feature drift (relative L2 vs fp32) of each execution path, same input, one run."""
-    from core.train.recipe import cpu_has_native_bf16
+    from core.models.precision import cpu_has_native_bf16
 
     model = create_model(backbone, 0).eval()
     size = preprocess_config(backbone)["input_size"][-1]
@@ -160,7 +160,7 @@ def _drift(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def print_extraction(backbones: list[str], batch_size: int, repeats: int) -> None:
-    from core.train.recipe import inference_precision
+    from core.models.precision import inference_precision
 
     dtype, channels_last = inference_precision(torch.device("cpu"))
     print(f"\nextraction paths ({torch.get_num_threads()} threads, batch {batch_size}, random input, best of "

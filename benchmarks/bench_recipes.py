@@ -57,7 +57,7 @@ from core.train.features_mode import fit_head  # noqa: E402
 from core.train.plan import TrainingData  # noqa: E402
 from core.train.probe import fit_logistic_probe  # noqa: E402
 from core.train.progress import Progress  # noqa: E402
-from core.train.recipe import cpu_amp_dtype  # noqa: E402
+from core.models.precision import cpu_amp_dtype  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {

@@ -113,7 +113,8 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
     from core.data.torch_data import ImageTableDataset
     from core.models import build_transform
     from core.train.features import auto_workers
-    from core.train.recipe import inference_precision, resolve_device, set_threads
+    from core.models.precision import inference_precision
+    from core.train.recipe import resolve_device, set_threads
 
     set_threads()
     dev = resolve_device(device)
