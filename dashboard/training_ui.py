@@ -205,6 +205,8 @@ def _progress_text(progress, status: str) -> str:
         return "Queued: the run process is starting or waiting for a free device slot"
     if progress.phase == "extracting features" and progress.total:
         return f"Extracting features (cached for later runs): {progress.done:,} / {progress.total:,} images"
+    if progress.phase == "fitting the head":
+        return "Fitting the head: logistic regression, strength chosen by patient-grouped cross-validation"
     if progress.phase == "training" and progress.total:
         return f"Training: step {progress.done:,} / {progress.total:,} (epoch {progress.epoch})"
     if progress.phase == "finished":
