@@ -28,9 +28,10 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core.data.tasks import get_task  # noqa: E402
 from core.infer import read_predictions  # noqa: E402
+from core.infer.predictions import evaluation_arrays  # noqa: E402
 from core.metrics import tier_confusion  # noqa: E402
 from core.metrics.dashboard import (call_summary, calls_at_threshold, class_aucs, class_table,  # noqa: E402
-                                    evaluation_arrays, urgent_view, view_scores)
+                                    urgent_view, view_scores)
 from core.metrics.penalty_effect import penalty_effect  # noqa: E402
 from tests._evaluation_data import build_workspace  # noqa: E402
 

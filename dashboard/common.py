@@ -100,9 +100,9 @@ def ensure_demo_ui(ws: Workspace) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _read_predictions(path: str, mtime: float):
-    from core.metrics import read_predictions_file
+    from core.infer.predictions import read_predictions
 
-    return read_predictions_file(path)
+    return read_predictions(path)
 
 
 def load_predictions(path: str | Path):
@@ -127,7 +127,7 @@ def reader_in_study(ws: Workspace) -> bool:
 def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
     """Pick a run x test set that has predictions; the choice follows the user across pages.
     Returns the predictions registry row plus 'frame', 'meta', 'task', 'run' and 'test_set', or None."""
-    from core.data.tasks import get_task, task_from_dict
+    from core.infer.predictions import task_of
 
     if reader_in_study(ws):
         st.warning("You are taking part in a reader study that you have not finished. Model outputs and other "
@@ -161,7 +161,6 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
         remember_selection(run_id=run_id, test_set_id=test_set_id)
     row = next(r for r in rows if r["run_id"] == run_id and r["dataset_id"] == test_set_id)
     frame, meta = load_predictions(row["path"])
-    task = task_from_dict(meta["task"]) if isinstance(meta.get("task"), dict) else get_task(
-        (runs.get(run_id) or {}).get("task") or "oct-kermany")
+    task = task_of(meta, (runs.get(run_id) or {}).get("task"))
     return {**row, "frame": frame, "meta": meta, "task": task, "run": runs.get(run_id),
             "test_set": test_sets.get(test_set_id)}

@@ -11,8 +11,8 @@ import streamlit as st
 from core.data.tasks import BinaryView, Task, task_from_dict
 from core.errors import InputError
 from core.metrics import BinaryScores, ReliabilityBins, reliability_bins, top_label_reliability
-from core.metrics.dashboard import (EvaluationArrays, PrecisionRecall, class_aucs, evaluation_arrays,
-                                    precision_recall, view_scores)
+from core.infer.predictions import evaluation_arrays
+from core.metrics.dashboard import EvaluationArrays, PrecisionRecall, class_aucs, precision_recall, view_scores
 from core.metrics.referral import binary_view_data
 from core.store import Workspace
 from core.metrics.run_compare import AlignedRuns
@@ -225,7 +225,7 @@ def penalty_presets(ws: Workspace, task: Task) -> dict[str, np.ndarray]:
 @st.cache_data(show_spinner="Reading the experts' readings...", max_entries=8)
 def cached_reader_confusions(path: str, mtime: float, task_json: str, readings) -> dict:
     """Each reader's confusion counts and the model's on the same images (penalty-free; cached per readings)."""
-    from core.metrics.penalty_effect import reader_confusions
+    from core.readers import reader_confusions
 
     frame, _ = load_predictions(path)
     return reader_confusions(readings, frame, task_from_dict(json.loads(task_json)))

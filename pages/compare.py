@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.data.tasks import get_task, task_from_dict
+from core.infer.predictions import task_of
 from core.errors import InputError
 from core.metrics.dashboard import available_views, urgent_view
 from core.metrics.run_compare import data_size_label, learning_curve
@@ -65,8 +65,7 @@ for rid in chosen:
     label = labels[rid]
     paths[label] = on_set[rid]["path"]
     meta = load_predictions(on_set[rid]["path"])[1]
-    tasks[label] = task_from_dict(meta["task"]) if isinstance(meta.get("task"), dict) else \
-        get_task(runs.get(rid, {}).get("task") or "oct-kermany")
+    tasks[label] = task_of(meta, runs.get(rid, {}).get("task"))
 try:
     aligned = aligned_runs(paths, tasks)
 except InputError as exc:

@@ -11,8 +11,8 @@ import pytest
 
 from core.data.tasks import get_task
 from core.errors import InputError
-from core.metrics import cli as metrics_cli
-from core.metrics import evaluate_predictions
+from core.report import cli as metrics_cli
+from core.report import evaluate_predictions
 
 OCT = get_task("oct-kermany")
 
@@ -165,9 +165,9 @@ def test_cli_errors_name_the_file(tmp_path):
 def test_cli_through_core_main(tmp_path, monkeypatch):
     import core.__main__ as main_module
 
-    assert "core.metrics.cli" in main_module.COMMAND_MODULES
+    assert "core.report.cli" in main_module.COMMAND_MODULES
     # Only our subcommand: the other packages' CLIs import torch, which this test does not need.
-    monkeypatch.setattr(main_module, "COMMAND_MODULES", ("core.metrics.cli",))
+    monkeypatch.setattr(main_module, "COMMAND_MODULES", ("core.report.cli",))
     write_parquet(predictions_table(n=40), tmp_path / "p.parquet")
     argv = ["evaluate", "--predictions", str(tmp_path / "p.parquet"), "--task", "oct-kermany", "--bootstrap", "0",
             "--out", str(tmp_path / "r.json")]

@@ -12,7 +12,9 @@ import pytest
 
 from core.data.tasks import get_task, task_from_dict
 from core.errors import InputError
-from core.metrics import evaluate_predictions, read_predictions_file, to_jsonable
+from core.infer.predictions import read_predictions as read_predictions_file
+from core.metrics import to_jsonable
+from core.report import evaluate_predictions
 from core.readers import compare_readers_to_model, list_readings, lr_table, weighted_error_table
 from core.report import build_report, render_html, report_from_predictions, write_report
 from core.store import Workspace

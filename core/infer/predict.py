@@ -11,29 +11,12 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.data import Dataset, load_dataset
 from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
+from core.infer.predictions import predictions_frame, read_predictions, write_predictions
 from core.store import Workspace
-from core.store.files import write_atomically
-
-META_KEY = b"core"
-
-
-def read_predictions(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """The predictions table and its metadata (task dict, run_id, dataset_id, classes, created, ...)."""
-    path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable predictions table ({exc})") from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    meta = json.loads(raw) if raw else {}
-    return table.to_pandas(), meta
-
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -141,30 +124,6 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
     return np.concatenate(out) if out else np.zeros((0, int(model.num_classes)))
 
 
-def predictions_frame(ds: Dataset, task: Task, probs: np.ndarray) -> pd.DataFrame:
-    """The predictions table: image_id, label, patient_id, prob_<class>..., predicted (+ true_<class>)."""
-    table = ds.table
-    frame = pd.DataFrame({"image_id": table["image_id"].astype(str).to_numpy(),
-                          "label": table["label"].astype(str).to_numpy(),
-                          "patient_id": table["patient_id"].astype(object).to_numpy()})
-    for j, cls in enumerate(task.classes):
-        frame[f"prob_{cls}"] = probs[:, j].astype(np.float64) if len(probs) else np.zeros(0)
-    names = np.asarray(task.classes, dtype=object)
-    if task.kind == "multilabel":
-        frame["predicted"] = ["|".join(names[row >= 0.5]) for row in probs]
-        for cls in task.classes:
-            frame[f"true_{cls}"] = table[cls].astype(int).to_numpy()
-    else:
-        frame["predicted"] = names[probs.argmax(axis=1)] if len(probs) else np.array([], dtype=object)
-    return frame
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path, meta: dict) -> None:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    write_atomically(path, lambda tmp: pq.write_table(table, tmp))
-
-
 def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None = None,
             progress: Callable[[int, int], None] | None = None, *, dataset_id: str | None = None,
             split: str | None = None, batch_size: int = 64, num_workers: int | None = None, device: str = "auto",
@@ -204,7 +163,7 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
             "created": time.time(), "checkpoint_sha256": checkpoint_sha, "dataset_fingerprint": ds.fingerprint,
             "source": ds.source, "split": split, "n_excluded": int(len(ds) - len(aligned)),
             "backbone": card.get("backbone")}
-    _write_parquet(frame, path, meta)
+    write_predictions(frame, path, meta)
     ws.record_predictions(run_id, dataset_id, path, len(frame))
     frame.attrs.update(path=str(path), meta=meta, cached=False)
     return frame

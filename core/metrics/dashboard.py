@@ -11,14 +11,12 @@ import pandas as pd
 
 from core.data.tasks import BinaryView, Task
 from core.errors import InputError
-from core.metrics.bootstrap import patient_groups
 from core.metrics.diagnostic import DiagnosticMetrics, diagnostic_metrics
 from core.metrics.imbalance import predictive_values_at_prevalence
 from core.metrics.intervals import Interval, check_confidence, normal_quantile, proportion_ci
-from core.metrics.multiclass import (ConfusionMatrix, balanced_accuracy, check_probabilities, class_indices)
+from core.metrics.multiclass import ConfusionMatrix, balanced_accuracy
 from core.metrics.operating import BinaryScores
 from core.metrics.penalties import check_penalty_matrix, confusion_counts
-from core.metrics.report import check_predictions, probability_columns
 from core.metrics.roc import AucEstimate, roc_auc
 
 MEAN_INTERVAL_METHOD = "normal approximation"
@@ -26,7 +24,8 @@ MEAN_INTERVAL_METHOD = "normal approximation"
 
 @dataclass(frozen=True)
 class EvaluationArrays:
-    """A predictions table as arrays, parsed once per file: every later page rerun only indexes these."""
+    """A predictions table as arrays, parsed once per file (core.infer.predictions.evaluation_arrays): every later
+    page rerun only indexes these."""
 
     task: Task
     image_ids: np.ndarray        # str per image
@@ -40,27 +39,6 @@ class EvaluationArrays:
     @property
     def n(self) -> int:
         return int(self.image_ids.size)
-
-
-def evaluation_arrays(frame: pd.DataFrame, task: Task) -> EvaluationArrays:
-    """Check a predictions table against the task and turn it into arrays (InputError names what is missing)."""
-    check_predictions(frame, task)
-    multilabel = task.kind == "multilabel"
-    probs = check_probabilities(frame[probability_columns(task)].to_numpy(dtype=float), task.num_classes,
-                                rows_sum_to_one=not multilabel)
-    if multilabel:
-        truth = frame[[f"true_{c}" for c in task.classes]].to_numpy(dtype=float)
-        calls = None
-    else:
-        truth = class_indices(frame["label"], task.classes)
-        calls = class_indices(frame["predicted"], task.classes) if "predicted" in frame.columns \
-            else probs.argmax(axis=1)
-    patients = None
-    if "patient_id" in frame.columns and not frame["patient_id"].isna().all():
-        patients = frame["patient_id"].to_numpy(dtype=object)
-    codes, groups = patient_groups(patients, len(frame)) if patients is not None else (None, None)
-    return EvaluationArrays(task, frame["image_id"].astype(str).to_numpy(dtype=object), truth, probs, calls,
-                            codes, patients, groups)
 
 
 # -- binary views -------------------------------------------------------------------------------------------

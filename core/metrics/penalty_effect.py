@@ -122,26 +122,6 @@ def penalty_effect(truth, probabilities, penalty, patient_codes=None, confidence
                          matrix, int(per_patients))
 
 
-def reader_confusions(readings: pd.DataFrame, predictions: pd.DataFrame, task) -> dict[str, dict]:
-    """Per reader: their confusion counts and the model's on the same images (penalty-free, so build once).
-
-    Returns {reader_id: {"reader": counts, "model": counts, "images": n}} from core.metrics.reader_summaries.
-    """
-    from core.metrics.reader_metrics import reader_summaries
-
-    if readings is None or readings.empty:
-        return {}
-    table = predictions
-    if "predicted" not in table.columns:
-        probs = table[[f"prob_{c}" for c in task.classes]].to_numpy(dtype=float)
-        table = table.assign(predicted=np.asarray(task.classes, dtype=object)[probs.argmax(axis=1)])
-    results = reader_summaries(readings, table, task)
-    return {reader: {"reader": np.asarray(entry["reader"]["confusion"]["counts"]),
-                     "model": np.asarray(entry["model_on_same_images"]["confusion"]["counts"]),
-                     "images": int(entry["reader"]["n_images"])}
-            for reader, entry in results.items()}
-
-
 def penalty_table(effect: PenaltyEffect, readers: dict[str, dict] | None = None) -> pd.DataFrame:
     """The model (argmax and penalty-minimising) and each reader: weighted error, interval, cost per patients.
 

@@ -16,6 +16,7 @@ from core.readers.schema import ensure_schema
 from core.store import Workspace
 
 READINGS_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
+REQUIRED_READING_COLUMNS = tuple(READINGS_COLUMNS[:3])  # seconds is optional
 SIMULATED_PREFIX = "SIMULATED-"
 MAX_LISTED_PROBLEMS = 10
 MAX_READER_ID_LENGTH = 64

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 
 import core
-from core.data.tasks import Task, get_task, task_from_dict
+from core.data.tasks import Task, get_task
 from core.errors import InputError
-from core.metrics import evaluate_predictions, read_predictions_file, to_jsonable
+from core.infer.predictions import read_predictions, task_of
+from core.metrics import to_jsonable
 from core.metrics.intervals import check_confidence
 from core.metrics.penalties import check_penalty_matrix
+from core.report.evaluate import evaluate_predictions
 from core.report.methods import methods_section
 from core.report.model_card import describe_test_set, model_card
 from core.store import Workspace
@@ -50,13 +52,9 @@ def read_run_predictions(ws: Workspace, run_id: str, test_set_id: str) -> tuple[
     if row is None:
         raise InputError(f"no predictions of run {run_id!r} on test set {test_set_id!r}: run the model on the "
                          "test set first")
-    frame, meta = read_predictions_file(row["path"])
-    if isinstance(meta.get("task"), dict):
-        task = task_from_dict(meta["task"], source=f"{row['path']} metadata")
-    else:
-        run = ws.get_run(run_id) or {}
-        task = get_task(run.get("task") or (ws.get_dataset(test_set_id) or {}).get("task") or "oct-kermany")
-    return frame, meta, task
+    frame, meta = read_predictions(row["path"])
+    return frame, meta, task_of(meta, (ws.get_run(run_id) or {}).get("task"),
+                                (ws.get_dataset(test_set_id) or {}).get("task"))
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
