@@ -13,7 +13,7 @@ import streamlit as st
 from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
 from core.plots.experts import interval_text, reader_roc_figure
-from core.readers import (DEFAULT_PROFILES, compare_readers_to_model, export_csv, is_simulated, list_readings,
+from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, export_csv, is_simulated, list_readings,
                           lr_table, model_metrics, model_roc, reader_results, roc_points, simulated_profile,
                           store_simulated_readers, weighted_error_table)
 from core.readers.study import Study
@@ -25,7 +25,6 @@ from dashboard.downloads import figure_downloads
 LR_METHOD_LABELS = {"log": "log (Simel)", "koopman": "Koopman score", "adjusted_log": "adjusted log (+0.5)"}
 MATCH_LABELS = {None: "at a score threshold", "specificity": "matched to each reader's specificity",
                 "sensitivity": "matched to each reader's sensitivity"}
-READING_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
@@ -129,7 +128,7 @@ def comparison(predictions_path: str, readings: pd.DataFrame, task: Task, view: 
     compare (one row per reader), points (ROC crosshairs), roc, model (operating point), lr, weighted."""
     path = Path(predictions_path)
     key = (str(path), path.stat().st_mtime)
-    readings = readings[READING_COLUMNS].reset_index(drop=True)
+    readings = readings[READINGS_COLUMNS].reset_index(drop=True)
     task_json, threshold = _task_json(task), float(threshold)
     penalty = tuple(map(tuple, np.asarray(penalty, dtype=float).tolist()))
     compare = _compare(*key, readings, task_json, view, threshold, match, penalty, lr_ci)

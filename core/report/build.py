@@ -74,16 +74,15 @@ def readers_section(readings: pd.DataFrame | None, frame: pd.DataFrame, task: Ta
                     threshold: float, confidence: float = 0.95, lr_ci: str = "log") -> dict:
     """Readers vs the model in the task's default binary view, from core.readers (nothing recomputed here).
     Says why when there is nothing to compare."""
-    from core.readers import (DEFAULT_PROFILES, compare_readers_to_model, is_simulated, lr_table, model_metrics,
-                              model_roc, roc_points, simulated_profile, weighted_error_table)
+    from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, is_simulated, lr_table,
+                              model_metrics, model_roc, roc_points, simulated_profile, weighted_error_table)
 
     if readings is None or len(readings) == 0:
         return {"included": False, "reason": "no expert readings are stored for this test set"}
     if task.kind == "multilabel" or task.default_view() is None:
         return {"included": False, "reason": "reader comparisons need one label per image and a binary view"}
     view = task.default_view()
-    table = readings[["reader_id", "image_id", "label"]
-                     + (["seconds"] if "seconds" in readings.columns else [])].reset_index(drop=True)
+    table = readings[[c for c in READINGS_COLUMNS if c in readings.columns]].reset_index(drop=True)
     try:
         compare = compare_readers_to_model(table, frame, task, view, threshold=threshold, penalty=penalty,
                                            lr_ci=lr_ci, confidence=confidence)
