@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -98,17 +99,29 @@ def ensure_demo_ui(ws: Workspace) -> dict:
     return status
 
 
+@dataclass(frozen=True)
+class PredictionsFile:
+    """A predictions parquet at one version: the cache key of everything computed from it (a rewritten file has
+    a new modification time, so it is read again)."""
+
+    path: str
+    mtime: float
+
+    @classmethod
+    def at(cls, path: str | Path) -> "PredictionsFile":
+        return cls(str(path), Path(path).stat().st_mtime)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def _read_predictions(path: str, mtime: float):
+def _read_predictions(file: PredictionsFile):
     from core.infer.predictions import read_predictions
 
-    return read_predictions(path)
+    return read_predictions(file.path)
 
 
-def load_predictions(path: str | Path):
+def load_predictions(file: PredictionsFile | str | Path):
     """(DataFrame, meta) of a predictions parquet, cached until the file changes. Treat the frame as read-only."""
-    path = Path(path)
-    return _read_predictions(str(path), path.stat().st_mtime)
+    return _read_predictions(file if isinstance(file, PredictionsFile) else PredictionsFile.at(file))
 
 
 def reader_in_study(ws: Workspace) -> bool:
@@ -160,7 +173,8 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
     if (run_id, test_set_id) != (current_run, current_test):
         remember_selection(run_id=run_id, test_set_id=test_set_id)
     row = next(r for r in rows if r["run_id"] == run_id and r["dataset_id"] == test_set_id)
-    frame, meta = load_predictions(row["path"])
+    file = PredictionsFile.at(row["path"])
+    frame, meta = load_predictions(file)
     task = task_of(meta, (runs.get(run_id) or {}).get("task"))
-    return {**row, "frame": frame, "meta": meta, "task": task, "run": runs.get(run_id),
+    return {**row, "file": file, "frame": frame, "meta": meta, "task": task, "run": runs.get(run_id),
             "test_set": test_sets.get(test_set_id)}

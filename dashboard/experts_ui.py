@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.data.tasks import Task, task_from_dict
+from core.data.tasks import Task
 from core.errors import InputError
 from core.plots.experts import interval_text, reader_roc_figure
 from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, export_csv, is_simulated, list_readings,
@@ -18,7 +16,7 @@ from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to
                           store_simulated_readers, weighted_error_table)
 from core.readers.study import Study
 from core.store import Workspace
-from dashboard.common import load_predictions
+from dashboard.common import PredictionsFile, load_predictions
 from dashboard.evaluation import active_penalty
 from dashboard.downloads import figure_downloads
 
@@ -83,59 +81,48 @@ def simulated_notice(reader_ids) -> None:
             "were drawn at random to match stated profiles:\n" + "\n".join(lines), icon=":material/science:")
 
 
-def _task_json(task: Task) -> str:
-    return json.dumps(task.to_dict(), sort_keys=True)
-
-
 # One cache per table, each keyed only on what it depends on: moving the threshold does not redraw the ROC
 # curve, and changing the penalty matrix recomputes only what holds weighted errors.
 @st.cache_data(show_spinner="Computing the model's ROC curve...", max_entries=16)
-def _roc(path: str, mtime: float, task_json: str, view: str) -> dict:
-    return model_roc(load_predictions(path)[0], task_from_dict(json.loads(task_json)), view)
+def _roc(file: PredictionsFile, task: Task, view: str) -> dict:
+    return model_roc(load_predictions(file)[0], task, view)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _model_point(path: str, mtime: float, task_json: str, view: str, threshold: float, penalty: tuple,
+def _model_point(file: PredictionsFile, task: Task, view: str, threshold: float, penalty: np.ndarray,
                  lr_ci: str) -> dict:
-    return model_metrics(load_predictions(path)[0], task_from_dict(json.loads(task_json)), view, threshold,
-                         penalty=np.asarray(penalty, dtype=float), lr_ci=lr_ci)
+    return model_metrics(load_predictions(file)[0], task, view, threshold, penalty=penalty, lr_ci=lr_ci)
 
 
 @st.cache_data(show_spinner="Comparing each reader with the model on the same images...", max_entries=32)
-def _compare(path: str, mtime: float, readings: pd.DataFrame, task_json: str, view: str, threshold: float,
-             match: str | None, penalty: tuple, lr_ci: str) -> pd.DataFrame:
-    return compare_readers_to_model(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)),
-                                    view, threshold=threshold, match=match, penalty=np.asarray(penalty, dtype=float),
-                                    lr_ci=lr_ci)
+def _compare(file: PredictionsFile, readings: pd.DataFrame, task: Task, view: str, threshold: float,
+             match: str | None, penalty: np.ndarray, lr_ci: str) -> pd.DataFrame:
+    return compare_readers_to_model(readings, load_predictions(file)[0], task, view, threshold=threshold,
+                                    match=match, penalty=penalty, lr_ci=lr_ci)
 
 
 @st.cache_data(show_spinner="Computing likelihood ratios...", max_entries=32)
-def _lr(path: str, mtime: float, readings: pd.DataFrame, task_json: str, view: str, threshold: float,
+def _lr(file: PredictionsFile, readings: pd.DataFrame, task: Task, view: str, threshold: float,
         lr_ci: str) -> pd.DataFrame:
-    return lr_table(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)), view, threshold,
-                    lr_ci=lr_ci)
+    return lr_table(readings, load_predictions(file)[0], task, view, threshold, lr_ci=lr_ci)
 
 
 @st.cache_data(show_spinner="Computing weighted errors...", max_entries=16)
-def _weighted(path: str, mtime: float, readings: pd.DataFrame, task_json: str, penalty: tuple) -> pd.DataFrame:
-    return weighted_error_table(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)),
-                                penalty=np.asarray(penalty, dtype=float))
+def _weighted(file: PredictionsFile, readings: pd.DataFrame, task: Task, penalty: np.ndarray) -> pd.DataFrame:
+    return weighted_error_table(readings, load_predictions(file)[0], task, penalty=penalty)
 
 
-def comparison(predictions_path: str, readings: pd.DataFrame, task: Task, view: str, threshold: float,
+def comparison(file: PredictionsFile, readings: pd.DataFrame, task: Task, view: str, threshold: float,
                match: str | None, penalty: np.ndarray, lr_ci: str) -> dict:
     """Everything the experts page draws, computed by core.readers and cached per set of choices:
     compare (one row per reader), points (ROC crosshairs), roc, model (operating point), lr, weighted."""
-    path = Path(predictions_path)
-    key = (str(path), path.stat().st_mtime)
     readings = readings[READINGS_COLUMNS].reset_index(drop=True)
-    task_json, threshold = _task_json(task), float(threshold)
-    penalty = tuple(map(tuple, np.asarray(penalty, dtype=float).tolist()))
-    compare = _compare(*key, readings, task_json, view, threshold, match, penalty, lr_ci)
-    return {"compare": compare, "points": roc_points(compare), "roc": _roc(*key, task_json, view),
-            "model": _model_point(*key, task_json, view, threshold, penalty, lr_ci),
-            "lr": _lr(*key, readings, task_json, view, threshold, lr_ci),
-            "weighted": _weighted(*key, readings, task_json, penalty)}
+    threshold, penalty = float(threshold), np.asarray(penalty, dtype=float)
+    compare = _compare(file, readings, task, view, threshold, match, penalty, lr_ci)
+    return {"compare": compare, "points": roc_points(compare), "roc": _roc(file, task, view),
+            "model": _model_point(file, task, view, threshold, penalty, lr_ci),
+            "lr": _lr(file, readings, task, view, threshold, lr_ci),
+            "weighted": _weighted(file, readings, task, penalty)}
 
 
 def summary_table(compare: pd.DataFrame, model: dict) -> pd.DataFrame:

@@ -18,7 +18,9 @@ from core.plots import (COLOUR_MODES, PointMarker, class_distribution_figure, co
                         predictive_values_figure, roc_figure)
 from core.store import Workspace
 from dashboard.downloads import figure_downloads, table_download
-from dashboard.evaluation import cached_reliability, recorded_balance, run_config, training_class_counts
+from core.train.run_folder import recorded_balance, run_config
+from dashboard.common import PredictionsFile
+from dashboard.evaluation import cached_reliability, training_class_counts
 from dashboard.evaluation_figures import class_figures, reliability_view_figure, view_pr_series, view_roc_series
 from dashboard.evaluation_ui import interval_text, metric_card, plain, thumbnails_ui, with_interval_text
 
@@ -34,7 +36,7 @@ class Evaluation:
     ws: Workspace
     selection: dict
     task: Task
-    path: str
+    file: PredictionsFile
     arrays: EvaluationArrays
     view: BinaryView
     scores: BinaryScores
@@ -49,7 +51,7 @@ class Evaluation:
 def roc_section(ev: Evaluation) -> None:
     left, right = st.columns(2)
     with left:
-        series = view_roc_series(ev.path, ev.task, ev.view, "#000000")
+        series = view_roc_series(ev.file, ev.task, ev.view, "#000000")
         if series is None:
             st.info("This view has no positive or no negative cases: no ROC curve.")
         else:
@@ -58,7 +60,7 @@ def roc_section(ev: Evaluation) -> None:
             st.plotly_chart(fig, key="perf_roc_view")
             figure_downloads(fig, f"roc-{ev.view.name}", key="perf_roc_view_dl")
     with right:
-        class_roc, _ = class_figures(ev.path, ev.task)
+        class_roc, _ = class_figures(ev.file, ev.task)
         st.plotly_chart(class_roc, key="perf_roc_classes")
         figure_downloads(class_roc, "roc-one-vs-rest", key="perf_roc_classes_dl")
     st.caption("Curves are drawn from at most 2,000 points each for speed; every AUC and rate uses all cases. "
@@ -68,7 +70,7 @@ def roc_section(ev: Evaluation) -> None:
 def pr_section(ev: Evaluation) -> None:
     left, right = st.columns(2)
     with left:
-        series = view_pr_series(ev.path, ev.task, ev.view, "#000000")
+        series = view_pr_series(ev.file, ev.task, ev.view, "#000000")
         if series is None:
             st.info("Precision-recall curves need both positive and negative cases.")
         else:
@@ -77,7 +79,7 @@ def pr_section(ev: Evaluation) -> None:
             st.plotly_chart(fig, key="perf_pr_view")
             figure_downloads(fig, f"precision-recall-{ev.view.name}", key="perf_pr_view_dl")
     with right:
-        _, class_pr = class_figures(ev.path, ev.task)
+        _, class_pr = class_figures(ev.file, ev.task)
         st.plotly_chart(class_pr, key="perf_pr_classes")
         figure_downloads(class_pr, "precision-recall-one-vs-rest", key="perf_pr_classes_dl")
 
@@ -167,7 +169,8 @@ def tiers_section(ev: Evaluation) -> None:
 def imbalance_section(ev: Evaluation) -> None:
     classes = list(ev.task.classes)
     test_counts = label_counts(ev.arrays.truth, classes)
-    train_counts, train_note = training_class_counts(ev.selection.get("run"))
+    run = ev.selection.get("run")
+    train_counts, train_note = training_class_counts(run_config(run)) if run else (None, "no run selected")
     splits = {"train": train_counts, "test": test_counts} if train_counts else {"test": test_counts}
     distribution = class_distribution(classes, splits)
     fig = class_distribution_figure(distribution, classes, title="Class distribution: training vs test")
@@ -228,8 +231,8 @@ def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
 
 
 def calibration_section(ev: Evaluation) -> None:
-    top = cached_reliability(ev.path, ev.task)
-    view_bins = cached_reliability(ev.path, ev.task, ev.view)
+    top = cached_reliability(ev.file, ev.task)
+    view_bins = cached_reliability(ev.file, ev.task, ev.view)
     cols = st.columns(4)
     cols[0].metric("ECE (top label)", f"{top.ece:.3f}", help="Expected calibration error of the model's "
                    "confidence in its own call, 10 equal-width bins (0 = perfectly calibrated).")
@@ -237,7 +240,7 @@ def calibration_section(ev: Evaluation) -> None:
                    help="Mean squared distance between the probabilities and the one-hot truth (0 best, 2 worst).")
     cols[2].metric(f"ECE ({ev.view.name})", f"{view_bins.ece:.3f}")
     cols[3].metric(f"Brier ({ev.view.name})", f"{brier_score(ev.scores.truth.astype(int), ev.scores.scores):.3f}")
-    fig = reliability_view_figure(ev.path, ev.task, ev.view)
+    fig = reliability_view_figure(ev.file, ev.task, ev.view)
     st.plotly_chart(fig, key="perf_reliability")
     figure_downloads(fig, "reliability-diagram", key="perf_reliability_dl")
     table = pd.DataFrame({"bin_low": top.edges[:-1], "bin_high": top.edges[1:], "images": top.counts,

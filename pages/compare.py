@@ -10,10 +10,10 @@ from core.errors import InputError
 from core.metrics.dashboard import available_views, urgent_view
 from core.metrics.run_compare import data_size_label, learning_curve
 from core.plots import PointMarker, compare_roc_figure, learning_curve_figure, metric_bars_figure, series_colors
-from dashboard.common import get_workspace, load_predictions, remember_selection
+from dashboard.common import PredictionsFile, get_workspace, load_predictions, remember_selection
 from dashboard.downloads import figure_downloads, table_download
-from dashboard.evaluation import (active_penalty, aligned_runs, comparison_tables, run_config, run_training_images,
-                                  run_view_scores)
+from core.train.run_folder import run_config, run_training_images
+from dashboard.evaluation import active_penalty, aligned_runs, comparison_tables, run_view_scores
 from dashboard.evaluation_ui import plain, with_interval_text
 
 MAX_DEFAULT_RUNS = 6
@@ -60,14 +60,13 @@ if len(chosen) < 2:
         if len(run_ids) < 2 else ""), icon=":material/info:")
     st.stop()
 
-paths, tasks = {}, {}
+sources = []
 for rid in chosen:
-    label = labels[rid]
-    paths[label] = on_set[rid]["path"]
-    meta = load_predictions(on_set[rid]["path"])[1]
-    tasks[label] = task_of(meta, runs.get(rid, {}).get("task"))
+    file = PredictionsFile.at(on_set[rid]["path"])
+    sources.append((labels[rid], file, task_of(load_predictions(file)[1], runs.get(rid, {}).get("task"))))
+sources = tuple(sources)
 try:
-    aligned = aligned_runs(paths, tasks)
+    aligned = aligned_runs(sources)
 except InputError as exc:
     st.error(f"These runs cannot be compared: {plain(exc)}")
     st.stop()
@@ -86,9 +85,9 @@ view_name = st.selectbox("Binary view for ROC and DeLong", view_names, key="cmp_
                          index=view_names.index(preferred.name) if preferred.name in view_names else 0)
 view = views[view_names.index(view_name)]
 penalty_name, penalty = active_penalty(ws, task)
-summary, pairs = comparison_tables(paths, tasks, view, penalty)
-scores = run_view_scores(paths, tasks, view)
-colors = series_colors(paths)
+summary, pairs = comparison_tables(sources, view, penalty)
+scores = run_view_scores(sources, view)
+colors = series_colors([label for label, _, _ in sources])
 threshold = float(st.session_state.get("threshold", 0.5))
 curves, points = {}, []
 for label, run_scores in scores.items():

@@ -85,7 +85,7 @@ with tab_compare:
     penalty_name, penalty = penalty_in_use(ws, task)
 
     try:
-        result = comparison(evaluation["path"], readings, task, view, threshold, match, penalty, lr_ci)
+        result = comparison(evaluation["file"], readings, task, view, threshold, match, penalty, lr_ci)
     except InputError as exc:
         show_problem("The readers could not be compared with the model.", exc)
         st.stop()

@@ -28,7 +28,7 @@ if task.kind == "multilabel":
     st.info("Penalty matrices apply to single-label tasks (one call per image); this task is multi-label.")
     st.stop()
 try:
-    arrays = evaluation_inputs(selection["path"], task)
+    arrays = evaluation_inputs(selection["file"], task)
 except InputError as exc:
     st.error(f"These predictions cannot be evaluated: {plain(exc)}")
     st.stop()
@@ -138,7 +138,7 @@ if selection.get("dataset_id"):
     readings = list_readings(ws, selection["dataset_id"])
     if not readings.empty:
         try:
-            readers = reader_confusions_for(selection["path"], task, readings)
+            readers = reader_confusions_for(selection["file"], task, readings)
         except InputError as exc:
             st.warning(f"The readings of this test set cannot be compared: {plain(exc)}")
 table = penalty_table(effect, readers)

@@ -28,9 +28,9 @@ st.caption("A trained model on a test set: headline rates with 95% intervals, RO
 ws = get_workspace()
 selection = evaluation_or_stop(ws, key="perf")
 task = selection["task"]
-path = selection["path"]
+file = selection["file"]
 try:
-    arrays = evaluation_inputs(path, task)
+    arrays = evaluation_inputs(file, task)
 except InputError as exc:
     st.error(f"These predictions cannot be evaluated: {plain(exc)}")
     st.stop()
@@ -44,9 +44,9 @@ def multilabel_view() -> None:
     if st.session_state.get("perf_label") not in task.classes:
         st.session_state.pop("perf_label", None)
     label = st.selectbox("Label whose ROC sets the operating point", list(task.classes), key="perf_label")
-    scores = cached_view_scores(path, task, BinaryView(label, (label,), ()))
+    scores = cached_view_scores(file, task, BinaryView(label, (label,), ()))
     point = operating_point_ui(scores, key="perf")
-    aucs = cached_class_aucs(path, task)
+    aucs = cached_class_aucs(file, task)
     table = multilabel_threshold_table(arrays, point.threshold, aucs)
     macro, weighted = macro_and_weighted_auc(aucs, table["positives"])
     cols = st.columns(3)
@@ -58,7 +58,7 @@ def multilabel_view() -> None:
                  column_config={"prevalence": st.column_config.NumberColumn(format="percent")})
     table_download(table, "per-label-metrics", key="perf_label_csv")
     left, right = st.columns(2)
-    series = view_roc_series(path, task, BinaryView(label, (label,), ()), class_colors(task.classes)[label])
+    series = view_roc_series(file, task, BinaryView(label, (label,), ()), class_colors(task.classes)[label])
     with left:
         if series is None:
             st.info(f"Label {plain(label)} has no positive or no negative images: no ROC curve.")
@@ -67,7 +67,7 @@ def multilabel_view() -> None:
             st.plotly_chart(fig, key="perf_label_roc")
             figure_downloads(fig, f"roc-{label}", key="perf_label_roc_dl")
     with right:
-        label_roc, _ = class_figures(path, task)
+        label_roc, _ = class_figures(file, task)
         st.plotly_chart(label_roc, key="perf_labels_roc")
         figure_downloads(label_roc, "roc-per-label", key="perf_labels_roc_dl")
 
@@ -86,7 +86,7 @@ top_left, top_right = controls.columns([2, 3])
 view_name = top_left.selectbox("Binary view (ROC, operating point, PPV/NPV)", names, key="perf_view",
                                index=names.index(preferred.name) if preferred.name in names else 0)
 view = views[names.index(view_name)]
-scores = cached_view_scores(path, task, view)
+scores = cached_view_scores(file, task, view)
 point = operating_point_ui(scores, key="perf", container=top_right)
 decides_all = covers_all_classes(view, task)
 call_rule = top_left.radio("Class calls", list(CALL_RULES), format_func=CALL_RULES.get, key="perf_calls",
@@ -105,7 +105,7 @@ else:
                          "class; the threshold moves this view's numbers.")
 penalty_name, penalty = active_penalty(ws, task)
 summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes)
-ev = Evaluation(ws, selection, task, path, arrays, view, scores, point, point.metrics(), calls, rule_text, summary,
+ev = Evaluation(ws, selection, task, file, arrays, view, scores, point, point.metrics(), calls, rule_text, summary,
                 penalty_name)
 
 cards = st.columns(5)
@@ -117,9 +117,9 @@ metric_card(cards[3], "Weighted error", summary.weighted_error, percent=False,
             help=f"Mean penalty per image with the penalty matrix '{plain(penalty_name)}' (edit it on the Penalties "
                  "page).")
 urgent = urgent_view(task)
-aucs = cached_class_aucs(path, task)
+aucs = cached_class_aucs(file, task)
 if urgent is not None:
-    metric_card(cards[4], "Urgent-referral AUC", cached_view_scores(path, task, urgent).auc(), percent=False,
+    metric_card(cards[4], "Urgent-referral AUC", cached_view_scores(file, task, urgent).auc(), percent=False,
                 help=f"{', '.join(urgent.positive)} vs the rest, scored by the summed probability (DeLong interval).")
 else:
     macro, _ = macro_and_weighted_auc(aucs, [a.n_positive for a in aucs])

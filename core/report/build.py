@@ -13,7 +13,7 @@ from core.errors import InputError
 from core.infer.predictions import read_predictions, task_of
 from core.metrics import to_jsonable
 from core.metrics.intervals import check_confidence
-from core.metrics.penalties import check_penalty_matrix
+from core.report.active_penalty import resolve_penalty
 from core.report.evaluate import evaluate_predictions
 from core.report.methods import methods_section
 from core.report.model_card import describe_test_set, model_card
@@ -23,27 +23,8 @@ REPORT_FORMAT_VERSION = 1
 PRODUCT_NAME = "OpenKermany"
 DEFAULT_TITLE = "Model evaluation report"
 LR_METHODS = ("log", "koopman", "adjusted_log")
-# The workspace setting the Penalties page keeps the active matrix in: {task name: {"name", "matrix"}}.
-ACTIVE_PENALTY_SETTING = "active_penalty"
-DEFAULT_PENALTY_NAME = "task default"
 # The model's ROC under the readers is stored thinned: a browser draws 1,000 points as well as 100,000.
 MAX_READER_ROC_POINTS = 1000
-
-
-def resolve_penalty(ws: Workspace | None, task: Task, penalty=None,
-                    penalty_name: str | None = None) -> tuple[str, np.ndarray]:
-    """(name, matrix) of the penalty matrix to report: the one given, else the workspace's active matrix for
-    this task (set on the Penalties page), else the task's default."""
-    k = task.num_classes
-    if penalty is not None:
-        return penalty_name or "custom", check_penalty_matrix(penalty, k, "penalty matrix for the report")
-    saved = ((ws.get_setting(ACTIVE_PENALTY_SETTING, {}) if ws is not None else {}) or {}).get(task.name) or {}
-    if saved.get("matrix") is not None:
-        try:
-            return saved.get("name") or "saved", check_penalty_matrix(saved["matrix"], k)
-        except InputError:
-            pass  # a matrix saved for another class list no longer fits: report with the task's default
-    return DEFAULT_PENALTY_NAME, task.penalty()
 
 
 def read_run_predictions(ws: Workspace, run_id: str, test_set_id: str) -> tuple[pd.DataFrame, dict, Task]:
