@@ -10,10 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
-from core.train import cancel_run, reconcile_runs
+from core.train import reconcile_runs
 from tests.conftest import APP_PATH
 
-FINISH_TIMEOUT_S = 90
+FINISH_TIMEOUT_S = 300  # generous: the machine running the suite may be busy
 
 
 def _page(select_run: str | None = None) -> AppTest:
@@ -107,19 +107,12 @@ def test_start_a_tiny_run_and_follow_it(seeded_workspace):
         if ws.get_run(run["id"])["status"] not in ("queued", "running"):
             break
         time.sleep(1)
-    else:  # too slow on this machine: cancelling must then work instead
-        cancel_run(run["id"], ws)
-        for _ in range(60):
-            reconcile_runs(ws)
-            if ws.get_run(run["id"])["status"] not in ("queued", "running"):
-                break
-            time.sleep(1)
     final = ws.get_run(run["id"])
-    assert final["status"] in ("succeeded", "cancelled"), final["error"]
+    # One epoch of a 32 px test model takes seconds; cancelling is tested in tests/test_train_runs.py.
+    assert final["status"] == "succeeded", final["error"] or final["status"]
     at.run()
-    assert {m.label: m.value for m in at.metric}["Status"] == final["status"]
-    if final["status"] == "succeeded":
-        assert final["best_metric"] is not None and at.get("plotly_chart")
+    assert {m.label: m.value for m in at.metric}["Status"] == "succeeded"
+    assert final["best_metric"] is not None and at.get("plotly_chart")
 
 
 def test_demo_run_config_is_launchable(seeded_workspace, workspace):
