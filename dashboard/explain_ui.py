@@ -16,16 +16,18 @@ import streamlit as st
 
 from core.errors import InputError
 from core.explain import MapCache, colorbar, get_explainer, shared_scale
+from core.explain.case_images import CaseImages
+from core.explain.case_maps import Case, cached_maps, case_map, explain_cases
+from core.explain.colormaps import COLORMAPS
+from core.explain.explain_model import ExplainModel
 from core.explain.overlay import overlay
-from core.explain.case_maps import Case, CaseImages, ExplainModel, cached_maps, case_map, explain_cases
+from core.explain.registry import list_explainers
 from core.explain.gallery import DISAGREEMENTS, OUTCOMES, CaseFilter, has_readings
 from core.models import find_checkpoint
 from core.store import Workspace
 from dashboard.evaluation_ui import plain
 
-METHODS = {"occlusion": "Occlusion", "gradcam": "Grad-CAM"}
-COLORMAPS = ("inferno", "magma", "viridis", "cividis", "plasma")
-HIDDEN_PARAMS = {"multilabel", "perturbations_per_eval", "blur_sigma"}  # set by the model / speed knobs
+METHODS = {explainer.name: explainer.title for explainer in list_explainers()}  # name -> title, in UI order
 MAX_JOB_CASES = 2000
 FINISHED_JOBS_KEPT_S = 3600
 
@@ -139,27 +141,26 @@ def method_params_ui(method: str, input_hw: tuple[int, int], container=None) -> 
     box = container or st
     params = {}
     for spec in get_explainer(method).params:
-        if spec.name in HIDDEN_PARAMS:
+        if spec.hidden:
             continue
         key = f"explain_{method}_{spec.name}"
         if spec.kind in ("int", "float"):
             cast = int if spec.kind == "int" else float
-            top = min(input_hw) if spec.name in ("window", "stride") else None
+            top = min(input_hw) if spec.within_input else None
             value = box.number_input(
-                spec.name.replace("_", " ").capitalize() + (" (px)" if spec.name in ("window", "stride") else ""),
-                min_value=cast(spec.minimum) if spec.minimum is not None else None, max_value=top,
+                spec.label, min_value=cast(spec.minimum) if spec.minimum is not None else None, max_value=top,
                 value=cast(min(spec.default, top or spec.default)) if spec.default is not None else None,
                 step=1 if spec.kind == "int" else 0.1, key=key, help=spec.help,
                 placeholder="default" if spec.default is None else None)
             params[spec.name] = cast(value) if value is not None else None
         elif spec.kind == "choice":
-            params[spec.name] = box.selectbox(spec.name.capitalize(), list(spec.choices), key=key, help=spec.help,
+            params[spec.name] = box.selectbox(spec.label, list(spec.choices), key=key, help=spec.help,
                                               index=list(spec.choices).index(spec.default))
         elif spec.kind == "bool":
-            params[spec.name] = box.checkbox(spec.name.capitalize(), value=bool(spec.default), key=key,
+            params[spec.name] = box.checkbox(spec.label, value=bool(spec.default), key=key,
                                              help=spec.help)
         else:
-            text = box.text_input(spec.name.capitalize(), key=key, help=spec.help, placeholder="default")
+            text = box.text_input(spec.label, key=key, help=spec.help, placeholder="default")
             params[spec.name] = text.strip() or None
     return {k: v for k, v in params.items() if v is not None}
 
@@ -213,9 +214,10 @@ def colour_bar(display: Display, scales: dict, container=None) -> None:
     # core's bar is vertical with the top at vmax; turned clockwise, low is on the left
     box.image(colorbar(display.colormap, height=240, width=12).rotate(-90, expand=True), width=240)
     if display.shared and any(scales.values()):
-        parts = [f"{METHODS.get(m, m)} 0 to {s[1]:.3g}" for m, s in scales.items() if s]
+        parts = [f"{get_explainer(m).title} 0 to {s[1]:.3g} ({get_explainer(m).map_unit})"
+                 for m, s in scales.items() if s]
         box.caption("Colour scale, transparent to bright, shared across the gallery's computed maps: "
-                    + "; ".join(parts) + " (drop in probability for occlusion, relative activation for Grad-CAM).")
+                    + "; ".join(parts) + ".")
     else:
         box.caption("Each map on its own scale: transparent at 0, bright at its own maximum.")
 
@@ -339,10 +341,10 @@ def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], metho
 # -- one case ----------------------------------------------------------------------------------------------
 def map_or_button(model: ExplainModel, images: CaseImages, image, image_id: str, target: int, method: str,
                   params: dict, cache: MapCache, key: str, container, estimate: float):
-    """Grad-CAM is computed at once (one backward); occlusion is read from the cache, or computed on request (the
-    caller says how long that takes)."""
+    """A method the registry marks `at_once` (Grad-CAM: one backward) is computed at once; others (occlusion) are
+    read from the cache, or computed on request (the caller says how long that takes)."""
     amap = case_map(model, images, image_id, target, method, params, cache, compute=False, image=image)
-    if amap is not None or method == "gradcam":
+    if amap is not None or get_explainer(method).at_once:
         if amap is None:
             amap = case_map(model, images, image_id, target, method, params, cache, image=image)
             maps_added()

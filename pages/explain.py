@@ -8,8 +8,9 @@ import streamlit as st
 
 from core.errors import InputError
 from core.explain import MapCache
-from core.explain.case_maps import (case_map, draw_boxes, overlays_zip, png_bytes, safe_file_name, score_cases,
-                                    suggested_colormap)
+from core.explain.case_maps import case_map, score_cases
+from core.explain.exports import draw_boxes, overlays_zip, png_bytes, safe_file_name, suggested_colormap
+from core.explain.registry import get_explainer
 from core.explain.gallery import case_table, select_cases
 from core.readers import export_csv, list_readings
 from dashboard.common import get_workspace
@@ -107,7 +108,7 @@ if st.session_state.get("explain_thumbs") not in ["image", *methods]:
     st.session_state.pop("explain_thumbs", None)
 shows = top[1].radio("Thumbnails show", ["image", *methods], key="explain_thumbs", horizontal=True,
                      format_func=lambda m: "the image" if m == "image" else f"{METHODS[m]} overlay" + (
-                         " (when computed)" if m == "occlusion" else ""))
+                         "" if get_explainer(m).at_once else " (when computed)"))
 chunk = selected.iloc[(page - 1) * GALLERY_PAGE: page * GALLERY_PAGE]
 scales = {method: scale_of(maps) for method, maps in gallery.items()}
 thumbs, captions, unreadable, new_maps = [], [], [], False
@@ -120,7 +121,7 @@ for image_id, label, called, confidence in chunk[["image_id", "label", "predicte
         unreadable.append(f"{image_id}: {exc}")
         continue
     amap = gallery.get(shows, {}).get(image_id)
-    if amap is None and shows == "gradcam":  # one backward pass each: draw the page's Grad-CAMs at once
+    if amap is None and shows != "image" and get_explainer(shows).at_once:  # cheap: draw the page's maps at once
         amap = case_map(model, images, image_id, model.class_index(facts_target[image_id]), shows, methods[shows],
                         cache, image=image)
         new_maps = True
