@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.data.ingest import ingest_upload, load_registered, register_folder
+from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
 from core.errors import InputError
 from core.store import Workspace
@@ -49,7 +49,7 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
                    "images with a CSV manifest (`path,label[,patient_id][,split]`); a **CSV manifest** on its own "
                    "only describes images, so it needs them in the same zip; or a **MedMNIST .npz**. Files are "
                    "stored in the workspace under generated names; nothing leaves this machine.")
-        upload = st.file_uploader(f"File for the new {noun}", type=["zip", "csv", "npz"], key=f"{key}_file")
+        upload = st.file_uploader(f"File for the new {noun}", type=list(UPLOAD_TYPES), key=f"{key}_file")
         if st.button(f"Add {noun}", key=f"{key}_upload_button", disabled=upload is None, type="primary"):
             with st.spinner("Checking and registering the upload..."):
                 added = _try(lambda: ingest_upload(ws, upload.name, upload, role=role, task=task, name=name or None,

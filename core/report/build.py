@@ -13,6 +13,7 @@ from core.errors import InputError
 from core.infer.predictions import read_predictions, task_of
 from core.metrics import to_jsonable
 from core.metrics.intervals import check_confidence
+from core.metrics.likelihood_ratios import LR_METHODS
 from core.report.active_penalty import resolve_penalty
 from core.report.evaluate import evaluate_predictions
 from core.report.methods import methods_section
@@ -22,7 +23,6 @@ from core.store import Workspace
 REPORT_FORMAT_VERSION = 1
 PRODUCT_NAME = "OpenKermany"
 DEFAULT_TITLE = "Model evaluation report"
-LR_METHODS = ("log", "koopman", "adjusted_log")
 # The model's ROC under the readers is stored thinned: a browser draws 1,000 points as well as 100,000.
 MAX_READER_ROC_POINTS = 1000
 
