@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from core.store import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from core.data.tasks import Task
+from dashboard import state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +33,6 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("Explain", "report.py", "Report", ":material/description:"),
 ]
 
-# Keys of the selection that follows the user across pages and survives a reload (via the workspace).
-SELECTION_KEYS = ("run_id", "test_set_id", "threshold")
 
 
 def apply_style() -> None:
@@ -42,7 +47,7 @@ def _open_workspace(root: str) -> Workspace:
 
 
 def workspace_root() -> str:
-    return st.session_state.get("workspace_root") or os.environ.get("CORE_WORKSPACE") or str(ROOT / "workspace")
+    return st.session_state.get(state.WORKSPACE_ROOT) or os.environ.get("CORE_WORKSPACE") or str(ROOT / "workspace")
 
 
 def get_workspace() -> Workspace:
@@ -52,16 +57,16 @@ def get_workspace() -> Workspace:
 
 def restore_selection() -> None:
     """Fill the session's selection from the URL, else from the workspace's last selection."""
-    if st.session_state.get("_selection_restored"):
+    if st.session_state.get(state.SELECTION_RESTORED):
         return
     ws = get_workspace()
     saved = ws.get_setting("selection", {}) or {}
     params = st.query_params
-    for key in SELECTION_KEYS:
+    for key in state.SELECTION_KEYS:
         value = params.get(key, saved.get(key))
         if value is not None and key not in st.session_state:
-            st.session_state[key] = float(value) if key == "threshold" else value
-    st.session_state["_selection_restored"] = True
+            st.session_state[key] = float(value) if key == state.THRESHOLD else value
+    st.session_state[state.SELECTION_RESTORED] = True
 
 
 def remember_selection(**values) -> None:
@@ -69,7 +74,7 @@ def remember_selection(**values) -> None:
     ws = get_workspace()
     saved = ws.get_setting("selection", {}) or {}
     for key, value in values.items():
-        if key not in SELECTION_KEYS:
+        if key not in state.SELECTION_KEYS:
             raise KeyError(key)
         st.session_state[key] = value
         saved[key] = value
@@ -126,7 +131,7 @@ def load_predictions(file: PredictionsFile | str | Path):
 
 def reader_in_study(ws: Workspace) -> bool:
     """True while this browser session belongs to a reader who has not finished their study (blinding)."""
-    session = st.session_state.get("reader_session")
+    session = st.session_state.get(state.READER_SESSION)
     if not session:
         return False
     from core.readers import progress
@@ -137,9 +142,28 @@ def reader_in_study(ws: Workspace) -> bool:
         return False
 
 
-def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
+@dataclass(frozen=True, eq=False)
+class EvaluationSelection:
+    """The run x test set chosen on an evaluation page: the predictions table (read-only), its metadata and task,
+    and the run's and test set's registry rows."""
+
+    run_id: str
+    dataset_id: str
+    file: PredictionsFile
+    frame: "pd.DataFrame"
+    meta: dict
+    task: "Task"
+    run: dict | None
+    test_set: dict | None
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+
+def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection | None:
     """Pick a run x test set that has predictions; the choice follows the user across pages.
-    Returns the predictions registry row plus 'frame', 'meta', 'task', 'run' and 'test_set', or None."""
+    Returns the choice with its predictions, or None (having said why)."""
     from core.infer.predictions import task_of
 
     if reader_in_study(ws):
@@ -160,12 +184,12 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
         run = runs.get(rid)
         return f"{run['name']} ({run['backbone']}, {run['mode']})" if run else rid
 
-    current_run = st.session_state.get("run_id")
+    current_run = st.session_state.get(state.RUN_ID)
     col_run, col_test = st.columns(2)
     run_id = col_run.selectbox("Model (training run)", run_ids, format_func=run_label, key=f"{key}_run",
                                index=run_ids.index(current_run) if current_run in run_ids else 0)
     test_ids = [r["dataset_id"] for r in rows if r["run_id"] == run_id]
-    current_test = st.session_state.get("test_set_id")
+    current_test = st.session_state.get(state.TEST_SET_ID)
     test_set_id = col_test.selectbox(
         "Test set", test_ids, key=f"{key}_test",
         format_func=lambda tid: test_sets.get(tid, {}).get("name", tid),
@@ -176,5 +200,5 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
     file = PredictionsFile.at(row["path"])
     frame, meta = load_predictions(file)
     task = task_of(meta, (runs.get(run_id) or {}).get("task"))
-    return {**row, "file": file, "frame": frame, "meta": meta, "task": task, "run": runs.get(run_id),
-            "test_set": test_sets.get(test_set_id)}
+    return EvaluationSelection(run_id=run_id, dataset_id=test_set_id, file=file, frame=frame, meta=meta, task=task,
+                               run=runs.get(run_id), test_set=test_sets.get(test_set_id))

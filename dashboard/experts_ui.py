@@ -1,8 +1,6 @@
-"""Experts UI plumbing: cached reader-vs-model tables, demo readers, safe text and CSV, a finished reader's results."""
+"""Experts UI plumbing: cached reader-vs-model tables, demo readers, a finished reader's results."""
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pandas as pd
@@ -11,41 +9,20 @@ import streamlit as st
 from core.data.tasks import Task
 from core.errors import InputError
 from core.plots.experts import interval_text, reader_roc_figure
-from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, export_csv, is_simulated, list_readings,
+from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, is_simulated, list_readings,
                           lr_table, model_metrics, model_roc, reader_results, roc_points, simulated_profile,
                           store_simulated_readers, weighted_error_table)
 from core.readers.study import Study
 from core.store import Workspace
+from dashboard import state
 from dashboard.common import PredictionsFile, load_predictions
+from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import active_penalty
-from dashboard.downloads import figure_downloads
+from dashboard.widgets import plain, show_error
 
 LR_METHOD_LABELS = {"log": "log (Simel)", "koopman": "Koopman score", "adjusted_log": "adjusted log (+0.5)"}
 MATCH_LABELS = {None: "at a score threshold", "specificity": "matched to each reader's specificity",
                 "sensitivity": "matched to each reader's sensitivity"}
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def plain(text) -> str:
-    """User text (file names, reader codes, problems naming them) made inert for st.markdown/st.error:
-    every markdown character escaped, so a file name can never become a link or an image."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-
-
-def show_problem(headline: str, exc: Exception) -> None:
-    """A clear error: a fixed headline, then the problem (which may quote user text) as plain text."""
-    st.error(headline, icon=":material/error:")
-    st.code(str(exc), language=None, wrap_lines=True)
-
-
-def csv_download(frame: pd.DataFrame, name: str, key: str, label: str = "CSV") -> None:
-    """A CSV download built only when clicked; cells a spreadsheet would run as formulas are defused
-    (reader codes and sources come from users)."""
-    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-").lower() or "table"
-    st.download_button(label, data=lambda: export_csv(frame), file_name=f"{slug}.csv", mime="text/csv", key=key,
-                       icon=":material/download:", on_click="ignore")
-
-
 def penalty_in_use(ws: Workspace, task: Task) -> tuple[str, np.ndarray]:
     """The penalties page's matrix for this task (session, then workspace, then the task default)."""
     return active_penalty(ws, task)
@@ -204,12 +181,12 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
         if models else None
     frame = load_predictions(chosen["path"])[0] if chosen else None
     name, penalty = penalty_in_use(ws, task)
-    threshold = float(st.session_state.get("threshold") or 0.5)
+    threshold = state.current_selection().threshold_or_default
     try:
         report = reader_results(ws, study.id, reader_id, predictions=frame, view=view, threshold=threshold,
                                 penalty=penalty)
     except InputError as exc:
-        show_problem("Your results could not be computed.", exc)
+        show_error("Your results could not be computed.", exc)
         return
     metrics, model, paired = report["metrics"], report["model"], report["paired"]
     if report.get("problem"):
@@ -249,5 +226,5 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
         st.caption("The curve is the model on the whole test set; the cross is the model at its threshold on the "
                    "images you graded; your crosshairs are 95% Wilson intervals.")
         figure_downloads(fig, "reader-roc", key=f"{key}_roc_dl")
-    csv_download(pd.DataFrame([{"reader_id": reader_id, **metrics}] + ([model] if model else [])),
-                 f"reader-results-{reader_id}", key=f"{key}_csv", label="Your results (CSV)")
+    table_download(pd.DataFrame([{"reader_id": reader_id, **metrics}] + ([model] if model else [])),
+                   f"reader-results-{reader_id}", key=f"{key}_csv", label="Your results (CSV)")

@@ -25,7 +25,9 @@ from core.explain.registry import list_explainers
 from core.explain.gallery import DISAGREEMENTS, OUTCOMES, CaseFilter, has_readings
 from core.models import find_checkpoint
 from core.store import Workspace
-from dashboard.evaluation_ui import plain
+from dashboard import state
+from dashboard.widgets import plain, show_error, sticky_select
+
 
 METHODS = {explainer.name: explainer.title for explainer in list_explainers()}  # name -> title, in UI order
 MAX_JOB_CASES = 2000
@@ -94,8 +96,7 @@ def boxes_ui(images: CaseImages, test_set: dict) -> tuple[dict, str | None]:
             boxes, problems = _default_boxes(str(path), path.stat().st_mtime, *key, images)
             source = f"{path.name} beside the test set"
     except InputError as exc:
-        st.error("The boxes CSV was not used:", icon=":material/error:")
-        st.code(str(exc), language=None, wrap_lines=True)
+        show_error("The boxes CSV was not used:", exc)
         return {}, None
     st.caption(f"Lesion boxes from the {plain(source)}: {len(boxes):,} images of this test set have boxes"
                + (f"; {len(problems):,} box rows are for images outside it." if problems else "."))
@@ -186,11 +187,9 @@ class Display:
 def display_ui(default_colormap: str) -> Display:
     cols = st.columns(3)
     opacity = cols[0].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_opacity")
-    if st.session_state.get("explain_colormap") not in COLORMAPS:
-        st.session_state["explain_colormap"] = default_colormap
-    colormap = cols[1].selectbox("Colormap", COLORMAPS, key="explain_colormap",
-                                 help="inferno (the default for grayscale scans) rises steadily in lightness, so it "
-                                      "reads over gray images and in print; viridis suits colour photographs.")
+    colormap = sticky_select("Colormap", COLORMAPS, "explain_colormap", default=default_colormap, container=cols[1],
+                             help="inferno (the default for grayscale scans) rises steadily in lightness, so it "
+                                  "reads over gray images and in print; viridis suits colour photographs.")
     shared = cols[2].toggle("One colour scale per method across cases", value=True, key="explain_shared_scale",
                             help="On: a colour means the same attribution in every image of the gallery, so maps "
                                  "compare across images. Off: each map is stretched to its own maximum.")
@@ -318,16 +317,15 @@ def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], metho
                f"({duration(estimate)} per case); maps already on disk are reused, so a second run is instant."
                + (f" Narrow the selection to at most {MAX_JOB_CASES:,} cases." if n > MAX_JOB_CASES else ""))
     if clicked:
-        st.session_state["explain_job"] = start_maps_job(model, images, cases, methods, cache)
-    job_id = st.session_state.get("explain_job")
+        st.session_state[state.EXPLAIN_JOB] = start_maps_job(model, images, cases, methods, cache)
+    job_id = st.session_state.get(state.EXPLAIN_JOB)
     job = job_state(job_id) if job_id else None
     if job is None:
         return
     if job["status"] == "running":
         _job_progress(job_id)
     elif job["status"] == "failed":
-        st.error("Computing the maps failed:", icon=":material/error:")
-        st.code(job.get("error") or "unknown error", language=None, wrap_lines=True)
+        show_error("Computing the maps failed:", job.get("error") or "unknown error")
     else:
         verb = "Stopped" if job["status"] == "stopped" else "Done"
         st.success(f"{verb}: {job['computed'] + job['cached']} of {job['total']} maps ready for {job['n_cases']} "

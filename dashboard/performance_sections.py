@@ -17,12 +17,14 @@ from core.metrics.dashboard import (CallSummary, EvaluationArrays, cases_in_cell
 from core.plots import (COLOUR_MODES, PointMarker, class_distribution_figure, confusion_figure, pr_figure,
                         predictive_values_figure, roc_figure)
 from core.store import Workspace
+from dashboard import state
 from dashboard.downloads import figure_downloads, table_download
 from core.train.run_folder import recorded_balance, run_config
-from dashboard.common import PredictionsFile
+from dashboard.common import EvaluationSelection, PredictionsFile
 from dashboard.evaluation import cached_reliability, training_class_counts
 from dashboard.evaluation_figures import class_figures, reliability_view_figure, view_pr_series, view_roc_series
-from dashboard.evaluation_ui import interval_text, metric_card, plain, thumbnails_ui, with_interval_text
+from dashboard.evaluation_ui import interval_text, metric_card, thumbnails_ui, with_interval_text
+from dashboard.widgets import plain
 
 # Prevalences for the PPV/NPV curve: screening populations (0.1%) up to referral clinics (99%).
 PREVALENCE_GRID = np.unique(np.concatenate([np.logspace(-3, np.log10(0.99), 80), [0.5]]))
@@ -34,7 +36,7 @@ class Evaluation:
     """Everything the sections read for one run x test set at the current operating point."""
 
     ws: Workspace
-    selection: dict
+    selection: EvaluationSelection
     task: Task
     file: PredictionsFile
     arrays: EvaluationArrays
@@ -104,14 +106,14 @@ def confusion_section(ev: Evaluation) -> None:
                                 format_func=lambda m: COLOUR_MODES[m]) or "row"
     chart_key = "perf_confusion_chart"
     clicked = _selected_cell(chart_key, k)
-    if clicked is not None and clicked != st.session_state.get("perf_cell_applied"):
-        st.session_state["perf_cell_applied"] = clicked
-        st.session_state["perf_cell_true"], st.session_state["perf_cell_called"] = classes[clicked[0]], \
+    if clicked is not None and clicked != st.session_state.get(state.CELL_APPLIED):
+        st.session_state[state.CELL_APPLIED] = clicked
+        st.session_state[state.CELL_TRUE], st.session_state[state.CELL_CALLED] = classes[clicked[0]], \
             classes[clicked[1]]
-    if st.session_state.get("perf_cell_true") not in classes or st.session_state.get("perf_cell_called") not in classes:
+    if st.session_state.get(state.CELL_TRUE) not in classes or st.session_state.get(state.CELL_CALLED) not in classes:
         i, j = largest_error_cell(ev.summary.confusion)
-        st.session_state["perf_cell_true"], st.session_state["perf_cell_called"] = classes[i], classes[j]
-    cell = (classes.index(st.session_state["perf_cell_true"]), classes.index(st.session_state["perf_cell_called"]))
+        st.session_state[state.CELL_TRUE], st.session_state[state.CELL_CALLED] = classes[i], classes[j]
+    cell = (classes.index(st.session_state[state.CELL_TRUE]), classes.index(st.session_state[state.CELL_CALLED]))
     fig = confusion_figure(ev.summary.confusion, colour_by=mode, selected=cell,
                            title=f"Confusion matrix ({ev.calls_rule})")
     st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points")
@@ -122,12 +124,12 @@ def confusion_section(ev: Evaluation) -> None:
     left, right = st.columns(2)
     left.selectbox("True class", classes, key="perf_cell_true")
     right.selectbox("Called class", classes, key="perf_cell_called")
-    i, j = classes.index(st.session_state["perf_cell_true"]), classes.index(st.session_state["perf_cell_called"])
+    i, j = classes.index(st.session_state[state.CELL_TRUE]), classes.index(st.session_state[state.CELL_CALLED])
     cases = cases_in_cell(ev.arrays, ev.calls, i, j)
     st.caption(f"{len(cases):,} images are {plain(classes[i])} and were called {plain(classes[j])}.")
     # The explain page reads this to open the same cases.
-    st.session_state["confusion_cell"] = {"run_id": ev.selection.get("run_id"),
-                                          "test_set_id": ev.selection.get("dataset_id"), "true": classes[i],
+    st.session_state[state.CONFUSION_CELL] = {"run_id": ev.selection.run_id,
+                                          "test_set_id": ev.selection.dataset_id, "true": classes[i],
                                           "called": classes[j], "image_ids": cases["image_id"].head(200).tolist()}
     if len(cases):
         shown = cases.drop(columns=["row"])
@@ -136,7 +138,7 @@ def confusion_section(ev: Evaluation) -> None:
                                     "p_called_class": st.column_config.NumberColumn("P(called class)",
                                                                                     format="%.3f")})
         table_download(shown, f"cases-{classes[i]}-called-{classes[j]}", key="perf_cell_csv")
-        thumbnails_ui(ev.selection.get("test_set"), cases["image_id"].tolist())
+        thumbnails_ui(ev.selection.test_set, cases["image_id"].tolist())
 
 
 def class_section(ev: Evaluation, aucs) -> None:
@@ -169,7 +171,7 @@ def tiers_section(ev: Evaluation) -> None:
 def imbalance_section(ev: Evaluation) -> None:
     classes = list(ev.task.classes)
     test_counts = label_counts(ev.arrays.truth, classes)
-    run = ev.selection.get("run")
+    run = ev.selection.run
     train_counts, train_note = training_class_counts(run_config(run)) if run else (None, "no run selected")
     splits = {"train": train_counts, "test": test_counts} if train_counts else {"test": test_counts}
     distribution = class_distribution(classes, splits)
@@ -205,7 +207,7 @@ def imbalance_section(ev: Evaluation) -> None:
 
 def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
     st.markdown("**What class balancing did in training**")
-    config = run_config(ev.selection.get("run"))
+    config = run_config(ev.selection.run)
     balance = str(config.get("balance") or "none")
     described = {"none": "No class balancing: each image counted once in the loss, batches drawn as the data "
                          "came.",
@@ -214,7 +216,7 @@ def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
                  "sampler": "Balanced sampler: training images drawn with replacement, each class equally "
                             "likely, so every class fills the same share of the batches."}
     st.write(described.get(balance, f"Class balancing setting: {balance}"))
-    recorded = recorded_balance(ev.selection.get("run"))
+    recorded = recorded_balance(ev.selection.run)
     if recorded:
         st.caption("Recorded by the trainer:")
         st.json(recorded, expanded=False)

@@ -17,17 +17,13 @@ from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, regis
 from core.data.tasks import list_tasks
 from core.errors import InputError
 from core.store import Workspace
+from dashboard import state
 from dashboard.common import ROOT, remember_selection
+from dashboard.widgets import show_error
 
 AUTO_TASK = "auto"
 # Okabe-Ito, one colour per split in the class-count chart.
 SPLIT_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
-
-
-def show_error(headline: str, detail: str) -> None:
-    """A fixed headline in an error box, and the (possibly user-derived) detail as plain text."""
-    st.error(headline, icon=":material/error:")
-    st.code(detail, language=None, wrap_lines=True)
 
 
 # -- adding data -----------------------------------------------------------------------------------
@@ -73,7 +69,7 @@ def _try(action, noun: str) -> str | None:
             st.caption("Or tick *Skip unreadable images and unusable rows* to add the rest; the skipped files are "
                        "then listed with the data.")
         return None
-    st.session_state["_data_added"] = {"id": result.dataset_id, "reused": result.reused, "noun": noun,
+    st.session_state[state.DATA_ADDED] = {"id": result.dataset_id, "reused": result.reused, "noun": noun,
                                        "name": result.record["name"], "n": result.record["n_images"],
                                        "problems": result.record["meta"].get("n_problems", 0)}
     return result.dataset_id
@@ -81,7 +77,7 @@ def _try(action, noun: str) -> str | None:
 
 def show_added_message() -> None:
     """The message of an upload added in the previous run (kept across the rerun that selects it)."""
-    info = st.session_state.pop("_data_added", None)
+    info = st.session_state.pop(state.DATA_ADDED, None)
     if not info:
         return
     verb = "was already registered" if info["reused"] else "added"

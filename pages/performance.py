@@ -14,10 +14,11 @@ from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs
 from dashboard.evaluation_figures import class_figures, view_roc_series
-from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, plain, with_interval_text
+from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, with_interval_text
 from dashboard.performance_sections import (Evaluation, calibration_section, class_section, confusion_section,
                                             headline_text, imbalance_section, pr_section, roc_section,
                                             tiers_section)
+from dashboard.widgets import plain, show_error, sticky_select
 
 CALL_RULES = {"point": "class calls follow the operating point", "argmax": "class calls = most probable class"}
 
@@ -27,12 +28,12 @@ st.caption("A trained model on a test set: headline rates with 95% intervals, RO
 
 ws = get_workspace()
 selection = evaluation_or_stop(ws, key="perf")
-task = selection["task"]
-file = selection["file"]
+task = selection.task
+file = selection.file
 try:
     arrays = evaluation_inputs(file, task)
 except InputError as exc:
-    st.error(f"These predictions cannot be evaluated: {plain(exc)}")
+    show_error("These predictions cannot be evaluated:", exc)
     st.stop()
 
 
@@ -41,9 +42,7 @@ def multilabel_view() -> None:
     st.info("This is a **multi-label** task: each label is its own yes/no question, so there is no single "
             "confusion matrix, referral tier or penalty-weighted error. Shown: AUROC per label (DeLong interval) "
             "and each label's sensitivity and specificity when called at the threshold.", icon=":material/info:")
-    if st.session_state.get("perf_label") not in task.classes:
-        st.session_state.pop("perf_label", None)
-    label = st.selectbox("Label whose ROC sets the operating point", list(task.classes), key="perf_label")
+    label = sticky_select("Label whose ROC sets the operating point", task.classes, "perf_label")
     scores = cached_view_scores(file, task, BinaryView(label, (label,), ()))
     point = operating_point_ui(scores, key="perf")
     aucs = cached_class_aucs(file, task)
@@ -79,12 +78,10 @@ if task.kind == "multilabel":
 views = available_views(task)
 preferred = urgent_view(task) or views[0]
 names = [v.name for v in views]
-if st.session_state.get("perf_view") not in names:  # another task's view, from an earlier selection
-    st.session_state.pop("perf_view", None)
 controls = st.container(border=True)
 top_left, top_right = controls.columns([2, 3])
-view_name = top_left.selectbox("Binary view (ROC, operating point, PPV/NPV)", names, key="perf_view",
-                               index=names.index(preferred.name) if preferred.name in names else 0)
+view_name = sticky_select("Binary view (ROC, operating point, PPV/NPV)", names, "perf_view", default=preferred.name,
+                          container=top_left)
 view = views[names.index(view_name)]
 scores = cached_view_scores(file, task, view)
 point = operating_point_ui(scores, key="perf", container=top_right)
@@ -105,8 +102,8 @@ else:
                          "class; the threshold moves this view's numbers.")
 penalty_name, penalty = active_penalty(ws, task)
 summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes)
-ev = Evaluation(ws, selection, task, file, arrays, view, scores, point, point.metrics(), calls, rule_text, summary,
-                penalty_name)
+ev = Evaluation(ws=ws, selection=selection, task=task, file=file, arrays=arrays, view=view, scores=scores, point=point,
+                rates=point.metrics(), calls=calls, calls_rule=rule_text, summary=summary, penalty_name=penalty_name)
 
 cards = st.columns(5)
 metric_card(cards[0], "Accuracy", summary.accuracy,

@@ -134,7 +134,7 @@ def test_import_validates_everything_and_stores_nothing_on_error(seeded_workspac
 
 
 def test_user_text_is_made_inert_for_markdown():
-    from dashboard.experts_ui import plain
+    from dashboard.widgets import plain
 
     escaped = plain("![x](http://example.invalid/a.png) [link](http://example.invalid) <b>*bold*</b>")
     for token in ("![", "](", "<b>", "*bold*"):
