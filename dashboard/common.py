@@ -129,6 +129,34 @@ def load_predictions(file: PredictionsFile | str | Path):
     return _read_predictions(file if isinstance(file, PredictionsFile) else PredictionsFile.at(file))
 
 
+@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=8)
+def _registered_dataset(root: str, dataset_id: str, fingerprint: str):
+    from core.data.ingest import load_registered
+
+    # fingerprint in the key: re-registered content is never served from an old entry.
+    return load_registered(Workspace.open(root), dataset_id)
+
+
+def registered_dataset(ws: Workspace, record: dict):
+    """A registered dataset or test set as it was registered (its task, skip-bad setting and split), loaded once per
+    content and shared by every page: the one loader of test-set images. Treat it as read-only."""
+    return _registered_dataset(str(ws.root), record["id"], str(record.get("fingerprint")))
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _thumbnail(root: str, dataset_id: str, fingerprint: str, image_id: str, side: int):
+    import numpy as np
+
+    image = _registered_dataset(root, dataset_id, fingerprint).image_by_id(image_id)
+    image.thumbnail((side, side))
+    return np.asarray(image.convert("RGB"))
+
+
+def thumbnail(ws: Workspace, record: dict, image_id: str, side: int):
+    """A registered image shrunk to fit `side` pixels (RGB array), cached; InputError when it cannot be read."""
+    return _thumbnail(str(ws.root), record["id"], str(record.get("fingerprint")), str(image_id), int(side))
+
+
 def reader_in_study(ws: Workspace) -> bool:
     """True while this browser session belongs to a reader who has not finished their study (blinding)."""
     session = st.session_state.get(state.READER_SESSION)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Sequence
 
@@ -14,7 +13,7 @@ from core.errors import InputError
 from core.metrics import BinaryScores, Interval, OperatingPoint
 from core.store import Workspace
 from dashboard import state
-from dashboard.common import EvaluationSelection, remember_selection, select_evaluation
+from dashboard.common import EvaluationSelection, remember_selection, select_evaluation, thumbnail
 from dashboard.widgets import plain
 
 RULES = {
@@ -128,28 +127,8 @@ def operating_point_ui(scores: BinaryScores, key: str, container=None) -> Operat
 
 
 # -- case thumbnails ----------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=4)
-def _test_images(source: str, task_name: str):
-    from core.data import load_dataset
-
-    ds = load_dataset(source, task_name)
-    return ds, pd.Index(ds.table["image_id"].astype(str))
-
-
-@st.cache_data(show_spinner=False, max_entries=2048)
-def _thumbnail(source: str, task_name: str, image_id: str, size: int) -> bytes | None:
-    ds, index = _test_images(source, task_name)
-    position = index.get_indexer([image_id])[0]
-    if position < 0:
-        return None
-    image = ds.load_image(int(position))
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def thumbnails_ui(test_set: dict | None, image_ids: Sequence[str], limit: int = 12, size: int = THUMBNAIL_PX) -> None:
+def thumbnails_ui(ws: Workspace, test_set: dict | None, image_ids: Sequence[str], limit: int = 12,
+                  size: int = THUMBNAIL_PX) -> None:
     """Small images of the first `limit` cases, captioned with their image id (plain text, never HTML)."""
     if not image_ids:
         return
@@ -159,10 +138,8 @@ def thumbnails_ui(test_set: dict | None, image_ids: Sequence[str], limit: int = 
     shown, images = [], []
     try:
         for image_id in list(image_ids)[:limit]:
-            data = _thumbnail(str(test_set["source"]), str(test_set["task"]), str(image_id), int(size))
-            if data is not None:
-                images.append(data)
-                shown.append(str(image_id))
+            images.append(thumbnail(ws, test_set, image_id, size))
+            shown.append(str(image_id))
     except (InputError, OSError) as exc:
         st.caption(f"Images are not available: {plain(exc)}")
         return

@@ -26,6 +26,7 @@ from core.explain.gallery import DISAGREEMENTS, OUTCOMES, CaseFilter, has_readin
 from core.models import find_checkpoint
 from core.store import Workspace
 from dashboard import state
+from dashboard.common import registered_dataset
 from dashboard.widgets import plain, show_error, sticky_select
 
 
@@ -46,13 +47,9 @@ def model_for_run(ws: Workspace, run_id: str) -> ExplainModel:
     return _load_model(str(path), path.stat().st_mtime, run_id)
 
 
-@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=4)
-def _load_images(root: str, test_set_id: str, fingerprint: str, _ws: Workspace) -> CaseImages:
-    return CaseImages.from_workspace(_ws, test_set_id)
-
-
 def images_for(ws: Workspace, test_set: dict) -> CaseImages:
-    return _load_images(str(ws.root), test_set["id"], str(test_set.get("fingerprint")), ws)
+    """The test set's images by id (the shared registered dataset) with its lesion boxes."""
+    return CaseImages(registered_dataset(ws, test_set), test_set.get("source"))
 
 
 @st.cache_resource(show_spinner="Reading the cached maps...", max_entries=8)

@@ -138,7 +138,7 @@ def confusion_section(ev: Evaluation) -> None:
                                     "p_called_class": st.column_config.NumberColumn("P(called class)",
                                                                                     format="%.3f")})
         table_download(shown, f"cases-{classes[i]}-called-{classes[j]}", key="perf_cell_csv")
-        thumbnails_ui(ev.selection.test_set, cases["image_id"].tolist())
+        thumbnails_ui(ev.ws, ev.selection.test_set, cases["image_id"].tolist())
 
 
 def class_section(ev: Evaluation, aucs) -> None:

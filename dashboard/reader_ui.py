@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import streamlit as st
 from PIL import Image
 
-from core.data import load_dataset
 from core.data.images import open_image
-from core.data.tasks import Task, get_task, task_from_dict
+from core.data.tasks import Task, get_task
 from core.errors import InputError
 from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_study, end_early, finish, item_at,
                           join_study, list_studies, next_item, own_answer, passwords_configured, progress,
@@ -18,22 +16,13 @@ from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_stud
 from core.readers.ui_support import reader_study_on
 from core.store import Workspace
 from dashboard import state
+from dashboard.common import registered_dataset
 from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers
 from dashboard.widgets import plain, show_error
 
 NEW_STUDY = "__new__"
 DISPLAY_PIXELS = 900  # long side of the shown image: small scans are enlarged so detail is visible
 CONFIDENCE_WORDS = {1: "1 - a guess", 2: "2", 3: "3", 4: "4", 5: "5 - certain"}
-
-
-@st.cache_resource(show_spinner="Opening the test set...", max_entries=8)
-def _dataset(source: str, task_json: str):
-    return load_dataset(source, task_from_dict(json.loads(task_json)))
-
-
-def test_set_dataset(row: dict, task: Task):
-    """The test set's Dataset (cached per source): its images and truth go into a new study."""
-    return _dataset(str(row["source"]), json.dumps(task.to_dict(), sort_keys=True))
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -48,11 +37,11 @@ def study_image(ws: Workspace, study: Study, image_id: str, path: str | None) ->
     row = ws.get_dataset(study.test_set_id)
     if row is None:
         raise InputError(f"test set {study.test_set_id!r} is no longer registered")
-    table = test_set_dataset(row, study.task).table
-    matches = table.index[table["image_id"].astype(str) == str(image_id)]
-    if len(matches) == 0:
+    dataset = registered_dataset(ws, row)
+    position = dataset.row_of(image_id)
+    if position is None:
         raise InputError("this image is no longer in the test set")
-    return _image(str(table.loc[matches[0], "path"]))
+    return _image(str(dataset.table["path"].iat[position]))
 
 
 def zoom_image(image: Image.Image, zoom: float, centre_x: float, centre_y: float,
@@ -101,7 +90,7 @@ def start_screen(ws: Workspace) -> None:
     row, task = next((r, t) for r, t in test_sets if r["id"] == test_set_id)
     if test_set_id == demo_test_set_id(ws):
         try:
-            ensure_demo_readers(ws, test_set_id, test_set_dataset(row, task), task)
+            ensure_demo_readers(ws, test_set_id, registered_dataset(ws, row), task)
         except InputError as exc:  # the demo folder was removed: the study list still works
             show_error("The demo's simulated readers could not be created.", exc)
     studies = list_studies(ws, test_set_id)
@@ -146,7 +135,7 @@ def _new_study_form(ws: Workspace, row: dict, task: Task) -> None:
         created = st.form_submit_button("Create study", type="primary")
     if created:
         try:
-            study_id = create_study(ws, row["id"], test_set_dataset(row, task), task, subset_size=int(size),
+            study_id = create_study(ws, row["id"], registered_dataset(ws, row), task, subset_size=int(size),
                                     seed=int(seed), name=name.strip())
         except InputError as exc:
             show_error("The study was not created.", exc)

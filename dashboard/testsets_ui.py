@@ -18,7 +18,7 @@ from core.data.tasks import list_tasks
 from core.errors import InputError
 from core.store import Workspace
 from dashboard import state
-from dashboard.common import ROOT, remember_selection
+from dashboard.common import ROOT, registered_dataset, remember_selection, thumbnail
 from dashboard.widgets import show_error
 
 AUTO_TASK = "auto"
@@ -88,23 +88,6 @@ def show_added_message() -> None:
 
 
 # -- dataset preview -------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Reading the dataset...", max_entries=8)
-def _cached_dataset(root: str, dataset_id: str, fingerprint: str):
-    # fingerprint in the key: re-registered content is never served from an old entry.
-    return load_registered(Workspace.open(root), dataset_id)
-
-
-def cached_dataset(ws: Workspace, record: dict):
-    return _cached_dataset(str(ws.root), record["id"], record["fingerprint"])
-
-
-@st.cache_data(show_spinner=False, max_entries=2048)
-def _thumbnail(root: str, dataset_id: str, fingerprint: str, row: int, side: int) -> np.ndarray:
-    image = _cached_dataset(root, dataset_id, fingerprint).load_image(row)
-    image.thumbnail((side, side))
-    return np.asarray(image.convert("RGB"))
-
-
 def _rows_per_class(ds, per_class: int) -> dict[str, list[int]]:
     table = ds.table
     out = {}
@@ -117,7 +100,7 @@ def _rows_per_class(ds, per_class: int) -> dict[str, list[int]]:
 def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
     """Class counts (table and chart), a thumbnail grid per class, and the problems found on ingestion."""
     try:
-        ds = cached_dataset(ws, record)
+        ds = registered_dataset(ws, record)
     except InputError as exc:
         show_error("This dataset cannot be read any more (moved or changed since it was registered).", str(exc))
         return
@@ -145,7 +128,7 @@ def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
         grid = st.columns(8)
         for slot, row in zip(grid, rows):
             try:
-                slot.image(_thumbnail(str(ws.root), record["id"], record["fingerprint"], row, 128), width="stretch")
+                slot.image(thumbnail(ws, record, ds.table["image_id"].iat[row], 128), width="stretch")
             except InputError:
                 slot.text("unreadable")
     problems = meta.get("problems") or ds.problems

@@ -17,8 +17,6 @@ class CaseImages:
     def __init__(self, dataset, source: str | Path | None = None):
         self.dataset = dataset
         self.source = Path(source) if source else None
-        ids = dataset.table["image_id"].astype(str)
-        self._rows = dict(zip(ids, range(len(ids))))
 
     @classmethod
     def from_workspace(cls, ws, test_set_id: str) -> "CaseImages":
@@ -34,10 +32,10 @@ class CaseImages:
         return self.dataset.table
 
     def __contains__(self, image_id: str) -> bool:
-        return str(image_id) in self._rows
+        return self.dataset.row_of(image_id) is not None
 
     def image(self, image_id: str) -> Image.Image:
-        row = self._rows.get(str(image_id))
+        row = self.dataset.row_of(image_id)
         if row is None:
             raise InputError(f"image {image_id!r} is not in this test set")
         return self.dataset.load_image(row)
