@@ -92,7 +92,8 @@ def bench_core_calls(path: str, repeats: int) -> float:
         point = scores.at_threshold(threshold)
         point.metrics()
         calls = calls_at_threshold(arrays.probabilities, task.classes, view, threshold)
-        summary = call_summary(arrays.truth, calls, task.classes, task.penalty(), arrays.patient_codes)
+        summary = call_summary(arrays.truth, calls, task.classes, task.penalty(), arrays.patient_codes,
+                               probabilities=arrays.probabilities)
         class_table(summary.confusion, aucs)
         tier_confusion(arrays.truth, calls, task)
         penalty_effect(arrays.truth, arrays.probabilities, task.penalty(), arrays.patient_codes)

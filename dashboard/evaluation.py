@@ -8,9 +8,11 @@ import streamlit as st
 
 from core.data.tasks import BinaryView, Task
 from core.infer.predictions import evaluation_arrays
-from core.metrics import BinaryScores, ReliabilityBins, reliability_bins, top_label_reliability
+from core.metrics import BinaryScores, Interval, ReliabilityBins, reliability_bins, top_label_reliability
+from core.metrics import headline
 from core.metrics.dashboard import EvaluationArrays, PrecisionRecall, class_aucs, precision_recall, view_scores
 from core.metrics.referral import binary_view_data
+from core.metrics.roc import AucEstimate
 from core.metrics.run_compare import AlignedRuns
 from core.report.active_penalty import resolve_penalty, save_active_penalty, stored_penalty
 from core.store import Workspace
@@ -56,6 +58,29 @@ def cached_reliability(file: PredictionsFile, task: Task, view: BinaryView | Non
         return top_label_reliability(arrays.truth, arrays.probabilities, n_bins)
     data = binary_view_data(arrays.truth, arrays.probabilities, arrays.task.classes, view)
     return reliability_bins(data.scores, data.truth, n_bins)
+
+
+# -- headline statistics (core.metrics.headline: the methods the exported report uses) -------------------------
+@st.cache_data(show_spinner=False, max_entries=64)
+def headline_weighted_error(file: PredictionsFile, task: Task, calls: np.ndarray, penalty: np.ndarray) -> Interval:
+    """Weighted error of these calls with its patient-bootstrap interval (cached per calls and matrix)."""
+    arrays = evaluation_inputs(file, task)
+    return headline.weighted_error(arrays.truth, arrays.probabilities, calls, penalty, arrays.patient_ids)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def headline_urgent_auc(file: PredictionsFile, task: Task) -> AucEstimate | None:
+    arrays = evaluation_inputs(file, task)
+    return headline.urgent_auc(arrays.truth, arrays.probabilities, task)
+
+
+@st.cache_resource(show_spinner="Bootstrapping the macro AUC...", max_entries=8)
+def headline_macro_auc(file: PredictionsFile, task: Task) -> Interval:
+    """Macro AUC with its patient-bootstrap interval (over labels for multi-label tasks); threshold-free."""
+    arrays = evaluation_inputs(file, task)
+    if task.kind == "multilabel":
+        return headline.label_macro_auc(arrays.truth, arrays.probabilities, arrays.patient_ids)
+    return headline.macro_auc(arrays.truth, arrays.probabilities, arrays.patient_ids)
 
 
 @st.cache_data(show_spinner="Reading the experts' readings...", max_entries=8)

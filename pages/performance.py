@@ -6,13 +6,14 @@ import streamlit as st
 
 from core.data.tasks import BinaryView
 from core.errors import InputError
-from core.metrics import macro_and_weighted_auc, ordinal_agreement
+from core.metrics import headline, macro_and_weighted_auc, ordinal_agreement
 from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, covers_all_classes,
                                     multilabel_threshold_table, urgent_view)
 from core.plots import PointMarker, class_colors, roc_figure
 from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
-from dashboard.evaluation import active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs
+from dashboard.evaluation import (active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs,
+                                  headline_macro_auc, headline_urgent_auc, headline_weighted_error)
 from dashboard.evaluation_figures import class_figures, view_roc_series
 from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, with_interval_text
 from dashboard.performance_sections import (Evaluation, calibration_section, class_section, confusion_section,
@@ -47,9 +48,10 @@ def multilabel_view() -> None:
     point = operating_point_ui(scores, key="perf")
     aucs = cached_class_aucs(file, task)
     table = multilabel_threshold_table(arrays, point.threshold, aucs)
-    macro, weighted = macro_and_weighted_auc(aucs, table["positives"])
+    _, weighted = macro_and_weighted_auc(aucs, table["positives"])
     cols = st.columns(3)
-    metric_card(cols[0], "Macro AUROC", None, percent=False, value=macro)
+    metric_card(cols[0], "Macro AUROC", headline_macro_auc(file, task), percent=False,
+                help="Mean AUROC over the labels; the interval and its method are the exported report's.")
     metric_card(cols[1], "Prevalence-weighted AUROC", None, percent=False, value=weighted)
     cols[2].metric("Images", f"{arrays.n:,}")
     shown = with_interval_text(with_interval_text(table, ["sensitivity", "specificity"]), ["auc"], percent=False)
@@ -101,26 +103,32 @@ else:
         top_left.caption("This view leaves some classes out, so the class calls stay the model's most probable "
                          "class; the threshold moves this view's numbers.")
 penalty_name, penalty = active_penalty(ws, task)
-summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes)
+summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes,
+                       probabilities=arrays.probabilities)
 ev = Evaluation(ws=ws, selection=selection, task=task, file=file, arrays=arrays, view=view, scores=scores, point=point,
                 rates=point.metrics(), calls=calls, calls_rule=rule_text, summary=summary, penalty_name=penalty_name)
 
+# The headline statistics and their interval methods are core.metrics.headline's, as in the exported report.
 cards = st.columns(5)
-metric_card(cards[0], "Accuracy", summary.accuracy,
+headline_intervals = {"Accuracy": headline.accuracy(arrays.truth, calls),
+                      "Sensitivity": ev.rates.sensitivity, "Specificity": ev.rates.specificity,
+                      "Weighted error": headline_weighted_error(file, task, calls, penalty)}
+metric_card(cards[0], "Accuracy", headline_intervals["Accuracy"],
             help=f"Share of images whose class call is right ({plain(rule_text)}).")
 metric_card(cards[1], f"Sensitivity ({view.name})", ev.rates.sensitivity)
 metric_card(cards[2], f"Specificity ({view.name})", ev.rates.specificity)
-metric_card(cards[3], "Weighted error", summary.weighted_error, percent=False,
+metric_card(cards[3], "Weighted error", headline_intervals["Weighted error"], percent=False,
             help=f"Mean penalty per image with the penalty matrix '{plain(penalty_name)}' (edit it on the Penalties "
                  "page).")
-urgent = urgent_view(task)
 aucs = cached_class_aucs(file, task)
-if urgent is not None:
-    metric_card(cards[4], "Urgent-referral AUC", cached_view_scores(file, task, urgent).auc(), percent=False,
-                help=f"{', '.join(urgent.positive)} vs the rest, scored by the summed probability (DeLong interval).")
+urgent_auc = headline_urgent_auc(file, task)
+if urgent_auc is not None:
+    headline_intervals["Urgent-referral AUC"] = urgent_auc
+    metric_card(cards[4], "Urgent-referral AUC", urgent_auc, percent=False,
+                help=f"{', '.join(task.urgent_classes())} vs the rest, scored by the summed probability.")
 else:
-    macro, _ = macro_and_weighted_auc(aucs, [a.n_positive for a in aucs])
-    metric_card(cards[4], "Macro AUC (one-vs-rest)", None, percent=False, value=macro,
+    headline_intervals["Macro AUC"] = headline_macro_auc(file, task)
+    metric_card(cards[4], "Macro AUC (one-vs-rest)", headline_intervals["Macro AUC"], percent=False,
                 help="This task names no urgent classes, so the headline AUC is the mean one-vs-rest AUC.")
 if task.kind == "ordinal":
     agreement = ordinal_agreement(arrays.truth, calls, task.classes)
@@ -131,6 +139,8 @@ if task.kind == "ordinal":
     metric_card(extra[2], "Within one grade", None, value=agreement.within_one_grade)
     metric_card(extra[3], "Mean absolute grade error", None, percent=False, value=agreement.mean_absolute_error)
 st.markdown(headline_text(ev))
+st.caption("Interval methods (the exported report's, for the same settings): " + "; ".join(
+    f"{name}: {plain(interval.method)}" for name, interval in headline_intervals.items()) + ".")
 st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; weighted-error interval by patient"
                                      if arrays.n_patients is not None else "") +
            f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")

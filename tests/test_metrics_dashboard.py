@@ -81,7 +81,8 @@ def test_threshold_calls_need_a_view_that_covers_every_class():
 
 def test_call_summary_and_class_table_agree_with_multiclass_metrics():
     arrays = _arrays()
-    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty())
+    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty(),
+                           probabilities=arrays.probabilities)
     reference = multiclass_metrics(arrays.truth, arrays.probabilities, OCT.classes)
     assert summary.accuracy == reference.accuracy
     assert summary.balanced_accuracy == pytest.approx(reference.balanced_accuracy)
@@ -144,7 +145,8 @@ def test_class_distribution_and_balance_effect():
 
 def test_cells_and_cases():
     arrays = _arrays()
-    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty())
+    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty(),
+                           probabilities=arrays.probabilities)
     i, j = largest_error_cell(summary.confusion)
     off = summary.confusion.counts.copy()
     np.fill_diagonal(off, -1)

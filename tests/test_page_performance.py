@@ -127,3 +127,28 @@ def test_multilabel_task_shows_per_label_auroc(tmp_path, monkeypatch):
     at.slider(key="perf_threshold").set_value(0.9).run()
     assert _table(at, "label", "positives")["sensitivity"].tolist() != before
     assert len(at.get("plotly_chart")) == 2
+
+
+def test_headline_numbers_and_methods_are_the_exported_reports(own_seeded_workspace):
+    from core.infer import read_predictions
+    from core.report import report_from_predictions
+
+    seeded = own_seeded_workspace  # the threshold is saved: keep it out of the shared workspace
+    at = _open(seeded["run_id"], seeded["test_set_id"])
+    at.slider(key="perf_threshold").set_value(0.5).run()
+    at.radio(key="perf_calls").set_value("argmax").run()  # the report's calls: the most probable class
+    frame, _ = read_predictions(seeded["predictions_path"])
+    report = report_from_predictions(frame, "oct-kermany", threshold=0.5)  # default resamples and seed
+    headline = {h["key"]: h for h in report["headline"]}
+    metrics = _metrics(at)
+    captions = [c.value for c in at.caption]
+    for key, label, fmt in (("accuracy", "Accuracy", "{:.1%}"), ("weighted_error", "Weighted error", "{:.3f}"),
+                            ("urgent_auc", "Urgent-referral AUC", "{:.3f}"),
+                            ("sensitivity", "Sensitivity (urgent referral vs rest)", "{:.1%}")):
+        item = headline[key]
+        assert metrics[label] == fmt.format(item["value"])
+        assert f"95% CI {fmt.format(item['low'])} to {fmt.format(item['high'])}" in captions
+    methods = next(c for c in captions if c.startswith("Interval methods"))
+    assert "bootstrap percentile" in headline["weighted_error"]["method"]
+    for item in headline.values():
+        assert item["method"] in methods.replace("\\", "")

@@ -52,6 +52,13 @@ def check_predictions(df: pd.DataFrame, task: Task) -> None:
         raise InputError("predictions table has no rows")
 
 
+def patient_ids(df: pd.DataFrame) -> np.ndarray | None:
+    """Patient id per row when the table has any; None means each image stands alone."""
+    if "patient_id" not in df.columns or df["patient_id"].isna().all():
+        return None
+    return df["patient_id"].to_numpy(dtype=object)
+
+
 def probabilities(df: pd.DataFrame, task: Task) -> np.ndarray:
     """The (n, k) probability matrix in task order, checked (rows sum to 1 unless multi-label)."""
     return check_probabilities(df[probability_columns(task)].to_numpy(dtype=float), task.num_classes,
@@ -163,9 +170,7 @@ def evaluation_arrays(frame: pd.DataFrame, task: Task) -> EvaluationArrays:
     else:
         truth = class_indices(frame["label"], task.classes)
         calls = predicted_indices(frame, task)
-    patients = None
-    if "patient_id" in frame.columns and not frame["patient_id"].isna().all():
-        patients = frame["patient_id"].to_numpy(dtype=object)
+    patients = patient_ids(frame)
     codes, groups = patient_groups(patients, len(frame)) if patients is not None else (None, None)
     return EvaluationArrays(task, frame["image_id"].astype(str).to_numpy(dtype=object), truth, probs, calls,
                             codes, patients, groups)

@@ -12,8 +12,9 @@ import pandas as pd
 from core.data.tasks import BinaryView, Task
 from core.errors import InputError
 from core.metrics.diagnostic import DiagnosticMetrics, diagnostic_metrics
+from core.metrics import headline
 from core.metrics.imbalance import predictive_values_at_prevalence
-from core.metrics.intervals import Interval, check_confidence, normal_quantile, proportion_ci
+from core.metrics.intervals import Interval, check_confidence, normal_quantile
 from core.metrics.multiclass import ConfusionMatrix, balanced_accuracy
 from core.metrics.operating import BinaryScores
 from core.metrics.penalties import check_penalty_matrix, confusion_counts
@@ -115,8 +116,8 @@ def label_views(task: Task) -> tuple[BinaryView, ...]:
 def mean_interval(values, clusters=None, confidence: float = 0.95, lower: float | None = None) -> Interval:
     """Mean with a normal-approximation interval; with cluster codes (patients) the variance is cluster-robust.
 
-    Used for the weighted error (mean penalty per image) so that a threshold move or a penalty edit
-    updates its interval in O(n) without resampling. `lower` clips the interval (0 for penalties).
+    An O(n) alternative to resampling; the headline weighted error does not use it (core.metrics.headline
+    bootstraps patients, as the exported report does). `lower` clips the interval (0 for penalties).
     """
     level = check_confidence(confidence)
     v = np.asarray(values, dtype=float)
@@ -151,17 +152,19 @@ class CallSummary:
     weighted_error: Interval
 
 
-def call_summary(truth, calls, classes: Sequence[str], penalty, patient_codes=None,
-                 confidence: float = 0.95) -> CallSummary:
+def call_summary(truth, calls, classes: Sequence[str], penalty, patient_codes=None, confidence: float = 0.95, *,
+                 probabilities) -> CallSummary:
+    """Confusion, accuracy and weighted error of these calls, with the headline statistics' interval methods
+    (core.metrics.headline: Wilson; patient bootstrap)."""
     classes = tuple(str(c) for c in classes)
     k = len(classes)
     matrix = check_penalty_matrix(penalty, k)
     truth = np.asarray(truth, dtype=np.int64)
     calls = np.asarray(calls, dtype=np.int64)
     confusion = ConfusionMatrix(classes, confusion_counts(truth, calls, k))
-    accuracy = proportion_ci(int(np.trace(confusion.counts)), confusion.n, confidence=confidence)
-    weighted = mean_interval(matrix[truth, calls], patient_codes, confidence, lower=0.0)
-    return CallSummary(confusion, accuracy, balanced_accuracy(confusion), weighted)
+    weighted = headline.weighted_error(truth, probabilities, calls, matrix, patient_codes, confidence=confidence)
+    return CallSummary(confusion, headline.accuracy(truth, calls, confidence), balanced_accuracy(confusion),
+                       weighted)
 
 
 def class_aucs(arrays: EvaluationArrays, confidence: float = 0.95) -> tuple[AucEstimate, ...]:

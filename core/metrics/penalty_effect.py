@@ -11,7 +11,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from core.errors import InputError
-from core.metrics.dashboard import mean_interval
+from core.metrics import headline
 from core.metrics.intervals import Interval
 from core.metrics.penalties import (DecisionComparison, check_penalty_matrix, confusion_counts, decide,
                                     weighted_error)
@@ -98,9 +98,10 @@ class PenaltyEffect:
 
 def penalty_effect(truth, probabilities, penalty, patient_codes=None, confidence: float = 0.95,
                    per_patients: int = PATIENTS_PER_COST) -> PenaltyEffect:
-    """Weighted error of argmax calls vs penalty-minimising calls on the same images (O(n k^2), no resampling).
+    """Weighted error of argmax calls vs penalty-minimising calls on the same images.
 
-    The same numbers as compare_decision_rules, plus intervals; each rule's calls are made once.
+    The same numbers as compare_decision_rules, plus the headline weighted error's patient-bootstrap intervals
+    (core.metrics.headline); each rule's calls are made once.
     """
     probs = np.asarray(probabilities, dtype=float)
     truth = np.asarray(truth, dtype=np.int64)
@@ -117,8 +118,10 @@ def penalty_effect(truth, probabilities, penalty, patient_codes=None, confidence
                                     weighted_error(bayes_confusion, matrix),
                                     int(np.count_nonzero(argmax_calls != bayes_calls)))
     return PenaltyEffect(comparison,
-                         mean_interval(matrix[truth, argmax_calls], patient_codes, confidence, lower=0.0),
-                         mean_interval(matrix[truth, bayes_calls], patient_codes, confidence, lower=0.0),
+                         headline.weighted_error(truth, probs, argmax_calls, matrix, patient_codes,
+                                                 confidence=confidence),
+                         headline.weighted_error(truth, probs, bayes_calls, matrix, patient_codes,
+                                                 confidence=confidence),
                          matrix, int(per_patients))
 
 

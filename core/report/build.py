@@ -10,8 +10,9 @@ import pandas as pd
 import core
 from core.data.tasks import Task, get_task
 from core.errors import InputError
-from core.infer.predictions import read_predictions, task_of
-from core.metrics import to_jsonable
+from core.infer.predictions import patient_ids, predicted_indices, probabilities, read_predictions, task_of
+from core.metrics import BinaryScores, binary_view_data, class_indices, to_jsonable
+from core.metrics.headline import HEADLINE_RESAMPLES, headline_statistics
 from core.metrics.intervals import check_confidence
 from core.metrics.likelihood_ratios import LR_METHODS
 from core.report.active_penalty import resolve_penalty
@@ -90,13 +91,6 @@ def readers_section(readings: pd.DataFrame | None, frame: pd.DataFrame, task: Ta
     })
 
 
-def _view_section(evaluation: dict, task: Task) -> dict | None:
-    view = task.default_view()
-    if view is None:
-        return None
-    return next((v for v in evaluation.get("binary_views") or [] if v.get("name") == view.name), None)
-
-
 def _metric(key: str, label: str, interval: dict | None, kind: str, note: str = "", value=None) -> dict:
     """One headline number: the interval's fields (value, low, high, method, reason) plus a label."""
     entry = {"key": key, "label": label, "kind": kind, "note": note, "value": value, "low": None, "high": None,
@@ -106,38 +100,29 @@ def _metric(key: str, label: str, interval: dict | None, kind: str, note: str = 
     return entry
 
 
-def headline(evaluation: dict, task: Task, penalty_name: str) -> list[dict]:
-    """Accuracy, sensitivity and specificity (default binary view), weighted error, urgent-referral AUC, each
-    picked from evaluate_predictions' result with its interval and method."""
-    intervals = (evaluation.get("bootstrap") or {}).get("intervals") or {}
+def headline(frame: pd.DataFrame, task: Task, evaluation: dict, penalty, penalty_name: str, threshold: float,
+             bootstrap: int, seed: int, confidence: float) -> list[dict]:
+    """The headline numbers, from core.metrics.headline: the statistics and interval methods the Performance page
+    shows (accuracy, sensitivity and specificity in the default binary view, weighted error, urgent-referral AUC or
+    macro AUC). Multi-label tasks: the macro AUC over labels from the evaluation."""
     if task.kind == "multilabel":
         body = evaluation.get("multilabel") or {}
-        interval = body.get("macro_auc_bootstrap")
-        return [_metric("macro_auc", "Macro AUC (over labels)", interval, "auc", value=body.get("macro_auc"))]
-    items = [_metric("accuracy", "Accuracy", evaluation.get("accuracy"), "proportion",
-                     "share of images whose most probable class is right")]
-    section = _view_section(evaluation, task)
-    if section is not None and "operating_points" in section:
-        point = section["operating_points"]["threshold"]
-        note = f"{section['name']}: positive when the score is at least {point['threshold']:g}"
-        items.append(_metric("sensitivity", "Sensitivity", point["sensitivity"], "proportion", note))
-        items.append(_metric("specificity", "Specificity", point["specificity"], "proportion", note))
-    penalty = evaluation.get("penalty") or {}
-    weighted = intervals.get("weighted_error")
-    item = _metric("weighted_error", "Weighted error", weighted, "number",
-                   f"mean penalty per image, penalty matrix: {penalty_name}",
-                   value=penalty.get("predicted_calls_weighted_error"))
-    if weighted is None:
-        item["reason"] = "no interval: bootstrap resamples set to 0"
-    items.append(item)
-    referral = evaluation.get("referral") or {}
-    if referral.get("urgent_auc"):
-        items.append(_metric("urgent_auc", "Urgent-referral AUC", referral["urgent_auc"], "auc",
-                             f"{', '.join(referral.get('urgent_classes') or [])} vs the rest"))
-    else:
-        items.append(_metric("macro_auc", "Macro AUC (one-vs-rest)", intervals.get("macro_auc"), "auc",
-                             "mean of the per-class AUCs", value=evaluation.get("macro_auc")))
-    return items
+        return [_metric("macro_auc", "Macro AUC (over labels)", body.get("macro_auc_bootstrap"), "auc",
+                        value=body.get("macro_auc"))]
+    truth = class_indices(frame["label"], task.classes)
+    probs = probabilities(frame, task)
+    view = task.default_view()
+    point = None
+    if view is not None:
+        data = binary_view_data(truth, probs, task.classes, view)
+        scores = BinaryScores(data.truth, data.scores)
+        point = scores.at_threshold(threshold) if scores.n_positive or scores.n_negative else None
+    items = headline_statistics(task, truth, probs, predicted_indices(frame, task), penalty, point=point,
+                                view_name=view.name if view else "", patient_ids=patient_ids(frame),
+                                n_resamples=bootstrap, seed=seed, confidence=confidence,
+                                calls_note="share of images whose most probable class is right",
+                                penalty_name=penalty_name)
+    return [_metric(h.key, h.label, to_jsonable(h.interval), h.kind, h.note) for h in items]
 
 
 def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[str]:
@@ -155,7 +140,7 @@ def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[st
 
 def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=None,
                             penalty_name: str | None = None, threshold: float | None = None, readings=None,
-                            include_readers: bool = True, include_penalties: bool = True, bootstrap: int = 200,
+                            include_readers: bool = True, include_penalties: bool = True, bootstrap: int = HEADLINE_RESAMPLES,
                             seed: int = 0, confidence: float = 0.95, lr_ci: str = "log", model: dict | None = None,
                             test_set: dict | None = None, title: str | None = None) -> dict:
     """The report of one predictions table (no workspace needed): see build_report."""
@@ -189,7 +174,7 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         "model": model or {},
         "test_set": test_set,
         "penalty": {"name": name, "matrix": matrix} if single_label else None,
-        "headline": headline(evaluation, task, name or ""),
+        "headline": headline(frame, task, evaluation, matrix, name or "", threshold, int(bootstrap), int(seed), level),
         "evaluation": evaluation,
         "readers": readers,
     }
@@ -201,7 +186,7 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
 
 
 def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, threshold: float | None = None,
-                 include_readers: bool = True, bootstrap: int = 200, seed: int = 0, *, confidence: float = 0.95,
+                 include_readers: bool = True, bootstrap: int = HEADLINE_RESAMPLES, seed: int = 0, *, confidence: float = 0.95,
                  include_penalties: bool = True, penalty_name: str | None = None, lr_ci: str = "log",
                  readings: pd.DataFrame | None = None, title: str | None = None) -> dict:
     """Everything the stakeholder report shows, as one JSON-safe dict (see render_html to draw it).

@@ -7,8 +7,8 @@ import pandas as pd
 
 from core.data.tasks import Task, get_task
 from core.errors import InputError
-from core.infer.predictions import (check_predictions, predicted_indices, probabilities, truth_columns,
-                                    with_predicted)
+from core.infer.predictions import (check_predictions, patient_ids, predicted_indices, probabilities,
+                                    truth_columns, with_predicted)
 from core.metrics.calibration import brier_score, reliability_bins, top_label_reliability
 from core.metrics.diagnostic import counts_from_labels, diagnostic_metrics
 from core.metrics.imbalance import predictive_values_at_prevalence
@@ -18,7 +18,8 @@ from core.metrics.multiclass import class_indices, multiclass_metrics
 from core.metrics.multilabel import multilabel_metrics, ordinal_agreement
 from core.metrics.operating import BinaryScores
 from core.metrics.penalties import check_penalty_matrix, compare_decision_rules
-from core.metrics.referral import binary_view_data, referral_score, tier_confusion
+from core.metrics.headline import urgent_auc
+from core.metrics.referral import binary_view_data, tier_confusion
 from core.metrics.uncertainty import bootstrap_macro_auc, bootstrap_multiclass
 from core.readers import load_readings, reader_summaries
 
@@ -26,13 +27,6 @@ from core.readers import load_readings, reader_summaries
 REPORT_PREVALENCES = (0.01, 0.05, 0.1, 0.2, 0.5)
 # Enough points to draw an ROC curve; the full curve of 100,000 cases stays in memory, not in the file.
 MAX_CURVE_POINTS = 200
-
-
-def _patient_ids(df: pd.DataFrame):
-    """Patient ids when the table has any; None means each image stands alone."""
-    if "patient_id" not in df.columns or df["patient_id"].isna().all():
-        return None
-    return df["patient_id"].to_numpy(dtype=object)
 
 
 def _curve_points(scores: BinaryScores) -> dict:
@@ -110,7 +104,7 @@ def _single_label_report(df, task, penalty, threshold, bootstrap, seed, confiden
         "predicted_calls_weighted_error": float(penalty[truth, calls].mean()),
     }
     if bootstrap:
-        intervals = bootstrap_multiclass(truth, probs, y_pred=calls, penalty=penalty, patient_ids=_patient_ids(df),
+        intervals = bootstrap_multiclass(truth, probs, y_pred=calls, penalty=penalty, patient_ids=patient_ids(df),
                                          n_resamples=bootstrap, confidence=confidence, seed=seed)
         report["bootstrap"] = intervals
     report["binary_views"] = [_binary_view_section(truth, probs, calls, task, v, threshold, confidence)
@@ -118,10 +112,9 @@ def _single_label_report(df, task, penalty, threshold, bootstrap, seed, confiden
     urgent = task.urgent_classes()
     if task.referral_levels:
         report["referral"] = {"tiers": tier_confusion(truth, calls, task)}
-        if urgent and len(urgent) < task.num_classes:
-            score = BinaryScores(np.isin(truth, [task.class_index(c) for c in urgent]),
-                                 referral_score(probs, task.classes, urgent))
-            report["referral"].update(urgent_classes=list(urgent), urgent_auc=score.auc(confidence))
+        urgent_estimate = urgent_auc(truth, probs, task, confidence)
+        if urgent_estimate is not None:
+            report["referral"].update(urgent_classes=list(urgent), urgent_auc=urgent_estimate)
     top = top_label_reliability(truth, probs)
     report["calibration"] = {"top_label": top, "ece": top.ece, "brier": brier_score(truth, probs)}
     if task.kind == "ordinal":
@@ -140,7 +133,7 @@ def _multilabel_report(df, task, threshold, bootstrap, seed, confidence) -> dict
                            "at_threshold": _operating_point_entry(scores.at_threshold(threshold), confidence)}
     report = {"per_label": per_label, "macro_auc": summary.macro_auc}
     if bootstrap:
-        report["macro_auc_bootstrap"] = bootstrap_macro_auc(truth, probs, _patient_ids(df), bootstrap,
+        report["macro_auc_bootstrap"] = bootstrap_macro_auc(truth, probs, patient_ids(df), bootstrap,
                                                             confidence, seed)
     return report
 
@@ -160,15 +153,15 @@ def evaluate_predictions(df: pd.DataFrame, task, penalty=None, readings=None, th
     threshold = 0.5 if threshold is None else float(threshold)
     if int(bootstrap) < 0:
         raise InputError(f"bootstrap resamples must be 0 or more, got {bootstrap}")
-    patient_ids = _patient_ids(df)
+    patients = patient_ids(df)
     report: dict = {
         "task": {"name": task.name, "kind": task.kind, "classes": list(task.classes)},
         "n_images": len(df),
-        "n_patients": int(pd.Series(patient_ids).nunique()) if patient_ids is not None else None,
+        "n_patients": int(pd.Series(patients).nunique()) if patients is not None else None,
         "confidence": level,
         "threshold": threshold,
         "bootstrap": {"resamples": int(bootstrap), "seed": int(seed),
-                      "unit": "patients" if patient_ids is not None else "images"},
+                      "unit": "patients" if patients is not None else "images"},
     }
     if task.kind == "multilabel":
         report["multilabel"] = _multilabel_report(df, task, threshold, int(bootstrap), seed, level)
