@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.data.demo import DEMO_TASK
 from core.data.tasks import Task, get_task, task_from_dict
 from core.errors import InputError
 from core.metrics.bootstrap import patient_groups
@@ -22,8 +23,8 @@ from core.metrics.multiclass import check_probabilities, class_indices
 from core.store.files import write_atomically
 
 META_KEY = b"core"  # the parquet schema metadata key holding the table's JSON metadata (task, run_id, ...)
-# The task of tables written before the metadata carried one (the built-in demo's).
-FALLBACK_TASK = "oct-kermany"
+# The task of tables written before the metadata carried one: the built-in demo's.
+FALLBACK_TASK = DEMO_TASK
 MULTILABEL_THRESHOLD = 0.5  # a label is predicted present when its probability is at least this
 LABEL_SEPARATOR = "|"  # multi-label `predicted`: the present labels joined by this
 
