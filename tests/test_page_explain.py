@@ -156,7 +156,8 @@ def test_filters_change_the_gallery(seeded_workspace):
     assert sorted(_gallery(at)["image_id"]) == sorted(ids)
 
 
-def test_hidden_from_a_reader_mid_study(seeded_workspace):
+def test_hidden_from_a_reader_mid_study(own_seeded_workspace):
+    seeded_workspace = own_seeded_workspace  # the test creates a study: keep it out of the shared workspace
     from core.data.ingest import load_registered
     from core.readers import create_study, join_study
 
