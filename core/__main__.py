@@ -13,7 +13,7 @@ COMMAND_MODULES = (
     "core.data.cli",
     "core.train.cli",
     "core.infer.cli",
-    "core.metrics.cli",
+    "core.report.cli",
     "core.explain.cli",
     "core.readers.cli",
 )

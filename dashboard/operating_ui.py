@@ -30,6 +30,19 @@ def operating_point_note(point: ModelOperatingPoint | None, view_name: str | Non
                f"({point.n_positive} positive, {point.n_negative} negative). The model's 'predicted' column uses it.")
 
 
+def use_model_point(point: ModelOperatingPoint | None, view, key: str, container=None) -> None:
+    """A button that puts the threshold slider at the model's operating point (when it is set on this view)."""
+    if point is None or point.view != view.name:
+        return
+
+    def apply() -> None:
+        st.session_state[f"{key}_rule"] = "threshold"
+        st.session_state[f"{key}_threshold"] = float(point.threshold)
+
+    (container or st).button("Use the operating point from training", key=f"{key}_use_model_point",
+                             on_click=apply, icon=":material/my_location:")
+
+
 def _row(label: str, part: dict) -> dict:
     sens, spec = part["sensitivity"], part["specificity"]
     return {"": label, "images": part["n"],
@@ -46,7 +59,7 @@ def recalibration_table(result: dict) -> pd.DataFrame:
 
 def recalibration_panel(ws: Workspace, run_id: str, test_set_id: str, n_images: int, key: str) -> dict | None:
     """Widgets to recalibrate `run_id` on a labelled sample of the test set; returns the result once run."""
-    from core.train.recalibrate import MIN_SAMPLE
+    from core.infer.recalibrate import MIN_SAMPLE
 
     st.markdown("A model's threshold is set on its training data. Another site's scanners and export pipeline "
                 "can move every score; a small labelled sample from the site refits the threshold (and a "
@@ -66,7 +79,7 @@ def recalibration_panel(ws: Workspace, run_id: str, test_set_id: str, n_images: 
         target = float(col3.slider("Target sensitivity", 0.5, 0.999, 0.95, 0.005, key=f"{key}_target"))
     if not st.button("Recalibrate into a new run", key=f"{key}_go", icon=":material/tune:"):
         return st.session_state.get(f"{key}_result")
-    from core.train.recalibrate import recalibrate
+    from core.infer.recalibrate import recalibrate
 
     with st.spinner("Recalibrating (the model's predictions on this test set are reused)..."):
         result = recalibrate(run_id, test_set_id, ws, sample_size=size, rule=rule, target=target).to_dict()

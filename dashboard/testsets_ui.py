@@ -13,21 +13,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.data.ingest import ingest_upload, load_registered, register_folder
+from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
 from core.errors import InputError
 from core.store import Workspace
-from dashboard.common import ROOT, remember_selection
+from dashboard import state
+from dashboard.common import ROOT, registered_dataset, remember_selection, thumbnail
+from dashboard.widgets import show_error
 
 AUTO_TASK = "auto"
 # Okabe-Ito, one colour per split in the class-count chart.
 SPLIT_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
-
-
-def show_error(headline: str, detail: str) -> None:
-    """A fixed headline in an error box, and the (possibly user-derived) detail as plain text."""
-    st.error(headline, icon=":material/error:")
-    st.code(detail, language=None, wrap_lines=True)
 
 
 # -- adding data -----------------------------------------------------------------------------------
@@ -49,7 +45,7 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
                    "images with a CSV manifest (`path,label[,patient_id][,split]`); a **CSV manifest** on its own "
                    "only describes images, so it needs them in the same zip; or a **MedMNIST .npz**. Files are "
                    "stored in the workspace under generated names; nothing leaves this machine.")
-        upload = st.file_uploader(f"File for the new {noun}", type=["zip", "csv", "npz"], key=f"{key}_file")
+        upload = st.file_uploader(f"File for the new {noun}", type=list(UPLOAD_TYPES), key=f"{key}_file")
         if st.button(f"Add {noun}", key=f"{key}_upload_button", disabled=upload is None, type="primary"):
             with st.spinner("Checking and registering the upload..."):
                 added = _try(lambda: ingest_upload(ws, upload.name, upload, role=role, task=task, name=name or None,
@@ -73,7 +69,7 @@ def _try(action, noun: str) -> str | None:
             st.caption("Or tick *Skip unreadable images and unusable rows* to add the rest; the skipped files are "
                        "then listed with the data.")
         return None
-    st.session_state["_data_added"] = {"id": result.dataset_id, "reused": result.reused, "noun": noun,
+    st.session_state[state.DATA_ADDED] = {"id": result.dataset_id, "reused": result.reused, "noun": noun,
                                        "name": result.record["name"], "n": result.record["n_images"],
                                        "problems": result.record["meta"].get("n_problems", 0)}
     return result.dataset_id
@@ -81,7 +77,7 @@ def _try(action, noun: str) -> str | None:
 
 def show_added_message() -> None:
     """The message of an upload added in the previous run (kept across the rerun that selects it)."""
-    info = st.session_state.pop("_data_added", None)
+    info = st.session_state.pop(state.DATA_ADDED, None)
     if not info:
         return
     verb = "was already registered" if info["reused"] else "added"
@@ -92,23 +88,6 @@ def show_added_message() -> None:
 
 
 # -- dataset preview -------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Reading the dataset...", max_entries=8)
-def _cached_dataset(root: str, dataset_id: str, fingerprint: str):
-    # fingerprint in the key: re-registered content is never served from an old entry.
-    return load_registered(Workspace.open(root), dataset_id)
-
-
-def cached_dataset(ws: Workspace, record: dict):
-    return _cached_dataset(str(ws.root), record["id"], record["fingerprint"])
-
-
-@st.cache_data(show_spinner=False, max_entries=2048)
-def _thumbnail(root: str, dataset_id: str, fingerprint: str, row: int, side: int) -> np.ndarray:
-    image = _cached_dataset(root, dataset_id, fingerprint).load_image(row)
-    image.thumbnail((side, side))
-    return np.asarray(image.convert("RGB"))
-
-
 def _rows_per_class(ds, per_class: int) -> dict[str, list[int]]:
     table = ds.table
     out = {}
@@ -121,7 +100,7 @@ def _rows_per_class(ds, per_class: int) -> dict[str, list[int]]:
 def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
     """Class counts (table and chart), a thumbnail grid per class, and the problems found on ingestion."""
     try:
-        ds = cached_dataset(ws, record)
+        ds = registered_dataset(ws, record)
     except InputError as exc:
         show_error("This dataset cannot be read any more (moved or changed since it was registered).", str(exc))
         return
@@ -149,7 +128,7 @@ def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
         grid = st.columns(8)
         for slot, row in zip(grid, rows):
             try:
-                slot.image(_thumbnail(str(ws.root), record["id"], record["fingerprint"], row, 128), width="stretch")
+                slot.image(thumbnail(ws, record, ds.table["image_id"].iat[row], 128), width="stretch")
             except InputError:
                 slot.text("unreadable")
     problems = meta.get("problems") or ds.problems

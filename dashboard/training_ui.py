@@ -17,7 +17,9 @@ from core.metrics.model_operating_point import DEFAULT_TARGET_SENSITIVITY, OPERA
 from core.models.preprocess import DEFAULT_FRAMING, FRAMINGS
 from core.train.config import BALANCE, HEAD_FITS, HEADS, MAX_VIEWS, VAL_METRICS, RunConfig, default_backbone
 from core.train.monitor import run_progress, training_curves
-from dashboard.testsets_ui import show_error
+from dashboard import state
+from dashboard.widgets import show_error, sticky_select
+
 
 ACTIVE = ("queued", "running")
 FROM_DATASET = "dataset"
@@ -61,10 +63,9 @@ def new_run_form(ws: Workspace) -> dict | None:
         return None
     by_id = {d["id"]: d for d in datasets}
     ids = list(by_id)
-    if st.session_state.get("train_dataset") not in ids:
-        st.session_state["train_dataset"] = ids[_default_index(ids, demo_status(ws).get("dataset_id"))]
-    dataset_id = st.selectbox("Training data", ids, key="train_dataset",
-                              format_func=lambda i: f"{by_id[i]['name']} ({by_id[i]['n_images']:,} images)")
+    dataset_id = sticky_select("Training data", ids, state.TRAIN_DATASET,
+                               default=ids[_default_index(ids, demo_status(ws).get("dataset_id"))],
+                               format_func=lambda i: f"{by_id[i]['name']} ({by_id[i]['n_images']:,} images)")
     record = by_id[dataset_id]
     meta = record.get("meta") or {}
     if meta.get("synthetic"):

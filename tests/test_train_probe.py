@@ -184,7 +184,7 @@ def _tree_digest(folder):
 
 
 def test_recalibration_makes_a_new_run_and_never_edits_the_source(probe_run, oct_folder, tmp_path):
-    from core.train.recalibrate import recalibrate
+    from core.infer.recalibrate import recalibrate
 
     ws, run = probe_run["ws"], probe_run["run"]
     before = _tree_digest(run)
@@ -218,7 +218,7 @@ def test_recalibration_makes_a_new_run_and_never_edits_the_source(probe_run, oct
 
 
 def test_temperature_fit_recovers_a_known_temperature():
-    from core.train.recalibrate import fit_temperature, scale_probabilities
+    from core.infer.recalibrate import fit_temperature, scale_probabilities
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (4000, 3))

@@ -37,6 +37,7 @@ class Dataset:
         self.problems: list[str] = list(problems or [])
         self.max_pixels = max_pixels
         self._fingerprint: str | None = None
+        self._rows_by_id: pd.Index | None = None
 
     # -- basics ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -64,6 +65,19 @@ class Dataset:
     def load_image(self, i: int) -> Image.Image:
         """Decode the image at row position i: EXIF-rotated, mode "L" or "RGB"."""
         return open_image(self.table["path"].iat[i], max_pixels=self.max_pixels)
+
+    def row_of(self, image_id: str) -> int | None:
+        """Row position of an image id (None when it is not in this dataset); the index is built once."""
+        if self._rows_by_id is None:
+            self._rows_by_id = pd.Index(self.table["image_id"].astype(str))
+        position = int(self._rows_by_id.get_indexer([str(image_id)])[0])
+        return position if position >= 0 else None
+
+    def image_by_id(self, image_id: str) -> Image.Image:
+        row = self.row_of(image_id)
+        if row is None:
+            raise InputError(f"image {image_id!r} is not in this dataset")
+        return self.load_image(row)
 
     def label_indices(self) -> np.ndarray:
         """Class index per row, in task.classes order (single-label tasks only)."""

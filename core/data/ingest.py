@@ -14,16 +14,15 @@ from typing import BinaryIO
 
 from core.data.dataset import Dataset
 from core.data.loading import load_dataset
-from core.data.readers import read_path
+from core.data.readers import read_path, upload_types
+from core.data.readers.registry import file_types_text, format_for_file
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
 from core.errors import InputError
 from core.store import Workspace
 from core.store.workspace import new_id
 
-UPLOAD_TYPES = ("zip", "csv", "npz")
+UPLOAD_TYPES = upload_types()  # "zip" and every single-file format that may be uploaded alone
 MAX_PROBLEMS_KEPT = 200  # the registry keeps this many problem lines; the count is kept in full
-CSV_ALONE_HINT = ("A CSV manifest uploaded on its own brings no images: upload a zip holding the CSV together with "
-                  "its images, or register a server-side folder that holds both.")
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
     suffix = PurePath(str(file_name)).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
         raise InputError(f"{file_name}: unsupported upload type {('.' + suffix) if suffix else '(none)'}; "
-                         f"upload a .zip (class folders, or images + CSV), a .csv manifest or a MedMNIST .npz")
+                         f"upload a .zip (class folders, or images + CSV), {file_types_text()}")
     stem = _slug(PurePath(str(file_name)).stem) or "upload"
     folder = ws.uploads_dir / new_id("upload", stem)
     folder.mkdir(parents=True, exist_ok=False)
@@ -97,15 +96,15 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
             ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted)
             saved.unlink()  # the extracted folder is the data from now on
             source = extracted
-        elif suffix == "csv":
+        else:
+            hint = format_for_file(saved).alone_hint
             try:
                 # confined: an uploaded manifest may not point at files elsewhere on this machine.
                 ds = read_path(saved, task_arg, skip_bad=skip_bad, confined=True)
             except InputError as exc:
-                raise InputError(f"{exc} {CSV_ALONE_HINT}") from None
-            source = saved
-        else:
-            ds = load_dataset(saved, task_arg, skip_bad=skip_bad)
+                if not hint:
+                    raise
+                raise InputError(f"{exc} {hint}") from None
             source = saved
         result = _register(ws, ds, name=(name or PurePath(str(file_name)).name).strip(), source=source, role=role,
                            skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix})

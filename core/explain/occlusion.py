@@ -13,20 +13,11 @@ from torch import nn
 
 from core.errors import InputError
 from core.explain.model_state import ClassProbabilities
+from core.explain.windows import BASELINES, DEFAULT_WINDOW, default_stride, window_count
 from core.models.precision import inference_precision
 
-BASELINES = ("black", "mean", "blur")
-DEFAULT_WINDOW = 20
-# Half the window: every pixel is covered by ~4 windows, and tf_efficientnet_lite0 at 224 px needs 484 forwards,
-# a few seconds on a laptop CPU (see benchmarks/bench_occlusion.py), well under the one-minute budget.
-DEFAULT_STRIDE_FRACTION = 0.5
 CPU_PERTURBATIONS_PER_EVAL = 32  # CPU throughput is flat beyond a few dozen images per batch
 MAX_PERTURBATIONS_PER_EVAL = 1024
-
-
-def window_count(input_hw: tuple[int, int], window: int, stride: int) -> int:
-    """How many occluded copies Captum evaluates (its last window is clipped at the edge, so ceil + 1)."""
-    return math.prod(math.ceil(max(size - window, 0) / stride) + 1 for size in input_hw)
 
 
 def occlusion_baseline(batch: torch.Tensor, kind: str, *, window: int, blur_sigma: float | None,
@@ -87,7 +78,7 @@ def occlusion_attribution(model: nn.Module, batch: torch.Tensor, target: int, *,
     'params': resolved parameters, 'info': runtime facts}."""
     in_h, in_w = (int(v) for v in batch.shape[2:])
     window = int(window)
-    stride = int(stride) if stride is not None else max(1, int(round(window * DEFAULT_STRIDE_FRACTION)))
+    stride = int(stride) if stride is not None else default_stride(window)
     if not 1 <= window <= min(in_h, in_w):
         raise InputError(f"occlusion window must be between 1 and the image size {min(in_h, in_w)} px, got {window}")
     if not 1 <= stride <= window:
