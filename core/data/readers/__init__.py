@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 from core.data.dataset import Dataset
+from core.data.dicom import DicomOptions, is_dicom
 from core.data.images import DEFAULT_MAX_PIXELS, is_image_name
 from core.data.readers.common import split_name
+from core.data.readers.dicom import is_dicom_tree, read_dicom
 from core.data.readers.folders import class_folders, detect_folder_task, looks_like_image_folder, read_image_folder
 from core.data.readers.manifest import is_manifest, read_manifest
 from core.data.readers.medmnist import PNEUMONIA_BINARY, read_medmnist
@@ -44,8 +46,9 @@ def dataset_root(folder: Path) -> Path:
 
 
 def read_path(path: Path, task: Task | str | None = None, *, skip_bad: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, source: str | None = None, confined: bool = False) -> Dataset:
-    """Read a dataset file or folder (not a zip: load_dataset extracts those first)."""
+              max_pixels: int = DEFAULT_MAX_PIXELS, source: str | None = None, confined: bool = False,
+              dicom: DicomOptions | None = None) -> Dataset:
+    """Read a dataset file or folder (not a zip: load_dataset extracts those first); `dicom`: DICOM windowing."""
     path = Path(path).expanduser()
     source = source or str(path.resolve())
     if not path.exists():
@@ -57,10 +60,15 @@ def read_path(path: Path, task: Task | str | None = None, *, skip_bad: bool = Fa
                                  confined=confined)
         if suffix == ".npz":
             return read_medmnist(path, task, skip_bad=skip_bad, max_pixels=max_pixels, source=source)
+        if is_dicom(path):
+            raise InputError(f"{path}: a single DICOM image carries no label; give the folder (class folders of "
+                             "DICOM files, or DICOM files with a CSV of labels) or a zip of it")
         raise InputError(f"{path}: unsupported file type {suffix or '(none)'}; give a folder, a .csv manifest, "
                          "a MedMNIST .npz or a .zip of one of these")
     root = dataset_root(path)
     kwargs = dict(skip_bad=skip_bad, max_pixels=max_pixels, source=source)
+    if is_dicom_tree(root):
+        return read_dicom(root, task, dicom=dicom, **kwargs)
     folder_error = None
     try:
         folders = class_folders(root)
