@@ -39,6 +39,10 @@ def register(subparsers) -> None:
                          help="also compute the content fingerprint (reads every image's bytes)")
     inspect.set_defaults(func=run_inspect)
 
+    from core.data.audit.cli import register as register_audit
+
+    register_audit(subparsers)
+
 
 class ConsoleProgress:
     """A one-line progress bar on stderr, redrawn at most ten times a second."""
