@@ -17,6 +17,7 @@ from core.data.ingest import ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
 from core.errors import InputError
 from core.store import Workspace
+from dashboard.audit_ui import start_audit_after_adding
 from dashboard.common import ROOT, remember_selection
 
 AUTO_TASK = "auto"
@@ -61,6 +62,7 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
             with st.spinner("Reading the folder..."):
                 added = _try(lambda: register_folder(ws, folder, role=role, task=task, name=name or None,
                                                      skip_bad=skip_bad), noun)
+    start_audit_after_adding(ws, added)
     return added
 
 

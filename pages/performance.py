@@ -10,6 +10,7 @@ from core.metrics import macro_and_weighted_auc, ordinal_agreement
 from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, covers_all_classes,
                                     multilabel_threshold_table, urgent_view)
 from core.plots import PointMarker, class_colors, roc_figure
+from dashboard.audit_ui import duplicates_notice, performance_audit_banner
 from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs
@@ -34,6 +35,7 @@ try:
 except InputError as exc:
     st.error(f"These predictions cannot be evaluated: {plain(exc)}")
     st.stop()
+audit = performance_audit_banner(ws, selection)
 
 
 def multilabel_view() -> None:
@@ -137,6 +139,8 @@ st.markdown(headline_text(ev))
 st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; weighted-error interval by patient"
                                      if arrays.n_patients is not None else "") +
            f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")
+
+duplicates_notice(ev, audit)
 
 tabs = st.tabs(["ROC", "Precision-recall", "Confusion matrix", "Per class", "Referral tiers", "Class imbalance",
                 "Calibration"])

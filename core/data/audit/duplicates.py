@@ -90,3 +90,8 @@ def near_duplicates(scan: pd.DataFrame, against: pd.DataFrame | None = None,
 def duplicate_rows_to_drop(exact: dict) -> list[str]:
     """Image ids to leave out so that each exact-duplicate group counts once (its first id is kept)."""
     return [i for group in exact["groups"] for i in group[1:]]
+
+
+def without_duplicates(frame: pd.DataFrame, exact: dict) -> pd.DataFrame:
+    """Rows of a table keyed by image_id (e.g. predictions), each exact-duplicate group kept once."""
+    return frame[~frame["image_id"].astype(str).isin(set(duplicate_rows_to_drop(exact)))]

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.data.audit.probe import PROBE_METHOD, out_of_fold_probabilities
 from core.data.dataset import Dataset
 
 MAX_CASES = 100
 CV_FOLDS = 5
 METHOD = ("cleanlab.filter.find_label_issues (confident learning), ranked by self-confidence, on out-of-fold "
-          "probabilities of a logistic regression fitted on the run's backbone features in stratified k-fold")
+          f"probabilities (stratified k-fold) of a {PROBE_METHOD}, on the run's backbone features")
 REVIEW_NOTE = "cases for a person to review; no label is changed automatically"
-
-
-def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return cross_val_predict(model, features.astype(np.float64), labels, cv=cv, method="predict_proba")
 
 
 def label_issues(ds: Dataset, features: np.ndarray, run_id: str, max_cases: int = MAX_CASES) -> dict:

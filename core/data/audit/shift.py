@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from core.data.audit.probe import PROBE_METHOD, out_of_fold_probabilities
 from core.data.audit.properties import CATEGORICAL, NUMERIC, size_words
 
 ALPHA = 0.001  # a difference must be this unlikely under "same distribution"...
@@ -107,22 +108,16 @@ def sample_rows(n: int, limit: int = MAX_PER_SIDE, seed: int = 0) -> np.ndarray:
 
 def domain_classifier(x_data: np.ndarray, x_against: np.ndarray, folds: int = CV_FOLDS, seed: int = 0) -> dict:
     """Cross-validated ROC AUC of a logistic regression telling data (1) from training (0) features."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     n_a, n_b = len(x_data), len(x_against)
     folds = min(folds, n_a, n_b)
-    base = {"method": "logistic regression on standardised backbone features, stratified k-fold", "n_data": n_a,
+    base = {"method": f"{PROBE_METHOD}, stratified k-fold on backbone features", "n_data": n_a,
             "n_against": n_b, "folds": folds, "threshold": AUC_FLAG}
     if folds < 2:
         return {**base, "auc": None, "flagged": False, "note": "too few images on one side for cross-validation"}
     x = np.vstack([x_data, x_against]).astype(np.float64)
-    y = np.r_[np.ones(n_a), np.zeros(n_b)]
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+    y = np.r_[np.ones(n_a), np.zeros(n_b)].astype(np.int64)
+    scores = out_of_fold_probabilities(x, y, folds, seed)[:, 1]
     auc = float(roc_auc_score(y, scores))
     return {**base, "auc": auc, "flagged": bool(auc >= AUC_FLAG)}

@@ -1,0 +1,113 @@
+"""AppTest of the audit in the dashboard: the Test sets page's Audit section (started automatically, then shown)
+and the Performance page's shift banner, duplicate count and duplicates-removed numbers, each on its own workspace."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from PIL import Image
+
+from core.data.audit import cached_audit
+from core.data.audit.jobs import PIXELS_ONLY, audit_state
+from core.data.ingest import load_registered, register_folder
+from core.store import Workspace
+from core.train.config import RunConfig
+from tests._evaluation_data import _write, predictions_table, synthetic_probabilities
+from tests.apptest import open_page
+
+
+def _film(seed: int, size) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(np.uint8(rng.random((6, 8)) * 200 + 30)).resize(size, Image.BICUBIC)
+
+
+def _workspace(tmp_path, monkeypatch) -> tuple[Workspace, str, str]:
+    """A training folder of 64 x 40 films and a test folder of 32 x 32 squares holding one exact duplicate."""
+    from core.data.demo import ensure_demo
+
+    ws = Workspace.open(tmp_path / "workspace")
+    monkeypatch.setenv("CORE_WORKSPACE", str(ws.root))
+    ensure_demo(ws, per_class=2, test_per_class=1, size=32)  # a tiny demo, so the pages do not generate theirs
+    for i in range(12):
+        cls = "A" if i % 2 else "B"
+        for folder, seed, size in (("train_data", 100 + i, (64, 40)), ("test_data", 200 + i, (32, 32))):
+            path = tmp_path / folder / cls / f"{cls}-P{seed}-1.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _film(seed, size).save(path)
+    _film(200, (32, 32)).save(tmp_path / "test_data" / "B" / "B-P900-1.png")  # same pixels as B-P200-1.png
+    train = register_folder(ws, tmp_path / "train_data", role="dataset", name="training films").dataset_id
+    test = register_folder(ws, tmp_path / "test_data", role="test_set", name="square copies").dataset_id
+    return ws, train, test
+
+
+def test_test_sets_audit_section_starts_by_itself_and_shows_the_shift(tmp_path, monkeypatch):
+    ws, train, test = _workspace(tmp_path, monkeypatch)
+    at = open_page("../pages/test_sets.py", testsets_preview=test)
+    deadline = time.monotonic() + 60
+    while audit_state(ws, test, train)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert audit_state(ws, test, train)["status"] == "done"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="testsets_audit_against").value == train
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Exact duplicate groups"] == "1" and metrics["Shift from training"] == "flagged"
+    assert any("differs from the training data" in w.value for w in at.warning)
+    assert any("test images are all 32 x 32 squares; training images are all 64 x 40 landscape" in t.value
+               for t in at.text)
+    assert at.button(key="testsets_audit_full").label.startswith("Run the full audit")
+    # comparing with nothing: the test set alone, audited too, and no shift part
+    at.selectbox(key="testsets_audit_against").set_value("__none__").run()
+    deadline = time.monotonic() + 60
+    while audit_state(ws, test)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Exact duplicate groups"] == "1" and "Shift from training" not in metrics
+
+
+def _predictions(ws: Workspace, train: str, test: str) -> str:
+    record = ws.get_dataset(test)
+    ds = load_registered(ws, test)
+    task = ds.task
+    cfg = RunConfig(data="", task=task.to_dict(), name="square model", backbone="synthetic-predictions",
+                    pretrained=False)
+    run_id = ws.create_run(config={**cfg.to_dict(), "dataset_id": train}, name="square model")
+    cfg.save(ws.runs_dir / run_id / "config.json")
+    (ws.runs_dir / run_id / "summary.json").write_text(json.dumps({"images": {"train": 12}, "synthetic": True}))
+    ws.update_run(run_id, status="succeeded")
+    truth = ds.label_indices()
+    frame = predictions_table(task, truth, synthetic_probabilities(task, truth, 2.0))
+    frame["image_id"], frame["patient_id"] = ds.table["image_id"].to_numpy(), ds.table["patient_id"].to_numpy()
+    path = ws.predictions_path(run_id, record["id"])
+    _write(frame, path, {"task": task.to_dict(), "run_id": run_id, "dataset_id": test, "classes": list(task.classes),
+                         "synthetic": True})
+    ws.record_predictions(run_id, test, path, len(frame))
+    return run_id
+
+
+def test_performance_banner_duplicate_count_and_numbers_without_duplicates(tmp_path, monkeypatch):
+    ws, train, test = _workspace(tmp_path, monkeypatch)
+    run_id = _predictions(ws, train, test)
+    cached_audit(ws, load_registered(ws, test), load_registered(ws, train), options=PIXELS_ONLY)
+    at = open_page("../pages/performance.py", run_id=run_id, test_set_id=test)
+    warnings = [w.value for w in at.warning]
+    assert any("looks different from the run's training data" in w for w in warnings)
+    assert any("test images are all 32 x 32 squares" in t.value for t in at.text)
+    assert any(w.startswith("1 test images are exact copies of another test image (1 groups)") for w in warnings)
+    table = next(f.value for f in at.dataframe if "duplicates removed" in f.value.columns)
+    images = table.set_index("measure").loc["Images"]
+    assert images["all images"] == "13" and images["duplicates removed"] == "12"
+    assert table.set_index("measure").loc["Accuracy", "duplicates removed"].endswith(")")  # a value with its CI
+
+
+def test_performance_page_without_a_registered_training_set_says_so(tmp_path, monkeypatch):
+    ws, train, test = _workspace(tmp_path, monkeypatch)
+    run_id = _predictions(ws, train, test)
+    ws.remove_dataset(train)
+    cached_audit(ws, load_registered(ws, test), options=PIXELS_ONLY)
+    at = open_page("../pages/performance.py", run_id=run_id, test_set_id=test)
+    assert any("training data is not registered" in c.value for c in at.caption)
+    assert not any("looks different" in w.value for w in at.warning)
