@@ -19,6 +19,7 @@ from core.errors import InputError
 from core.store import Workspace
 from dashboard.audit_ui import start_audit_after_adding
 from dashboard.common import ROOT, remember_selection
+from dashboard.dicom_ui import dicom_options_ui
 
 AUTO_TASK = "auto"
 # Okabe-Ito, one colour per split in the class-count chart.
@@ -43,6 +44,7 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
     name = col_name.text_input(f"Name of the {noun} (optional)", key=f"{key}_name")
     skip_bad = st.checkbox("Skip unreadable images and unusable rows (they are listed) instead of refusing the "
                            "whole upload", key=f"{key}_skip_bad")
+    dicom = dicom_options_ui(key)
     tab_upload, tab_folder = st.tabs(["Upload a file", "Register a server folder"])
     added = None
     with tab_upload:
@@ -54,14 +56,14 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
         if st.button(f"Add {noun}", key=f"{key}_upload_button", disabled=upload is None, type="primary"):
             with st.spinner("Checking and registering the upload..."):
                 added = _try(lambda: ingest_upload(ws, upload.name, upload, role=role, task=task, name=name or None,
-                                                   skip_bad=skip_bad), noun)
+                                                   skip_bad=skip_bad, dicom=dicom), noun)
     with tab_folder:
         st.caption("A folder on the machine running this dashboard (read in place, nothing is copied).")
         folder = st.text_input("Folder path on the server", key=f"{key}_folder", placeholder="/data/OCT2017/test")
         if st.button(f"Register folder as a {noun}", key=f"{key}_folder_button", disabled=not folder.strip()):
             with st.spinner("Reading the folder..."):
                 added = _try(lambda: register_folder(ws, folder, role=role, task=task, name=name or None,
-                                                     skip_bad=skip_bad), noun)
+                                                     skip_bad=skip_bad, dicom=dicom), noun)
     start_audit_after_adding(ws, added)
     return added
 

@@ -111,3 +111,30 @@ def test_performance_page_without_a_registered_training_set_says_so(tmp_path, mo
     at = open_page("../pages/performance.py", run_id=run_id, test_set_id=test)
     assert any("training data is not registered" in c.value for c in at.caption)
     assert not any("looks different" in w.value for w in at.warning)
+
+
+def test_a_dicom_folder_registered_with_a_chosen_window_is_audited(tmp_path, monkeypatch):
+    from tests._dicom_files import PATIENT_NAME, write_dicom
+
+    ws, _, _ = _workspace(tmp_path, monkeypatch)
+    for i in range(4):
+        cls = "NORMAL" if i % 2 else "PNEUMONIA"
+        ramp = (np.arange(256).reshape(16, 16) * (i + 1)).astype(np.uint16)
+        write_dicom(tmp_path / "dicom" / cls / f"im{i}.dcm", ramp, bits_stored=12, window=(0, 1))
+    at = open_page("../pages/test_sets.py")
+    at.selectbox(key="testsets_add_dicom_window").set_value("full").run()
+    at.text_input(key="testsets_add_folder").input(str(tmp_path / "dicom")).run()
+    at.button(key="testsets_add_folder_button").click().run()
+    assert not at.error
+    added = ws.get_dataset(at.selectbox(key="testsets_preview").value)
+    assert added["meta"]["dicom"] == {"window": "full", "frames": "refuse"}
+    ds = load_registered(ws, added["id"])
+    # full range: the ramp's middle value 128 of 255 stays 128 (the file's window (0, 1) would make it white)
+    assert [int(np.asarray(ds.load_image(i))[8, 0]) for i in range(4)] == [128] * 4
+    deadline = time.monotonic() + 60
+    while audit_state(ws, added["id"])["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.1)  # started when the folder was added
+    report = audit_state(ws, added["id"])["report"]
+    assert report["properties"]["data"]["all"]["file_format"] == {"DICOM": 4}
+    assert report["properties"]["data"]["all"]["bit_depth"] == {"12": 4}
+    assert PATIENT_NAME not in json.dumps(report)

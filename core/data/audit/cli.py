@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from core.data.dicom import FRAME_POLICIES, WINDOWINGS, DicomOptions
 from core.errors import InputError
 
 
@@ -25,16 +26,20 @@ def register(subparsers) -> None:
     audit.add_argument("--no-features", action="store_true",
                        help="skip backbone features (no domain classifier, no label issues): pixels only, fast")
     audit.add_argument("--image-size", type=int, default=None, help="backbone input size (default: its own)")
+    audit.add_argument("--dicom-window", default="file", choices=WINDOWINGS,
+                       help="DICOM windowing: the file's own window, the full range, or a preset (default: file)")
+    audit.add_argument("--dicom-frames", default="refuse", choices=FRAME_POLICIES,
+                       help="multi-frame DICOM: refuse (listed as unreadable) or use the first frame")
     audit.add_argument("--refresh", action="store_true", help="recompute even when a cached audit exists")
     audit.set_defaults(func=run_audit_command)
 
 
-def _load(ws, text: str, task):
+def _load(ws, text: str, task, dicom: DicomOptions | None = None):
     from core.data.ingest import load_registered
     from core.data.loading import load_dataset
 
     if Path(text).expanduser().exists():
-        return load_dataset(text, task, skip_bad=True)
+        return load_dataset(text, task, skip_bad=True, dicom=dicom)
     if ws.get_dataset(text) is not None:
         return load_registered(ws, text)
     raise InputError(f"{text}: neither a dataset path nor a registered dataset id in workspace {ws.root}")
@@ -47,8 +52,10 @@ def run_audit_command(args: argparse.Namespace) -> int:
     from core.store.files import write_atomically
 
     ws = Workspace.open()
-    ds = _load(ws, args.data, args.task)
-    against = _load(ws, args.against, args.task) if args.against else None
+    dicom = DicomOptions(args.dicom_window, args.dicom_frames)
+    dicom = None if dicom.is_default else dicom
+    ds = _load(ws, args.data, args.task, dicom)
+    against = _load(ws, args.against, args.task, dicom) if args.against else None
     run = None
     if args.run:
         run = ws.get_run(args.run)
