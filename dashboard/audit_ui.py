@@ -88,6 +88,12 @@ def _properties_table(props: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _label_issues_view(issues: dict) -> None:
+    st.text(f"Likely label errors to review (run {issues['run']}): {issues['n_flagged']}; {issues['note']}.")
+    if issues["cases"]:
+        st.dataframe(pd.DataFrame(issues["cases"]), hide_index=True, width="stretch")
+
+
 def _shift_block(shift: dict) -> None:
     domain = shift["domain_classifier"]
     if shift["flagged"]:
@@ -139,11 +145,8 @@ def audit_report_view(report: dict, key: str) -> None:
                      hide_index=True, width="stretch")
     st.text("Image properties per split and class:")
     st.dataframe(_properties_table(report["properties"]["data"]), hide_index=True, width="stretch")
-    issues = report["label_issues"]
-    if issues is not None:
-        st.text(f"Likely label errors to review (run {issues['run']}): {issues['n_flagged']}; {issues['note']}.")
-        if issues["cases"]:
-            st.dataframe(pd.DataFrame(issues["cases"]), hide_index=True, width="stretch")
+    if report["label_issues"] is not None:
+        _label_issues_view(report["label_issues"])
     st.download_button("Download the audit (JSON)", json.dumps(report, indent=1, default=str),
                        file_name="audit.json", mime="application/json", key=f"{key}_json",
                        icon=":material/download:")
@@ -164,15 +167,40 @@ def audit_section(ws: Workspace, record: dict, key: str) -> None:
                "also in the training data), image properties, and whether the test set differs from the training "
                "data. Results are cached in the workspace.")
     report = _state_or_start(ws, record["id"], against_id)
-    if report is None:
-        return
-    audit_report_view(report, key)
-    if report.get("options", {}).get("features") is False and against_id:
+    if report is not None:
+        audit_report_view(report, key)
+    if report is not None and report.get("options", {}).get("features") is False and against_id:
         if st.button("Run the full audit (adds a domain classifier on backbone features)", key=f"{key}_full",
                      icon=":material/play_arrow:",
                      help="Embeds every image with the default backbone (cached, shared with training); on a CPU "
                           "about a minute or more per thousand images."):
             start_audit(ws, record["id"], against_id, options=FULL)
+            st.rerun()
+    label_issues_panel(ws, record, against_id, key)
+
+
+def label_issues_panel(ws: Workspace, record: dict, against_id: str | None, key: str) -> None:
+    """Likely mislabelled images from a trained run's backbone features, computed on request, for review."""
+    runs = {r["id"]: r for r in ws.list_runs(status="succeeded")}
+    with st.expander("Likely label errors (uses a trained run's backbone)", icon=":material/rule:"):
+        if not runs:
+            st.info("No trained run yet: train one on the **Train** page.", icon=":material/info:")
+            return
+        run_id = st.selectbox("Run", list(runs), key=f"{key}_issues_run",
+                              format_func=lambda i: f"{runs[i]['name']} ({runs[i]['backbone']})")
+        state = audit_state(ws, record["id"], against_id, run_id)
+        if state["status"] == "running":
+            _watch(ws, record["id"], against_id, run_id)
+            return
+        if state["status"] == "done":
+            _label_issues_view(state["report"]["label_issues"])
+            return
+        if state["status"] == "failed":
+            st.code(state["job"].get("error") or "unknown error", language=None, wrap_lines=True)
+        st.caption("Out-of-fold probabilities from the run's backbone features (cached), checked with cleanlab's "
+                   "confident learning. Nothing is relabelled.")
+        if st.button("Find likely label errors", key=f"{key}_issues_button", icon=":material/play_arrow:"):
+            start_audit(ws, record["id"], against_id, run_id, options=FULL)
             st.rerun()
 
 

@@ -175,3 +175,22 @@ def test_uploaded_dicom_leaves_no_header_text_in_the_workspace(tmp_path, workspa
             for text in texts:
                 assert text.encode() not in data, f"{text!r} found in {path}"
                 assert text.encode("utf-16-le") not in data, f"{text!r} found in {path}"
+
+
+def test_an_upload_with_an_unreadable_dicom_is_refused_or_keeps_no_trace_of_it(tmp_path, workspace):
+    src = _class_tree(tmp_path / "src")
+    broken = src / "train" / "NORMAL" / "report.dcm"
+    write_dicom(broken, np.zeros((2, 2), np.uint8), patient_name="Roe^Richard")
+    data = broken.read_bytes()
+    broken.write_bytes(data[:data.index(b"Roe^Richard") + 11])  # the header survives, the rest is cut
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(src.rglob("*.dcm")):
+            zf.write(path, path.relative_to(src).as_posix())
+    with pytest.raises(InputError, match="could not be read"):
+        ingest_upload(workspace, "export.zip", buffer.getvalue())
+    assert workspace.list_datasets(role="test_set") == [] and not any(workspace.uploads_dir.iterdir())
+    added = ingest_upload(workspace, "export.zip", buffer.getvalue(), skip_bad=True)
+    assert added.record["n_images"] == 4 and "removed" in added.record["meta"]["problems"][0]
+    for path in workspace.root.rglob("*"):
+        assert not path.is_file() or b"Roe^Richard" not in path.read_bytes()

@@ -138,3 +138,20 @@ def test_a_dicom_folder_registered_with_a_chosen_window_is_audited(tmp_path, mon
     assert report["properties"]["data"]["all"]["file_format"] == {"DICOM": 4}
     assert report["properties"]["data"]["all"]["bit_depth"] == {"12": 4}
     assert PATIENT_NAME not in json.dumps(report)
+
+
+def test_label_issues_panel_runs_on_request(tmp_path, monkeypatch):
+    ws, train, test = _workspace(tmp_path, monkeypatch)
+    run_id = ws.create_run(config={"backbone": "test_efficientnet", "pretrained": False, "mode": "features",
+                                   "image_size": 32, "dataset_id": train}, name="tiny run")
+    ws.update_run(run_id, status="succeeded")
+    at = open_page("../pages/test_sets.py", testsets_preview=test)
+    at.selectbox(key="testsets_audit_issues_run").set_value(run_id).run()
+    at.button(key="testsets_audit_issues_button").click().run()
+    deadline = time.monotonic() + 120
+    while audit_state(ws, test, train, run_id)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    at.run()
+    assert not at.exception
+    assert any(t.value.startswith(f"Likely label errors to review (run {run_id}):") and "no label is changed" in t.value
+               for t in at.text)
