@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.data.ingest import ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
-from core.errors import InputError
+from core.errors import InputError, run_job
 from core.store import Workspace
 from dashboard.audit_ui import start_audit_after_adding
 from dashboard.common import ROOT, remember_selection
@@ -178,7 +178,7 @@ def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> No
     """Runs predict(); touches only `job` (never st.*), so it can outlive the page that started it."""
     from core.infer import predict
 
-    try:
+    def work() -> None:
         ws = Workspace.open(root)
         ds = load_registered(ws, test_set_id)
         job["total"] = len(ds)
@@ -188,12 +188,8 @@ def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> No
 
         frame = predict(run_id, ds, workspace=ws, dataset_id=test_set_id, progress=progress)
         job.update(status="done", rows=len(frame), cached=bool(frame.attrs.get("cached")))
-    except InputError as exc:
-        job.update(status="failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported on the page instead of dying silently in a thread
-        job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        job["finished"] = time.time()
+
+    run_job(job, work)
 
 
 def start_inference(ws: Workspace, run_id: str, test_set_id: str) -> dict:

@@ -7,7 +7,6 @@ import io
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from core.__main__ import main

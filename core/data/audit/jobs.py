@@ -9,7 +9,7 @@ import threading
 import time
 
 from core.data.audit.report import AuditOptions, audit_key, cached_audit, read_cached_audit
-from core.errors import InputError
+from core.errors import InputError, run_job
 from core.store import Workspace
 
 PIXELS_ONLY = AuditOptions(features=False)
@@ -54,7 +54,7 @@ def _run(job: dict, root: str, dataset_id: str, against_id: str | None, run_id: 
          options: AuditOptions) -> None:
     from core.data.ingest import load_registered
 
-    try:
+    def work() -> None:
         ws = Workspace.open(root)
         ds = load_registered(ws, dataset_id)
         against = load_registered(ws, against_id) if against_id else None
@@ -65,12 +65,8 @@ def _run(job: dict, root: str, dataset_id: str, against_id: str | None, run_id: 
 
         cached_audit(ws, ds, against, run, options, progress=progress)
         job["status"] = "done"
-    except InputError as exc:
-        job.update(status="failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported to the page instead of dying silently in a thread
-        job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        job["finished"] = time.time()
+
+    run_job(job, work)
 
 
 def start_audit(ws: Workspace, dataset_id: str, against_id: str | None = None, run_id: str | None = None,
