@@ -151,7 +151,9 @@ def test_label_issues_panel_runs_on_request(tmp_path, monkeypatch):
     deadline = time.monotonic() + 120
     while audit_state(ws, test, train, run_id)["status"] == "running" and time.monotonic() < deadline:
         time.sleep(0.1)
+    state = audit_state(ws, test, train, run_id)
+    assert state["status"] == "done", state
     at.run()
     assert not at.exception
     assert any(t.value.startswith(f"Likely label errors to review (run {run_id}):") and "no label is changed" in t.value
-               for t in at.text)
+               for t in at.text), [t.value for t in at.text]

@@ -50,6 +50,27 @@ def audit_state(ws: Workspace, dataset_id: str, against_id: str | None = None, r
     return {"status": job["status"], "report": None, "job": job}
 
 
+def preload(options: AuditOptions) -> None:
+    """Import what the audit thread will need, in the caller's thread: two threads importing the same C-extension
+    packages (scipy, PyWavelets, torch) at once can deadlock, and the dashboard imports in its script threads."""
+    import imagehash  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    import core.data.ingest  # noqa: F401
+
+    if options.features:
+        import cleanlab.filter  # noqa: F401
+        import sklearn.decomposition  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+        import sklearn.model_selection  # noqa: F401
+        import torch  # noqa: F401
+
+        import core.models  # noqa: F401
+        import core.train.features  # noqa: F401
+        import core.train.recipe  # noqa: F401
+
+
 def _run(job: dict, root: str, dataset_id: str, against_id: str | None, run_id: str | None,
          options: AuditOptions) -> None:
     from core.data.ingest import load_registered
@@ -82,6 +103,7 @@ def start_audit(ws: Workspace, dataset_id: str, against_id: str | None = None, r
         job = {"status": "running", "step": "starting", "done": 0, "total": None, "started": time.time(),
                "error": None, "features": options.features}
         _JOBS[_job_id(ws, key)] = job
+    preload(options)
     threading.Thread(target=_run, args=(job, str(ws.root), dataset_id, against_id, run_id, options), daemon=True,
                      name=f"audit-{dataset_id}").start()
     return job
