@@ -11,6 +11,7 @@ from core.errors import InputError
 # Each module exposes register(subparsers); its parsers set `func` to a callable taking the args.
 COMMAND_MODULES = (
     "core.data.cli",
+    "core.audit.cli",
     "core.train.cli",
     "core.infer.cli",
     "core.report.cli",

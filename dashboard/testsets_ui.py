@@ -15,10 +15,12 @@ import streamlit as st
 
 from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
-from core.errors import InputError
+from core.errors import InputError, run_job
 from core.store import Workspace
 from dashboard import state
+from dashboard.audit_ui import start_audit_after_adding
 from dashboard.common import ROOT, registered_dataset, remember_selection, thumbnail
+from dashboard.dicom_ui import dicom_options_ui
 from dashboard.widgets import show_error
 
 AUTO_TASK = "auto"
@@ -38,6 +40,7 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
     name = col_name.text_input(f"Name of the {noun} (optional)", key=f"{key}_name")
     skip_bad = st.checkbox("Skip unreadable images and unusable rows (they are listed) instead of refusing the "
                            "whole upload", key=f"{key}_skip_bad")
+    dicom = dicom_options_ui(key)
     tab_upload, tab_folder = st.tabs(["Upload a file", "Register a server folder"])
     added = None
     with tab_upload:
@@ -49,14 +52,15 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
         if st.button(f"Add {noun}", key=f"{key}_upload_button", disabled=upload is None, type="primary"):
             with st.spinner("Checking and registering the upload..."):
                 added = _try(lambda: ingest_upload(ws, upload.name, upload, role=role, task=task, name=name or None,
-                                                   skip_bad=skip_bad), noun)
+                                                   skip_bad=skip_bad, dicom=dicom), noun)
     with tab_folder:
         st.caption("A folder on the machine running this dashboard (read in place, nothing is copied).")
         folder = st.text_input("Folder path on the server", key=f"{key}_folder", placeholder="/data/OCT2017/test")
         if st.button(f"Register folder as a {noun}", key=f"{key}_folder_button", disabled=not folder.strip()):
             with st.spinner("Reading the folder..."):
                 added = _try(lambda: register_folder(ws, folder, role=role, task=task, name=name or None,
-                                                     skip_bad=skip_bad), noun)
+                                                     skip_bad=skip_bad, dicom=dicom), noun)
+    start_audit_after_adding(ws, added)
     return added
 
 
@@ -153,7 +157,7 @@ def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> No
     """Runs predict(); touches only `job` (never st.*), so it can outlive the page that started it."""
     from core.infer import predict
 
-    try:
+    def work() -> None:
         ws = Workspace.open(root)
         ds = load_registered(ws, test_set_id)
         job["total"] = len(ds)
@@ -163,12 +167,8 @@ def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> No
 
         frame = predict(run_id, ds, workspace=ws, dataset_id=test_set_id, progress=progress)
         job.update(status="done", rows=len(frame), cached=bool(frame.attrs.get("cached")))
-    except InputError as exc:
-        job.update(status="failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported on the page instead of dying silently in a thread
-        job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        job["finished"] = time.time()
+
+    run_job(job, work)
 
 
 def start_inference(ws: Workspace, run_id: str, test_set_id: str) -> dict:

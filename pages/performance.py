@@ -10,6 +10,7 @@ from core.metrics import headline, macro_and_weighted_auc, ordinal_agreement
 from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, covers_all_classes,
                                     multilabel_threshold_table, urgent_view)
 from core.plots import PointMarker, class_colors, roc_figure
+from dashboard.audit_ui import duplicates_notice, performance_audit_banner
 from dashboard.common import get_workspace
 from core.train.run_folder import run_model_card
 from dashboard.decision_ui import decision_section
@@ -41,6 +42,7 @@ try:
 except InputError as exc:
     show_error("These predictions cannot be evaluated:", exc)
     st.stop()
+audit = performance_audit_banner(ws, selection)
 
 
 def multilabel_view() -> None:
@@ -154,6 +156,8 @@ st.caption("Interval methods (the exported report's, for the same settings): " +
 st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; weighted-error interval by patient"
                                      if arrays.n_patients is not None else "") +
            f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")
+
+duplicates_notice(ev, audit)
 
 tabs = st.tabs(["ROC", "Precision-recall", "Confusion matrix", "Per class", "Referral tiers", "Class imbalance",
                 "Calibration", "Decision curve", "Site recalibration"])

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
+from dashboard.audit_ui import audit_section
 from dashboard.common import ensure_demo_ui, get_workspace
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
 
@@ -43,7 +44,7 @@ if st.session_state.get(state.TEST_SET_PREVIEW) not in ids:
 test_set_id = st.selectbox("Test set", ids, key=state.TEST_SET_PREVIEW, format_func=lambda i: by_id[i]["name"])
 record = by_id[test_set_id]
 
-tab_preview, tab_infer = st.tabs(["Preview", "Run a model on it"])
+tab_preview, tab_infer, tab_audit = st.tabs(["Preview", "Run a model on it", "Audit"])
 with tab_preview:
     dataset_preview(ws, record, key="testsets")
 with tab_infer:
@@ -65,3 +66,5 @@ with tab_infer:
                        "test label is a class of the model.", icon=":material/warning:")
             st.text(f"Model's task: {run['task']}\nTest set's task: {record['task']}")
         inference_panel(ws, run_id, test_set_id, key="testsets")
+with tab_audit:
+    audit_section(ws, record, key="testsets_audit")

@@ -334,7 +334,7 @@ def test_the_format_registry_drives_reading_and_uploads(tmp_path, monkeypatch):
     from core.data.readers import registry
 
     names = [f.name for f in registry.formats()]
-    assert names == ["image-folder", "manifest", "medmnist"]
+    assert names == ["dicom", "image-folder", "manifest", "medmnist"]
     assert UPLOAD_TYPES == ("zip", "csv", "npz") == registry.upload_types()
     assert registry.format_for_file(tmp_path / "x.NPZ").name == "medmnist"
 

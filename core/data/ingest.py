@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
+from core.data.archive import extract_zip
 from core.data.dataset import Dataset
+from core.data.dicom import DicomOptions, deidentify_tree
 from core.data.loading import load_dataset
 from core.data.readers import read_path, upload_types
 from core.data.readers.registry import file_types_text, format_for_file
@@ -52,7 +54,7 @@ def _register(ws: Workspace, ds: Dataset, *, name: str, source: Path, role: str,
             return Ingested(row["id"], row, ds, reused=True)
     meta = {"task_definition": ds.task.to_dict(), "skip_bad": bool(skip_bad), "n_problems": len(ds.problems),
             "problems": ds.problems[:MAX_PROBLEMS_KEPT], "splits": ds.splits(),
-            "synthetic": False, **extra_meta}
+            "synthetic": False, **({"dicom": ds.dicom.to_dict()} if ds.dicom else {}), **extra_meta}
     dataset_id = ws.register_dataset(name=name, source=str(source), task=ds.task.name, fingerprint=ds.fingerprint,
                                      n_images=len(ds), role=role, meta=meta)
     return Ingested(dataset_id, ws.get_dataset(dataset_id), ds, reused=False)
@@ -69,12 +71,14 @@ def _save(data: bytes | BinaryIO, target: Path) -> None:
 
 
 def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role: str = "test_set",
-                  task: Task | str | None = None, name: str | None = None, skip_bad: bool = False) -> Ingested:
+                  task: Task | str | None = None, name: str | None = None, skip_bad: bool = False,
+                  dicom: DicomOptions | None = None) -> Ingested:
     """Store an uploaded zip / CSV manifest / MedMNIST .npz in the workspace and register it.
 
     The user's file name is used for its extension and as a display name only: the bytes go to
     uploads/upload-<time>-<slug>-<random>/ under a generated name. A zip is extracted (safely) next to it
-    and the extracted folder is what gets registered. On any error everything written is removed."""
+    and the extracted folder is what gets registered; DICOM files in it are rewritten de-identified first
+    (core.data.dicom.deidentify_tree). On any error everything written is removed."""
     suffix = PurePath(str(file_name)).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
         raise InputError(f"{file_name}: unsupported upload type {('.' + suffix) if suffix else '(none)'}; "
@@ -93,7 +97,10 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
         task_arg = _task_arg(task)
         if suffix == "zip":
             extracted = folder / "data"
-            ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted)
+            extract_zip(saved, extracted)
+            removed = deidentify_tree(extracted, skip_bad=skip_bad)
+            ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted, dicom=dicom)
+            ds.problems.extend(removed)
             saved.unlink()  # the extracted folder is the data from now on
             source = extracted
         else:
@@ -117,7 +124,7 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
 
 
 def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set", task: Task | str | None = None,
-                    name: str | None = None, skip_bad: bool = False) -> Ingested:
+                    name: str | None = None, skip_bad: bool = False, dicom: DicomOptions | None = None) -> Ingested:
     """Register a dataset folder that already lives on this server (read in place, nothing copied)."""
     text = str(folder or "").strip()
     if not text:
@@ -129,7 +136,7 @@ def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set"
         raise InputError(f"{path}: is a file, not a folder; give the folder that holds the class folders "
                          "or the CSV manifest with its images")
     path = path.resolve()
-    ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad)
+    ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad, dicom=dicom)
     return _register(ws, ds, name=(name or path.name).strip(), source=path, role=role, skip_bad=skip_bad,
                      extra_meta={"format": "folder"})
 
@@ -165,5 +172,6 @@ def load_registered(ws: Workspace, dataset_id: str) -> Dataset:
     """Load a registered dataset or test set as it was registered: same task, skip_bad setting and split."""
     record = _record(ws, dataset_id)
     meta = record["meta"]
-    ds = load_dataset(record["source"], registered_task(record), skip_bad=bool(meta.get("skip_bad")))
+    ds = load_dataset(record["source"], registered_task(record), skip_bad=bool(meta.get("skip_bad")),
+                      dicom=DicomOptions.from_dict(meta["dicom"]) if meta.get("dicom") else None)
     return ds.split_named(meta["split"]) if meta.get("split") else ds

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.data.dataset import Dataset
+from core.data.dicom import DicomOptions, is_dicom
 from core.data.images import DEFAULT_MAX_PIXELS, is_image_name
 from core.data.readers.common import split_name
 from core.data.readers.registry import (DatasetFormat, ReadOptions, detect, file_types_text, format_for_file, formats,
@@ -35,14 +36,19 @@ def dataset_root(folder: Path) -> Path:
 
 
 def read_path(path: Path, task: Task | str | None = None, *, skip_bad: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, source: str | None = None, confined: bool = False) -> Dataset:
-    """Read a dataset file or folder (not a zip: load_dataset extracts those first)."""
+              max_pixels: int = DEFAULT_MAX_PIXELS, source: str | None = None, confined: bool = False,
+              dicom: DicomOptions | None = None) -> Dataset:
+    """Read a dataset file or folder (not a zip: load_dataset extracts those first); `dicom`: DICOM windowing."""
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    options = ReadOptions(skip_bad, max_pixels, source or str(path.resolve()), confined)
+    options = ReadOptions(skip_bad, max_pixels, source or str(path.resolve()), confined, dicom)
     if path.is_file():
         fmt = format_for_file(path)
+        if fmt is None and is_dicom(path):
+            from core.data.readers.dicom import single_file_error
+
+            raise single_file_error(path)
         if fmt is None:
             raise InputError(f"{path}: unsupported file type {path.suffix.lower() or '(none)'}; give a folder, "
                              f"{file_types_text()} or a .zip of one of these")

@@ -23,12 +23,13 @@ from core.errors import InputError
 @dataclass(frozen=True)
 class ReadOptions:
     """How to read: skip bad rows/images (recorded in ds.problems), pixel bound, the source to record, and whether
-    paths inside the data must stay inside it (uploads)."""
+    paths inside the data must stay inside it (uploads), and how DICOM pixels are windowed."""
 
     skip_bad: bool
     max_pixels: int
     source: str
     confined: bool = False
+    dicom: object | None = None  # core.data.dicom.DicomOptions: windowing and multi-frame choice for DICOM files
 
 
 def visible_entries(folder: Path) -> tuple[list[Path], list[Path]]:
