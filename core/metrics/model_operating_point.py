@@ -21,8 +21,8 @@ from core.metrics.referral import binary_view_data
 
 # rule name -> what it means, for the UI and the model card
 OPERATING_RULES = {
-    "youden": "Youden's J (sensitivity + specificity - 1) maximised on out-of-fold predictions",
-    "sensitivity": "the highest threshold whose out-of-fold sensitivity reaches the target (screening)",
+    "youden": "Youden's J (sensitivity + specificity - 1) maximised",
+    "sensitivity": "the highest threshold whose sensitivity reaches the target (screening)",
     "argmax": "the most probable class (no threshold)",
 }
 DEFAULT_RULE = "youden"
