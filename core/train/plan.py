@@ -124,7 +124,8 @@ def prepare_data(cfg: RunConfig, ds: Dataset | None = None) -> TrainingData:
     pool = np.flatnonzero(~ds.table["split"].isin(["val", "test"]).to_numpy())
     if len(pool) == 0:
         raise InputError(f"{ds.source}: no training images (every image is in a val or test split)")
-    if len(val_rows) == 0 and cfg.val_fraction > 0:
+    if len(val_rows) == 0 and cfg.val_fraction > 0 and cfg.head_fit != "logistic":
+        # (The logistic probe validates by patient-grouped cross-validation on every training image instead.)
         # Patient-level split: no patient's images on both sides, or validation would flatter the model.
         train_part, val_part = patient_split(ds.subset(pool), cfg.val_fraction, seed=cfg.seed)
         pool, val_rows = pool[train_part], pool[val_part]
