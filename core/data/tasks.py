@@ -13,6 +13,9 @@ from core.errors import InputError
 
 KINDS = ("multiclass", "binary", "ordinal", "multilabel")
 REFERRAL_LEVELS = ("urgent", "routine", "observation")
+# Far above any clinical schema (ICD chapters, RFMiD's 46 labels); a count read from a file is checked
+# against it before anything is allocated per class (a label value of 1e9 must not become 1e9 classes).
+MAX_CLASSES = 1000
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Task:
             raise InputError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if len(self.classes) < 2 and self.kind != "multilabel":
             raise InputError(f"task {self.name!r}: needs at least two classes")
+        if len(self.classes) > MAX_CLASSES:
+            raise InputError(f"task {self.name!r}: {len(self.classes):,} classes, above the limit of {MAX_CLASSES}")
         if len(set(self.classes)) != len(self.classes):
             raise InputError(f"task {self.name!r}: class names repeat: {list(self.classes)}")
         levels = dict(self.referral_level)

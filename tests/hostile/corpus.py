@@ -1,0 +1,146 @@
+"""The hostile inputs: each entry builds one crafted file or folder (at test time) and says what must happen.
+
+Entries register with @hostile(name, fault, expect); a test module per class of fault parametrises over
+`cases(fault)`. `expect` is a regular expression the user-facing message must match.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tests._data_files import write_image
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Hostile:
+    name: str
+    fault: str
+    build: Callable[[Path], Path]
+    expect: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CORPUS: list[Hostile] = []
+
+
+def hostile(name: str, fault: str, expect: str):
+    def register(build: Callable[[Path], Path]) -> Callable[[Path], Path]:
+        CORPUS.append(Hostile(name, fault, build, expect))
+        return build
+    return register
+
+
+def cases(fault: str) -> list[Hostile]:
+    return [c for c in CORPUS if c.fault == fault]
+
+
+def load_in_bounded_process(path: Path, memory_bytes: int = 1_500_000_000, timeout: float = 120) -> tuple[int, str]:
+    """load_dataset(path) in a child limited to `memory_bytes` of address space (a runaway allocation
+    fails there with MemoryError instead of taking this machine down). Returns (exit code, stderr)."""
+    code = ("import resource, sys\n"
+            f"resource.setrlimit(resource.RLIMIT_AS, ({memory_bytes}, {memory_bytes}))\n"
+            "from core.data import load_dataset\n"
+            "from core.errors import InputError\n"
+            "try:\n"
+            "    load_dataset(sys.argv[1])\n"
+            "except InputError as exc:\n"
+            "    print(f'InputError: {exc}', file=sys.stderr); sys.exit(2)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    return done.returncode, done.stderr
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _npy_bytes(shape: tuple, dtype: str, payload: bytes) -> bytes:
+    """A .npy entry whose header says `shape` but whose data is `payload` (a header that lies)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue() + payload
+
+
+def _npz(path: Path, **arrays) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def _raw_npz(path: Path, entries: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+_IMAGES = np.zeros((2, 28, 28), np.uint8)
+
+
+# -- 1. counts and labels read from files are bounded before anything is allocated ------------------
+@hostile("npz-label-1e9", "bounded", r"train_labels hold values 1e\+09.*0\.\.999")
+def _(tmp: Path) -> Path:
+    return _npz(tmp / "h.npz", train_images=_IMAGES[:1], train_labels=np.array([[10**9]]))
+
+
+@hostile("npz-string-labels", "bounded", r"train_labels holds <U\d+ values.*must be an array of numbers")
+def _(tmp: Path) -> Path:
+    return _npz(tmp / "h.npz", train_images=_IMAGES, train_labels=np.array([["CNV"], ["DME"]]))
+
+
+@hostile("npz-no-images", "bounded", r"train_images holds no images \(shape \(0, 28, 28\)\)")
+def _(tmp: Path) -> Path:
+    return _npz(tmp / "h.npz", train_images=np.zeros((0, 28, 28), np.uint8), train_labels=np.zeros((0, 1), int))
+
+
+@hostile("npz-zero-width-images", "bounded", r"train_images has shape \(2, 0, 28\): images of no pixels")
+def _(tmp: Path) -> Path:
+    return _npz(tmp / "h.npz", train_images=np.zeros((2, 0, 28), np.uint8), train_labels=np.zeros((2, 1), int))
+
+
+@hostile("npz-infinite-label", "bounded", r"train_labels must hold whole numbers")
+def _(tmp: Path) -> Path:
+    return _npz(tmp / "h.npz", train_images=_IMAGES, train_labels=np.array([[np.inf], [0.0]]))
+
+
+@hostile("npz-image-header-claims-1e9-rows", "bounded", r"train_images claims shape \(1000000000, 28, 28\).*784 bytes")
+def _(tmp: Path) -> Path:
+    return _raw_npz(tmp / "h.npz", {
+        "train_images.npy": _npy_bytes((10**9, 28, 28), "u1", bytes(784)),
+        "train_labels.npy": _npy_bytes((10**9, 1), "<i8", bytes(8)),
+    })
+
+
+@hostile("npz-label-header-claims-1e9-rows", "bounded", r"train_labels claims shape \(1000000000, 1\)")
+def _(tmp: Path) -> Path:
+    return _raw_npz(tmp / "h.npz", {
+        "train_images.npy": _npy_bytes((1, 28, 28), "u1", bytes(784)),
+        "train_labels.npy": _npy_bytes((10**9, 1), "<i8", bytes(8)),
+    })
+
+
+@hostile("npz-5000-label-columns", "bounded", r"train_labels has 5,000 label columns, above the limit of 1000")
+def _(tmp: Path) -> Path:
+    return _npz(tmp / "h.npz", train_images=_IMAGES, train_labels=np.zeros((2, 5000), np.uint8))
+
+
+@hostile("csv-1001-distinct-labels", "bounded", r"1,001 distinct labels, above the limit of 1000 classes")
+def _(tmp: Path) -> Path:
+    root = tmp / "m"
+    png = write_image(root / "img0.png", size=(4, 4)).read_bytes()
+    for i in range(1, 1001):
+        (root / f"img{i}.png").write_bytes(png)
+    (root / "labels.csv").write_text("path,label\n" + "".join(f"img{i}.png,{i * 7919}\n" for i in range(1001)))
+    return root / "labels.csv"
