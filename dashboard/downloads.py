@@ -8,14 +8,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.store.csv_safe import csv_bytes
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-").lower() or "download"
 
 
 def table_download(frame: pd.DataFrame, name: str, key: str | None = None) -> None:
-    """A CSV download of a table (built only when clicked)."""
-    st.download_button("CSV", data=lambda: frame.to_csv(index=False).encode("utf-8"),
+    """A CSV download of a table (built only when clicked; formula cells defused by the one CSV writer)."""
+    st.download_button("CSV", data=lambda: csv_bytes(frame),
                        file_name=f"{_slug(name)}.csv", mime="text/csv", key=key or f"csv_{_slug(name)}",
                        icon=":material/download:", on_click="ignore")
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.store.csv_safe import write_csv
 
 # Kept here, not read from the registry, so that `python -m core --help` does not load torch and Captum;
 # tests/test_explain_cli.py checks they match core.explain's registry and overlay default.
@@ -197,9 +198,9 @@ def run_explain(args: argparse.Namespace) -> int:
     scores.insert(3, "target_class", [classes[c["target"]] for c in chosen])
     scores.insert(4, "probability", [files[c["image_id"]][1].probability for c in chosen])
     scores["overlay"] = [files[c["image_id"]][0] for c in chosen]
-    scores.to_csv(args.out / "scores.csv", index=False)
+    write_csv(scores, args.out / "scores.csv")
     if boxes_by_id:
-        summarise_scores(scores, classes=classes).to_csv(args.out / "summary.csv", index=False)
+        write_csv(summarise_scores(scores, classes=classes), args.out / "summary.csv")
     first = next(iter(maps.values()))
     (args.out / "explain.json").write_text(json.dumps(
         {"run": str(args.run), "data": str(args.data), "method": args.method, "params": first.params,

@@ -25,6 +25,7 @@ def register(subparsers) -> None:
 
 def run_predict(args) -> int:
     from core.errors import InputError
+    from core.store.csv_safe import write_csv
     from core.infer.predict import predict
     from core.store import Workspace
 
@@ -45,7 +46,7 @@ def run_predict(args) -> int:
         out = args.out.expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".csv":
-            frame.to_csv(out, index=False)
+            write_csv(frame, out)
         elif out.suffix.lower() == ".parquet":
             shutil.copyfile(source, out)
         else:

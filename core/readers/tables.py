@@ -11,8 +11,6 @@ from core.errors import InputError
 from core.readers.compare import (ModelView, is_in, model_metrics, model_roc, paired_comparison, reader_metrics,
                                   resolve_view, truth_labels)
 
-# Spreadsheet programs run cells starting with these as formulas; reader codes and file names come from users.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def compare_readers_to_model(readings: pd.DataFrame, predictions: pd.DataFrame, task: str | Task,
@@ -130,14 +128,3 @@ def reader_report(readings: pd.DataFrame, truth, task: str | Task, predictions: 
                                         image_ids=graded["image_id"])
         report["roc"] = model_roc(predictions, task, view, confidence=confidence)
     return report
-
-
-def export_csv(table: pd.DataFrame) -> bytes:
-    """CSV bytes (UTF-8) for download; text cells that a spreadsheet would run as a formula get a leading
-    apostrophe, since reader codes and sources come from users."""
-    safe = table.copy()
-    for column in safe.columns:
-        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v)
-    return safe.to_csv(index=False).encode("utf-8")

