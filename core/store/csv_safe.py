@@ -32,7 +32,8 @@ def defused(frame: pd.DataFrame) -> pd.DataFrame:
     safe.columns = [defuse_cell(c) if isinstance(c, str) else c for c in safe.columns]
     for i in range(safe.shape[1]):
         column = safe.iloc[:, i]
-        if column.dtype == object or pd.api.types.is_string_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype):
+        if column.dtype == object or pd.api.types.is_string_dtype(column) \
+                or isinstance(column.dtype, pd.CategoricalDtype):
             safe.isetitem(i, column.astype(object).map(defuse_cell))
     return safe
 

