@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.errors import InputError
 from core.store import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +161,13 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
     if (run_id, test_set_id) != (current_run, current_test):
         remember_selection(run_id=run_id, test_set_id=test_set_id)
     row = next(r for r in rows if r["run_id"] == run_id and r["dataset_id"] == test_set_id)
-    frame, meta = load_predictions(row["path"])
+    try:
+        frame, meta = load_predictions(row["path"])
+    except InputError as exc:  # damaged or missing file: say which and how to recover; other pairs stay choosable
+        st.error("The predictions of this model on this test set cannot be used. Compute them again on the "
+                 "**Test sets** page (the damaged file is then replaced).", icon=":material/error:")
+        st.code(str(exc), language=None, wrap_lines=True)
+        return None
     task = task_from_dict(meta["task"]) if isinstance(meta.get("task"), dict) else get_task(
         (runs.get(run_id) or {}).get("task") or "oct-kermany")
     return {**row, "frame": frame, "meta": meta, "task": task, "run": runs.get(run_id),

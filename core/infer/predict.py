@@ -19,20 +19,10 @@ from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
 from core.store import Workspace
 from core.store.files import write_atomically
+from core.metrics.report import read_predictions_file as read_predictions  # the one verified reader
+from core.store.integrity import DIGEST_KEY, DamagedFileError, discard_damaged, frame_digest
 
 META_KEY = b"core"
-
-
-def read_predictions(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """The predictions table and its metadata (task dict, run_id, dataset_id, classes, created, ...)."""
-    path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable predictions table ({exc})") from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    meta = json.loads(raw) if raw else {}
-    return table.to_pandas(), meta
 
 
 def _sha256(path: Path) -> str:
@@ -182,6 +172,7 @@ def _predicted(task: Task, probs: np.ndarray, operating_point=None):
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path, meta: dict) -> None:
+    meta = {**meta, DIGEST_KEY: frame_digest(frame, meta)}
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     write_atomically(path, lambda tmp: pq.write_table(table, tmp))
@@ -212,8 +203,14 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     operating = ModelOperatingPoint.from_dict(card.get("operating_point"), source=str(weights.parent / "model_card.json"))
     if use_cache:
         record = ws.find_predictions(run_id, dataset_id)
+        cached = None
         if record is not None and Path(record["path"]).exists():
-            frame, meta = read_predictions(record["path"])
+            try:
+                cached = read_predictions(record["path"])
+            except DamagedFileError as exc:  # reported and deleted; computed again below
+                discard_damaged(record["path"], str(exc).removeprefix(f"{record['path']}: "))
+        if cached is not None:
+            frame, meta = cached
             if meta.get("checkpoint_sha256") == checkpoint_sha and meta.get("dataset_fingerprint") == ds.fingerprint:
                 wanted = operating.to_dict() if operating else None
                 if meta.get("operating_point") != wanted:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.data.tasks import Task, get_task
 from core.errors import InputError
+from core.store.integrity import DamagedFileError, verify_frame
 from core.metrics.calibration import brier_score, reliability_bins, top_label_reliability
 from core.metrics.diagnostic import counts_from_labels, diagnostic_metrics
 from core.metrics.imbalance import predictive_values_at_prevalence
@@ -219,19 +221,22 @@ def _readers_section(readings, df: pd.DataFrame, task: Task, penalty: np.ndarray
 
 
 def read_predictions_file(path) -> tuple[pd.DataFrame, dict]:
-    """A predictions parquet file and its "core" metadata (task, run id...), read directly with pandas/pyarrow."""
+    """A predictions parquet file and its "core" metadata (task, run id...), its values checked against the
+    checksum in that metadata (DamagedFileError when the file is unreadable or damaged)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: predictions file not found")
     try:
         df = pd.read_parquet(path)
         meta_raw = (pq.read_schema(path).metadata or {}).get(b"core")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable parquet predictions file ({exc})") from None
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, pa.ArrowException) as exc:
+        # a damaged file fails in many ways inside pyarrow and pandas' metadata parsing
+        raise DamagedFileError(f"{path}: not a readable predictions table ({exc})") from None
     meta = {}
     if meta_raw:
         try:
             meta = json.loads(meta_raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
-            meta = {}
+            raise DamagedFileError(f"{path}: the predictions file's metadata is damaged") from None
+    verify_frame(df, meta, path)
     return df, meta

@@ -184,3 +184,27 @@ def _(tmp: Path) -> Path:
          r"up\.zip: [\d,]+ compressed bytes would expand to 30,[\d,]+ bytes \(\d+:1\) for 6 image\(s\).*zip bomb")
 def _(tmp: Path) -> Path:
     return _zip_with_images(tmp / "up.zip", {"labels.csv": b"path,label\n" + b" " * 30_000_000})
+
+
+# -- 5. damaged cache files: for these entries `build(tmp)` returns a function damaging a valid file in place -
+def _overwrite_tail(path: Path, n: int = 16) -> None:
+    """Overwrite bytes inside the last part of the payload: headers and footers stay valid."""
+    data = bytearray(path.read_bytes())
+    at = len(data) - 8 - n
+    data[at:at + n] = bytes((b ^ 0x5A) for b in data[at:at + n])
+    path.write_bytes(bytes(data))
+
+
+def _cut_footer(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-12] + b"\0" * 12)
+
+
+@hostile("cache-payload-bytes-overwritten", "damage")
+def _(tmp: Path):
+    return _overwrite_tail
+
+
+@hostile("cache-footer-zeroed", "damage")
+def _(tmp: Path):
+    return _cut_footer
