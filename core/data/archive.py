@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from core.data.images import is_image_name
-from core.errors import InputError
+from core.errors import STORAGE_ERRNOS, InputError, storage_error
 
 # OCT2017 unzips to ~6 GB in ~84k files; these limits leave room for such datasets and stop bombs.
 DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3
@@ -190,6 +190,8 @@ def extract_zip(zip_path: str | Path, target: str | Path | None = None, *,
         raise
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, target.parent, f"extracting {zip_path.name}") from None
         raise InputError(f"{zip_path}: extraction failed ({exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,7 +16,7 @@ from core.data.dataset import Dataset
 from core.data.loading import load_dataset
 from core.data.readers import read_path
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
-from core.errors import InputError
+from core.errors import InputError, storage_error
 from core.store import Workspace
 from core.store.workspace import new_id
 
@@ -82,15 +82,17 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
                          f"upload a .zip (class folders, or images + CSV), a .csv manifest or a MedMNIST .npz")
     stem = _slug(PurePath(str(file_name)).stem) or "upload"
     folder = ws.uploads_dir / new_id("upload", stem)
-    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise storage_error(exc, ws.root, f"storing the upload {file_name!r}") from None
     # The stem is kept (slugged) because readers recognise some files by name (e.g. pneumoniamnist*.npz).
     saved = folder / f"{stem}.{suffix}"
     try:
         try:
             _save(data, saved)
         except OSError as exc:
-            raise InputError(f"{file_name}: could not store the upload in {ws.uploads_dir} "
-                             f"({exc.strerror or exc})") from None
+            raise storage_error(exc, ws.root, f"storing the upload {file_name!r} in {ws.uploads_dir}") from None
         task_arg = _task_arg(task)
         if suffix == "zip":
             extracted = folder / "data"

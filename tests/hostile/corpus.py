@@ -47,6 +47,17 @@ def cases(fault: str) -> list[Hostile]:
     return [c for c in CORPUS if c.fault == fault]
 
 
+def run_with_file_size_limit(code: str, limit_bytes: int, timeout: float = 120) -> tuple[int, str]:
+    """Run `code` in a child whose writes beyond `limit_bytes` in any file fail (RLIMIT_FSIZE -> EFBIG), the
+    way a full disk fails them, without needing a full disk. Returns (exit code, stderr)."""
+    prelude = ("import resource, signal\n"
+               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+               f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, resource.RLIM_INFINITY))\n")
+    done = subprocess.run([sys.executable, "-c", prelude + code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    return done.returncode, done.stderr
+
+
 def load_in_bounded_process(path: Path, memory_bytes: int = 1_500_000_000, timeout: float = 120) -> tuple[int, str]:
     """load_dataset(path) in a child limited to `memory_bytes` of address space (a runaway allocation
     fails there with MemoryError instead of taking this machine down). Returns (exit code, stderr)."""
@@ -208,3 +219,27 @@ def _(tmp: Path):
 @hostile("cache-footer-zeroed", "damage")
 def _(tmp: Path):
     return _cut_footer
+
+
+# -- 6. a full disk or unwritable workspace while storing: `build(tmp)` returns the code run under the limit ------
+_REPORT = ("\nexcept InputError as exc:\n"
+           "    print(f'{type(exc).__name__}: {exc}', file=sys.stderr); sys.exit(2)\n")
+
+
+@hostile("full-disk-recording-an-answer", "storage",
+         r"StorageError: workspace .*: writing to the registry failed: .*(full|I/O|too large)")
+def _(tmp: Path) -> str:
+    return ("import sys\nfrom core.errors import InputError\nfrom core.store import Workspace\n"
+            "from core.readers import record_answer\n"
+            "ws = Workspace(__import__('pathlib').Path(sys.argv[1]))\n"
+            "try:\n    record_answer(ws, sys.argv[2], sys.argv[3], sys.argv[4], 'CNV')" + _REPORT)
+
+
+@hostile("full-disk-storing-an-upload", "storage",
+         r"StorageError: workspace .*: storing the upload 'scans\.zip' in .*uploads failed: File too large; "
+         r"the disk \(or your quota\) is full")
+def _(tmp: Path) -> str:
+    return ("import sys\nfrom core.errors import InputError\nfrom core.store import Workspace\n"
+            "from core.data.ingest import ingest_upload\n"
+            "ws = Workspace(__import__('pathlib').Path(sys.argv[1]))\n"
+            "try:\n    ingest_upload(ws, 'scans.zip', b'PK' + bytes(200_000))" + _REPORT)
