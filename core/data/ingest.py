@@ -164,9 +164,11 @@ def registered_task(record: dict) -> Task:
     return get_task(record["task"])
 
 
-def load_registered(ws: Workspace, dataset_id: str) -> Dataset:
-    """Load a registered dataset or test set as it was registered: same task, skip_bad setting and split."""
+def load_registered(ws: Workspace, dataset_id: str, skip_bad: bool | None = None) -> Dataset:
+    """Load a registered dataset or test set as it was registered: same task, skip_bad setting (unless given:
+    inference skips an image damaged since registration rather than failing the set) and split."""
     record = _record(ws, dataset_id)
     meta = record["meta"]
-    ds = load_dataset(record["source"], registered_task(record), skip_bad=bool(meta.get("skip_bad")))
+    skip = bool(meta.get("skip_bad")) if skip_bad is None else bool(skip_bad or meta.get("skip_bad"))
+    ds = load_dataset(record["source"], registered_task(record), skip_bad=skip)
     return ds.split_named(meta["split"]) if meta.get("split") else ds

@@ -243,3 +243,43 @@ def _(tmp: Path) -> str:
             "from core.data.ingest import ingest_upload\n"
             "ws = Workspace(__import__('pathlib').Path(sys.argv[1]))\n"
             "try:\n    ingest_upload(ws, 'scans.zip', b'PK' + bytes(200_000))" + _REPORT)
+
+
+# -- 7. images that are corrupt behind a valid header (and end marker) ---------------------------------
+def _jpeg_bytes(seed: int = 0, size: int = 64) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray((rng.random((size, size)) * 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@hostile("jpeg-garbage-in-scan-data", "image",
+         r"CNV-9-1\.jpeg: corrupt JPEG data \(Corrupt JPEG data: 596 extraneous bytes")
+def _(tmp: Path) -> Path:
+    data = bytearray(_jpeg_bytes())
+    start = data.index(b"\xff\xda") + 200
+    for i in range(start, start + 200):  # scramble entropy-coded bytes, never making a marker
+        data[i] = 0x00 if data[i] == 0xFF else (data[i] * 7 + 13) % 256
+    path = tmp / "CNV-9-1.jpeg"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@hostile("jpeg-truncated-with-end-marker-appended", "image",
+         r"CNV-9-1\.jpeg: corrupt JPEG data \(Corrupt JPEG data: premature end of data segment")
+def _(tmp: Path) -> Path:
+    data = _jpeg_bytes()
+    path = tmp / "CNV-9-1.jpeg"
+    path.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    return path
+
+
+@hostile("tiff-float-all-nan", "image", r"CNV-9-1\.tiff: cannot decode image \(no finite pixel value")
+def _(tmp: Path) -> Path:
+    from PIL import Image
+
+    path = tmp / "CNV-9-1.tiff"
+    Image.fromarray(np.full((32, 32), np.nan, np.float32), mode="F").save(path)
+    return path
