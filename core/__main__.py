@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "core.metrics.cli",
     "core.explain.cli",
     "core.readers.cli",
+    "core.store.cli",
 )
 
 

@@ -38,7 +38,14 @@ def apply_style() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _open_workspace(root: str) -> Workspace:
-    return Workspace.open(root)
+    from core.store.doctor import clean_leftovers
+
+    ws = Workspace.open(root)
+    try:  # once per server process and workspace: half-written files of killed processes go
+        clean_leftovers(ws)
+    except OSError:
+        pass  # a read-only workspace: pages say so when they write
+    return ws
 
 
 def workspace_root() -> str:

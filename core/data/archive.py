@@ -173,7 +173,8 @@ def extract_zip(zip_path: str | Path, target: str | Path | None = None, *,
     if needed > disk.free - reserve:
         raise InputError(f"{zip_path}: extracting needs {needed:,} bytes; {target.parent} has {disk.free:,} free "
                          f"and {reserve:,} ({MIN_FREE_FRACTION:.0%} of the disk) must stay free")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    # The pid in the name lets `python -m core doctor` (and startup) remove it once this process is gone.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
     try:
         _stream_entries(zip_path, files, tmp, max_total_bytes)
         (tmp / MARKER).write_text(digest)

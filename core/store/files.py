@@ -12,7 +12,8 @@ def write_atomically(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)` on a temporary file in the target's folder, then rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The pid in the name lets `python -m core doctor` (and startup) remove it once this process is gone.
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(handle)
     try:
         write(tmp)

@@ -283,3 +283,15 @@ def _(tmp: Path) -> Path:
     path = tmp / "CNV-9-1.tiff"
     Image.fromarray(np.full((32, 32), np.nan, np.float32), mode="F").save(path)
     return path
+
+
+# -- 8. half-written state left by killed processes: `build(tmp)` makes the zip a killed extraction leaves ---
+@hostile("sigkill-during-zip-extraction", "half-written")
+def _(tmp: Path) -> Path:
+    path = tmp / "big.zip"
+    rng = np.random.default_rng(0)
+    block = rng.integers(0, 256, 30_000, dtype=np.uint8).tobytes()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(3000):
+            zf.writestr(f"{'ab'[i % 2]}/img{i}.png", block[i % 97:] + block[:i % 97])
+    return path
