@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 from core.data import Dataset, load_dataset
 from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
+from core.metrics.report import read_predictions_file as read_predictions  # the one verified reader
 from core.store import Workspace
 from core.store.files import write_atomically
-from core.metrics.report import read_predictions_file as read_predictions  # the one verified reader
 from core.store.integrity import DIGEST_KEY, DamagedFileError, discard_damaged, frame_digest
 
 META_KEY = b"core"
@@ -53,7 +53,8 @@ def resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
     return f"ckpt-{_sha256(weights)[:16]}", weights
 
 
-def _resolve_dataset(ws: Workspace, dataset, task: Task | None, skip_bad: bool) -> tuple[Dataset, str | None]:
+def _resolve_dataset(ws: Workspace, dataset, task: Task | None,
+                     skip_bad: bool = False) -> tuple[Dataset, str | None]:
     """(Dataset, registry dataset id if the argument named one) for a Dataset, a path or a dataset id."""
     if isinstance(dataset, Dataset):
         return dataset, None
@@ -193,9 +194,12 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     in the metadata's `skipped_images`; skip_bad=False refuses the set, naming every such image."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     run_id, weights = resolve_model(ws, run_or_checkpoint)
-    card = json.loads((weights.parent / "model_card.json").read_text())
-    task = task_from_dict(card.get("task") or {"classes": card.get("classes") or []}, source="model card")
-    source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
+    from core.models.checkpoint import CARD_NAME, read_card  # lazy: torch only when a model is used
+
+    card = read_card(weights.parent / CARD_NAME)
+    card_name = str(weights.parent / CARD_NAME)
+    task = task_from_dict(card.get("task") or {"classes": card.get("classes") or []}, source=card_name)
+    source_task = task_from_dict(card["source_task"], card_name) if card.get("source_task") else task
     ds, registered_id = _resolve_dataset(ws, dataset, source_task, skip_bad)
     if split:
         ds = ds.split_named(split)
@@ -204,7 +208,7 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     path = ws.predictions_path(run_id, dataset_id)
     from core.metrics.model_operating_point import ModelOperatingPoint
 
-    operating = ModelOperatingPoint.from_dict(card.get("operating_point"), source=str(weights.parent / "model_card.json"))
+    operating = ModelOperatingPoint.from_dict(card.get("operating_point"), source=card_name)
     if use_cache:
         record = ws.find_predictions(run_id, dataset_id)
         cached = None

@@ -295,3 +295,63 @@ def _(tmp: Path) -> Path:
         for i in range(3000):
             zf.writestr(f"{'ab'[i % 2]}/img{i}.png", block[i % 97:] + block[:i % 97])
     return path
+
+
+# -- 9. inputs that used to give weak messages: each message must name the file and the problem ------------
+@hostile("zip-manifest-without-label-column", "message-dataset",
+         r"found no usable CSV manifest: labels\.csv has no label column .*found filename, notes\)")
+def _(tmp: Path) -> Path:
+    path = tmp / "m.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(3):
+            zf.write(write_image(tmp / "src" / f"img{i}.png", size=(8, 8), seed=i), f"images/img{i}.png")
+        zf.writestr("labels.csv", "filename,notes\n" + "".join(f"img{i}.png,seen\n" for i in range(3)))
+    return path
+
+
+@hostile("folder-manifest-without-image-column", "message-dataset",
+         r"found no usable CSV manifest: labels\.csv has no image column .*found label, patient_id\)")
+def _(tmp: Path) -> Path:
+    root = tmp / "d"
+    for i in range(3):
+        write_image(root / "images" / f"img{i}.png", size=(8, 8), seed=i)
+    (root / "labels.csv").write_text("label,patient_id\nCNV,1\nDME,2\nCNV,3\n")
+    return root
+
+
+def _task_file(tmp: Path, text: str) -> Path:
+    path = tmp / "task.toml"
+    path.write_text(text)
+    return path
+
+
+for _name, _text, _expect in (
+        ("task-classes-as-one-string", 'classes = "CNVDMEX"', r"task\.toml: 'classes' must be a list of class names"),
+        ("task-classes-as-a-table", "[classes]\nCNV = 1\nDME = 2", r"task\.toml: 'classes' must be a list"),
+        ("task-classes-differ-only-in-case", 'classes = ["CNV", "cnv", "DME"]', r"'CNV' and 'cnv' differ only in case"),
+        ("task-empty-class-name", 'classes = ["CNV", " ", "DME"]', r"class name number 2 is empty"),
+        ("task-penalty-all-zeros", 'classes = ["A", "B"]\npenalty_matrix = [[0, 0], [0, 0]]', r"is all zeros"),
+        ("task-penalty-nonzero-diagonal", 'classes = ["A", "B"]\npenalty_matrix = [[1, 1], [1, 0]]',
+         r"has 1 on its diagonal \(row 1\): a correct call must cost 0")):
+    hostile(_name, "message-task", _expect)(lambda tmp, text=_text: _task_file(tmp, text))
+
+
+for _name, _matrix, _expect in (
+        ("penalty-file-all-zeros", [[0] * 4] * 4, r"pen\.json: the penalty matrix is all zeros"),
+        ("penalty-file-nonzero-diagonal", [[0, 1, 1, 1], [1, 2, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0]],
+         r"pen\.json: the penalty matrix has 2 on its diagonal \(row 2\)")):
+    hostile(_name, "message-penalty", _expect)(
+        lambda tmp, m=_matrix: (tmp / "pen.json").write_text(json.dumps(m)) and tmp / "pen.json")
+
+
+# Model cards: `build(tmp)` gives the text to put in model_card.json beside real weights.
+for _name, _card, _expect in (
+        ("card-not-json", '{"backbone": "test_efficientnet", ', r"model_card\.json: not a readable JSON model card"),
+        ("card-a-list", '["test_efficientnet"]', r"model_card\.json: the model card must be a JSON object, not list"),
+        ("card-without-backbone", '{"num_classes": 4, "head": "linear"}', r"model_card\.json: the model card lacks "
+                                                                         r"backbone"),
+        ("card-task-as-text", '{"backbone": "b", "num_classes": 4, "head": "linear", "task": "oct-kermany"}',
+         r"model_card\.json: field 'task' of the model card must be dict, not str"),
+        ("card-num-classes-as-text", '{"backbone": "b", "num_classes": "four", "head": "linear"}',
+         r"model_card\.json: 'format_version' and 'num_classes' of the model card must be whole numbers")):
+    hostile(_name, "message-card", _expect)(lambda tmp, text=_card: text)

@@ -9,7 +9,7 @@ from core.data.dataset import Dataset
 from core.data.images import DEFAULT_MAX_PIXELS, is_image_name
 from core.data.readers.common import split_name
 from core.data.readers.folders import class_folders, detect_folder_task, looks_like_image_folder, read_image_folder
-from core.data.readers.manifest import is_manifest, read_manifest
+from core.data.readers.manifest import is_manifest, manifest_problem, read_manifest
 from core.data.readers.medmnist import PNEUMONIA_BINARY, read_medmnist
 from core.data.tasks import Task
 from core.errors import InputError
@@ -75,6 +75,11 @@ def read_path(path: Path, task: Task | str | None = None, *, skip_bad: bool = Fa
                          "give the path of the one to use")
     if manifests:
         return read_manifest(manifests[0], task, confined=confined, **kwargs)
+    csvs = [f for f in files if f.suffix.lower() == ".csv"]
+    if csvs and len({f.name for f in folders}) < 2:
+        # Images in one folder beside a CSV: the CSV was meant as the manifest; say what it lacks rather
+        # than reading the image folder as the only class.
+        raise InputError(f"{root}: found no usable CSV manifest: " + "; ".join(manifest_problem(f) for f in csvs))
     npz = [f for f in files if f.suffix.lower() == ".npz"]
     if folders and looks_like_image_folder(root):
         return read_image_folder(root, task, **kwargs)

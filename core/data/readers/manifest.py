@@ -81,6 +81,22 @@ def is_manifest(path: Path) -> bool:
     return cols["label"] is not None or len(_binary_columns(table, {v for v in cols.values() if v})) >= 2
 
 
+def manifest_problem(path: Path) -> str:
+    """Why a CSV is not usable as a manifest, in words naming the columns it has and those it needs."""
+    try:
+        table = read_csv_table(path, nrows=200)
+    except InputError as exc:
+        return str(exc)
+    found = ", ".join(table.columns) or "none"
+    if table.empty:
+        return f"{path.name} has a header but no rows"
+    cols = manifest_columns(table)
+    if cols["path"] is None:
+        return f"{path.name} has no image column (expected one of {', '.join(PATH_COLUMNS)}; found {found})"
+    return (f"{path.name} has no label column (expected one of {', '.join(LABEL_COLUMNS)}, or one 0/1 column per "
+            f"label for multi-label data; found {found})")
+
+
 class ImageIndex:
     """Finds a manifest's image by relative path, file name, or bare id (APTOS id_code -> id_code.png)."""
 
