@@ -38,18 +38,22 @@ def test_corrupt_image_is_refused_at_ingestion_naming_file_and_problem(case, fol
 @pytest.mark.parametrize("case", cases("image"), ids=str)
 def test_image_damaged_after_ingestion_is_skipped_and_reported_at_inference(case, folder, tmp_path,
                                                                             seeded_workspace):
+    from core.models import find_checkpoint
     from core.store import Workspace
 
-    ws = Workspace.open(seeded_workspace["root"])
+    # The seeded model, run into a workspace of this test's own (the shared one keeps its predictions list).
+    seeded = Workspace.open(seeded_workspace["root"])
+    weights = find_checkpoint(seeded.get_run(seeded_workspace["run_id"])["run_dir"])
+    ws = Workspace.open(tmp_path / "ws")
     ds = load_dataset(folder, "oct-kermany").split_named("test")
     victim = ds.table["path"].iat[0]
     shutil.copyfile(case.build(tmp_path), victim)  # same name: the file is damaged after it was checked
-    frame = predict(seeded_workspace["run_id"], ds, ws, num_workers=0, use_cache=False)
+    frame = predict(weights, ds, ws, num_workers=0, use_cache=False)
     assert len(frame) == len(ds) - 1 and ds.table["image_id"].iat[0] not in set(frame["image_id"])
     (skipped,) = frame.attrs["meta"]["skipped_images"]
     assert skipped["image_id"] == ds.table["image_id"].iat[0]
     with pytest.raises(InputError, match=r"1 image\(s\) could not be decoded: .*" + re.escape(victim)):
-        predict(seeded_workspace["run_id"], ds, ws, num_workers=0, use_cache=False, skip_bad=False)
+        predict(weights, ds, ws, num_workers=0, use_cache=False, skip_bad=False)
 
 
 def test_decompression_bomb_message_gives_the_size(tmp_path):

@@ -44,16 +44,22 @@ def test_no_export_writes_csv_around_the_one_writer():
     assert offenders == []
 
 
-def test_predict_cli_csv_defuses_a_patient_id_formula(seeded_workspace, tmp_path):
+def test_predict_cli_csv_defuses_a_patient_id_formula(seeded_workspace, tmp_path, monkeypatch):
     from core.__main__ import main
+    from core.models import find_checkpoint
+    from core.store import Workspace
 
+    # The seeded model, run into a workspace of this test's own (the shared one keeps its predictions list).
+    seeded = Workspace.open(seeded_workspace["root"])
+    weights = find_checkpoint(seeded.get_run(seeded_workspace["run_id"])["run_dir"])
+    monkeypatch.setenv("CORE_WORKSPACE", str(tmp_path / "ws"))
     folder = make_kermany_folder(tmp_path / "oct", per_class=1, test_per_class=1)
     rows = ["path,label,patient_id"]
     for i, image in enumerate(sorted((folder / "test").rglob("*.jpeg"))):
         rows.append(f"{image.relative_to(folder).as_posix()},{image.parent.name},\"=cmd|' /C calc'!A{i}\"")
     (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "x.csv"
-    assert main(["predict", "--run", seeded_workspace["run_id"], "--data", str(folder / "manifest.csv"),
+    assert main(["predict", "--run", str(weights), "--data", str(folder / "manifest.csv"),
                  "--out", str(out)]) == 0
     cells = _cells(out.read_bytes())
     assert "'=cmd|' /C calc'!A0" in cells

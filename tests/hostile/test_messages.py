@@ -49,4 +49,4 @@ def test_malformed_model_card_at_predict(case, tmp_path, seeded_workspace, oct_f
     checkpoint.mkdir()
     shutil.copyfile(weights, checkpoint / weights.name)
     (checkpoint / "model_card.json").write_text(case.build(tmp_path))
-    _refused(lambda: predict(checkpoint, oct_folder, ws), case.expect)
+    _refused(lambda: predict(checkpoint, oct_folder, Workspace.open(tmp_path / "ws")), case.expect)
