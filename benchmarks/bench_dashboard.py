@@ -28,9 +28,10 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core.data.tasks import get_task  # noqa: E402
 from core.infer import read_predictions  # noqa: E402
+from core.infer.predictions import evaluation_arrays  # noqa: E402
 from core.metrics import tier_confusion  # noqa: E402
 from core.metrics.dashboard import (call_summary, calls_at_threshold, class_aucs, class_table,  # noqa: E402
-                                    evaluation_arrays, urgent_view, view_scores)
+                                    urgent_view, view_scores)
 from core.metrics.penalty_effect import penalty_effect  # noqa: E402
 from tests._evaluation_data import build_workspace  # noqa: E402
 
@@ -91,7 +92,8 @@ def bench_core_calls(path: str, repeats: int) -> float:
         point = scores.at_threshold(threshold)
         point.metrics()
         calls = calls_at_threshold(arrays.probabilities, task.classes, view, threshold)
-        summary = call_summary(arrays.truth, calls, task.classes, task.penalty(), arrays.patient_codes)
+        summary = call_summary(arrays.truth, calls, task.classes, task.penalty(), arrays.patient_codes,
+                               probabilities=arrays.probabilities)
         class_table(summary.confusion, aucs)
         tier_confusion(arrays.truth, calls, task)
         penalty_effect(arrays.truth, arrays.probabilities, task.penalty(), arrays.patient_codes)

@@ -1,4 +1,9 @@
-"""Benchmark: a head epoch on cached features vs an epoch that runs the frozen backbone (target >= 100x).
+"""Benchmark: a head epoch on cached features vs an epoch that runs the frozen backbone (target >= 100x), and
+the speed of feature extraction on this CPU by execution path (eager fp32 NCHW, channels-last, bf16 autocast,
+torch.compile, ONNX Runtime's CPU execution provider when onnxruntime is installed), each path's features compared
+with fp32 (relative L2), all measured in one run. The product uses core.models.precision.inference_precision: the
+fastest path whose features stay within a few percent of fp32 and whose recipe-study AUC does not move
+(benchmarks/bench_recipes.py, recipe R3 vs R3f).
 
 Both epochs train the same head on the same images with the same batch size. The backbone epoch decodes each
 image, runs the frozen tf_efficientnet_lite0 (offline ImageNet weights) and takes a head step per batch; the
@@ -56,7 +61,8 @@ def backbone_epoch_seconds(data_dir: Path, batch_size: int) -> tuple[float, int]
 
 def cached_epoch_seconds(data_dir: Path, ws: Workspace, batch_size: int, epochs: int) -> tuple[float, float, int]:
     """(median seconds per head epoch on cached features, seconds of the run that filled the cache, images)."""
-    cfg = RunConfig(data=str(data_dir), mode="features", backbone=BACKBONE, batch_size=batch_size, epochs=epochs,
+    cfg = RunConfig(data=str(data_dir), mode="features", head_fit="adam", backbone=BACKBONE, batch_size=batch_size,
+                    epochs=epochs,
                     val_fraction=0.0, evaluate_test=False, patience=0)
     start = time.perf_counter()
     run_training(cfg, None, ws, log=lambda m: None)  # fills the cache
@@ -68,13 +74,122 @@ def cached_epoch_seconds(data_dir: Path, ws: Workspace, batch_size: int, epochs:
     return statistics.median(n / e["images_per_s"] for e in epochs_done), fill_s, n
 
 
+def _onnx_session(model: torch.nn.Module, example: torch.Tensor, folder: Path):
+    """An ONNX Runtime CPU session for the model, or the reason there is none."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, "onnxruntime is not installed (pip install onnxruntime onnx onnxscript to measure it)"
+    path = folder / "model.onnx"
+    try:
+        torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["f"],
+                          dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, dynamo=False)
+    except Exception as exc:  # exporter errors vary by torch version
+        return None, f"export failed: {exc}"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), ""
+
+
+def extraction_paths(backbone: str, batch_size: int, repeats: int) -> list[dict]:
+    """Images/s and feature drift (relative L2 vs fp32) of each execution path, same input, one run."""
+    from core.models.precision import cpu_has_native_bf16
+
+    model = create_model(backbone, 0).eval()
+    size = preprocess_config(backbone)["input_size"][-1]
+    x = torch.randn(batch_size, 3, size, size)
+
+    def timed(fn) -> tuple[float, torch.Tensor]:
+        out = fn()  # warm-up (and compilation)
+        best = min(_seconds(fn) for _ in range(repeats))
+        return batch_size / best, out
+
+    rows = []
+    with torch.inference_mode():
+        ips, ref = timed(lambda: model(x))
+        rows.append({"path": "eager fp32 NCHW", "images_per_s": ips, "rel_l2": 0.0})
+        cl_model = model.to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        ips, out = timed(lambda: cl_model(x_cl))
+        rows.append({"path": "fp32 channels-last", "images_per_s": ips, "rel_l2": _drift(out, ref)})
+
+        def bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return cl_model(x_cl).float()
+
+        ips, out = timed(bf16)
+        native = "native" if cpu_has_native_bf16() else "emulated"
+        rows.append({"path": f"bf16 autocast channels-last ({native})", "images_per_s": ips,
+                     "rel_l2": _drift(out, ref)})
+    try:
+        compiled = torch.compile(cl_model)
+        with torch.inference_mode():
+            ips, out = timed(lambda: compiled(x_cl))
+            rows.append({"path": "torch.compile fp32 channels-last", "images_per_s": ips, "rel_l2": _drift(out, ref)})
+
+            def compiled_bf16():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return compiled(x_cl).float()
+
+            ips, out = timed(compiled_bf16)
+            rows.append({"path": "torch.compile bf16 channels-last", "images_per_s": ips,
+                         "rel_l2": _drift(out, ref)})
+    except Exception as exc:  # inductor needs a C compiler; report, do not fail the benchmark
+        rows.append({"path": "torch.compile", "images_per_s": float("nan"), "rel_l2": float("nan"),
+                     "note": f"failed: {str(exc).splitlines()[0][:120]}"})
+    with tempfile.TemporaryDirectory() as tmp:
+        session, why = _onnx_session(model.to(memory_format=torch.contiguous_format), x[:1], Path(tmp))
+        if session is None:
+            rows.append({"path": "ONNX Runtime CPU", "images_per_s": float("nan"), "rel_l2": float("nan"),
+                         "note": why})
+        else:
+            feed = {"x": x.numpy()}
+            ips, out = timed(lambda: torch.from_numpy(session.run(None, feed)[0]))
+            rows.append({"path": "ONNX Runtime CPU fp32", "images_per_s": ips, "rel_l2": _drift(out, ref)})
+    return rows
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _drift(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.float() - ref).norm() / ref.norm())
+
+
+def print_extraction(backbones: list[str], batch_size: int, repeats: int) -> None:
+    from core.models.precision import inference_precision
+
+    dtype, channels_last = inference_precision(torch.device("cpu"))
+    print(f"\nextraction paths ({torch.get_num_threads()} threads, batch {batch_size}, random input, best of "
+          f"{repeats}); the product's CPU default: {str(dtype or torch.float32).replace('torch.', '')}"
+          f"{' channels-last' if channels_last else ''}")
+    for backbone in backbones:
+        rows = extraction_paths(backbone, batch_size, repeats)
+        base = rows[0]["images_per_s"]
+        for row in rows:
+            ratio = row["images_per_s"] / base if base else float("nan")
+            note = f"  ({row['note']})" if row.get("note") else ""
+            print(f"  {backbone:24s} {row['path']:42s} {row['images_per_s']:7.1f} img/s  x{ratio:4.2f}  "
+                  f"rel L2 {row['rel_l2']:.4f}{note}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images-per-class", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=20, help="cached epochs to take the median over")
+    parser.add_argument("--extraction-only", action="store_true", help="only the extraction-path comparison")
+    parser.add_argument("--backbones", default=BACKBONE, help="comma-separated, for the extraction comparison")
+    parser.add_argument("--extraction-batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("TORCH_NUM_THREADS") or os.cpu_count()))
+    if args.extraction_only:
+        print_extraction(args.backbones.split(","), args.extraction_batch, args.repeats)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "demo"
         generate_demo_dataset(data, per_class=args.images_per_class, test_per_class=1, size=256, seed=0)
@@ -89,6 +204,7 @@ def main() -> None:
     ratio = backbone_s / cached_s
     verdict = "met" if ratio >= 100 else "NOT met"
     print(f"ratio backbone epoch / cached epoch: {ratio:.0f}x  (target >= 100x: {verdict})")
+    print_extraction(args.backbones.split(","), args.extraction_batch, args.repeats)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data.tasks import get_task  # noqa: E402
 from core.metrics import (BinaryScores, bootstrap_multiclass, cohen_kappa, compare_correctness,  # noqa: E402
-                          compare_decision_rules, delong_test, evaluate_predictions, multiclass_metrics,
-                          referral_score, roc_auc, tier_confusion, top_label_reliability)
+                          compare_decision_rules, delong_test, multiclass_metrics, referral_score, roc_auc,
+                          tier_confusion, top_label_reliability)
+from core.report import evaluate_predictions  # noqa: E402
 
 
 def synthetic_predictions(n: int, seed: int = 0):

@@ -31,7 +31,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from core.explain import MapCache  # noqa: E402
-from core.explain.case_maps import CaseImages, ExplainModel, cached_maps, explain_cases, score_cases  # noqa: E402
+from core.explain.case_images import CaseImages  # noqa: E402
+from core.explain.case_maps import cached_maps, explain_cases, score_cases  # noqa: E402
+from core.explain.explain_model import ExplainModel  # noqa: E402
 from core.explain.gallery import CaseFilter, case_table, select_cases  # noqa: E402
 from core.store import Workspace  # noqa: E402
 

@@ -57,7 +57,7 @@ from core.train.features_mode import fit_head  # noqa: E402
 from core.train.plan import TrainingData  # noqa: E402
 from core.train.probe import fit_logistic_probe  # noqa: E402
 from core.train.progress import Progress  # noqa: E402
-from core.train.recipe import cpu_amp_dtype  # noqa: E402
+from core.models.precision import cpu_amp_dtype  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
@@ -93,6 +93,13 @@ RECIPES = {r.name: r for r in [
     Recipe("R7", "squash, lite0+1+2 concatenated, logistic", backbones=LITES),
     Recipe("R8", "squash, lite0+1+2 concatenated, logistic, 3 views", backbones=LITES, views=3),
     Recipe("R9", "letterbox, logistic, 3 acquisition views", framing="letterbox", views=3),
+    # The product's own ensemble backbone (one model, members fed from one 260 px input), as a run uses it.
+    Recipe("R10", "squash, efficientnet_lite012 ensemble, logistic", backbones=("efficientnet_lite012",)),
+    Recipe("R11", "squash, efficientnet_lite012 ensemble, logistic, 3 views", backbones=("efficientnet_lite012",),
+           views=3),
+    # Fine-tuning the last two stages of Lite0 (augmentation, AdamW, cosine; Youden on the validation split). On 2
+    # CPU cores one fold takes several minutes, so this arm runs on the first fold only (--finetune-folds).
+    Recipe("FT", "finetune Lite0 last 2 stages, squash, 6 epochs", head="finetune", extra={"epochs": 6}),
 ]}
 
 
@@ -169,8 +176,39 @@ def groups_of(ds: Dataset) -> np.ndarray:
     return np.where(patients.isna(), ds.table["image_id"], patients).astype(str)
 
 
+def run_finetune(name: str, ds: Dataset, shifted: Dataset, ws: Workspace, recipe: Recipe, folds: list,
+                 seed: int) -> dict:
+    """The product's fine-tune mode per fold; held-out rows (plain and shifted) scored with predict()."""
+    import tempfile
+
+    from core.infer import predict
+    from core.train import run_training
+
+    n, k = len(ds), ds.task.num_classes
+    out = {v: np.full((n, k), np.nan) for v in ("plain", "shifted")}
+    calls = {v: np.full(n, -1) for v in ("plain", "shifted")}
+    start = time.perf_counter()
+    for train, held in folds:
+        split = np.full(n, "train", dtype=object)
+        split[held] = "test"
+        fold_ds = Dataset(ds.table.assign(split=split), ds.task, ds.source, ds.problems, ds.root, ds.max_pixels)
+        run_dir = Path(tempfile.mkdtemp(prefix="bench-ft-"))
+        cfg = RunConfig(task=ds.task.to_dict(), mode="finetune", backbone="tf_efficientnet_lite0", unfreeze=2,
+                        epochs=recipe.extra.get("epochs", 6), framing=recipe.framing, seed=seed, evaluate_test=False,
+                        device="cpu")
+        run_training(cfg, run_dir, ws, dataset=fold_ds, log=lambda m: None)
+        for variant, source in (("plain", ds), ("shifted", shifted)):
+            frame = predict(run_dir / "checkpoint", source.subset(held), ws, use_cache=False)
+            out[variant][held] = frame[[f"prob_{c}" for c in ds.task.classes]].to_numpy()
+            calls[variant][held] = [ds.task.class_index(c) for c in frame["predicted"]]
+    return {"recipe": name, "about": recipe.about, "extract_s": 0.0, "fit_s": time.perf_counter() - start,
+            "probs": out, "calls": calls, "rows": np.concatenate([h for _, h in folds])}
+
+
 def run_recipe(name: str, ds: Dataset, shifted: Dataset, feats: Features, ws: Workspace, recipe: Recipe,
                folds: list, seed: int = 0) -> dict:
+    if recipe.head == "finetune":
+        return run_finetune(name, ds, shifted, ws, recipe, folds, seed)
     start = time.perf_counter()
     x_views = recipe_features(feats, ds, recipe)
     x_shift = recipe_features(feats, shifted, Recipe(**{**recipe.__dict__, "views": 0}))[0]
@@ -221,10 +259,12 @@ def _calls(ds: Dataset, probs: np.ndarray, op) -> np.ndarray:
 
 
 def score(ds: Dataset, result: dict, baseline: dict | None) -> list[dict]:
-    task, y = ds.task, ds.label_indices()
+    task = ds.task
+    keep = np.sort(result["rows"]) if "rows" in result else np.arange(len(ds))  # folds the recipe ran on
+    y = ds.label_indices()[keep]
     rows = []
     for variant in ("plain", "shifted"):
-        probs, calls = result["probs"][variant], result["calls"][variant]
+        probs, calls = result["probs"][variant][keep], result["calls"][variant][keep]
         row = {"recipe": result["recipe"], "variant": variant}
         views = [v for v in task.binary_views if set(v.positive) | set(v.negative) == set(task.classes)][:1]
         views += [v for v in task.binary_views if v.name == "bacterial vs viral"]
@@ -239,7 +279,7 @@ def score(ds: Dataset, result: dict, baseline: dict | None) -> list[dict]:
                 row["sens"] = float((c & t).sum() / t.sum())
                 row["spec"] = float((~c & ~t).sum() / (~t).sum())
             if baseline is not None and baseline is not result:
-                base = binary_view_data(y, baseline["probs"][variant], task.classes, view)
+                base = binary_view_data(y, baseline["probs"][variant][keep], task.classes, view)
                 test = delong_test(data.truth, data.scores, base.scores)
                 row[f"{tag}_vs_R0_diff"] = test.difference.value
                 row[f"{tag}_vs_R0_p"] = test.p_value
@@ -248,6 +288,7 @@ def score(ds: Dataset, result: dict, baseline: dict | None) -> list[dict]:
             expected = probs @ np.arange(task.num_classes)
             row["kappa_expected"] = float(cohen_kappa_score(y, np.rint(expected).astype(int), weights="quadratic"))
         row["accuracy"] = float((calls == y).mean())
+        row["n"] = int(len(keep))
         row["extract_s"] = result["extract_s"]
         row["fit_s"] = result["fit_s"]
         rows.append(row)
@@ -262,6 +303,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the table as JSON here")
+    parser.add_argument("--finetune-folds", type=int, default=1, help="folds the FT arm runs on (slow on a CPU)")
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="a class-stratified subset of at most this many images per dataset (seeded)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     ws = Workspace.open(args.workspace)
@@ -274,13 +318,18 @@ def main() -> int:
             continue
         ds = load_dataset(path, task)
         ds = Dataset(ds.table.assign(split="train"), ds.task, ds.source, ds.problems, ds.root, ds.max_pixels)
+        if args.max_images and len(ds) > args.max_images:
+            from core.data.splits import limited_subset
+
+            ds = ds.subset(np.sort(limited_subset(ds, fraction=args.max_images / len(ds), seed=args.seed)))
         shifted = shifted_copy(ds, Path(args.workspace) / "shifted" / key)
         splitter = StratifiedGroupKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
         folds = list(splitter.split(np.zeros(len(ds)), ds.label_indices(), groups_of(ds)))
         baseline = None
         for name in args.recipes.split(","):
             recipe = RECIPES[name]
-            result = run_recipe(name, ds, shifted, feats, ws, recipe, folds, args.seed)
+            chosen = folds[:args.finetune_folds] if recipe.head == "finetune" else folds
+            result = run_recipe(name, ds, shifted, feats, ws, recipe, chosen, args.seed)
             if name == "R0":
                 baseline = result
             for row in score(ds, result, baseline):

@@ -14,9 +14,10 @@ from core.errors import STORAGE_ERRNOS, InputError, storage_error
 # Each module exposes register(subparsers); its parsers set `func` to a callable taking the args.
 COMMAND_MODULES = (
     "core.data.cli",
+    "core.audit.cli",
     "core.train.cli",
     "core.infer.cli",
-    "core.metrics.cli",
+    "core.report.cli",
     "core.explain.cli",
     "core.readers.cli",
     "core.store.cli",

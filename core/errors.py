@@ -1,11 +1,11 @@
 """The one exception type for problems with what a user gave us (files, CSVs, archives, configs)."""
 
+import errno
+
 
 class InputError(ValueError):
     """Bad user input. The message names the file (or field) and the problem, in plain words."""
 
-
-import errno
 
 # OSErrors of the storage itself (full disk or quota, file too large for a limit, read-only, no permission, I/O).
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -33,3 +33,19 @@ def storage_error(exc: BaseException, workspace: object, action: str) -> Storage
     else:
         hint = "check that the folder exists, is writable and has free space"
     return StorageError(f"workspace {workspace}: {action} failed: {text}; {hint}")
+
+
+def run_job(job: dict, work) -> None:
+    """Run `work()` for a background job dict: on failure set status "failed" and a readable error (an InputError's
+    own message, else the exception's type and message) instead of dying silently in a thread; always set
+    "finished". `work` sets the success status itself."""
+    import time
+
+    try:
+        work()
+    except InputError as exc:
+        job.update(status="failed", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - reported to the page that polls the job
+        job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        job["finished"] = time.time()

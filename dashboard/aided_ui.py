@@ -13,8 +13,11 @@ from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aide
                                       list_aided_studies, model_output, reader_phase)
 from core.store import Workspace
 from dashboard.common import load_predictions
-from dashboard.experts_ui import _predictions_for, plain, reader_results_view, show_problem
-from dashboard.reader_ui import SESSION_KEY, enter_session, join_or_explain, pick_test_set, test_set_dataset
+from dashboard import state
+from dashboard.common import registered_dataset
+from dashboard.experts_ui import _predictions_for, reader_results_view
+from dashboard.reader_ui import enter_session, join_or_explain, pick_test_set
+from dashboard.widgets import plain, show_error
 
 NEW = "__new_aided__"
 
@@ -50,10 +53,10 @@ def aided_start_screen(ws: Workspace) -> None:
     row, task = picked
     test_set_id = row["id"]
     studies = {s.id: f"{s.name} (washout {s.washout_days:g} days)" for s in list_aided_studies(ws, test_set_id)}
-    if "rs_aided_pending" in st.session_state:
-        st.session_state["rs_aided_study"] = st.session_state.pop("rs_aided_pending")
+    if state.READER_AIDED_PENDING in st.session_state:
+        st.session_state[state.READER_AIDED_STUDY] = st.session_state.pop(state.READER_AIDED_PENDING)
     studies[NEW] = "New aided-vs-unaided study..."
-    chosen = st.selectbox("Study", list(studies), format_func=studies.get, key="rs_aided_study")
+    chosen = st.selectbox("Study", list(studies), format_func=studies.get, key=state.READER_AIDED_STUDY)
     if chosen == NEW:
         _new_form(ws, row, task)
         return
@@ -61,7 +64,7 @@ def aided_start_screen(ws: Workspace) -> None:
         try:
             _explain_phase(*reader_phase(ws, chosen, reader_id))
         except InputError as exc:
-            show_problem("That reader code cannot be used here.", exc)
+            show_error("That reader code cannot be used here.", exc)
             return
     if st.button("Start or resume my session", key="rs_aided_join", type="primary", icon=":material/play_arrow:"):
         session = join_or_explain(lambda: join_aided(ws, chosen, reader_id, password))
@@ -91,18 +94,18 @@ def _new_form(ws: Workspace, row: dict, task) -> None:
     if created:
         try:
             frame = load_predictions(models[int(model)]["path"])[0]
-            aided_id = create_aided_study(ws, row["id"], test_set_dataset(row, task), task, frame,
+            aided_id = create_aided_study(ws, row["id"], registered_dataset(ws, row), task, frame,
                                           subset_size=int(size), seed=int(seed), washout_days=float(washout))
         except InputError as exc:
-            show_problem("The study was not created.", exc)
+            show_error("The study was not created.", exc)
             return
-        st.session_state["rs_aided_pending"] = aided_id
+        st.session_state[state.READER_AIDED_PENDING] = aided_id
         st.rerun()
 
 
 def model_output_panel(ws: Workspace, image_id: str) -> None:
     """Under the image: the model's output in the aided session; in the unaided session, a plain reminder."""
-    session = st.session_state.get(SESSION_KEY) or {}
+    session = st.session_state.get(state.READER_SESSION) or {}
     if "aided_id" not in session:
         return
     if session["phase"] != AIDED:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from core.errors import InputError
 from core.store import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from core.data.tasks import Task
+from dashboard import state
+from dashboard.widgets import show_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +35,6 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("Explain", "report.py", "Report", ":material/description:"),
 ]
 
-# Keys of the selection that follows the user across pages and survives a reload (via the workspace).
-SELECTION_KEYS = ("run_id", "test_set_id", "threshold")
 
 
 def apply_style() -> None:
@@ -49,7 +56,7 @@ def _open_workspace(root: str) -> Workspace:
 
 
 def workspace_root() -> str:
-    return st.session_state.get("workspace_root") or os.environ.get("CORE_WORKSPACE") or str(ROOT / "workspace")
+    return st.session_state.get(state.WORKSPACE_ROOT) or os.environ.get("CORE_WORKSPACE") or str(ROOT / "workspace")
 
 
 def get_workspace() -> Workspace:
@@ -59,16 +66,16 @@ def get_workspace() -> Workspace:
 
 def restore_selection() -> None:
     """Fill the session's selection from the URL, else from the workspace's last selection."""
-    if st.session_state.get("_selection_restored"):
+    if st.session_state.get(state.SELECTION_RESTORED):
         return
     ws = get_workspace()
     saved = ws.get_setting("selection", {}) or {}
     params = st.query_params
-    for key in SELECTION_KEYS:
+    for key in state.SELECTION_KEYS:
         value = params.get(key, saved.get(key))
         if value is not None and key not in st.session_state:
-            st.session_state[key] = float(value) if key == "threshold" else value
-    st.session_state["_selection_restored"] = True
+            st.session_state[key] = float(value) if key == state.THRESHOLD else value
+    st.session_state[state.SELECTION_RESTORED] = True
 
 
 def remember_selection(**values) -> None:
@@ -76,7 +83,7 @@ def remember_selection(**values) -> None:
     ws = get_workspace()
     saved = ws.get_setting("selection", {}) or {}
     for key, value in values.items():
-        if key not in SELECTION_KEYS:
+        if key not in state.SELECTION_KEYS:
             raise KeyError(key)
         st.session_state[key] = value
         saved[key] = value
@@ -106,22 +113,62 @@ def ensure_demo_ui(ws: Workspace) -> dict:
     return status
 
 
+@dataclass(frozen=True)
+class PredictionsFile:
+    """A predictions parquet at one version: the cache key of everything computed from it (a rewritten file has
+    a new modification time, so it is read again)."""
+
+    path: str
+    mtime: float
+
+    @classmethod
+    def at(cls, path: str | Path) -> "PredictionsFile":
+        return cls(str(path), Path(path).stat().st_mtime)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def _read_predictions(path: str, mtime: float):
-    from core.metrics import read_predictions_file
+def _read_predictions(file: PredictionsFile):
+    from core.infer.predictions import read_predictions
 
-    return read_predictions_file(path)
+    return read_predictions(file.path)
 
 
-def load_predictions(path: str | Path):
+def load_predictions(file: PredictionsFile | str | Path):
     """(DataFrame, meta) of a predictions parquet, cached until the file changes. Treat the frame as read-only."""
-    path = Path(path)
-    return _read_predictions(str(path), path.stat().st_mtime)
+    return _read_predictions(file if isinstance(file, PredictionsFile) else PredictionsFile.at(file))
+
+
+@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=8)
+def _registered_dataset(root: str, dataset_id: str, fingerprint: str):
+    from core.data.ingest import load_registered
+
+    # fingerprint in the key: re-registered content is never served from an old entry.
+    return load_registered(Workspace.open(root), dataset_id)
+
+
+def registered_dataset(ws: Workspace, record: dict):
+    """A registered dataset or test set as it was registered (its task, skip-bad setting and split), loaded once per
+    content and shared by every page: the one loader of test-set images. Treat it as read-only."""
+    return _registered_dataset(str(ws.root), record["id"], str(record.get("fingerprint")))
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _thumbnail(root: str, dataset_id: str, fingerprint: str, image_id: str, side: int):
+    import numpy as np
+
+    image = _registered_dataset(root, dataset_id, fingerprint).image_by_id(image_id)
+    image.thumbnail((side, side))
+    return np.asarray(image.convert("RGB"))
+
+
+def thumbnail(ws: Workspace, record: dict, image_id: str, side: int):
+    """A registered image shrunk to fit `side` pixels (RGB array), cached; InputError when it cannot be read."""
+    return _thumbnail(str(ws.root), record["id"], str(record.get("fingerprint")), str(image_id), int(side))
 
 
 def reader_in_study(ws: Workspace) -> bool:
     """True while this browser session belongs to a reader who has not finished their study (blinding)."""
-    session = st.session_state.get("reader_session")
+    session = st.session_state.get(state.READER_SESSION)
     if not session:
         return False
     from core.readers import progress
@@ -132,10 +179,29 @@ def reader_in_study(ws: Workspace) -> bool:
         return False
 
 
-def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
+@dataclass(frozen=True, eq=False)
+class EvaluationSelection:
+    """The run x test set chosen on an evaluation page: the predictions table (read-only), its metadata and task,
+    and the run's and test set's registry rows."""
+
+    run_id: str
+    dataset_id: str
+    file: PredictionsFile
+    frame: "pd.DataFrame"
+    meta: dict
+    task: "Task"
+    run: dict | None
+    test_set: dict | None
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+
+def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection | None:
     """Pick a run x test set that has predictions; the choice follows the user across pages.
-    Returns the predictions registry row plus 'frame', 'meta', 'task', 'run' and 'test_set', or None."""
-    from core.data.tasks import get_task, task_from_dict
+    Returns the choice with its predictions, or None (having said why)."""
+    from core.infer.predictions import task_of
 
     if reader_in_study(ws):
         st.warning("You are taking part in a reader study that you have not finished. Model outputs and other "
@@ -155,12 +221,12 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
         run = runs.get(rid)
         return f"{run['name']} ({run['backbone']}, {run['mode']})" if run else rid
 
-    current_run = st.session_state.get("run_id")
+    current_run = st.session_state.get(state.RUN_ID)
     col_run, col_test = st.columns(2)
     run_id = col_run.selectbox("Model (training run)", run_ids, format_func=run_label, key=f"{key}_run",
                                index=run_ids.index(current_run) if current_run in run_ids else 0)
     test_ids = [r["dataset_id"] for r in rows if r["run_id"] == run_id]
-    current_test = st.session_state.get("test_set_id")
+    current_test = st.session_state.get(state.TEST_SET_ID)
     test_set_id = col_test.selectbox(
         "Test set", test_ids, key=f"{key}_test",
         format_func=lambda tid: test_sets.get(tid, {}).get("name", tid),
@@ -169,13 +235,12 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> dict | None:
         remember_selection(run_id=run_id, test_set_id=test_set_id)
     row = next(r for r in rows if r["run_id"] == run_id and r["dataset_id"] == test_set_id)
     try:
-        frame, meta = load_predictions(row["path"])
-    except InputError as exc:  # damaged or missing file: say which and how to recover; other pairs stay choosable
-        st.error("The predictions of this model on this test set cannot be used. Compute them again on the "
-                 "**Test sets** page (the damaged file is then replaced).", icon=":material/error:")
-        st.code(str(exc), language=None, wrap_lines=True)
+        file = PredictionsFile.at(row["path"])
+        frame, meta = load_predictions(file)
+    except (InputError, OSError) as exc:  # damaged or missing file: say which and how to recover; other pairs stay
+        show_error("The predictions of this model on this test set cannot be used. Compute them again on the "
+                   "**Test sets** page (the damaged file is then replaced).", exc)
         return None
-    task = task_from_dict(meta["task"]) if isinstance(meta.get("task"), dict) else get_task(
-        (runs.get(run_id) or {}).get("task") or "oct-kermany")
-    return {**row, "frame": frame, "meta": meta, "task": task, "run": runs.get(run_id),
-            "test_set": test_sets.get(test_set_id)}
+    task = task_of(meta, (runs.get(run_id) or {}).get("task"))
+    return EvaluationSelection(run_id=run_id, dataset_id=test_set_id, file=file, frame=frame, meta=meta, task=task,
+                               run=runs.get(run_id), test_set=test_sets.get(test_set_id))

@@ -13,7 +13,7 @@ from core.readers import list_readings
 from core.readers.decision_points import reader_net_benefits
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import active_penalty
-from dashboard.evaluation_ui import plain
+from dashboard.widgets import plain
 
 THRESHOLDS = np.round(np.arange(0, 100) / 100, 2)
 
@@ -38,10 +38,10 @@ def decision_section(ev) -> None:
         st.info(f"No decision curve for this view: {plain(exc)}")
         return
     readers = pd.DataFrame()
-    readings = list_readings(ev.ws, ev.selection["dataset_id"])
+    readings = list_readings(ev.ws, ev.selection.dataset_id)
     if not readings.empty:
         try:
-            readers = reader_net_benefits(readings, ev.selection["frame"], ev.task, ev.view, at)
+            readers = reader_net_benefits(readings, ev.selection.frame, ev.task, ev.view, at)
             readers["threshold"] = at
         except InputError as exc:
             st.caption(f"Readers are not shown: {plain(exc)}")

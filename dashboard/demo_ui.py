@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.errors import InputError
 from core.store import Workspace
+from dashboard import state
 from dashboard.common import ROOT, remember_selection
 
 
@@ -45,7 +46,7 @@ def demo_path(ws: Workspace, demo: dict) -> None:
                     st.error("The demo run could not start.")
                     st.text(str(exc))
                 else:
-                    st.session_state["train_selected_run"] = run_id
+                    st.session_state[state.TRAIN_SELECTED_RUN] = run_id
                     st.switch_page(_page("train.py"))
             st.caption("EfficientNet-Lite0 with its ImageNet weights, frozen; only a new head is trained.")
 
@@ -65,7 +66,7 @@ def demo_path(ws: Workspace, demo: dict) -> None:
     with step3:
         st.markdown("**3. Evaluate**")
         if evaluated:
-            if st.session_state.get("run_id") is None:
+            if st.session_state.get(state.RUN_ID) is None:
                 remember_selection(run_id=done[0]["id"], test_set_id=test_set_id)
             for filename, label, icon in (("performance.py", "Performance", ":material/monitoring:"),
                                           ("penalties.py", "Penalties", ":material/balance:"),

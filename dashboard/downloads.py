@@ -15,11 +15,13 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-").lower() or "download"
 
 
-def table_download(frame: pd.DataFrame, name: str, key: str | None = None) -> None:
-    """A CSV download of a table (built only when clicked; formula cells defused by the one CSV writer)."""
-    st.download_button("CSV", data=lambda: csv_bytes(frame),
-                       file_name=f"{_slug(name)}.csv", mime="text/csv", key=key or f"csv_{_slug(name)}",
-                       icon=":material/download:", on_click="ignore")
+def table_download(frame: pd.DataFrame, name: str, key: str | None = None, label: str = "CSV", *,
+                   container=None, disabled: bool = False) -> None:
+    """The CSV download of a table, built only when clicked; text cells a spreadsheet would run as formulas are
+    defused by the one CSV writer (names and reader codes come from users)."""
+    (container or st).download_button(label, data=lambda: csv_bytes(frame), file_name=f"{_slug(name)}.csv",
+                                      mime="text/csv", key=key or f"csv_{_slug(name)}", icon=":material/download:",
+                                      on_click="ignore", disabled=disabled)
 
 
 def _static_image(fig: go.Figure, fmt: str) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Sequence
 
@@ -13,7 +12,9 @@ import streamlit as st
 from core.errors import InputError
 from core.metrics import BinaryScores, Interval, OperatingPoint
 from core.store import Workspace
-from dashboard.common import remember_selection, select_evaluation
+from dashboard import state
+from dashboard.common import EvaluationSelection, remember_selection, select_evaluation, thumbnail
+from dashboard.widgets import plain
 
 RULES = {
     "threshold": "Threshold on the score",
@@ -24,24 +25,15 @@ RULES = {
 THUMBNAIL_PX = 128
 
 
-# Characters that can start markup inside a sentence (emphasis, code, links, HTML-like tags, tables, maths).
-_MARKDOWN_SPECIAL = "\\`*_[]<>|~$#"
-
-
-def plain(text) -> str:
-    """User text (file, run or class names) escaped for st.markdown / st.caption: shown as typed, never as markup."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
-
-
-def synthetic_notice(selection: dict) -> None:
+def synthetic_notice(selection: EvaluationSelection) -> None:
     """Say so when the test set (or the run's training data) is synthetic."""
-    test_meta = (selection.get("test_set") or {}).get("meta") or {}
+    test_meta = (selection.test_set or {}).get("meta") or {}
     if test_meta.get("synthetic"):
         st.info("This test set is **synthetic** (procedurally generated images, no real patient): the numbers "
                 "show how the product works, not how a model would perform in a clinic.", icon=":material/science:")
 
 
-def evaluation_or_stop(ws: Workspace, key: str) -> dict:
+def evaluation_or_stop(ws: Workspace, key: str) -> EvaluationSelection:
     """The chosen run x test set (see select_evaluation), with the synthetic-data notice; stops the page when
     there is nothing to evaluate yet (select_evaluation has said why)."""
     selection = select_evaluation(ws, key=key)
@@ -100,15 +92,6 @@ def with_interval_text(frame: pd.DataFrame, metrics: Sequence[str], percent: boo
     return out
 
 
-def _initial_threshold() -> float:
-    value = st.session_state.get("threshold", 0.5)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = 0.5
-    return min(max(value, 0.0), 1.0) if math.isfinite(value) else 0.5
-
-
 def operating_point_ui(scores: BinaryScores, key: str, container=None) -> OperatingPoint:
     """Pick the operating point (threshold, target sensitivity/specificity or Youden); the chosen threshold
     follows the user to other pages and survives a reload (dashboard.common.remember_selection)."""
@@ -118,7 +101,7 @@ def operating_point_ui(scores: BinaryScores, key: str, container=None) -> Operat
     rule = box.radio("Operating point", rules, format_func=RULES.get, key=f"{key}_rule", horizontal=True)
     slider_key = f"{key}_threshold"
     if slider_key not in st.session_state:
-        st.session_state[slider_key] = _initial_threshold()
+        st.session_state[slider_key] = state.current_selection().threshold_or_default
     try:
         if rule == "sensitivity":
             target = box.slider("Target sensitivity", 0.50, 1.00, 0.90, 0.01, key=f"{key}_target_sens")
@@ -138,34 +121,14 @@ def operating_point_ui(scores: BinaryScores, key: str, container=None) -> Operat
         point = scores.at_threshold(st.session_state[slider_key])
     if rule != "threshold":
         box.caption(f"Threshold chosen by {point.rule}: {point.threshold:.4f}")
-    if math.isfinite(point.threshold) and point.threshold != st.session_state.get("threshold"):
+    if math.isfinite(point.threshold) and point.threshold != st.session_state.get(state.THRESHOLD):
         remember_selection(threshold=float(point.threshold))
     return point
 
 
 # -- case thumbnails ----------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=4)
-def _test_images(source: str, task_name: str):
-    from core.data import load_dataset
-
-    ds = load_dataset(source, task_name)
-    return ds, pd.Index(ds.table["image_id"].astype(str))
-
-
-@st.cache_data(show_spinner=False, max_entries=2048)
-def _thumbnail(source: str, task_name: str, image_id: str, size: int) -> bytes | None:
-    ds, index = _test_images(source, task_name)
-    position = index.get_indexer([image_id])[0]
-    if position < 0:
-        return None
-    image = ds.load_image(int(position))
-    image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def thumbnails_ui(test_set: dict | None, image_ids: Sequence[str], limit: int = 12, size: int = THUMBNAIL_PX) -> None:
+def thumbnails_ui(ws: Workspace, test_set: dict | None, image_ids: Sequence[str], limit: int = 12,
+                  size: int = THUMBNAIL_PX) -> None:
     """Small images of the first `limit` cases, captioned with their image id (plain text, never HTML)."""
     if not image_ids:
         return
@@ -175,10 +138,8 @@ def thumbnails_ui(test_set: dict | None, image_ids: Sequence[str], limit: int = 
     shown, images = [], []
     try:
         for image_id in list(image_ids)[:limit]:
-            data = _thumbnail(str(test_set["source"]), str(test_set["task"]), str(image_id), int(size))
-            if data is not None:
-                images.append(data)
-                shown.append(str(image_id))
+            images.append(thumbnail(ws, test_set, image_id, size))
+            shown.append(str(image_id))
     except (InputError, OSError) as exc:
         st.caption(f"Images are not available: {plain(exc)}")
         return

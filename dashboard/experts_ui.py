@@ -1,54 +1,28 @@
-"""Experts UI plumbing: cached reader-vs-model tables, demo readers, safe text and CSV, a finished reader's results."""
+"""Experts UI plumbing: cached reader-vs-model tables, demo readers, a finished reader's results."""
 
 from __future__ import annotations
-
-import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.data.tasks import Task, task_from_dict
+from core.data.tasks import Task
 from core.errors import InputError
 from core.plots.experts import interval_text, reader_roc_figure
-from core.readers import (DEFAULT_PROFILES, compare_readers_to_model, export_csv, is_simulated, list_readings,
+from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, is_simulated, list_readings,
                           lr_table, model_metrics, model_roc, reader_results, roc_points, simulated_profile,
                           store_simulated_readers, weighted_error_table)
 from core.readers.study import Study
 from core.store import Workspace
-from dashboard.common import load_predictions
+from dashboard import state
+from dashboard.common import PredictionsFile, load_predictions
+from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import active_penalty
-from dashboard.downloads import figure_downloads
+from dashboard.widgets import plain, show_error
 
 LR_METHOD_LABELS = {"log": "log (Simel)", "koopman": "Koopman score", "adjusted_log": "adjusted log (+0.5)"}
 MATCH_LABELS = {None: "at a score threshold", "specificity": "matched to each reader's specificity",
                 "sensitivity": "matched to each reader's sensitivity"}
-READING_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def plain(text) -> str:
-    """User text (file names, reader codes, problems naming them) made inert for st.markdown/st.error:
-    every markdown character escaped, so a file name can never become a link or an image."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-
-
-def show_problem(headline: str, exc: Exception) -> None:
-    """A clear error: a fixed headline, then the problem (which may quote user text) as plain text."""
-    st.error(headline, icon=":material/error:")
-    st.code(str(exc), language=None, wrap_lines=True)
-
-
-def csv_download(frame: pd.DataFrame, name: str, key: str, label: str = "CSV") -> None:
-    """A CSV download built only when clicked; cells a spreadsheet would run as formulas are defused
-    (reader codes and sources come from users)."""
-    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-").lower() or "table"
-    st.download_button(label, data=lambda: export_csv(frame), file_name=f"{slug}.csv", mime="text/csv", key=key,
-                       icon=":material/download:", on_click="ignore")
-
-
 def penalty_in_use(ws: Workspace, task: Task) -> tuple[str, np.ndarray]:
     """The penalties page's matrix for this task (session, then workspace, then the task default)."""
     return active_penalty(ws, task)
@@ -84,59 +58,48 @@ def simulated_notice(reader_ids) -> None:
             "were drawn at random to match stated profiles:\n" + "\n".join(lines), icon=":material/science:")
 
 
-def _task_json(task: Task) -> str:
-    return json.dumps(task.to_dict(), sort_keys=True)
-
-
 # One cache per table, each keyed only on what it depends on: moving the threshold does not redraw the ROC
 # curve, and changing the penalty matrix recomputes only what holds weighted errors.
 @st.cache_data(show_spinner="Computing the model's ROC curve...", max_entries=16)
-def _roc(path: str, mtime: float, task_json: str, view: str) -> dict:
-    return model_roc(load_predictions(path)[0], task_from_dict(json.loads(task_json)), view)
+def _roc(file: PredictionsFile, task: Task, view: str) -> dict:
+    return model_roc(load_predictions(file)[0], task, view)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _model_point(path: str, mtime: float, task_json: str, view: str, threshold: float, penalty: tuple,
+def _model_point(file: PredictionsFile, task: Task, view: str, threshold: float, penalty: np.ndarray,
                  lr_ci: str) -> dict:
-    return model_metrics(load_predictions(path)[0], task_from_dict(json.loads(task_json)), view, threshold,
-                         penalty=np.asarray(penalty, dtype=float), lr_ci=lr_ci)
+    return model_metrics(load_predictions(file)[0], task, view, threshold, penalty=penalty, lr_ci=lr_ci)
 
 
 @st.cache_data(show_spinner="Comparing each reader with the model on the same images...", max_entries=32)
-def _compare(path: str, mtime: float, readings: pd.DataFrame, task_json: str, view: str, threshold: float,
-             match: str | None, penalty: tuple, lr_ci: str) -> pd.DataFrame:
-    return compare_readers_to_model(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)),
-                                    view, threshold=threshold, match=match, penalty=np.asarray(penalty, dtype=float),
-                                    lr_ci=lr_ci)
+def _compare(file: PredictionsFile, readings: pd.DataFrame, task: Task, view: str, threshold: float,
+             match: str | None, penalty: np.ndarray, lr_ci: str) -> pd.DataFrame:
+    return compare_readers_to_model(readings, load_predictions(file)[0], task, view, threshold=threshold,
+                                    match=match, penalty=penalty, lr_ci=lr_ci)
 
 
 @st.cache_data(show_spinner="Computing likelihood ratios...", max_entries=32)
-def _lr(path: str, mtime: float, readings: pd.DataFrame, task_json: str, view: str, threshold: float,
+def _lr(file: PredictionsFile, readings: pd.DataFrame, task: Task, view: str, threshold: float,
         lr_ci: str) -> pd.DataFrame:
-    return lr_table(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)), view, threshold,
-                    lr_ci=lr_ci)
+    return lr_table(readings, load_predictions(file)[0], task, view, threshold, lr_ci=lr_ci)
 
 
 @st.cache_data(show_spinner="Computing weighted errors...", max_entries=16)
-def _weighted(path: str, mtime: float, readings: pd.DataFrame, task_json: str, penalty: tuple) -> pd.DataFrame:
-    return weighted_error_table(readings, load_predictions(path)[0], task_from_dict(json.loads(task_json)),
-                                penalty=np.asarray(penalty, dtype=float))
+def _weighted(file: PredictionsFile, readings: pd.DataFrame, task: Task, penalty: np.ndarray) -> pd.DataFrame:
+    return weighted_error_table(readings, load_predictions(file)[0], task, penalty=penalty)
 
 
-def comparison(predictions_path: str, readings: pd.DataFrame, task: Task, view: str, threshold: float,
+def comparison(file: PredictionsFile, readings: pd.DataFrame, task: Task, view: str, threshold: float,
                match: str | None, penalty: np.ndarray, lr_ci: str) -> dict:
     """Everything the experts page draws, computed by core.readers and cached per set of choices:
     compare (one row per reader), points (ROC crosshairs), roc, model (operating point), lr, weighted."""
-    path = Path(predictions_path)
-    key = (str(path), path.stat().st_mtime)
-    readings = readings[READING_COLUMNS].reset_index(drop=True)
-    task_json, threshold = _task_json(task), float(threshold)
-    penalty = tuple(map(tuple, np.asarray(penalty, dtype=float).tolist()))
-    compare = _compare(*key, readings, task_json, view, threshold, match, penalty, lr_ci)
-    return {"compare": compare, "points": roc_points(compare), "roc": _roc(*key, task_json, view),
-            "model": _model_point(*key, task_json, view, threshold, penalty, lr_ci),
-            "lr": _lr(*key, readings, task_json, view, threshold, lr_ci),
-            "weighted": _weighted(*key, readings, task_json, penalty)}
+    readings = readings[READINGS_COLUMNS].reset_index(drop=True)
+    threshold, penalty = float(threshold), np.asarray(penalty, dtype=float)
+    compare = _compare(file, readings, task, view, threshold, match, penalty, lr_ci)
+    return {"compare": compare, "points": roc_points(compare), "roc": _roc(file, task, view),
+            "model": _model_point(file, task, view, threshold, penalty, lr_ci),
+            "lr": _lr(file, readings, task, view, threshold, lr_ci),
+            "weighted": _weighted(file, readings, task, penalty)}
 
 
 def summary_table(compare: pd.DataFrame, model: dict) -> pd.DataFrame:
@@ -218,12 +181,12 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
         if models else None
     frame = load_predictions(chosen["path"])[0] if chosen else None
     name, penalty = penalty_in_use(ws, task)
-    threshold = float(st.session_state.get("threshold") or 0.5)
+    threshold = state.current_selection().threshold_or_default
     try:
         report = reader_results(ws, study.id, reader_id, predictions=frame, view=view, threshold=threshold,
                                 penalty=penalty)
     except InputError as exc:
-        show_problem("Your results could not be computed.", exc)
+        show_error("Your results could not be computed.", exc)
         return
     metrics, model, paired = report["metrics"], report["model"], report["paired"]
     if report.get("problem"):
@@ -263,5 +226,5 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
         st.caption("The curve is the model on the whole test set; the cross is the model at its threshold on the "
                    "images you graded; your crosshairs are 95% Wilson intervals.")
         figure_downloads(fig, "reader-roc", key=f"{key}_roc_dl")
-    csv_download(pd.DataFrame([{"reader_id": reader_id, **metrics}] + ([model] if model else [])),
-                 f"reader-results-{reader_id}", key=f"{key}_csv", label="Your results (CSV)")
+    table_download(pd.DataFrame([{"reader_id": reader_id, **metrics}] + ([model] if model else [])),
+                   f"reader-results-{reader_id}", key=f"{key}_csv", label="Your results (CSV)")

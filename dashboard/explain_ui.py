@@ -16,16 +16,21 @@ import streamlit as st
 
 from core.errors import InputError
 from core.explain import MapCache, colorbar, get_explainer, shared_scale
+from core.explain.case_images import CaseImages
+from core.explain.case_maps import Case, cached_maps, case_map, explain_cases
+from core.explain.colormaps import COLORMAPS
+from core.explain.explain_model import ExplainModel
 from core.explain.overlay import overlay
-from core.explain.case_maps import Case, CaseImages, ExplainModel, cached_maps, case_map, explain_cases
+from core.explain.registry import list_explainers
 from core.explain.gallery import DISAGREEMENTS, OUTCOMES, CaseFilter, has_readings
 from core.models import find_checkpoint
 from core.store import Workspace
-from dashboard.evaluation_ui import plain
+from dashboard import state
+from dashboard.common import registered_dataset
+from dashboard.widgets import plain, show_error, sticky_select
 
-METHODS = {"occlusion": "Occlusion", "gradcam": "Grad-CAM"}
-COLORMAPS = ("inferno", "magma", "viridis", "cividis", "plasma")
-HIDDEN_PARAMS = {"multilabel", "perturbations_per_eval", "blur_sigma"}  # set by the model / speed knobs
+
+METHODS = {explainer.name: explainer.title for explainer in list_explainers()}  # name -> title, in UI order
 MAX_JOB_CASES = 2000
 FINISHED_JOBS_KEPT_S = 3600
 
@@ -42,13 +47,9 @@ def model_for_run(ws: Workspace, run_id: str) -> ExplainModel:
     return _load_model(str(path), path.stat().st_mtime, run_id)
 
 
-@st.cache_resource(show_spinner="Opening the test set's images...", max_entries=4)
-def _load_images(root: str, test_set_id: str, fingerprint: str, _ws: Workspace) -> CaseImages:
-    return CaseImages.from_workspace(_ws, test_set_id)
-
-
 def images_for(ws: Workspace, test_set: dict) -> CaseImages:
-    return _load_images(str(ws.root), test_set["id"], str(test_set.get("fingerprint")), ws)
+    """The test set's images by id (the shared registered dataset) with its lesion boxes."""
+    return CaseImages(registered_dataset(ws, test_set), test_set.get("source"))
 
 
 @st.cache_resource(show_spinner="Reading the cached maps...", max_entries=8)
@@ -92,8 +93,7 @@ def boxes_ui(images: CaseImages, test_set: dict) -> tuple[dict, str | None]:
             boxes, problems = _default_boxes(str(path), path.stat().st_mtime, *key, images)
             source = f"{path.name} beside the test set"
     except InputError as exc:
-        st.error("The boxes CSV was not used:", icon=":material/error:")
-        st.code(str(exc), language=None, wrap_lines=True)
+        show_error("The boxes CSV was not used:", exc)
         return {}, None
     st.caption(f"Lesion boxes from the {plain(source)}: {len(boxes):,} images of this test set have boxes"
                + (f"; {len(problems):,} box rows are for images outside it." if problems else "."))
@@ -139,27 +139,26 @@ def method_params_ui(method: str, input_hw: tuple[int, int], container=None) -> 
     box = container or st
     params = {}
     for spec in get_explainer(method).params:
-        if spec.name in HIDDEN_PARAMS:
+        if spec.hidden:
             continue
         key = f"explain_{method}_{spec.name}"
         if spec.kind in ("int", "float"):
             cast = int if spec.kind == "int" else float
-            top = min(input_hw) if spec.name in ("window", "stride") else None
+            top = min(input_hw) if spec.within_input else None
             value = box.number_input(
-                spec.name.replace("_", " ").capitalize() + (" (px)" if spec.name in ("window", "stride") else ""),
-                min_value=cast(spec.minimum) if spec.minimum is not None else None, max_value=top,
+                spec.label, min_value=cast(spec.minimum) if spec.minimum is not None else None, max_value=top,
                 value=cast(min(spec.default, top or spec.default)) if spec.default is not None else None,
                 step=1 if spec.kind == "int" else 0.1, key=key, help=spec.help,
                 placeholder="default" if spec.default is None else None)
             params[spec.name] = cast(value) if value is not None else None
         elif spec.kind == "choice":
-            params[spec.name] = box.selectbox(spec.name.capitalize(), list(spec.choices), key=key, help=spec.help,
+            params[spec.name] = box.selectbox(spec.label, list(spec.choices), key=key, help=spec.help,
                                               index=list(spec.choices).index(spec.default))
         elif spec.kind == "bool":
-            params[spec.name] = box.checkbox(spec.name.capitalize(), value=bool(spec.default), key=key,
+            params[spec.name] = box.checkbox(spec.label, value=bool(spec.default), key=key,
                                              help=spec.help)
         else:
-            text = box.text_input(spec.name.capitalize(), key=key, help=spec.help, placeholder="default")
+            text = box.text_input(spec.label, key=key, help=spec.help, placeholder="default")
             params[spec.name] = text.strip() or None
     return {k: v for k, v in params.items() if v is not None}
 
@@ -185,11 +184,9 @@ class Display:
 def display_ui(default_colormap: str) -> Display:
     cols = st.columns(3)
     opacity = cols[0].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_opacity")
-    if st.session_state.get("explain_colormap") not in COLORMAPS:
-        st.session_state["explain_colormap"] = default_colormap
-    colormap = cols[1].selectbox("Colormap", COLORMAPS, key="explain_colormap",
-                                 help="inferno (the default for grayscale scans) rises steadily in lightness, so it "
-                                      "reads over gray images and in print; viridis suits colour photographs.")
+    colormap = sticky_select("Colormap", COLORMAPS, "explain_colormap", default=default_colormap, container=cols[1],
+                             help="inferno (the default for grayscale scans) rises steadily in lightness, so it "
+                                  "reads over gray images and in print; viridis suits colour photographs.")
     shared = cols[2].toggle("One colour scale per method across cases", value=True, key="explain_shared_scale",
                             help="On: a colour means the same attribution in every image of the gallery, so maps "
                                  "compare across images. Off: each map is stretched to its own maximum.")
@@ -213,9 +210,10 @@ def colour_bar(display: Display, scales: dict, container=None) -> None:
     # core's bar is vertical with the top at vmax; turned clockwise, low is on the left
     box.image(colorbar(display.colormap, height=240, width=12).rotate(-90, expand=True), width=240)
     if display.shared and any(scales.values()):
-        parts = [f"{METHODS.get(m, m)} 0 to {s[1]:.3g}" for m, s in scales.items() if s]
+        parts = [f"{get_explainer(m).title} 0 to {s[1]:.3g} ({get_explainer(m).map_unit})"
+                 for m, s in scales.items() if s]
         box.caption("Colour scale, transparent to bright, shared across the gallery's computed maps: "
-                    + "; ".join(parts) + " (drop in probability for occlusion, relative activation for Grad-CAM).")
+                    + "; ".join(parts) + ".")
     else:
         box.caption("Each map on its own scale: transparent at 0, bright at its own maximum.")
 
@@ -316,16 +314,15 @@ def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], metho
                f"({duration(estimate)} per case); maps already on disk are reused, so a second run is instant."
                + (f" Narrow the selection to at most {MAX_JOB_CASES:,} cases." if n > MAX_JOB_CASES else ""))
     if clicked:
-        st.session_state["explain_job"] = start_maps_job(model, images, cases, methods, cache)
-    job_id = st.session_state.get("explain_job")
+        st.session_state[state.EXPLAIN_JOB] = start_maps_job(model, images, cases, methods, cache)
+    job_id = st.session_state.get(state.EXPLAIN_JOB)
     job = job_state(job_id) if job_id else None
     if job is None:
         return
     if job["status"] == "running":
         _job_progress(job_id)
     elif job["status"] == "failed":
-        st.error("Computing the maps failed:", icon=":material/error:")
-        st.code(job.get("error") or "unknown error", language=None, wrap_lines=True)
+        show_error("Computing the maps failed:", job.get("error") or "unknown error")
     else:
         verb = "Stopped" if job["status"] == "stopped" else "Done"
         st.success(f"{verb}: {job['computed'] + job['cached']} of {job['total']} maps ready for {job['n_cases']} "
@@ -339,10 +336,10 @@ def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], metho
 # -- one case ----------------------------------------------------------------------------------------------
 def map_or_button(model: ExplainModel, images: CaseImages, image, image_id: str, target: int, method: str,
                   params: dict, cache: MapCache, key: str, container, estimate: float):
-    """Grad-CAM is computed at once (one backward); occlusion is read from the cache, or computed on request (the
-    caller says how long that takes)."""
+    """A method the registry marks `at_once` (Grad-CAM: one backward) is computed at once; others (occlusion) are
+    read from the cache, or computed on request (the caller says how long that takes)."""
     amap = case_map(model, images, image_id, target, method, params, cache, compute=False, image=image)
-    if amap is not None or method == "gradcam":
+    if amap is not None or get_explainer(method).at_once:
         if amap is None:
             amap = case_map(model, images, image_id, target, method, params, cache, image=image)
             maps_added()

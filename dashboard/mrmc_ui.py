@@ -18,7 +18,7 @@ from core.readers.mrmc_readings import load_mrmc_readings
 from core.readers.mrmc_simulated import DEMO_TREATMENTS, simulate_mrmc_study
 from core.store import Workspace
 from dashboard.downloads import figure_downloads
-from dashboard.experts_ui import plain, show_problem
+from dashboard.widgets import plain, show_error
 
 SOURCES = {"demo": "Demo study (simulated readers)", "upload": "Upload readings (CSV)",
            "study": "An aided-vs-unaided reader study"}
@@ -75,7 +75,7 @@ def readings_source(key: str, ws: Workspace | None = None) -> pd.DataFrame | Non
             st.session_state[f"{key}_table"] = load_mrmc_readings(upload)
             st.session_state[f"{key}_name"] = upload.name
         except InputError as exc:
-            show_problem("These readings cannot be analysed (nothing was kept).", exc)
+            show_error("These readings cannot be analysed (nothing was kept).", exc)
     table = st.session_state.get(f"{key}_table")
     if table is None:
         st.info("No MRMC readings uploaded yet in this session.", icon=":material/info:")
@@ -136,7 +136,7 @@ def analysis_section(readings: pd.DataFrame, key: str) -> MrmcResult | None:
     try:
         result = cached_analysis(readings, figure, covariance, threshold)
     except InputError as exc:
-        show_problem("The MRMC analysis could not be run on these readings.", exc)
+        show_error("The MRMC analysis could not be run on these readings.", exc)
         return None
     for sentence in describe_difference(result, reference=reference):
         st.markdown(f"**{plain(sentence)}**")

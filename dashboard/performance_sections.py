@@ -17,10 +17,14 @@ from core.metrics.dashboard import (CallSummary, EvaluationArrays, cases_in_cell
 from core.plots import (COLOUR_MODES, PointMarker, class_distribution_figure, confusion_figure, pr_figure,
                         predictive_values_figure, roc_figure)
 from core.store import Workspace
+from dashboard import state
 from dashboard.downloads import figure_downloads, table_download
-from dashboard.evaluation import cached_reliability, recorded_balance, run_config, training_class_counts
+from core.train.run_folder import recorded_balance, run_config
+from dashboard.common import EvaluationSelection, PredictionsFile
+from dashboard.evaluation import cached_reliability, training_class_counts
 from dashboard.evaluation_figures import class_figures, reliability_view_figure, view_pr_series, view_roc_series
-from dashboard.evaluation_ui import interval_text, metric_card, plain, thumbnails_ui, with_interval_text
+from dashboard.evaluation_ui import interval_text, metric_card, thumbnails_ui, with_interval_text
+from dashboard.widgets import plain
 
 # Prevalences for the PPV/NPV curve: screening populations (0.1%) up to referral clinics (99%).
 PREVALENCE_GRID = np.unique(np.concatenate([np.logspace(-3, np.log10(0.99), 80), [0.5]]))
@@ -32,9 +36,9 @@ class Evaluation:
     """Everything the sections read for one run x test set at the current operating point."""
 
     ws: Workspace
-    selection: dict
+    selection: EvaluationSelection
     task: Task
-    path: str
+    file: PredictionsFile
     arrays: EvaluationArrays
     view: BinaryView
     scores: BinaryScores
@@ -49,7 +53,7 @@ class Evaluation:
 def roc_section(ev: Evaluation) -> None:
     left, right = st.columns(2)
     with left:
-        series = view_roc_series(ev.path, ev.task, ev.view, "#000000")
+        series = view_roc_series(ev.file, ev.task, ev.view, "#000000")
         if series is None:
             st.info("This view has no positive or no negative cases: no ROC curve.")
         else:
@@ -58,7 +62,7 @@ def roc_section(ev: Evaluation) -> None:
             st.plotly_chart(fig, key="perf_roc_view")
             figure_downloads(fig, f"roc-{ev.view.name}", key="perf_roc_view_dl")
     with right:
-        class_roc, _ = class_figures(ev.path, ev.task)
+        class_roc, _ = class_figures(ev.file, ev.task)
         st.plotly_chart(class_roc, key="perf_roc_classes")
         figure_downloads(class_roc, "roc-one-vs-rest", key="perf_roc_classes_dl")
     st.caption("Curves are drawn from at most 2,000 points each for speed; every AUC and rate uses all cases. "
@@ -68,7 +72,7 @@ def roc_section(ev: Evaluation) -> None:
 def pr_section(ev: Evaluation) -> None:
     left, right = st.columns(2)
     with left:
-        series = view_pr_series(ev.path, ev.task, ev.view, "#000000")
+        series = view_pr_series(ev.file, ev.task, ev.view, "#000000")
         if series is None:
             st.info("Precision-recall curves need both positive and negative cases.")
         else:
@@ -77,7 +81,7 @@ def pr_section(ev: Evaluation) -> None:
             st.plotly_chart(fig, key="perf_pr_view")
             figure_downloads(fig, f"precision-recall-{ev.view.name}", key="perf_pr_view_dl")
     with right:
-        _, class_pr = class_figures(ev.path, ev.task)
+        _, class_pr = class_figures(ev.file, ev.task)
         st.plotly_chart(class_pr, key="perf_pr_classes")
         figure_downloads(class_pr, "precision-recall-one-vs-rest", key="perf_pr_classes_dl")
 
@@ -102,14 +106,14 @@ def confusion_section(ev: Evaluation) -> None:
                                 format_func=lambda m: COLOUR_MODES[m]) or "row"
     chart_key = "perf_confusion_chart"
     clicked = _selected_cell(chart_key, k)
-    if clicked is not None and clicked != st.session_state.get("perf_cell_applied"):
-        st.session_state["perf_cell_applied"] = clicked
-        st.session_state["perf_cell_true"], st.session_state["perf_cell_called"] = classes[clicked[0]], \
+    if clicked is not None and clicked != st.session_state.get(state.CELL_APPLIED):
+        st.session_state[state.CELL_APPLIED] = clicked
+        st.session_state[state.CELL_TRUE], st.session_state[state.CELL_CALLED] = classes[clicked[0]], \
             classes[clicked[1]]
-    if st.session_state.get("perf_cell_true") not in classes or st.session_state.get("perf_cell_called") not in classes:
+    if st.session_state.get(state.CELL_TRUE) not in classes or st.session_state.get(state.CELL_CALLED) not in classes:
         i, j = largest_error_cell(ev.summary.confusion)
-        st.session_state["perf_cell_true"], st.session_state["perf_cell_called"] = classes[i], classes[j]
-    cell = (classes.index(st.session_state["perf_cell_true"]), classes.index(st.session_state["perf_cell_called"]))
+        st.session_state[state.CELL_TRUE], st.session_state[state.CELL_CALLED] = classes[i], classes[j]
+    cell = (classes.index(st.session_state[state.CELL_TRUE]), classes.index(st.session_state[state.CELL_CALLED]))
     fig = confusion_figure(ev.summary.confusion, colour_by=mode, selected=cell,
                            title=f"Confusion matrix ({ev.calls_rule})")
     st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points")
@@ -120,12 +124,12 @@ def confusion_section(ev: Evaluation) -> None:
     left, right = st.columns(2)
     left.selectbox("True class", classes, key="perf_cell_true")
     right.selectbox("Called class", classes, key="perf_cell_called")
-    i, j = classes.index(st.session_state["perf_cell_true"]), classes.index(st.session_state["perf_cell_called"])
+    i, j = classes.index(st.session_state[state.CELL_TRUE]), classes.index(st.session_state[state.CELL_CALLED])
     cases = cases_in_cell(ev.arrays, ev.calls, i, j)
     st.caption(f"{len(cases):,} images are {plain(classes[i])} and were called {plain(classes[j])}.")
     # The explain page reads this to open the same cases.
-    st.session_state["confusion_cell"] = {"run_id": ev.selection.get("run_id"),
-                                          "test_set_id": ev.selection.get("dataset_id"), "true": classes[i],
+    st.session_state[state.CONFUSION_CELL] = {"run_id": ev.selection.run_id,
+                                          "test_set_id": ev.selection.dataset_id, "true": classes[i],
                                           "called": classes[j], "image_ids": cases["image_id"].head(200).tolist()}
     if len(cases):
         shown = cases.drop(columns=["row"])
@@ -134,7 +138,7 @@ def confusion_section(ev: Evaluation) -> None:
                                     "p_called_class": st.column_config.NumberColumn("P(called class)",
                                                                                     format="%.3f")})
         table_download(shown, f"cases-{classes[i]}-called-{classes[j]}", key="perf_cell_csv")
-        thumbnails_ui(ev.selection.get("test_set"), cases["image_id"].tolist())
+        thumbnails_ui(ev.ws, ev.selection.test_set, cases["image_id"].tolist())
 
 
 def class_section(ev: Evaluation, aucs) -> None:
@@ -167,7 +171,8 @@ def tiers_section(ev: Evaluation) -> None:
 def imbalance_section(ev: Evaluation) -> None:
     classes = list(ev.task.classes)
     test_counts = label_counts(ev.arrays.truth, classes)
-    train_counts, train_note = training_class_counts(ev.selection.get("run"))
+    run = ev.selection.run
+    train_counts, train_note = training_class_counts(run_config(run)) if run else (None, "no run selected")
     splits = {"train": train_counts, "test": test_counts} if train_counts else {"test": test_counts}
     distribution = class_distribution(classes, splits)
     fig = class_distribution_figure(distribution, classes, title="Class distribution: training vs test")
@@ -202,7 +207,7 @@ def imbalance_section(ev: Evaluation) -> None:
 
 def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
     st.markdown("**What class balancing did in training**")
-    config = run_config(ev.selection.get("run"))
+    config = run_config(ev.selection.run)
     balance = str(config.get("balance") or "none")
     described = {"none": "No class balancing: each image counted once in the loss, batches drawn as the data "
                          "came.",
@@ -211,7 +216,7 @@ def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
                  "sampler": "Balanced sampler: training images drawn with replacement, each class equally "
                             "likely, so every class fills the same share of the batches."}
     st.write(described.get(balance, f"Class balancing setting: {balance}"))
-    recorded = recorded_balance(ev.selection.get("run"))
+    recorded = recorded_balance(ev.selection.run)
     if recorded:
         st.caption("Recorded by the trainer:")
         st.json(recorded, expanded=False)
@@ -228,8 +233,8 @@ def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
 
 
 def calibration_section(ev: Evaluation) -> None:
-    top = cached_reliability(ev.path, ev.task)
-    view_bins = cached_reliability(ev.path, ev.task, ev.view)
+    top = cached_reliability(ev.file, ev.task)
+    view_bins = cached_reliability(ev.file, ev.task, ev.view)
     cols = st.columns(4)
     cols[0].metric("ECE (top label)", f"{top.ece:.3f}", help="Expected calibration error of the model's "
                    "confidence in its own call, 10 equal-width bins (0 = perfectly calibrated).")
@@ -237,7 +242,7 @@ def calibration_section(ev: Evaluation) -> None:
                    help="Mean squared distance between the probabilities and the one-hot truth (0 best, 2 worst).")
     cols[2].metric(f"ECE ({ev.view.name})", f"{view_bins.ece:.3f}")
     cols[3].metric(f"Brier ({ev.view.name})", f"{brier_score(ev.scores.truth.astype(int), ev.scores.scores):.3f}")
-    fig = reliability_view_figure(ev.path, ev.task, ev.view)
+    fig = reliability_view_figure(ev.file, ev.task, ev.view)
     st.plotly_chart(fig, key="perf_reliability")
     figure_downloads(fig, "reliability-diagram", key="perf_reliability_dl")
     table = pd.DataFrame({"bin_low": top.edges[:-1], "bin_high": top.edges[1:], "images": top.counts,

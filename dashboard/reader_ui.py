@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import streamlit as st
 from PIL import Image
 
-from core.data import load_dataset
 from core.data.images import open_image
-from core.data.tasks import Task, get_task, task_from_dict
+from core.data.tasks import Task, get_task
 from core.errors import InputError, StorageError
 from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_study, end_early, finish, item_at,
                           join_study, list_studies, next_item, own_answer, passwords_configured, progress,
                           record_answer)
 from core.readers.ui_support import reader_study_on
 from core.store import Workspace
-from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers, plain, show_problem
+from dashboard import state
+from dashboard.common import registered_dataset
+from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers
+from dashboard.widgets import plain, show_error
 
-SESSION_KEY = "reader_session"  # {"study_id", "reader_id"}: who reads what in this browser session
-POSITION_KEY = "rs_position"  # 1-based position being shown; None = the first image without an answer
-SHOWN_KEY = "rs_shown"  # (study, reader, image shown, when): the seconds an answer took
-UNSAVED_KEY = "rs_unsaved"  # an answer the workspace could not store yet (full disk...): retried, never acknowledged
 NEW_STUDY = "__new__"
 DISPLAY_PIXELS = 900  # long side of the shown image: small scans are enlarged so detail is visible
 CONFIDENCE_WORDS = {1: "1 - a guess", 2: "2", 3: "3", 4: "4", 5: "5 - certain"}
-
-
-@st.cache_resource(show_spinner="Opening the test set...", max_entries=8)
-def _dataset(source: str, task_json: str):
-    return load_dataset(source, task_from_dict(json.loads(task_json)))
-
-
-def test_set_dataset(row: dict, task: Task):
-    """The test set's Dataset (cached per source): its images and truth go into a new study."""
-    return _dataset(str(row["source"]), json.dumps(task.to_dict(), sort_keys=True))
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -50,11 +37,11 @@ def study_image(ws: Workspace, study: Study, image_id: str, path: str | None) ->
     row = ws.get_dataset(study.test_set_id)
     if row is None:
         raise InputError(f"test set {study.test_set_id!r} is no longer registered")
-    table = test_set_dataset(row, study.task).table
-    matches = table.index[table["image_id"].astype(str) == str(image_id)]
-    if len(matches) == 0:
+    dataset = registered_dataset(ws, row)
+    position = dataset.row_of(image_id)
+    if position is None:
         raise InputError("this image is no longer in the test set")
-    return _image(str(table.loc[matches[0], "path"]))
+    return _image(str(dataset.table["path"].iat[position]))
 
 
 def zoom_image(image: Image.Image, zoom: float, centre_x: float, centre_y: float,
@@ -102,15 +89,15 @@ def join_or_explain(join):
     except ReaderAuthError:
         st.error("Wrong password, or no password is set for this reader code.", icon=":material/lock:")
     except InputError as exc:
-        show_problem("Could not start reading.", exc)
+        show_error("Could not start reading.", exc)
     return None
 
 
 def enter_session(session: dict) -> None:
     """Make `session` ({"study_id", "reader_id", ...}) this browser's reading session, from its first open image."""
-    st.session_state[SESSION_KEY] = session
-    st.session_state[POSITION_KEY] = None
-    st.session_state.pop(SHOWN_KEY, None)
+    st.session_state[state.READER_SESSION] = session
+    st.session_state[state.READER_POSITION] = None
+    st.session_state.pop(state.READER_SHOWN, None)
 
 
 def start_screen(ws: Workspace) -> None:
@@ -130,12 +117,12 @@ def start_screen(ws: Workspace) -> None:
     test_set_id = row["id"]
     if test_set_id == demo_test_set_id(ws):
         try:
-            ensure_demo_readers(ws, test_set_id, test_set_dataset(row, task), task)
+            ensure_demo_readers(ws, test_set_id, registered_dataset(ws, row), task)
         except InputError as exc:  # the demo folder was removed: the study list still works
-            show_problem("The demo's simulated readers could not be created.", exc)
+            show_error("The demo's simulated readers could not be created.", exc)
     studies = list_studies(ws, test_set_id)
-    if "rs_pending_study" in st.session_state:  # a study just created becomes the selected one
-        st.session_state["rs_study"] = st.session_state.pop("rs_pending_study")
+    if state.READER_PENDING_STUDY in st.session_state:  # a study just created becomes the selected one
+        st.session_state[state.READER_STUDY] = st.session_state.pop(state.READER_PENDING_STUDY)
     labels = {s["id"]: f"{s['name']} - created {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['created']))} "
                        f"({s['n_readers']} reader(s), {s['n_done']} finished)" for s in studies}
     labels[NEW_STUDY] = "New study..."
@@ -152,7 +139,7 @@ def start_screen(ws: Workspace) -> None:
         enter_session({"study_id": session.study_id, "reader_id": session.reader_id})
         if session.resumed:
             elsewhere = " (in the study you joined before)" if session.study_id != study_id else ""
-            st.session_state["rs_flash"] = (f"Welcome back{elsewhere}: {session.answered} of {session.total} "
+            st.session_state[state.READER_FLASH] = (f"Welcome back{elsewhere}: {session.answered} of {session.total} "
                                             "already graded.")
         st.rerun()
 
@@ -168,61 +155,60 @@ def _new_study_form(ws: Workspace, row: dict, task: Task) -> None:
         created = st.form_submit_button("Create study", type="primary")
     if created:
         try:
-            study_id = create_study(ws, row["id"], test_set_dataset(row, task), task, subset_size=int(size),
+            study_id = create_study(ws, row["id"], registered_dataset(ws, row), task, subset_size=int(size),
                                     seed=int(seed), name=name.strip())
         except InputError as exc:
-            show_problem("The study was not created.", exc)
+            show_error("The study was not created.", exc)
             return
-        st.session_state["rs_pending_study"] = study_id
+        st.session_state[state.READER_PENDING_STUDY] = study_id
         st.rerun()
 
 
 def _answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, label: str, confidence_key: str) -> None:
     """Button callback: commit the answer now, then move on to the next image without an answer."""
-    shown = st.session_state.get(SHOWN_KEY) or {}
+    shown = st.session_state.get(state.READER_SHOWN) or {}
     seconds = time.time() - shown["at"] if shown.get("image_id") == image_id else None
     answer = {"study_id": study_id, "reader_id": reader_id, "image_id": image_id, "label": label,
               "confidence": st.session_state.get(confidence_key), "seconds": seconds}
     try:
         record_answer(ws, **answer)
     except StorageError as exc:  # kept in the page and retried on every rerun; never acknowledged
-        st.session_state[UNSAVED_KEY] = answer
-        st.session_state["rs_error"] = str(exc)
+        st.session_state[state.READER_UNSAVED] = answer
+        st.session_state[state.READER_ERROR] = str(exc)
         return
     except InputError as exc:
-        st.session_state["rs_error"] = str(exc)
+        st.session_state[state.READER_ERROR] = str(exc)
         return
-    st.session_state[POSITION_KEY] = None
+    st.session_state[state.READER_POSITION] = None
 
 
 def _retry_unsaved(ws: Workspace, study_id: str, reader_id: str) -> None:
     """Store an answer that the workspace could not take before (full disk, read-only folder), or say it is
     still waiting. Until stored, the reader stays on that image."""
-    answer = st.session_state.get(UNSAVED_KEY)
+    answer = st.session_state.get(state.READER_UNSAVED)
     if not answer or (answer["study_id"], answer["reader_id"]) != (study_id, reader_id):
         return
     try:
         record_answer(ws, **answer)
     except StorageError as exc:
-        st.error(f"Your answer **{answer['label']}** for this image is kept in this page but is **not saved**: "
-                 "the workspace cannot be written. It is tried again on every click; "
-                 "do not close this tab until it is saved.", icon=":material/cloud_off:")
-        st.code(str(exc), language=None, wrap_lines=True)
+        show_error(f"Your answer **{plain(answer['label'])}** for this image is kept in this page but is **not "
+                   "saved**: the workspace cannot be written. It is tried again on every click; do not close this "
+                   "tab until it is saved.", exc)
         st.button("Try saving again", key="rs_retry_unsaved", icon=":material/refresh:")
-        st.session_state.pop("rs_error", None)
+        st.session_state.pop(state.READER_ERROR, None)
         return
     except InputError as exc:  # e.g. the reader finished meanwhile: drop it and say so
-        st.session_state.pop(UNSAVED_KEY, None)
-        st.session_state["rs_error"] = str(exc)
+        st.session_state.pop(state.READER_UNSAVED, None)
+        st.session_state[state.READER_ERROR] = str(exc)
         return
-    st.session_state.pop(UNSAVED_KEY, None)
-    st.session_state.pop("rs_error", None)
-    st.session_state[POSITION_KEY] = None
-    st.success(f"Your answer **{answer['label']}** was saved now.", icon=":material/cloud_done:")
+    st.session_state.pop(state.READER_UNSAVED, None)
+    st.session_state.pop(state.READER_ERROR, None)
+    st.session_state[state.READER_POSITION] = None
+    st.success(f"Your answer **{plain(answer['label'])}** was saved now.", icon=":material/cloud_done:")
 
 
 def _go(position: int | None) -> None:
-    st.session_state[POSITION_KEY] = position
+    st.session_state[state.READER_POSITION] = position
 
 
 def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
@@ -232,16 +218,16 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
     _retry_unsaved(ws, study.id, reader_id)
     prog = progress(ws, study.id, reader_id)
     st.progress(prog.fraction, text=f"{prog.answered} of {prog.total} images graded")
-    if "rs_error" in st.session_state:
-        show_problem("That answer was not saved.", InputError(st.session_state.pop("rs_error")))
-    position = st.session_state.get(POSITION_KEY)
+    if state.READER_ERROR in st.session_state:
+        show_error("That answer was not saved.", InputError(st.session_state.pop(state.READER_ERROR)))
+    position = st.session_state.get(state.READER_POSITION)
     item = item_at(ws, study.id, reader_id, position) if position else next_item(ws, study.id, reader_id)
     if item is None:
         _all_graded(ws, study, reader_id, prog.total)
         return
-    shown = st.session_state.get(SHOWN_KEY) or {}
+    shown = st.session_state.get(state.READER_SHOWN) or {}
     if shown.get("image_id") != item.image_id:
-        st.session_state[SHOWN_KEY] = {"image_id": item.image_id, "at": time.time()}
+        st.session_state[state.READER_SHOWN] = {"image_id": item.image_id, "at": time.time()}
     mine = own_answer(ws, study.id, reader_id, item.image_id)
     left, right = st.columns([3, 1], gap="large")
     with right:
@@ -283,7 +269,7 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
 
 
 def _end_early_controls(ws: Workspace, study: Study, reader_id: str) -> None:
-    if not st.session_state.get("rs_confirm_end"):
+    if not st.session_state.get(state.READER_CONFIRM_END):
         st.button("End early", key="rs_end_early", icon=":material/stop_circle:", width="stretch",
                   on_click=lambda: st.session_state.update(rs_confirm_end=True))
         return
@@ -291,9 +277,9 @@ def _end_early_controls(ws: Workspace, study: Study, reader_id: str) -> None:
     cols = st.columns(2)
     if cols[0].button("Yes, end now", key="rs_end_confirm", type="primary"):
         end_early(ws, study.id, reader_id)
-        st.session_state.pop("rs_confirm_end", None)
+        st.session_state.pop(state.READER_CONFIRM_END, None)
         st.rerun()
-    cols[1].button("Keep reading", key="rs_end_cancel", on_click=lambda: st.session_state.pop("rs_confirm_end"))
+    cols[1].button("Keep reading", key="rs_end_cancel", on_click=lambda: st.session_state.pop(state.READER_CONFIRM_END))
 
 
 def _all_graded(ws: Workspace, study: Study, reader_id: str, total: int) -> None:
@@ -304,7 +290,7 @@ def _all_graded(ws: Workspace, study: Study, reader_id: str, total: int) -> None
         try:
             finish(ws, study.id, reader_id)
         except InputError as exc:
-            show_problem("Could not finish.", exc)
+            show_error("Could not finish.", exc)
             return
         st.rerun()
     cols[1].button("Review my answers", key="rs_review", on_click=_go, args=(total,), icon=":material/undo:")
@@ -315,8 +301,8 @@ def header(study: Study, reader_id: str) -> None:
     cols = st.columns([4, 1])
     cols[0].markdown(f"**Reader:** {plain(reader_id)}  \n**Study:** {plain(study.name)}")
     if cols[1].button("Switch reader", key="rs_sign_out", icon=":material/logout:"):
-        for key in (SESSION_KEY, POSITION_KEY, SHOWN_KEY, "rs_confirm_end", "rs_reader_code", "rs_password"):
+        for key in (state.READER_SESSION, state.READER_POSITION, state.READER_SHOWN, state.READER_CONFIRM_END, "rs_reader_code", "rs_password"):
             st.session_state.pop(key, None)
         st.rerun()
-    if "rs_flash" in st.session_state:
-        st.toast(st.session_state.pop("rs_flash"), icon=":material/history:")
+    if state.READER_FLASH in st.session_state:
+        st.toast(st.session_state.pop(state.READER_FLASH), icon=":material/history:")

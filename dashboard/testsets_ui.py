@@ -13,21 +13,19 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.data.ingest import ingest_upload, load_registered, register_folder
+from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
-from core.errors import InputError
+from core.errors import InputError, run_job
 from core.store import Workspace
-from dashboard.common import ROOT, remember_selection
+from dashboard import state
+from dashboard.audit_ui import start_audit_after_adding
+from dashboard.common import ROOT, registered_dataset, remember_selection, thumbnail
+from dashboard.dicom_ui import dicom_options_ui
+from dashboard.widgets import show_error
 
 AUTO_TASK = "auto"
 # Okabe-Ito, one colour per split in the class-count chart.
 SPLIT_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
-
-
-def show_error(headline: str, detail: str) -> None:
-    """A fixed headline in an error box, and the (possibly user-derived) detail as plain text."""
-    st.error(headline, icon=":material/error:")
-    st.code(detail, language=None, wrap_lines=True)
 
 
 # -- adding data -----------------------------------------------------------------------------------
@@ -42,6 +40,7 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
     name = col_name.text_input(f"Name of the {noun} (optional)", key=f"{key}_name")
     skip_bad = st.checkbox("Skip unreadable images and unusable rows (they are listed) instead of refusing the "
                            "whole upload", key=f"{key}_skip_bad")
+    dicom = dicom_options_ui(key)
     tab_upload, tab_folder = st.tabs(["Upload a file", "Register a server folder"])
     added = None
     with tab_upload:
@@ -49,18 +48,19 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
                    "images with a CSV manifest (`path,label[,patient_id][,split]`); a **CSV manifest** on its own "
                    "only describes images, so it needs them in the same zip; or a **MedMNIST .npz**. Files are "
                    "stored in the workspace under generated names; nothing leaves this machine.")
-        upload = st.file_uploader(f"File for the new {noun}", type=["zip", "csv", "npz"], key=f"{key}_file")
+        upload = st.file_uploader(f"File for the new {noun}", type=list(UPLOAD_TYPES), key=f"{key}_file")
         if st.button(f"Add {noun}", key=f"{key}_upload_button", disabled=upload is None, type="primary"):
             with st.spinner("Checking and registering the upload..."):
                 added = _try(lambda: ingest_upload(ws, upload.name, upload, role=role, task=task, name=name or None,
-                                                   skip_bad=skip_bad), noun)
+                                                   skip_bad=skip_bad, dicom=dicom), noun)
     with tab_folder:
         st.caption("A folder on the machine running this dashboard (read in place, nothing is copied).")
         folder = st.text_input("Folder path on the server", key=f"{key}_folder", placeholder="/data/OCT2017/test")
         if st.button(f"Register folder as a {noun}", key=f"{key}_folder_button", disabled=not folder.strip()):
             with st.spinner("Reading the folder..."):
                 added = _try(lambda: register_folder(ws, folder, role=role, task=task, name=name or None,
-                                                     skip_bad=skip_bad), noun)
+                                                     skip_bad=skip_bad, dicom=dicom), noun)
+    start_audit_after_adding(ws, added)
     return added
 
 
@@ -73,7 +73,7 @@ def _try(action, noun: str) -> str | None:
             st.caption("Or tick *Skip unreadable images and unusable rows* to add the rest; the skipped files are "
                        "then listed with the data.")
         return None
-    st.session_state["_data_added"] = {"id": result.dataset_id, "reused": result.reused, "noun": noun,
+    st.session_state[state.DATA_ADDED] = {"id": result.dataset_id, "reused": result.reused, "noun": noun,
                                        "name": result.record["name"], "n": result.record["n_images"],
                                        "problems": result.record["meta"].get("n_problems", 0)}
     return result.dataset_id
@@ -81,7 +81,7 @@ def _try(action, noun: str) -> str | None:
 
 def show_added_message() -> None:
     """The message of an upload added in the previous run (kept across the rerun that selects it)."""
-    info = st.session_state.pop("_data_added", None)
+    info = st.session_state.pop(state.DATA_ADDED, None)
     if not info:
         return
     verb = "was already registered" if info["reused"] else "added"
@@ -92,23 +92,6 @@ def show_added_message() -> None:
 
 
 # -- dataset preview -------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Reading the dataset...", max_entries=8)
-def _cached_dataset(root: str, dataset_id: str, fingerprint: str):
-    # fingerprint in the key: re-registered content is never served from an old entry.
-    return load_registered(Workspace.open(root), dataset_id)
-
-
-def cached_dataset(ws: Workspace, record: dict):
-    return _cached_dataset(str(ws.root), record["id"], record["fingerprint"])
-
-
-@st.cache_data(show_spinner=False, max_entries=2048)
-def _thumbnail(root: str, dataset_id: str, fingerprint: str, row: int, side: int) -> np.ndarray:
-    image = _cached_dataset(root, dataset_id, fingerprint).load_image(row)
-    image.thumbnail((side, side))
-    return np.asarray(image.convert("RGB"))
-
-
 def _rows_per_class(ds, per_class: int) -> dict[str, list[int]]:
     table = ds.table
     out = {}
@@ -121,7 +104,7 @@ def _rows_per_class(ds, per_class: int) -> dict[str, list[int]]:
 def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
     """Class counts (table and chart), a thumbnail grid per class, and the problems found on ingestion."""
     try:
-        ds = cached_dataset(ws, record)
+        ds = registered_dataset(ws, record)
     except InputError as exc:
         show_error("This dataset cannot be read any more (moved or changed since it was registered).", str(exc))
         return
@@ -149,7 +132,7 @@ def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
         grid = st.columns(8)
         for slot, row in zip(grid, rows):
             try:
-                slot.image(_thumbnail(str(ws.root), record["id"], record["fingerprint"], row, 128), width="stretch")
+                slot.image(thumbnail(ws, record, ds.table["image_id"].iat[row], 128), width="stretch")
             except InputError:
                 slot.text("unreadable")
     problems = meta.get("problems") or ds.problems
@@ -174,7 +157,7 @@ def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> No
     """Runs predict(); touches only `job` (never st.*), so it can outlive the page that started it."""
     from core.infer import predict
 
-    try:
+    def work() -> None:
         ws = Workspace.open(root)
         ds = load_registered(ws, test_set_id)
         job["total"] = len(ds)
@@ -184,12 +167,8 @@ def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> No
 
         frame = predict(run_id, ds, workspace=ws, dataset_id=test_set_id, progress=progress)
         job.update(status="done", rows=len(frame), cached=bool(frame.attrs.get("cached")))
-    except InputError as exc:
-        job.update(status="failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported on the page instead of dying silently in a thread
-        job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        job["finished"] = time.time()
+
+    run_job(job, work)
 
 
 def start_inference(ws: Workspace, run_id: str, test_set_id: str) -> dict:

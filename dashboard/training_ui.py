@@ -13,9 +13,13 @@ from core.data.tasks import get_task, list_tasks
 from core.plots.training import training_curves_figure
 from core.store import Workspace
 from core.train import cancel_run, read_events, reconcile_runs
-from core.train.config import BALANCE, RunConfig
+from core.metrics.model_operating_point import DEFAULT_TARGET_SENSITIVITY, OPERATING_RULES
+from core.models.preprocess import DEFAULT_FRAMING, FRAMINGS
+from core.train.config import BALANCE, HEAD_FITS, HEADS, MAX_VIEWS, VAL_METRICS, RunConfig, default_backbone
 from core.train.monitor import run_progress, training_curves
-from dashboard.testsets_ui import show_error
+from dashboard import state
+from dashboard.widgets import show_error, sticky_select
+
 
 ACTIVE = ("queued", "running")
 FROM_DATASET = "dataset"
@@ -24,6 +28,11 @@ MODE_LABELS = {"features": "Cached features: frozen backbone, new head (Kermany 
                "finetune": "Fine-tune: train the backbone's last stages too (slower; GPU advised)"}
 BALANCE_LABELS = {"none": "None", "weights": "Class-weighted loss (inverse frequency)",
                   "sampler": "Balanced sampler (each class drawn equally often)"}
+HEAD_FIT_LABELS = {"logistic": "Logistic regression, strength by patient-grouped cross-validation, all images "
+                               "(default)",
+                   "adam": "Adam epochs with a 20% patient validation split"}
+RULE_LABELS = {"youden": "Balanced (Youden's J on out-of-fold predictions)",
+               "sensitivity": "Screening: a target sensitivity", "argmax": "Most probable class (no threshold)"}
 LIMIT_LABELS = {"all": "All training images", "per_class": "N images per class", "fraction": "A fraction of each class"}
 
 
@@ -54,10 +63,9 @@ def new_run_form(ws: Workspace) -> dict | None:
         return None
     by_id = {d["id"]: d for d in datasets}
     ids = list(by_id)
-    if st.session_state.get("train_dataset") not in ids:
-        st.session_state["train_dataset"] = ids[_default_index(ids, demo_status(ws).get("dataset_id"))]
-    dataset_id = st.selectbox("Training data", ids, key="train_dataset",
-                              format_func=lambda i: f"{by_id[i]['name']} ({by_id[i]['n_images']:,} images)")
+    dataset_id = sticky_select("Training data", ids, state.TRAIN_DATASET,
+                               default=ids[_default_index(ids, demo_status(ws).get("dataset_id"))],
+                               format_func=lambda i: f"{by_id[i]['name']} ({by_id[i]['n_images']:,} images)")
     record = by_id[dataset_id]
     meta = record.get("meta") or {}
     if meta.get("synthetic"):
@@ -70,7 +78,7 @@ def new_run_form(ws: Workspace) -> dict | None:
 
     with st.spinner("Loading the backbone registry (PyTorch and timm, first visit only)..."):
         # Imported here, not at the top: the page's header renders while torch loads on a first visit.
-        from core.models.registry import DEFAULT_BACKBONE, list_backbones
+        from core.models.registry import list_backbones
 
         devices = device_options()
     col1, col2 = st.columns(2)
@@ -78,14 +86,40 @@ def new_run_form(ws: Workspace) -> dict | None:
     task_name = col1.selectbox("Task preset", [FROM_DATASET, *list_tasks()], key="train_task",
                                format_func=lambda t: f"as registered ({own_task.name})" if t == FROM_DATASET else t)
     task = own_task if task_name == FROM_DATASET else get_task(task_name)
-    specs = {s.name: s for s in list_backbones()}
+    mode = col1.radio("Mode", list(MODE_LABELS), key="train_mode", format_func=MODE_LABELS.get)
+    specs = {s.name: s for s in list_backbones() if mode == "features" or not s.members}
     names = list(specs)
-    backbone = col2.selectbox("Backbone", names, key="train_backbone", index=_default_index(names, DEFAULT_BACKBONE),
+    backbone = col2.selectbox("Backbone", names, key=f"train_backbone_{mode}",
+                              index=_default_index(names, default_backbone(mode)),
                               format_func=lambda n: _backbone_label(specs[n]))
     spec = specs[backbone]
     col2.caption(spec.description)
-    mode = col1.radio("Mode", list(MODE_LABELS), key="train_mode", format_func=MODE_LABELS.get)
-    defaults = RunConfig(mode=mode)
+    framings = list(FRAMINGS)
+    framing = col2.selectbox("Image framing", framings, key="train_framing",
+                             index=_default_index(framings, DEFAULT_FRAMING),
+                             format_func=lambda f: f"{f}: {FRAMINGS[f]}",
+                             help="The same framing is used for training, inference and the explanation maps. "
+                                  "Whole-image framings keep the lateral lung fields and the edges of wide scans.")
+    head_fit = "adam"
+    if mode == "features":
+        head_fit = col1.selectbox("Head fitting", list(HEAD_FITS), key="train_head_fit",
+                                  format_func=HEAD_FIT_LABELS.get)
+    defaults = RunConfig(mode=mode, head_fit=head_fit)
+    views = 0
+    if mode == "features":
+        views = int(col2.number_input(
+            "Acquisition views per training image", 0, MAX_VIEWS, defaults.views, key="train_views",
+            help="Extra copies of each training image as another site's export pipeline might deliver it "
+                 "(resampled, JPEG re-encoded, contrast changed); their features are cached, so the head learns "
+                 "invariance to those shifts. Each view costs one more pass of the backbone, the first time only."))
+    rules = list(OPERATING_RULES)
+    rule = col1.selectbox("Operating point", rules, key="train_operating_rule", format_func=RULE_LABELS.get,
+                          help="Chosen without test data and stored with the model; it decides the model's "
+                               "'predicted' class. " + " ".join(f"{k}: {v}." for k, v in OPERATING_RULES.items()))
+    target = None
+    if rule == "sensitivity":
+        target = float(col1.slider("Target sensitivity", 0.5, 0.999, DEFAULT_TARGET_SENSITIVITY, 0.005,
+                                   key="train_target_sensitivity"))
 
     col1, col2, col3 = st.columns(3)
     limit = col1.radio("Limited data", list(LIMIT_LABELS), key="train_limit", format_func=LIMIT_LABELS.get,
@@ -101,9 +135,12 @@ def new_run_form(ws: Workspace) -> dict | None:
 
     col1, col2, col3 = st.columns(3)
     # Keys per mode / backbone: switching them shows that choice's own defaults.
-    epochs = int(col1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"train_epochs_{mode}"))
+    iterative = head_fit == "adam"
+    epochs = int(col1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"train_epochs_{mode}",
+                                   disabled=not iterative,
+                                   help=None if iterative else "The logistic head is fitted exactly; no epochs."))
     lr = float(col2.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.0e", step=1e-4,
-                                 key=f"train_lr_{mode}"))
+                                 key=f"train_lr_{mode}", disabled=not iterative))
     size = int(col3.number_input("Image size (pixels)", 32, 1024, spec.default_size, 16,
                                  key=f"train_size_{backbone}",
                                  help=f"{spec.name} was trained at {spec.default_size} px"))
@@ -111,12 +148,12 @@ def new_run_form(ws: Workspace) -> dict | None:
     with st.expander("More settings"):
         col1, col2, col3 = st.columns(3)
         batch_size = int(col1.number_input("Batch size", 1, 4096, defaults.batch_size, key=f"train_batch_{mode}"))
-        head = col2.selectbox("Head", ["linear", "mlp"], key="train_head")
+        head = col2.selectbox("Head", list(HEADS), key="train_head",
+                              help="The logistic fit needs the linear head; an MLP head is fitted with Adam.")
         seed = int(col3.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed"))
-        val_metric = col1.selectbox("Checkpoint chosen on validation", ["auto", "auroc", "accuracy", "kappa", "loss"],
-                                    key="train_val_metric")
-        views = [None, *[v.name for v in task.binary_views]]
-        binary = col2.selectbox("One-vs-rest (binary) model", views, key="train_binary",
+        val_metric = col1.selectbox("Checkpoint chosen on validation", list(VAL_METRICS), key="train_val_metric")
+        binary_views = [None, *[v.name for v in task.binary_views]]
+        binary = col2.selectbox("One-vs-rest (binary) model", binary_views, key="train_binary",
                                 format_func=lambda v: "no: all classes" if v is None else v)
         pretrained = col3.checkbox("Start from pretrained weights", True, key="train_pretrained",
                                    disabled=spec.test_model)
@@ -129,7 +166,9 @@ def new_run_form(ws: Workspace) -> dict | None:
             "backbone": backbone, "pretrained": bool(pretrained and not spec.test_model), "mode": mode, "head": head,
             "image_size": None if size == spec.default_size else size, "lr": lr, "epochs": epochs,
             "batch_size": batch_size, "balance": balance, "per_class": per_class, "fraction": fraction,
-            "device": device, "seed": seed, "val_metric": val_metric, "binary": binary}
+            "device": device, "seed": seed, "val_metric": val_metric, "binary": binary, "framing": framing,
+            "head_fit": head_fit if head == "linear" else "adam", "views": views, "operating_rule": rule,
+            "target_sensitivity": target}
 
 
 def _duration(run: dict) -> str:
@@ -167,6 +206,8 @@ def _progress_text(progress, status: str) -> str:
         return "Queued: the run process is starting or waiting for a free device slot"
     if progress.phase == "extracting features" and progress.total:
         return f"Extracting features (cached for later runs): {progress.done:,} / {progress.total:,} images"
+    if progress.phase == "fitting the head":
+        return "Fitting the head: logistic regression, strength chosen by patient-grouped cross-validation"
     if progress.phase == "training" and progress.total:
         return f"Training: step {progress.done:,} / {progress.total:,} (epoch {progress.epoch})"
     if progress.phase == "finished":

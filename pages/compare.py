@@ -5,16 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.data.tasks import get_task, task_from_dict
+from core.infer.predictions import task_of
 from core.errors import InputError
 from core.metrics.dashboard import available_views, urgent_view
 from core.metrics.run_compare import data_size_label, learning_curve
 from core.plots import PointMarker, compare_roc_figure, learning_curve_figure, metric_bars_figure, series_colors
-from dashboard.common import get_workspace, load_predictions, remember_selection
+from dashboard import state
+from dashboard.common import PredictionsFile, get_workspace, load_predictions, remember_selection
 from dashboard.downloads import figure_downloads, table_download
-from dashboard.evaluation import (active_penalty, aligned_runs, comparison_tables, run_config, run_training_images,
-                                  run_view_scores)
-from dashboard.evaluation_ui import plain, with_interval_text
+from core.train.run_folder import run_config, run_training_images
+from dashboard.evaluation import active_penalty, aligned_runs, comparison_tables, run_view_scores
+from dashboard.evaluation_ui import with_interval_text
+from dashboard.widgets import plain, show_error, sticky_select
 
 MAX_DEFAULT_RUNS = 6
 METRICS = {"view_auc": ("AUC of the binary view", False), "accuracy": ("Accuracy", True),
@@ -36,7 +38,7 @@ runs = {r["id"]: r for r in ws.list_runs()}
 test_sets = {d["id"]: d for d in ws.list_datasets()}
 test_ids = sorted({r["dataset_id"] for r in rows},
                   key=lambda t: -sum(1 for r in rows if r["dataset_id"] == t))
-current = st.session_state.get("test_set_id")
+current = st.session_state.get(state.TEST_SET_ID)
 test_set_id = st.selectbox("Test set", test_ids, key="cmp_test", index=test_ids.index(current)
                            if current in test_ids else 0,
                            format_func=lambda t: test_sets.get(t, {}).get("name", t))
@@ -60,17 +62,15 @@ if len(chosen) < 2:
         if len(run_ids) < 2 else ""), icon=":material/info:")
     st.stop()
 
-paths, tasks = {}, {}
+sources = []
 for rid in chosen:
-    label = labels[rid]
-    paths[label] = on_set[rid]["path"]
-    meta = load_predictions(on_set[rid]["path"])[1]
-    tasks[label] = task_from_dict(meta["task"]) if isinstance(meta.get("task"), dict) else \
-        get_task(runs.get(rid, {}).get("task") or "oct-kermany")
+    file = PredictionsFile.at(on_set[rid]["path"])
+    sources.append((labels[rid], file, task_of(load_predictions(file)[1], runs.get(rid, {}).get("task"))))
+sources = tuple(sources)
 try:
-    aligned = aligned_runs(paths, tasks)
+    aligned = aligned_runs(sources)
 except InputError as exc:
-    st.error(f"These runs cannot be compared: {plain(exc)}")
+    show_error("These runs cannot be compared:", exc)
     st.stop()
 task = aligned.task
 dropped = {name: n for name, n in aligned.dropped.items() if n}
@@ -81,16 +81,13 @@ st.caption(f"{aligned.truth.size:,} images scored by every selected run." + (
 views = available_views(task)
 preferred = urgent_view(task) or views[0]
 view_names = [v.name for v in views]
-if st.session_state.get("cmp_view") not in view_names:
-    st.session_state.pop("cmp_view", None)
-view_name = st.selectbox("Binary view for ROC and DeLong", view_names, key="cmp_view",
-                         index=view_names.index(preferred.name) if preferred.name in view_names else 0)
+view_name = sticky_select("Binary view for ROC and DeLong", view_names, "cmp_view", default=preferred.name)
 view = views[view_names.index(view_name)]
 penalty_name, penalty = active_penalty(ws, task)
-summary, pairs = comparison_tables(paths, tasks, view, penalty)
-scores = run_view_scores(paths, tasks, view)
-colors = series_colors(paths)
-threshold = float(st.session_state.get("threshold", 0.5))
+summary, pairs = comparison_tables(sources, view, penalty)
+scores = run_view_scores(sources, view)
+colors = series_colors([label for label, _, _ in sources])
+threshold = state.current_selection().threshold_or_default
 curves, points = {}, []
 for label, run_scores in scores.items():
     if run_scores.n_positive and run_scores.n_negative:

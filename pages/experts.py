@@ -7,12 +7,14 @@ import streamlit as st
 from core.errors import InputError
 from core.plots.experts import lr_forest_figure, reader_roc_figure, weighted_error_figure
 from core.readers import list_readings, load_readings, reading_coverage, store_readings
+from dashboard import state
 from dashboard.common import get_workspace, remember_selection, select_evaluation
 from dashboard.downloads import figure_downloads
-from dashboard.experts_ui import (LR_METHOD_LABELS, MATCH_LABELS, comparison, csv_download, ensure_demo_readers,
-                                  matched_sentences, paired_table, penalty_in_use, plain, show_problem,
-                                  simulated_notice, summary_table)
+from dashboard.experts_ui import (LR_METHOD_LABELS, MATCH_LABELS, comparison, ensure_demo_readers,
+                                  matched_sentences, paired_table, penalty_in_use, simulated_notice, summary_table)
+from dashboard.downloads import table_download
 from dashboard.mrmc_ui import mrmc_section
+from dashboard.widgets import plain, show_error
 
 st.title("Experts vs model")
 st.caption("Each reader's sensitivity and specificity on the model's ROC curve, likelihood ratios, weighted error "
@@ -23,7 +25,7 @@ ws = get_workspace()
 evaluation = select_evaluation(ws, key="experts")
 if evaluation is None:
     st.stop()
-task, frame, test_set_id = evaluation["task"], evaluation["frame"], evaluation["dataset_id"]
+task, frame, test_set_id = evaluation.task, evaluation.frame, evaluation.dataset_id
 if task.kind == "multilabel" or not task.binary_views:
     st.info(f"Reader comparisons need one label per image and a binary view; task {plain(task.name)} has "
             f"{'several labels per image' if task.kind == 'multilabel' else 'no binary view'}.")
@@ -49,7 +51,7 @@ with tab_readings:
             st.success(f"Imported {count} readings from {parsed['reader_id'].nunique()} reader(s).",
                        icon=":material/check_circle:")
         except InputError as exc:
-            show_problem("The readings were not imported (nothing was stored).", exc)
+            show_error("The readings were not imported (nothing was stored).", exc)
 
 readings = list_readings(ws, test_set_id)
 with tab_readings:
@@ -58,7 +60,7 @@ with tab_readings:
         st.info("No readings for this test set yet.")
     else:
         st.dataframe(readings, hide_index=True, width="stretch", key="experts_readings_table")
-        csv_download(readings, f"readings-{test_set_id}", key="experts_readings_csv", label="Readings (CSV)")
+        table_download(readings, f"readings-{test_set_id}", key="experts_readings_csv", label="Readings (CSV)")
 
 with tab_mrmc:  # before the comparison tab, which may stop the page
     mrmc_section(ws)
@@ -80,7 +82,7 @@ with tab_compare:
                               key="experts_match", help="For the paired comparisons: the model at a threshold, or "
                                                         "at the threshold that gives each reader's own "
                                                         "specificity (or sensitivity) on their images.")
-    remembered = st.session_state.get("threshold")
+    remembered = st.session_state.get(state.THRESHOLD)
     threshold = controls[3].slider("Model threshold on the view's score", 0.0, 1.0, step=0.01, key="experts_threshold",
                                    value=float(remembered) if remembered is not None else 0.5,
                                    help="Score >= threshold is a positive call. Shared with the other pages.")
@@ -89,9 +91,9 @@ with tab_compare:
     penalty_name, penalty = penalty_in_use(ws, task)
 
     try:
-        result = comparison(evaluation["path"], readings, task, view, threshold, match, penalty, lr_ci)
+        result = comparison(evaluation.file, readings, task, view, threshold, match, penalty, lr_ci)
     except InputError as exc:
-        show_problem("The readers could not be compared with the model.", exc)
+        show_error("The readers could not be compared with the model.", exc)
         st.stop()
     compare = result["compare"]
 
@@ -111,7 +113,7 @@ with tab_compare:
     st.subheader("Summary")
     summary = summary_table(compare, result["model"])
     st.dataframe(summary, hide_index=True, width="stretch", key="experts_summary")
-    csv_download(compare, f"readers-vs-model-{test_set_id}", key="experts_compare_csv",
+    table_download(compare, f"readers-vs-model-{test_set_id}", key="experts_compare_csv",
                  label="Full comparison (CSV)")
 
     st.subheader("Likelihood ratios")
@@ -121,7 +123,7 @@ with tab_compare:
     lr_numbers = result["lr"][["reader_id", "measure", "value", "low", "high", "method", "reason"]]
     st.dataframe(lr_numbers, hide_index=True, width="stretch", key="experts_lr_table",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("value", "low", "high")})
-    csv_download(result["lr"], f"likelihood-ratios-{test_set_id}", key="experts_lr_csv")
+    table_download(result["lr"], f"likelihood-ratios-{test_set_id}", key="experts_lr_csv")
 
     st.subheader("Weighted error")
     st.caption(f"Penalty matrix: {plain(penalty_name)} (edit it on the **Penalties** page). The hatched bars are the "
@@ -129,7 +131,7 @@ with tab_compare:
     we_fig = weighted_error_figure(result["weighted"])
     st.plotly_chart(we_fig, key="experts_weighted")
     figure_downloads(we_fig, "experts-weighted-error", key="experts_weighted_dl")
-    csv_download(result["weighted"], f"weighted-error-{test_set_id}", key="experts_weighted_csv")
+    table_download(result["weighted"], f"weighted-error-{test_set_id}", key="experts_weighted_csv")
 
     st.subheader("Paired comparisons on the same images")
     st.caption("McNemar's test (exact and mid-p) on which images each got right in the binary view; differences "
@@ -140,4 +142,4 @@ with tab_compare:
     st.dataframe(paired, hide_index=True, width="stretch", key="experts_paired",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in paired.columns
                                 if c.startswith(("reader s", "model s", "McNemar"))})
-    csv_download(paired, f"paired-comparisons-{test_set_id}", key="experts_paired_csv")
+    table_download(paired, f"paired-comparisons-{test_set_id}", key="experts_paired_csv")

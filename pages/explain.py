@@ -8,15 +8,20 @@ import streamlit as st
 
 from core.errors import InputError
 from core.explain import MapCache
-from core.explain.case_maps import (case_map, draw_boxes, overlays_zip, png_bytes, safe_file_name, score_cases,
-                                    suggested_colormap)
+from core.explain.case_maps import case_map, score_cases
+from core.explain.exports import draw_boxes, overlays_zip, png_bytes, safe_file_name, suggested_colormap
+from core.explain.registry import get_explainer
 from core.explain.gallery import case_table, select_cases
-from core.readers import export_csv, list_readings
+from core.readers import list_readings
+from core.store.csv_safe import csv_bytes
+from dashboard import state
 from dashboard.common import get_workspace
-from dashboard.evaluation_ui import evaluation_or_stop, plain
+from dashboard.downloads import table_download
+from dashboard.evaluation_ui import evaluation_or_stop
 from dashboard.explain_ui import (METHODS, boxes_ui, colour_bar, display_ui, draw, duration, filters_ui,
                                   gallery_maps, images_for, job_ui, map_or_button, maps_added, method_params_ui,
                                   model_for_run, scale_of)
+from dashboard.widgets import plain, show_error, sticky_select
 
 GALLERY_PAGE = 12
 THUMBNAIL_PX = 160
@@ -28,18 +33,17 @@ st.caption("Where the model looks: occlusion maps (hide a window, watch the prob
 
 ws = get_workspace()
 selection = evaluation_or_stop(ws, key="explain")
-task, frame, test_set = selection["task"], selection["frame"], selection["test_set"]
+task, frame, test_set = selection.task, selection.frame, selection.test_set
 if not test_set or not test_set.get("source"):
     st.warning("The images of this test set are not registered in this workspace, so there is nothing to draw on.")
     st.stop()
 try:
-    model = model_for_run(ws, selection["run_id"])
+    model = model_for_run(ws, selection.run_id)
     images = images_for(ws, test_set)
-    readings = list_readings(ws, selection["dataset_id"])
+    readings = list_readings(ws, selection.dataset_id)
     cases = case_table(frame, task.classes, readings)
 except (InputError, OSError) as exc:
-    st.error("This model or test set cannot be explained:", icon=":material/error:")
-    st.code(str(exc), language=None, wrap_lines=True)
+    show_error("This model or test set cannot be explained:", exc)
     st.stop()
 if list(model.classes) != list(task.classes):
     st.error(f"The model's classes ({plain(', '.join(model.classes))}) differ from the predictions' "
@@ -52,9 +56,9 @@ cache = MapCache.for_workspace(ws)
 
 # -- which cases -------------------------------------------------------------------------------------------
 with st.container(border=True):
-    cell = st.session_state.get("confusion_cell")
-    if not (isinstance(cell, dict) and cell.get("run_id") == selection["run_id"]
-            and cell.get("test_set_id") == selection["dataset_id"]):
+    cell = st.session_state.get(state.CONFUSION_CELL)
+    if not (isinstance(cell, dict) and cell.get("run_id") == selection.run_id
+            and cell.get("test_set_id") == selection.dataset_id):
         cell = None
     case_filter = filters_ui(cases, task.classes, cell)
 try:
@@ -103,11 +107,10 @@ st.dataframe(selected[shown_columns], hide_index=True, height=240, key="explain_
 pages = max(1, -(-len(selected) // GALLERY_PAGE))
 top = st.columns([2, 3])
 page = int(top[0].number_input(f"Gallery page (of {pages})", 1, pages, 1, key="explain_page")) if pages > 1 else 1
-if st.session_state.get("explain_thumbs") not in ["image", *methods]:
-    st.session_state.pop("explain_thumbs", None)
-shows = top[1].radio("Thumbnails show", ["image", *methods], key="explain_thumbs", horizontal=True,
-                     format_func=lambda m: "the image" if m == "image" else f"{METHODS[m]} overlay" + (
-                         " (when computed)" if m == "occlusion" else ""))
+shows = sticky_select("Thumbnails show", ["image", *methods], "explain_thumbs", container=top[1], widget="radio",
+                      horizontal=True,
+                      format_func=lambda m: "the image" if m == "image" else f"{METHODS[m]} overlay" + (
+                          "" if get_explainer(m).at_once else " (when computed)"))
 chunk = selected.iloc[(page - 1) * GALLERY_PAGE: page * GALLERY_PAGE]
 scales = {method: scale_of(maps) for method, maps in gallery.items()}
 thumbs, captions, unreadable, new_maps = [], [], [], False
@@ -120,7 +123,7 @@ for image_id, label, called, confidence in chunk[["image_id", "label", "predicte
         unreadable.append(f"{image_id}: {exc}")
         continue
     amap = gallery.get(shows, {}).get(image_id)
-    if amap is None and shows == "gradcam":  # one backward pass each: draw the page's Grad-CAMs at once
+    if amap is None and shows != "image" and get_explainer(shows).at_once:  # cheap: draw the page's maps at once
         amap = case_map(model, images, image_id, model.class_index(facts_target[image_id]), shows, methods[shows],
                         cache, image=image)
         new_maps = True
@@ -140,28 +143,23 @@ job_ui(model, images, gallery_cases, methods, cache, sum(estimates.values()))
 # -- one case ----------------------------------------------------------------------------------------------
 st.subheader("One case")
 ids = selected["image_id"].tolist()
-picked = (st.session_state.get("explain_table") or {}).get("selection", {}).get("rows", [])
-if picked and picked != st.session_state.get("explain_table_applied") and picked[0] < len(ids):
-    st.session_state["explain_table_applied"] = picked
-    st.session_state["explain_case"] = ids[picked[0]]
-if st.session_state.get("explain_case") not in ids:
-    st.session_state.pop("explain_case", None)
+picked = (st.session_state.get(state.EXPLAIN_TABLE) or {}).get("selection", {}).get("rows", [])
+if picked and picked != st.session_state.get(state.EXPLAIN_TABLE_APPLIED) and picked[0] < len(ids):
+    st.session_state[state.EXPLAIN_TABLE_APPLIED] = picked
+    st.session_state[state.EXPLAIN_CASE] = ids[picked[0]]
 facts = selected.set_index("image_id")
-case_id = st.selectbox("Case (or click a row of the table)", ids, key="explain_case",
-                       format_func=lambda i: f"{i}: true {facts.at[i, 'label']}, called {facts.at[i, 'predicted']}")
+case_id = sticky_select("Case (or click a row of the table)", ids, state.EXPLAIN_CASE,
+                        format_func=lambda i: f"{i}: true {facts.at[i, 'label']}, called {facts.at[i, 'predicted']}")
 case = facts.loc[case_id]
 try:
     image = images.image(case_id)
 except (InputError, OSError) as exc:
-    st.error("This case's image cannot be opened:", icon=":material/error:")
-    st.code(str(exc), language=None, wrap_lines=True)
+    show_error("This case's image cannot be opened:", exc)
     st.stop()
 call = str(case["target_class"])
 others = ["(none)"] + [c for c in task.classes if c != call]
-if st.session_state.get("explain_contrast") not in others:
-    st.session_state.pop("explain_contrast", None)
-contrast = st.selectbox(f"Also show the maps for another class (why {plain(call)} and not ...?)", others,
-                        key="explain_contrast")
+contrast = sticky_select(f"Also show the maps for another class (why {plain(call)} and not ...?)", others,
+                         "explain_contrast")
 info, maps_area = st.columns([1, 3])
 with info:
     st.text(f"Image: {case_id}\nTrue class: {case['label']}\nCalled: {case['predicted']} "
@@ -237,11 +235,9 @@ cols[0].download_button(
     icon=":material/folder_zip:", on_click="ignore", disabled=n_maps == 0,
     data=lambda: overlays_zip(images, maps_by_method, colormap=display.colormap, opacity=display.opacity,
                               shared=display.shared,
-                              files={name: export_csv(table) for name, table in
+                              files={name: csv_bytes(table) for name, table in
                                      (("scores.csv", scores), ("summary.csv", summary)) if not table.empty}))
-cols[1].download_button("Scores per image (CSV)", key="explain_scores_csv", file_name="explain-scores.csv",
-                        mime="text/csv", icon=":material/download:", on_click="ignore", disabled=scores.empty,
-                        data=lambda: export_csv(scores))
-cols[2].download_button("Summary per class (CSV)", key="explain_summary_csv", file_name="explain-summary.csv",
-                        mime="text/csv", icon=":material/download:", on_click="ignore", disabled=summary.empty,
-                        data=lambda: export_csv(summary))
+table_download(scores, "explain-scores", key="explain_scores_csv", label="Scores per image (CSV)",
+               container=cols[1], disabled=scores.empty)
+table_download(summary, "explain-summary", key="explain_summary_csv", label="Summary per class (CSV)",
+               container=cols[2], disabled=summary.empty)

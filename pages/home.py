@@ -8,8 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
+from dashboard import state
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, workspace_root
 from dashboard.demo_ui import demo_path
+from dashboard.widgets import plain
 
 st.image(str(ROOT / "assets" / "logo.svg"), width=260)
 st.markdown(
@@ -77,12 +79,12 @@ with st.expander("Use another workspace folder"):
             target = Path(new_root).expanduser()
             if target.exists() and not target.is_dir():
                 raise InputError(f"{target} exists and is not a folder")
-            st.session_state["workspace_root"] = str(target.resolve())
-            for key in ("run_id", "test_set_id", "threshold", "_selection_restored"):
+            st.session_state[state.WORKSPACE_ROOT] = str(target.resolve())
+            for key in (*state.SELECTION_KEYS, state.SELECTION_RESTORED):
                 st.session_state.pop(key, None)
             st.rerun()
         except (InputError, OSError) as exc:
-            st.error(f"Cannot open that workspace: {exc}")
+            st.error(f"Cannot open that workspace: {plain(exc)}")
 
 tab_data, tab_tests, tab_runs = st.tabs(["Datasets", "Test sets", "Runs"])
 with tab_data:

@@ -10,11 +10,13 @@ from core.errors import InputError
 from core.metrics import ConfusionMatrix
 from core.metrics.penalty_effect import check_penalty_entries, penalty_effect, penalty_table
 from core.plots import confusion_figure, count_change_figure, metric_bars_figure
+from dashboard import state
 from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import (active_penalty, evaluation_inputs, penalty_presets, reader_confusions_for,
                                   set_active_penalty)
-from dashboard.evaluation_ui import evaluation_or_stop, interval_text, metric_card, plain, with_interval_text
+from dashboard.evaluation_ui import evaluation_or_stop, interval_text, metric_card, with_interval_text
+from dashboard.widgets import plain, show_error
 
 st.title("Penalties")
 st.caption("Not every mistake costs the same: calling a CNV scan normal delays urgent treatment, calling a normal "
@@ -23,14 +25,14 @@ st.caption("Not every mistake costs the same: calling a CNV scan normal delays u
 
 ws = get_workspace()
 selection = evaluation_or_stop(ws, key="pen")
-task = selection["task"]
+task = selection.task
 if task.kind == "multilabel":
     st.info("Penalty matrices apply to single-label tasks (one call per image); this task is multi-label.")
     st.stop()
 try:
-    arrays = evaluation_inputs(selection["path"], task)
+    arrays = evaluation_inputs(selection.file, task)
 except InputError as exc:
-    st.error(f"These predictions cannot be evaluated: {plain(exc)}")
+    show_error("These predictions cannot be evaluated:", exc)
     st.stop()
 classes = list(task.classes)
 active_name, active_matrix = active_penalty(ws, task)
@@ -46,8 +48,8 @@ if editor_key not in st.session_state or base_key not in st.session_state:
 base_name, base_rows = st.session_state[base_key]
 
 st.subheader("Penalty matrix")
-if st.session_state.get("pen_flash"):
-    st.success(st.session_state.pop("pen_flash"), icon=":material/check:")
+if st.session_state.get(state.PENALTY_FLASH):
+    st.success(st.session_state.pop(state.PENALTY_FLASH), icon=":material/check:")
 presets = penalty_presets(ws, task)
 left, right = st.columns([3, 1], vertical_alignment="bottom")
 preset = left.selectbox("Start from", list(presets), key=f"pen_preset_{task.name}")
@@ -87,7 +89,7 @@ with st.expander("Save or delete matrices"):
         else:
             ws.save_penalty(save_name.strip(), task.name, matrix.tolist())
             set_active_penalty(ws, task, save_name.strip(), matrix)
-            st.session_state["pen_flash"] = f"Saved as {plain(save_name.strip())}: it is now a preset."
+            st.session_state[state.PENALTY_FLASH] = f"Saved as {plain(save_name.strip())}: it is now a preset."
             st.rerun()  # so the presets list above shows it
     saved = list(ws.list_penalties(task.name))
     if saved:
@@ -95,7 +97,7 @@ with st.expander("Save or delete matrices"):
         doomed = cols[0].selectbox("Saved matrix", saved, key="pen_delete_name")
         if cols[1].button("Delete", key="pen_delete", icon=":material/delete:"):
             ws.delete_penalty(doomed, task.name)
-            st.session_state["pen_flash"] = f"Deleted {plain(doomed)}."
+            st.session_state[state.PENALTY_FLASH] = f"Deleted {plain(doomed)}."
             st.rerun()
 
 effect = penalty_effect(arrays.truth, arrays.probabilities, matrix, arrays.patient_codes)
@@ -132,13 +134,13 @@ table_download(counts.reset_index(), "confusion-argmax-vs-min-penalty", key="pen
 
 st.subheader("Model and experts")
 readers = {}
-if selection.get("dataset_id"):
+if selection.dataset_id:
     from core.readers import list_readings
 
-    readings = list_readings(ws, selection["dataset_id"])
+    readings = list_readings(ws, selection.dataset_id)
     if not readings.empty:
         try:
-            readers = reader_confusions_for(selection["path"], task, readings)
+            readers = reader_confusions_for(selection.file, task, readings)
         except InputError as exc:
             st.warning(f"The readings of this test set cannot be compared: {plain(exc)}")
 table = penalty_table(effect, readers)

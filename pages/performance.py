@@ -6,21 +6,28 @@ import streamlit as st
 
 from core.data.tasks import BinaryView
 from core.errors import InputError
-from core.metrics import macro_and_weighted_auc, ordinal_agreement
+from core.metrics import headline, macro_and_weighted_auc, ordinal_agreement
 from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, covers_all_classes,
                                     multilabel_threshold_table, urgent_view)
 from core.plots import PointMarker, class_colors, roc_figure
+from dashboard.audit_ui import duplicates_notice, performance_audit_banner
 from dashboard.common import get_workspace
+from core.train.run_folder import run_model_card
 from dashboard.decision_ui import decision_section
+from dashboard.operating_ui import (operating_point_note, recalibration_panel, recalibration_table,
+                                    training_operating_point, use_model_point)
 from dashboard.downloads import figure_downloads, table_download
-from dashboard.evaluation import active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs
+from dashboard.evaluation import (active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs,
+                                  headline_macro_auc, headline_urgent_auc, headline_weighted_error)
 from dashboard.evaluation_figures import class_figures, view_roc_series
-from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, plain, with_interval_text
+from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, with_interval_text
 from dashboard.performance_sections import (Evaluation, calibration_section, class_section, confusion_section,
                                             headline_text, imbalance_section, pr_section, roc_section,
                                             tiers_section)
+from dashboard.widgets import plain, show_error, sticky_select
 
-CALL_RULES = {"point": "class calls follow the operating point", "argmax": "class calls = most probable class"}
+CALL_RULES = {"point": "class calls follow the operating point",
+              "argmax": "the model's own calls (its operating point from training, else most probable class)"}
 
 st.title("Performance")
 st.caption("A trained model on a test set: headline rates with 95% intervals, ROC and precision-recall curves, "
@@ -28,13 +35,14 @@ st.caption("A trained model on a test set: headline rates with 95% intervals, RO
 
 ws = get_workspace()
 selection = evaluation_or_stop(ws, key="perf")
-task = selection["task"]
-path = selection["path"]
+task = selection.task
+file = selection.file
 try:
-    arrays = evaluation_inputs(path, task)
+    arrays = evaluation_inputs(file, task)
 except InputError as exc:
-    st.error(f"These predictions cannot be evaluated: {plain(exc)}")
+    show_error("These predictions cannot be evaluated:", exc)
     st.stop()
+audit = performance_audit_banner(ws, selection)
 
 
 def multilabel_view() -> None:
@@ -42,16 +50,15 @@ def multilabel_view() -> None:
     st.info("This is a **multi-label** task: each label is its own yes/no question, so there is no single "
             "confusion matrix, referral tier or penalty-weighted error. Shown: AUROC per label (DeLong interval) "
             "and each label's sensitivity and specificity when called at the threshold.", icon=":material/info:")
-    if st.session_state.get("perf_label") not in task.classes:
-        st.session_state.pop("perf_label", None)
-    label = st.selectbox("Label whose ROC sets the operating point", list(task.classes), key="perf_label")
-    scores = cached_view_scores(path, task, BinaryView(label, (label,), ()))
+    label = sticky_select("Label whose ROC sets the operating point", task.classes, "perf_label")
+    scores = cached_view_scores(file, task, BinaryView(label, (label,), ()))
     point = operating_point_ui(scores, key="perf")
-    aucs = cached_class_aucs(path, task)
+    aucs = cached_class_aucs(file, task)
     table = multilabel_threshold_table(arrays, point.threshold, aucs)
-    macro, weighted = macro_and_weighted_auc(aucs, table["positives"])
+    _, weighted = macro_and_weighted_auc(aucs, table["positives"])
     cols = st.columns(3)
-    metric_card(cols[0], "Macro AUROC", None, percent=False, value=macro)
+    metric_card(cols[0], "Macro AUROC", headline_macro_auc(file, task), percent=False,
+                help="Mean AUROC over the labels; the interval and its method are the exported report's.")
     metric_card(cols[1], "Prevalence-weighted AUROC", None, percent=False, value=weighted)
     cols[2].metric("Images", f"{arrays.n:,}")
     shown = with_interval_text(with_interval_text(table, ["sensitivity", "specificity"]), ["auc"], percent=False)
@@ -59,7 +66,7 @@ def multilabel_view() -> None:
                  column_config={"prevalence": st.column_config.NumberColumn(format="percent")})
     table_download(table, "per-label-metrics", key="perf_label_csv")
     left, right = st.columns(2)
-    series = view_roc_series(path, task, BinaryView(label, (label,), ()), class_colors(task.classes)[label])
+    series = view_roc_series(file, task, BinaryView(label, (label,), ()), class_colors(task.classes)[label])
     with left:
         if series is None:
             st.info(f"Label {plain(label)} has no positive or no negative images: no ROC curve.")
@@ -68,7 +75,7 @@ def multilabel_view() -> None:
             st.plotly_chart(fig, key="perf_label_roc")
             figure_downloads(fig, f"roc-{label}", key="perf_label_roc_dl")
     with right:
-        label_roc, _ = class_figures(path, task)
+        label_roc, _ = class_figures(file, task)
         st.plotly_chart(label_roc, key="perf_labels_roc")
         figure_downloads(label_roc, "roc-per-label", key="perf_labels_roc_dl")
 
@@ -80,15 +87,17 @@ if task.kind == "multilabel":
 views = available_views(task)
 preferred = urgent_view(task) or views[0]
 names = [v.name for v in views]
-if st.session_state.get("perf_view") not in names:  # another task's view, from an earlier selection
-    st.session_state.pop("perf_view", None)
 controls = st.container(border=True)
 top_left, top_right = controls.columns([2, 3])
-view_name = top_left.selectbox("Binary view (ROC, operating point, PPV/NPV)", names, key="perf_view",
-                               index=names.index(preferred.name) if preferred.name in names else 0)
+view_name = sticky_select("Binary view (ROC, operating point, PPV/NPV)", names, "perf_view", default=preferred.name,
+                          container=top_left)
 view = views[names.index(view_name)]
-scores = cached_view_scores(path, task, view)
+scores = cached_view_scores(file, task, view)
+model_point = training_operating_point(run_model_card(selection.run))
+use_model_point(model_point, view, key="perf", container=top_right)
 point = operating_point_ui(scores, key="perf", container=top_right)
+with top_right:
+    operating_point_note(model_point, view.name)
 decides_all = covers_all_classes(view, task)
 call_rule = top_left.radio("Class calls", list(CALL_RULES), format_func=CALL_RULES.get, key="perf_calls",
                            disabled=not decides_all,
@@ -100,31 +109,38 @@ if decides_all and call_rule == "point":
     rule_text = f"calls at threshold {point.threshold:.3f} on {view.name}"
 else:
     calls = arrays.model_calls
-    rule_text = "model's most probable class"
+    rule_text = ("model's own calls (operating point from training)" if model_point is not None
+                 else "model's most probable class")
     if not decides_all:
         top_left.caption("This view leaves some classes out, so the class calls stay the model's most probable "
                          "class; the threshold moves this view's numbers.")
 penalty_name, penalty = active_penalty(ws, task)
-summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes)
-ev = Evaluation(ws, selection, task, path, arrays, view, scores, point, point.metrics(), calls, rule_text, summary,
-                penalty_name)
+summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes,
+                       probabilities=arrays.probabilities)
+ev = Evaluation(ws=ws, selection=selection, task=task, file=file, arrays=arrays, view=view, scores=scores, point=point,
+                rates=point.metrics(), calls=calls, calls_rule=rule_text, summary=summary, penalty_name=penalty_name)
 
+# The headline statistics and their interval methods are core.metrics.headline's, as in the exported report.
 cards = st.columns(5)
-metric_card(cards[0], "Accuracy", summary.accuracy,
+headline_intervals = {"Accuracy": headline.accuracy(arrays.truth, calls),
+                      "Sensitivity": ev.rates.sensitivity, "Specificity": ev.rates.specificity,
+                      "Weighted error": headline_weighted_error(file, task, calls, penalty)}
+metric_card(cards[0], "Accuracy", headline_intervals["Accuracy"],
             help=f"Share of images whose class call is right ({plain(rule_text)}).")
 metric_card(cards[1], f"Sensitivity ({view.name})", ev.rates.sensitivity)
 metric_card(cards[2], f"Specificity ({view.name})", ev.rates.specificity)
-metric_card(cards[3], "Weighted error", summary.weighted_error, percent=False,
+metric_card(cards[3], "Weighted error", headline_intervals["Weighted error"], percent=False,
             help=f"Mean penalty per image with the penalty matrix '{plain(penalty_name)}' (edit it on the Penalties "
                  "page).")
-urgent = urgent_view(task)
-aucs = cached_class_aucs(path, task)
-if urgent is not None:
-    metric_card(cards[4], "Urgent-referral AUC", cached_view_scores(path, task, urgent).auc(), percent=False,
-                help=f"{', '.join(urgent.positive)} vs the rest, scored by the summed probability (DeLong interval).")
+aucs = cached_class_aucs(file, task)
+urgent_auc = headline_urgent_auc(file, task)
+if urgent_auc is not None:
+    headline_intervals["Urgent-referral AUC"] = urgent_auc
+    metric_card(cards[4], "Urgent-referral AUC", urgent_auc, percent=False,
+                help=f"{', '.join(task.urgent_classes())} vs the rest, scored by the summed probability.")
 else:
-    macro, _ = macro_and_weighted_auc(aucs, [a.n_positive for a in aucs])
-    metric_card(cards[4], "Macro AUC (one-vs-rest)", None, percent=False, value=macro,
+    headline_intervals["Macro AUC"] = headline_macro_auc(file, task)
+    metric_card(cards[4], "Macro AUC (one-vs-rest)", headline_intervals["Macro AUC"], percent=False,
                 help="This task names no urgent classes, so the headline AUC is the mean one-vs-rest AUC.")
 if task.kind == "ordinal":
     agreement = ordinal_agreement(arrays.truth, calls, task.classes)
@@ -135,12 +151,16 @@ if task.kind == "ordinal":
     metric_card(extra[2], "Within one grade", None, value=agreement.within_one_grade)
     metric_card(extra[3], "Mean absolute grade error", None, percent=False, value=agreement.mean_absolute_error)
 st.markdown(headline_text(ev))
+st.caption("Interval methods (the exported report's, for the same settings): " + "; ".join(
+    f"{name}: {plain(interval.method)}" for name, interval in headline_intervals.items()) + ".")
 st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; weighted-error interval by patient"
                                      if arrays.n_patients is not None else "") +
            f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")
 
+duplicates_notice(ev, audit)
+
 tabs = st.tabs(["ROC", "Precision-recall", "Confusion matrix", "Per class", "Referral tiers", "Class imbalance",
-                "Calibration", "Decision curve"])
+                "Calibration", "Decision curve", "Site recalibration"])
 with tabs[0]:
     roc_section(ev)
 with tabs[1]:
@@ -157,3 +177,12 @@ with tabs[6]:
     calibration_section(ev)
 with tabs[7]:
     decision_section(ev)
+with tabs[8]:
+    result = recalibration_panel(ws, selection.run_id, selection.dataset_id, arrays.n, key="perf_recal")
+    if result is not None:
+        st.success(f"New run {plain(result['run_id'])}: threshold {result['operating_point']['threshold']:.3f}, "
+                   f"temperature {result['temperature']:.2f}, fitted on {result['sample']['n']} images; this run "
+                   "is unchanged. Pick the new run above to evaluate it.", icon=":material/tune:")
+        if result["before"] and result["after"]:
+            st.caption(f"On the other {result['sample']['n_rest']} images of this test set (95% Wilson intervals):")
+            st.dataframe(recalibration_table(result), hide_index=True, key="perf_recal_table")

@@ -8,13 +8,15 @@ from core.errors import InputError
 from core.readers import get_study, progress
 from dashboard.aided_ui import after_session, aided_start_screen
 from dashboard.common import ensure_demo_ui, get_workspace
-from dashboard.experts_ui import reader_results_view, show_problem
-from dashboard.reader_ui import SESSION_KEY, header, reading_screen, start_screen
+from dashboard.experts_ui import reader_results_view
+from dashboard import state
+from dashboard.reader_ui import header, reading_screen, start_screen
+from dashboard.widgets import show_error
 
 st.title("Reader study")
 ws = get_workspace()
 ensure_demo_ui(ws)
-session = st.session_state.get(SESSION_KEY)
+session = st.session_state.get(state.READER_SESSION)
 
 if session is None:
     st.caption("Grade images yourself and see how you compare with the model. The study is **blinded**: no true "
@@ -33,8 +35,8 @@ try:
     study = get_study(ws, session["study_id"])
     status = progress(ws, study.id, session["reader_id"])
 except InputError as exc:  # e.g. another workspace was opened on the home page
-    st.session_state.pop(SESSION_KEY, None)
-    show_problem("Your reading session could not be found in this workspace.", exc)
+    st.session_state.pop(state.READER_SESSION, None)
+    show_error("Your reading session could not be found in this workspace.", exc)
     st.stop()
 
 header(study, session["reader_id"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -13,9 +11,11 @@ from core.readers import list_readings
 from core.report import (SECTIONS, build_report, render_html, report_figures, report_json, report_name,
                          section_tables, write_report)
 from core.report.format import fmt
+from dashboard import state
 from dashboard.common import get_workspace, remember_selection
 from dashboard.evaluation import active_penalty
-from dashboard.evaluation_ui import evaluation_or_stop, plain
+from dashboard.evaluation_ui import evaluation_or_stop
+from dashboard.widgets import plain
 
 CONFIDENCE_LEVELS = (0.80, 0.90, 0.95, 0.99)
 LR_METHOD_LABELS = {"log": "log (Simel 1991)", "koopman": "Koopman score (1984)",
@@ -35,21 +35,13 @@ def _report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, 
                         readings=readings, title=title or None)
 
 
-def _initial_threshold() -> float:
-    try:
-        value = float(st.session_state.get("threshold", 0.5))
-    except (TypeError, ValueError):
-        return 0.5
-    return min(max(value, 0.0), 1.0) if math.isfinite(value) else 0.5
-
-
 st.title("Report")
 st.caption("Export one model on one test set for stakeholders: a single HTML file that opens offline in any browser "
            "(interactive figures, every number with its interval and method), and the JSON of all its numbers.")
 
 ws = get_workspace()
 selection = evaluation_or_stop(ws, key="report")
-task = selection["task"]
+task = selection.task
 single_label = task.kind != "multilabel"
 
 with st.container(border=True):
@@ -68,12 +60,12 @@ with st.container(border=True):
                                     key="report_bootstrap", help="Resampled by patient when the test set has "
                                                                  "patient ids; 0 = no bootstrap intervals.")
     row = st.columns(4)
-    if "report_threshold" not in st.session_state:
-        st.session_state["report_threshold"] = _initial_threshold()
+    if state.REPORT_THRESHOLD not in st.session_state:
+        st.session_state[state.REPORT_THRESHOLD] = state.current_selection().threshold_or_default
     threshold = row[0].slider("Threshold on the binary view's score", 0.0, 1.0, step=0.01, key="report_threshold",
                               help="A case is positive when its score is at least this. Shared with the other "
                                    "pages.")
-    if threshold != st.session_state.get("threshold"):
+    if threshold != st.session_state.get(state.THRESHOLD):
         remember_selection(threshold=float(threshold))
     seed = row[1].number_input("Bootstrap seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
                                key="report_seed")
@@ -82,10 +74,10 @@ with st.container(border=True):
     title = row[3].text_input("Report title", value="Model evaluation report", max_chars=120, key="report_title")
 
 penalty_name, penalty = active_penalty(ws, task) if single_label else (None, None)
-readings = list_readings(ws, selection["dataset_id"]) if include_readers and single_label else None
+readings = list_readings(ws, selection.dataset_id) if include_readers and single_label else None
 try:
-    report = _report(str(ws.root), selection["run_id"], selection["dataset_id"],
-                     Path(selection["path"]).stat().st_mtime,
+    report = _report(str(ws.root), selection.run_id, selection.dataset_id,
+                     selection.file.mtime,
                      tuple(map(tuple, penalty.tolist())) if penalty is not None else None, penalty_name,
                      float(threshold), bool(include_readers), bool(include_penalties), int(bootstrap), int(seed),
                      float(confidence), lr_ci, title.strip(), readings)

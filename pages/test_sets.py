@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard import state
+from dashboard.audit_ui import audit_section
 from dashboard.common import ensure_demo_ui, get_workspace
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
 
-PREVIEW_KEY = "testsets_preview"
 
 st.title("Test sets")
 st.caption("Images a trained model has never seen, with their true labels. Each test set is read once, "
@@ -19,7 +20,7 @@ ensure_demo_ui(ws)
 with st.expander("Add a test set", expanded=False, icon=":material/add:"):
     added = add_data_form(ws, role="test_set", key="testsets_add")
     if added:
-        st.session_state[PREVIEW_KEY] = added
+        st.session_state[state.TEST_SET_PREVIEW] = added
         st.rerun()
 show_added_message()
 
@@ -37,13 +38,13 @@ table = pd.DataFrame([{"name": t["name"], "task": t["task"], "images": t["n_imag
 st.dataframe(table, hide_index=True, width="stretch")
 
 ids = list(by_id)
-if st.session_state.get(PREVIEW_KEY) not in ids:
-    preferred = st.session_state.get("test_set_id")
-    st.session_state[PREVIEW_KEY] = preferred if preferred in ids else ids[0]
-test_set_id = st.selectbox("Test set", ids, key=PREVIEW_KEY, format_func=lambda i: by_id[i]["name"])
+if st.session_state.get(state.TEST_SET_PREVIEW) not in ids:
+    preferred = st.session_state.get(state.TEST_SET_ID)
+    st.session_state[state.TEST_SET_PREVIEW] = preferred if preferred in ids else ids[0]
+test_set_id = st.selectbox("Test set", ids, key=state.TEST_SET_PREVIEW, format_func=lambda i: by_id[i]["name"])
 record = by_id[test_set_id]
 
-tab_preview, tab_infer = st.tabs(["Preview", "Run a model on it"])
+tab_preview, tab_infer, tab_audit = st.tabs(["Preview", "Run a model on it", "Audit"])
 with tab_preview:
     dataset_preview(ws, record, key="testsets")
 with tab_infer:
@@ -52,7 +53,7 @@ with tab_infer:
         st.info("No trained model yet: train one on the **Train** page.", icon=":material/info:")
     else:
         run_by_id = {r["id"]: r for r in runs}
-        preferred = st.session_state.get("run_id")
+        preferred = st.session_state.get(state.RUN_ID)
         run_ids = list(run_by_id)
         run_id = st.selectbox(
             "Model (a finished training run)", run_ids, key="testsets_run",
@@ -65,3 +66,5 @@ with tab_infer:
                        "test label is a class of the model.", icon=":material/warning:")
             st.text(f"Model's task: {run['task']}\nTest set's task: {record['task']}")
         inference_panel(ws, run_id, test_set_id, key="testsets")
+with tab_audit:
+    audit_section(ws, record, key="testsets_audit")

@@ -9,9 +9,11 @@ from core.data.ingest import register_split
 from core.errors import InputError
 from core.train import launch_run, read_events, reconcile_runs
 from core.train.smoothing import DEFAULT_SMOOTHING
+from dashboard import state
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace
-from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message, show_error
+from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
+from dashboard.widgets import show_error
 
 SELECTED = "train_selected_run"
 
@@ -28,7 +30,7 @@ st.subheader("New run")
 with st.expander("Add a training dataset (upload or server folder)", icon=":material/add:"):
     added = add_data_form(ws, role="dataset", key="train_add")
     if added:
-        st.session_state["train_dataset"] = added
+        st.session_state[state.TRAIN_DATASET] = added
         st.rerun()
 show_added_message()
 config = new_run_form(ws)
@@ -39,9 +41,9 @@ if config is not None:
         show_error("The run could not start.", str(exc))
     else:
         st.session_state[SELECTED] = run_id
-        st.session_state["train_started_message"] = run_id
+        st.session_state[state.TRAIN_STARTED] = run_id
         st.rerun()
-if started := st.session_state.pop("train_started_message", None):
+if started := st.session_state.pop(state.TRAIN_STARTED, None):
     st.success("Run started in the background; follow it below.", icon=":material/rocket_launch:")
     st.text(f"Run id: {started}")
 
@@ -88,7 +90,7 @@ if run["status"] == "succeeded":
             except InputError as exc:
                 show_error("Could not register the test split.", str(exc))
             else:
-                st.session_state[f"train_test_set_{run_id}"] = split_set.dataset_id
+                st.session_state[state.train_test_set_key(run_id)] = split_set.dataset_id
                 st.rerun()
     if not test_sets:
         st.info("No test set registered yet: add one on the Test sets page.", icon=":material/info:")
@@ -101,7 +103,7 @@ if run["status"] == "succeeded":
                                               and run.get("dataset_id") == demo.get("dataset_id"))))
         names = {t["id"]: t for t in test_sets}
         choices = [t["id"] for t in same_task] + [t["id"] for t in test_sets if t not in same_task]
-        test_set_id = st.selectbox("Test set", choices, key=f"train_test_set_{run_id}",
+        test_set_id = st.selectbox("Test set", choices, key=state.train_test_set_key(run_id),
                                    format_func=lambda i: f"{names[i]['name']} ({names[i]['n_images']:,} images)")
         inference_panel(ws, run_id, test_set_id, key="train")
     st.page_link(str(ROOT / "pages" / "test_sets.py"), label="Add or preview test sets",

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.data.tasks import get_task
+from core.infer.predictions import write_predictions
 from core.store import Workspace
 from core.train.config import RunConfig
 
@@ -71,13 +70,6 @@ def predictions_table(task, truth: np.ndarray, probs: np.ndarray) -> pd.DataFram
     return frame
 
 
-def _write(frame: pd.DataFrame, path: Path, meta: dict) -> None:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"core": json.dumps(meta).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-
-
 def build_workspace(root, task_name: str = "oct-kermany", n: int = 1000, runs: list[dict] | None = None,
                     seed: int = 0) -> dict:
     """A workspace with one synthetic test set and one succeeded run per entry of `runs`, each with predictions.
@@ -107,7 +99,7 @@ def build_workspace(root, task_name: str = "oct-kermany", n: int = 1000, runs: l
         probs = synthetic_probabilities(task, truth, spec.get("separation", 1.5), seed=seed + 100 + i)
         frame = predictions_table(task, truth, probs)
         path = ws.predictions_path(run_id, test_set_id)
-        _write(frame, path, {"task": task.to_dict(), "run_id": run_id, "dataset_id": test_set_id,
+        write_predictions(frame, path, {"task": task.to_dict(), "run_id": run_id, "dataset_id": test_set_id,
                              "classes": list(task.classes), "synthetic": True})
         ws.record_predictions(run_id, test_set_id, path, len(frame))
         run_ids.append(run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,19 @@ def _seeded_root(tmp_path_factory):
 @pytest.fixture
 def seeded_workspace(_seeded_root, monkeypatch):
     """A session-wide seeded workspace (tiny demo, trained test model, predictions, simulated readers), set as
-    $CORE_WORKSPACE. Shared by the tests of one session: tests may add to it but must not rely on it being pristine.
+    $CORE_WORKSPACE. Shared by the tests of one session, so only for tests that read it: a test that stores
+    anything (settings, readings, studies, runs, test sets, maps) takes own_seeded_workspace instead.
     Returns the dict from tests.seed.seed_workspace (root, dataset_id, test_set_id, run_id, predictions_path)."""
     monkeypatch.setenv("CORE_WORKSPACE", _seeded_root["root"])
     return _seeded_root
+
+
+@pytest.fixture
+def own_seeded_workspace(_seeded_root, tmp_path, monkeypatch):
+    """A private copy of the seeded workspace, set as $CORE_WORKSPACE, for a test that changes what it stores (the
+    saved selection, penalty matrices, cached maps): its writes never reach another test. The registry's paths still
+    point at the shared images, model and predictions, which the test only reads."""
+    root = tmp_path / "seeded-copy"
+    shutil.copytree(_seeded_root["root"], root)
+    monkeypatch.setenv("CORE_WORKSPACE", str(root))
+    return {**_seeded_root, "root": str(root)}

@@ -28,7 +28,8 @@ def seed_workspace(root: str | Path, per_class: int = 6, size: int = 64) -> dict
     else:
         cfg = RunConfig(data=str(ws.demo_dir / "train"), dataset_id=demo["dataset_id"], name=SEED_RUN_NAME,
                         backbone="test_efficientnet", pretrained=False, mode="features", image_size=size,
-                        epochs=3, seed=0, device="cpu", num_workers=0)
+                        epochs=3, seed=0, device="cpu", num_workers=0,
+                        head_fit="adam")  # an epoch loop, so the Train page has curves to show
         run_id = ws.create_run(config={**cfg.to_dict(), "task": "oct-kermany"}, name=SEED_RUN_NAME)
         run_dir = ws.runs_dir / run_id
         cfg.save(run_dir / "config.json")

@@ -7,12 +7,12 @@ from tests.conftest import APP_PATH
 
 
 @pytest.mark.parametrize("page", ["performance.py", "experts.py"])
-def test_evaluation_pages_hidden_while_reading(seeded_workspace, page):
+def test_evaluation_pages_hidden_while_reading(own_seeded_workspace, page):
     from core.readers import create_study, finish, join_study, next_item, record_answer
     from core.store import Workspace
 
-    ws = Workspace.open(seeded_workspace["root"])
-    test_set_id = seeded_workspace["test_set_id"]
+    ws = Workspace.open(own_seeded_workspace["root"])
+    test_set_id = own_seeded_workspace["test_set_id"]
     from core.data.ingest import load_registered
 
     ds = load_registered(ws, test_set_id)

@@ -58,7 +58,6 @@ def test_help_texts(capsys):
 
 
 def test_demo_data_writes_a_loadable_dataset(tmp_path, capsys):
-    pytest.importorskip("core.data.synthetic")
     out = tmp_path / "demo"
     assert _run(["demo-data", "--out", str(out), "--per-class", "2", "--test-per-class", "1",
                  "--size", "32", "--seed", "1"]) == 0
@@ -75,10 +74,7 @@ def test_demo_data_writes_a_loadable_dataset(tmp_path, capsys):
 def test_through_the_core_command_line(tmp_path, capsys):
     import core.__main__ as entry
 
-    try:
-        entry.build_parser()
-    except ImportError as exc:  # another package's cli module is not written yet
-        pytest.skip(f"python -m core cannot assemble all commands yet: {exc}")
+    entry.build_parser()  # every command module imports
     root = image_folder(tmp_path / "d", {"a": 1, "b": 2})
     assert entry.main(["inspect", str(root)]) == 0
     assert "images: 3" in capsys.readouterr().out

@@ -107,3 +107,13 @@ def test_constructor_validates_the_table():
     with pytest.raises(InputError, match="label_matrix"):
         Dataset(_table(label=["", ""], **{c: [0, 1] for c in
                 ("DR", "ARMD", "MH", "DN", "MYA", "BRVO", "TSLN", "ODC")}), "fundus-multilabel").label_indices()
+
+
+def test_images_by_id(oct_ds):
+    first = str(oct_ds.table["image_id"].iat[0])
+    last = str(oct_ds.table["image_id"].iat[-1])
+    assert oct_ds.row_of(first) == 0 and oct_ds.row_of(last) == len(oct_ds) - 1
+    assert oct_ds.row_of("no-such-image") is None
+    assert oct_ds.image_by_id(last).size == oct_ds.load_image(len(oct_ds) - 1).size
+    with pytest.raises(InputError, match="no-such-image"):
+        oct_ds.image_by_id("no-such-image")

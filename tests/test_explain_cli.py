@@ -96,13 +96,19 @@ def test_explain_input_errors(setup, tmp_path):
              "--boxes", str(tmp_path / "none.csv"), "--out", str(tmp_path)])
 
 
-def test_cli_constants_match_the_registry():
-    from core.explain import list_explainers
-    from core.explain.cli import DEFAULT_COLORMAP, METHODS
-    from core.explain.overlay import DEFAULT_COLORMAP as OVERLAY_DEFAULT
+def test_cli_choices_come_from_the_registry():
+    import argparse
 
-    assert set(METHODS) == {e.name for e in list_explainers()}
-    assert DEFAULT_COLORMAP == OVERLAY_DEFAULT
+    from core.explain import list_explainers
+    from core.explain import cli
+    from core.explain.overlay import overlay
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    explain = parser._subparsers._group_actions[0].choices["explain"]
+    actions = {a.dest: a for a in explain._actions}
+    assert list(actions["method"].choices) == [e.name for e in list_explainers()]
+    assert actions["colormap"].default == overlay.__kwdefaults__["colormap"]
 
 
 def test_registering_the_cli_does_not_load_torch():

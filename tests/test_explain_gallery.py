@@ -13,8 +13,10 @@ from PIL import Image
 
 from core.errors import InputError
 from core.explain import MapCache, hook_counts
-from core.explain.case_maps import (CaseImages, ExplainModel, cached_maps, canonical_params, case_map, draw_boxes,
-                                    explain_cases, overlays_zip, score_cases, suggested_colormap)
+from core.explain.case_images import CaseImages
+from core.explain.case_maps import cached_maps, canonical_params, case_map, explain_cases, score_cases
+from core.explain.explain_model import ExplainModel
+from core.explain.exports import draw_boxes, overlays_zip, suggested_colormap
 from core.explain.gallery import CaseFilter, case_table, reader_summary, select_cases
 
 CLASSES = ["A", "B", "C"]

@@ -130,11 +130,14 @@ def test_gradcam_default_layer_falls_back_to_last_conv_and_is_overridable():
 
 
 def test_default_layers_match_the_backbone_registry():
-    from core.models import list_backbones
+    from core.models import create_model, list_backbones
 
     for spec in list_backbones():
         with torch.device("meta"):  # structure only: no weights to initialise
-            model = timm.create_model(spec.timm_name, pretrained=False, num_classes=2, **dict(spec.timm_kwargs))
+            if spec.members:  # a feature ensemble is built by core.models, not timm
+                model = create_model(spec.name, 2, pretrained=False)
+            else:
+                model = timm.create_model(spec.timm_name, pretrained=False, num_classes=2, **dict(spec.timm_kwargs))
         assert default_gradcam_layer(model) == spec.gradcam_layer, spec.name
 
 
@@ -204,3 +207,26 @@ def test_window_count_matches_captum_and_multilabel_uses_sigmoid():
     assert soft.probability == pytest.approx(1 / (1 + np.exp(logit)), rel=1e-5)
     assert sig.probability == pytest.approx(0.5)  # logit 0
     assert sig.params["multilabel"] is True
+
+
+def test_every_registered_method_carries_its_cost_model_and_widget_hints():
+    import subprocess
+    import sys
+
+    for explainer in list_explainers():
+        assert callable(explainer.compute)  # its "module:function" resolves
+        assert explainer.forward_passes((64, 64), {}) >= 1
+        assert explainer.map_unit
+        assert all(spec.label for spec in explainer.params)
+        assert any(not spec.hidden for spec in explainer.params)  # the UI offers something to set
+    # Occlusion costs one pass per window; a finer grid costs more, as its window count says.
+    occlusion = get_explainer("occlusion")
+    assert occlusion.forward_passes((224, 224), {"window": 20, "stride": 10}) == window_count((224, 224), 20, 10)
+    assert occlusion.forward_passes((64, 64), {"window": 8}) == window_count((64, 64), 8, 4)
+    assert get_explainer("gradcam").forward_passes((64, 64), {"guided": True}) == 2 * get_explainer(
+        "gradcam").forward_passes((64, 64), {})
+    assert get_explainer("gradcam").at_once and not occlusion.at_once
+    # The registry is the CLI's source of names, so it must not load torch.
+    code = "import sys, core.explain.registry; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

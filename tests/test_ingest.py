@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data.ingest import (CSV_ALONE_HINT, ingest_upload, load_registered, register_folder, register_split)
+from core.data.ingest import ingest_upload, load_registered, register_folder, register_split
+from core.data.readers.manifest import FORMAT as MANIFEST_FORMAT
 from core.errors import InputError
 from tests._data_files import image_folder, truncate, write_image
 
@@ -92,7 +93,7 @@ def test_csv_alone_is_explained_and_leaves_nothing(workspace):
     csv = b"path,label\nCNV/a.png,CNV\nNORMAL/b.png,NORMAL\n"
     with pytest.raises(InputError) as info:
         ingest_upload(workspace, "manifest.csv", csv)
-    assert CSV_ALONE_HINT in str(info.value)
+    assert MANIFEST_FORMAT.alone_hint in str(info.value)
     assert workspace.list_datasets() == [] and _uploads(workspace) == []
 
 

@@ -14,11 +14,12 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from core.data.tasks import BinaryView, get_task, task_from_dict
 from core.errors import InputError
+from core.infer.predictions import evaluation_arrays
 from core.metrics import (compare_correctness, compare_decision_rules, delong_test, diagnostic_metrics,
                           multiclass_metrics, weighted_error)
 from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, cases_in_cell,
                                     class_aucs, class_balance_effect, class_distribution, class_table,
-                                    covers_all_classes, evaluation_arrays, label_counts, largest_error_cell,
+                                    covers_all_classes, label_counts, largest_error_cell,
                                     mean_interval, multilabel_threshold_table, precision_recall,
                                     predictive_value_curve, urgent_view, view_scores)
 from core.metrics.penalty_effect import check_penalty_entries, penalty_effect, penalty_table
@@ -80,7 +81,8 @@ def test_threshold_calls_need_a_view_that_covers_every_class():
 
 def test_call_summary_and_class_table_agree_with_multiclass_metrics():
     arrays = _arrays()
-    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty())
+    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty(),
+                           probabilities=arrays.probabilities)
     reference = multiclass_metrics(arrays.truth, arrays.probabilities, OCT.classes)
     assert summary.accuracy == reference.accuracy
     assert summary.balanced_accuracy == pytest.approx(reference.balanced_accuracy)
@@ -143,7 +145,8 @@ def test_class_distribution_and_balance_effect():
 
 def test_cells_and_cases():
     arrays = _arrays()
-    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty())
+    summary = call_summary(arrays.truth, arrays.model_calls, OCT.classes, OCT.penalty(),
+                           probabilities=arrays.probabilities)
     i, j = largest_error_cell(summary.confusion)
     off = summary.confusion.counts.copy()
     np.fill_diagonal(off, -1)

@@ -1,6 +1,7 @@
 """DeLong AUC and test against pROC's published aSAH outputs and a slow O(m n) reference; cached operating points."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,9 @@ def slow_delong(truth, score_sets):
 
 
 @pytest.fixture
-def asah(shared_data):
-    table = pd.read_csv(shared_data / "asah.csv")
+def asah():
+    # pROC's aSAH table, copied into tests/data with its source (see tests/data/README.md).
+    table = pd.read_csv(Path(__file__).parent / "data" / "asah.csv")
     return table, (table["outcome"] == "Poor").to_numpy()
 
 

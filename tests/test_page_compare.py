@@ -64,10 +64,11 @@ def test_changing_the_view_and_the_runs_updates_the_page(three_runs):
     assert any("at least two runs" in i.value for i in at.info)
 
 
-def test_seeded_workspace_page_renders(seeded_workspace):
-    at = _open(test_set_id=seeded_workspace["test_set_id"])
-    runs = at.multiselect(key=f"cmp_runs_{seeded_workspace['test_set_id']}")
-    if len(runs.value) < 2:
-        assert any("at least two runs" in i.value for i in at.info)
-    else:
-        assert at.get("plotly_chart")
+def test_one_run_on_the_test_set_asks_for_another(tmp_path, monkeypatch):
+    ids = build_workspace(tmp_path / "ws", n=200, runs=RUNS[:1])
+    monkeypatch.setenv("CORE_WORKSPACE", ids["root"])
+    at = _open(test_set_id=ids["test_set_id"])
+    assert not at.exception
+    assert at.multiselect(key=f"cmp_runs_{ids['test_set_id']}").value == ids["run_ids"]
+    assert any("at least two runs" in i.value and "Only one run has predictions here" in i.value for i in at.info)
+    assert not at.get("plotly_chart")

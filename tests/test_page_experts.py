@@ -34,7 +34,7 @@ def _summary(at: AppTest):
     return _table(at, "who").set_index("who")
 
 
-def test_experts_page_renders_charts_and_labels_simulated_readers(seeded_workspace):
+def test_experts_page_renders_charts_and_labels_simulated_readers(own_seeded_workspace):
     at = _open()
     titles = _titles(at)
     assert any(t.startswith("ROC") for t in titles)
@@ -56,7 +56,7 @@ def test_experts_page_renders_charts_and_labels_simulated_readers(seeded_workspa
     assert not _table(at, "model rule").empty
 
 
-def test_interval_method_switch_changes_the_numbers(seeded_workspace):
+def test_interval_method_switch_changes_the_numbers(own_seeded_workspace):
     at = _open()
     before = _table(at, "measure")
     assert set(before["method"]) == {"log (Simel 1991)"}
@@ -69,7 +69,7 @@ def test_interval_method_switch_changes_the_numbers(seeded_workspace):
     assert "Koopman" in forest["layout"]["title"]["text"]
 
 
-def test_matching_the_readers_specificity_is_stated(seeded_workspace):
+def test_matching_the_readers_specificity_is_stated(own_seeded_workspace):
     at = _open()
     at.radio(key="experts_match").set_value("specificity").run()
     sentences = [m.value for m in at.markdown if m.value.startswith("- At ")]
@@ -78,7 +78,7 @@ def test_matching_the_readers_specificity_is_stated(seeded_workspace):
     assert all("specificity" in rule for rule in rules)
 
 
-def test_penalty_matrix_from_the_penalties_page_is_used(seeded_workspace):
+def test_penalty_matrix_from_the_penalties_page_is_used(own_seeded_workspace):
     default = _summary(_open())["weighted error"]
     flat = np.ones((4, 4)) - np.eye(4)  # every mistake costs 1: weighted error = error rate
     edited = _summary(_open({"penalty_matrix": {"oct-kermany": flat.tolist()}}))["weighted error"]
@@ -94,13 +94,13 @@ def _readings_csv(image_ids, reader: str, label: str = "NORMAL") -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def test_import_validates_everything_and_stores_nothing_on_error(seeded_workspace):
+def test_import_validates_everything_and_stores_nothing_on_error(own_seeded_workspace):
     from core.infer import read_predictions
     from core.readers import list_readings
     from core.store import Workspace
 
-    ws = Workspace.open(seeded_workspace["root"])
-    frame, _ = read_predictions(seeded_workspace["predictions_path"])
+    ws = Workspace.open(own_seeded_workspace["root"])
+    frame, _ = read_predictions(own_seeded_workspace["predictions_path"])
     ids = list(frame["image_id"])
     bad_reader, good_reader = f"bad-{uuid.uuid4().hex[:6]}", f"imported-{uuid.uuid4().hex[:6]}"
     bad = _readings_csv(ids, bad_reader).decode().replace("NORMAL", "GLAUCOMA", 1).encode()
@@ -111,14 +111,14 @@ def test_import_validates_everything_and_stores_nothing_on_error(seeded_workspac
     at.button(key="experts_import").click().run()
     assert any("nothing was stored" in e.value for e in at.error)
     assert any("unknown label 'GLAUCOMA'" in c.value for c in at.code)
-    assert bad_reader not in set(list_readings(ws, seeded_workspace["test_set_id"])["reader_id"])
+    assert bad_reader not in set(list_readings(ws, own_seeded_workspace["test_set_id"])["reader_id"])
 
     at.file_uploader(key="experts_upload").set_value(("good.csv", _readings_csv(ids, good_reader), "text/csv"))
     at.run()
     at.button(key="experts_import").click().run()
     assert not at.exception
     assert any(f"Imported {len(ids)} readings" in s.value for s in at.success)
-    assert good_reader in set(list_readings(ws, seeded_workspace["test_set_id"])["reader_id"])
+    assert good_reader in set(list_readings(ws, own_seeded_workspace["test_set_id"])["reader_id"])
     assert good_reader in _summary(at).index
 
     wide_reader = f"wide-{uuid.uuid4().hex[:6]}"
@@ -127,14 +127,14 @@ def test_import_validates_everything_and_stores_nothing_on_error(seeded_workspac
     at.run()
     at.button(key="experts_import").click().run()
     assert any("Imported 5 readings" in s.value for s in at.success)
-    stored = list_readings(ws, seeded_workspace["test_set_id"])
+    stored = list_readings(ws, own_seeded_workspace["test_set_id"])
     assert (stored["reader_id"] == wide_reader).sum() == 5
     # A partial reader is said to be one (user text is markdown-escaped, hence the bare suffix).
     assert any(wide_reader.split("-")[1] in c.value and "graded 5 of" in c.value for c in at.caption)
 
 
 def test_user_text_is_made_inert_for_markdown():
-    from dashboard.experts_ui import plain
+    from dashboard.widgets import plain
 
     escaped = plain("![x](http://example.invalid/a.png) [link](http://example.invalid) <b>*bold*</b>")
     for token in ("![", "](", "<b>", "*bold*"):

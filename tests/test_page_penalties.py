@@ -37,7 +37,7 @@ def _common_mistake(seeded: dict) -> tuple[str, str]:
 
 
 def _reset(seeded: dict) -> None:
-    """Leave the shared workspace with the task's default matrix in use."""
+    """Start from the task's default matrix, with no saved matrices."""
     ws = Workspace.open(seeded["root"])
     ws.set_setting("active_penalty", {})
     for name in ws.list_penalties("oct-kermany"):
@@ -45,10 +45,10 @@ def _reset(seeded: dict) -> None:
 
 
 @pytest.fixture
-def seeded(seeded_workspace):
-    _reset(seeded_workspace)
-    yield seeded_workspace
-    _reset(seeded_workspace)
+def seeded(own_seeded_workspace):
+    """A private copy (these tests save matrices) with the task's default matrix in use."""
+    _reset(own_seeded_workspace)
+    return own_seeded_workspace
 
 
 def test_page_shows_the_matrix_the_model_and_the_experts(seeded):

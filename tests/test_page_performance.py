@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -51,7 +53,8 @@ def test_headline_cards_charts_and_tables_render(seeded_workspace):
     assert any(c.value.startswith("Training counts: the run's training split") for c in at.caption)
 
 
-def test_threshold_moves_every_number_and_follows_the_user(seeded_workspace):
+def test_threshold_moves_every_number_and_follows_the_user(own_seeded_workspace):
+    seeded_workspace = own_seeded_workspace  # the threshold is saved: keep it out of the shared workspace
     at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
     at.slider(key="perf_threshold").set_value(0.0).run()
     low = _metrics(at)
@@ -72,7 +75,6 @@ def test_threshold_moves_every_number_and_follows_the_user(seeded_workspace):
     again = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
     assert again.slider(key="perf_threshold").value == 1.0
     assert _metrics(again)["Specificity (urgent referral vs rest)"] == "100.0%"
-    again.slider(key="perf_threshold").set_value(0.5).run()
 
 
 def test_target_sensitivity_sets_the_operating_point(seeded_workspace):
@@ -127,3 +129,63 @@ def test_multilabel_task_shows_per_label_auroc(tmp_path, monkeypatch):
     at.slider(key="perf_threshold").set_value(0.9).run()
     assert _table(at, "label", "positives")["sensitivity"].tolist() != before
     assert len(at.get("plotly_chart")) == 2
+
+
+def test_headline_numbers_and_methods_are_the_exported_reports(own_seeded_workspace):
+    from core.infer import read_predictions
+    from core.report import report_from_predictions
+
+    seeded = own_seeded_workspace  # the threshold is saved: keep it out of the shared workspace
+    at = _open(seeded["run_id"], seeded["test_set_id"])
+    at.slider(key="perf_threshold").set_value(0.5).run()
+    at.radio(key="perf_calls").set_value("argmax").run()  # the report's calls: the most probable class
+    frame, _ = read_predictions(seeded["predictions_path"])
+    report = report_from_predictions(frame, "oct-kermany", threshold=0.5)  # default resamples and seed
+    headline = {h["key"]: h for h in report["headline"]}
+    metrics = _metrics(at)
+    captions = [c.value for c in at.caption]
+    for key, label, fmt in (("accuracy", "Accuracy", "{:.1%}"), ("weighted_error", "Weighted error", "{:.3f}"),
+                            ("urgent_auc", "Urgent-referral AUC", "{:.3f}"),
+                            ("sensitivity", "Sensitivity (urgent referral vs rest)", "{:.1%}")):
+        item = headline[key]
+        assert metrics[label] == fmt.format(item["value"])
+        assert f"95% CI {fmt.format(item['low'])} to {fmt.format(item['high'])}" in captions
+    methods = next(c for c in captions if c.startswith("Interval methods"))
+    assert "bootstrap percentile" in headline["weighted_error"]["method"]
+    for item in headline.values():
+        assert item["method"] in methods.replace("\\", "")
+
+
+def test_operating_point_from_training_is_shown_and_can_be_applied(own_seeded_workspace):
+    import json
+
+    ws = Workspace.open(own_seeded_workspace["root"])
+    run = ws.get_run(own_seeded_workspace["run_id"])
+    card = json.loads((Path(run["run_dir"]) / "checkpoint" / "model_card.json").read_text())
+    threshold = card["operating_point"]["threshold"]
+    at = _open(own_seeded_workspace["run_id"], own_seeded_workspace["test_set_id"])
+    notes = [c.value for c in at.caption if "Operating point from training" in c.value]
+    assert notes and f"{threshold:.3f}" in notes[0]
+    at.button(key="perf_use_model_point").click().run()
+    assert not at.exception
+    assert at.radio(key="perf_rule").value == "threshold"
+    assert at.slider(key="perf_threshold").value == pytest.approx(threshold)
+
+
+def test_site_recalibration_makes_a_new_run_from_the_page(own_seeded_workspace):
+    import hashlib
+
+    ws = Workspace.open(own_seeded_workspace["root"])
+    run = ws.get_run(own_seeded_workspace["run_id"])
+    card_path = Path(run["run_dir"]) / "checkpoint" / "model_card.json"
+    before = hashlib.sha256(card_path.read_bytes()).hexdigest()
+    runs_before = {r["id"] for r in ws.list_runs()}
+    at = _open(own_seeded_workspace["run_id"], own_seeded_workspace["test_set_id"])
+    at.number_input(key="perf_recal_size").set_value(10)
+    at.button(key="perf_recal_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    new = [r for r in ws.list_runs() if r["id"] not in runs_before]
+    assert len(new) == 1 and new[0]["status"] == "succeeded" and "recalibrated" in new[0]["name"]
+    assert any("this run is unchanged" in s.value for s in at.success)
+    assert list(_table(at, "images", "sensitivity", "specificity")[""].str.split().str[0]) == ["before", "after"]
+    assert hashlib.sha256(card_path.read_bytes()).hexdigest() == before

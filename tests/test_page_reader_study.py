@@ -24,19 +24,19 @@ def _ok(at: AppTest) -> AppTest:
 
 
 @pytest.fixture
-def ws(seeded_workspace):
+def ws(own_seeded_workspace):
     from core.store import Workspace
 
-    return Workspace.open(seeded_workspace["root"])
+    return Workspace.open(own_seeded_workspace["root"])
 
 
 @pytest.fixture
-def study(ws, seeded_workspace) -> str:
-    """A fresh 6-image study on the demo test set (the seeded workspace is shared by the session's tests)."""
+def study(ws, own_seeded_workspace) -> str:
+    """A fresh 6-image study on the demo test set, in this test's own copy of the seeded workspace."""
     from core.data import load_dataset
     from core.readers import create_study
 
-    row = ws.get_dataset(seeded_workspace["test_set_id"])
+    row = ws.get_dataset(own_seeded_workspace["test_set_id"])
     dataset = load_dataset(row["source"], "oct-kermany")
     return create_study(ws, row["id"], dataset, "oct-kermany", subset_size=6, seed=7,
                         name=f"test study {uuid.uuid4().hex[:6]}")
@@ -71,7 +71,7 @@ def _rendered_text(at: AppTest) -> list[str]:
     return texts
 
 
-def test_grade_reload_resume_finish_and_see_results(ws, study, seeded_workspace):
+def test_grade_reload_resume_finish_and_see_results(ws, study, own_seeded_workspace):
     from core.readers import list_readings, progress
 
     reader = f"dr-{uuid.uuid4().hex[:6]}"
@@ -105,25 +105,25 @@ def test_grade_reload_resume_finish_and_see_results(ws, study, seeded_workspace)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert any(trace.get("name") == reader for trace in spec["data"])
     # The finished reader's answers are readings of the test set now, ready for the experts page.
-    readings = list_readings(ws, seeded_workspace["test_set_id"])
+    readings = list_readings(ws, own_seeded_workspace["test_set_id"])
     assert (readings["reader_id"] == reader).sum() == 6
 
 
-def test_reentering_a_code_resumes_its_study_whichever_is_selected(ws, study, seeded_workspace):
+def test_reentering_a_code_resumes_its_study_whichever_is_selected(ws, study, own_seeded_workspace):
     from core.data import load_dataset
     from core.readers import create_study
 
     reader = f"back-{uuid.uuid4().hex[:6]}"
     at = _join(study, reader)
     _grade(at, 0)
-    row = ws.get_dataset(seeded_workspace["test_set_id"])
+    row = ws.get_dataset(own_seeded_workspace["test_set_id"])
     other = create_study(ws, row["id"], load_dataset(row["source"], "oct-kermany"), "oct-kermany", subset_size=4)
     at = _join(other, reader)  # the newer study is selected; the reader's own study is resumed
     assert _caption(at) == "Image 2 of 6"
     assert at.session_state["reader_session"]["study_id"] == study
 
 
-def test_nothing_reveals_truth_or_model_before_finishing(ws, study, seeded_workspace):
+def test_nothing_reveals_truth_or_model_before_finishing(ws, study, own_seeded_workspace):
     from core.infer import read_predictions
     from core.readers import next_item, reader_results
     from core.readers.study import BlindingError
@@ -133,7 +133,7 @@ def test_nothing_reveals_truth_or_model_before_finishing(ws, study, seeded_works
     _grade(at, 2)
     item = next_item(ws, study, reader)
     assert _caption(at) == item.caption
-    frame, _ = read_predictions(seeded_workspace["predictions_path"])
+    frame, _ = read_predictions(own_seeded_workspace["predictions_path"])
     row = frame.set_index("image_id").loc[item.image_id]
     truth = row["label"]
     probabilities = [row[f"prob_{c}"] for c in ("CNV", "DME", "DRUSEN", "NORMAL")]
@@ -176,7 +176,7 @@ def test_two_readers_do_not_see_each_others_work(ws, study):
     assert progress(ws, study, first).answered == 3 and progress(ws, study, second).answered == 1
 
 
-def test_new_study_from_the_page(ws, seeded_workspace):
+def test_new_study_from_the_page(ws, own_seeded_workspace):
     from core.readers import list_studies
 
     name = f"page study {uuid.uuid4().hex[:6]}"
@@ -186,7 +186,7 @@ def test_new_study_from_the_page(ws, seeded_workspace):
     at.number_input(key="rs_new_size").set_value(4)
     at.button(key="FormSubmitter:rs_new_study-Create study").click().run()
     _ok(at)
-    created = next(s for s in list_studies(ws, seeded_workspace["test_set_id"]) if s["name"] == name)
+    created = next(s for s in list_studies(ws, own_seeded_workspace["test_set_id"]) if s["name"] == name)
     assert created["subset_size"] == 4
     assert at.selectbox(key="rs_study").value == created["id"]
 

@@ -19,8 +19,8 @@ def _captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption]
 
 
-def test_report_page_renders_preview_and_downloads(seeded_workspace):
-    at = _open(seeded_workspace)
+def test_report_page_renders_preview_and_downloads(own_seeded_workspace):
+    at = _open(own_seeded_workspace)
     assert [b.proto.label for b in at.download_button] == ["HTML report", "All numbers (JSON)"]
     assert [m.label for m in at.metric] == ["Accuracy", "Sensitivity", "Specificity", "Weighted error",
                                             "Urgent-referral AUC"]
@@ -33,8 +33,8 @@ def test_report_page_renders_preview_and_downloads(seeded_workspace):
     assert "model (all images)" in set(readers["who"]) and readers["who"].str.startswith("SIMULATED-").sum() == 3
 
 
-def test_options_change_the_report(seeded_workspace):
-    at = _open(seeded_workspace)
+def test_options_change_the_report(own_seeded_workspace):
+    at = _open(own_seeded_workspace)
     ci_before = [c for c in _captions(at) if c.startswith("95% CI")]
     assert len(ci_before) == 5
     at.selectbox(key="report_confidence").set_value(0.8).run()
@@ -50,11 +50,11 @@ def test_options_change_the_report(seeded_workspace):
     assert not at.exception
 
 
-def test_save_writes_the_report_into_the_workspace(seeded_workspace):
-    at = _open(seeded_workspace)
+def test_save_writes_the_report_into_the_workspace(own_seeded_workspace):
+    at = _open(own_seeded_workspace)
     at.button(key="report_save").click().run()
     assert not at.exception
     saved = Path(at.code[-1].value)
-    assert saved.parent == Path(seeded_workspace["root"]) / "reports" and saved.is_file()
+    assert saved.parent == Path(own_seeded_workspace["root"]) / "reports" and saved.is_file()
     assert saved.with_suffix(".json").is_file()
     assert "SYNTHETIC DATA" in saved.read_text(encoding="utf-8")

@@ -7,7 +7,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
@@ -41,13 +40,13 @@ def _upload(at: AppTest, name: str, data: bytes, task: str = "auto") -> AppTest:
     return at
 
 
-def test_demo_test_set_preview_and_cached_predictions(seeded_workspace):
-    ws = Workspace.open(seeded_workspace["root"])
-    demo = ws.get_dataset(seeded_workspace["test_set_id"])
+def test_demo_test_set_preview_and_cached_predictions(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    demo = ws.get_dataset(own_seeded_workspace["test_set_id"])
     at = _page()
     # The seeded workspace is shared with other tests that add test sets and runs: pick the demo explicitly.
     at.selectbox(key="testsets_preview").set_value(demo["id"]).run()
-    at.selectbox(key="testsets_run").set_value(seeded_workspace["run_id"]).run()
+    at.selectbox(key="testsets_run").set_value(own_seeded_workspace["run_id"]).run()
     listed = at.dataframe[0].value
     assert demo["id"] in set(listed["id"]) and bool(listed.set_index("id").loc[demo["id"], "synthetic"])
     assert {m.label: m.value for m in at.metric}["Images"] == str(demo["n_images"])
@@ -65,8 +64,8 @@ def test_demo_test_set_preview_and_cached_predictions(seeded_workspace):
     assert "testsets_run_inference" not in [b.key for b in at.button]
 
 
-def test_upload_registers_a_test_set_and_runs_inference_in_the_background(seeded_workspace, tmp_path):
-    ws = Workspace.open(seeded_workspace["root"])
+def test_upload_registers_a_test_set_and_runs_inference_in_the_background(own_seeded_workspace, tmp_path):
+    ws = Workspace.open(own_seeded_workspace["root"])
     folder = image_folder(tmp_path / "upload", {"CNV": 2, "DME": 1, "DRUSEN": 1, "NORMAL": 2}, size=(40, 32))
     before = {d["id"] for d in ws.list_datasets(role="test_set")}
     at = _upload(_page(), "clinic test (June).zip", _zip_of(folder), task="oct-kermany")
@@ -79,13 +78,13 @@ def test_upload_registers_a_test_set_and_runs_inference_in_the_background(seeded
     assert {m.label: m.value for m in at.metric}["Images"] == "6"
 
     # Inference runs in a background thread, polled by a fragment; the result is then cached.
-    assert ws.find_predictions(seeded_workspace["run_id"], added["id"]) is None
-    at.selectbox(key="testsets_run").set_value(seeded_workspace["run_id"]).run()
+    assert ws.find_predictions(own_seeded_workspace["run_id"], added["id"]) is None
+    at.selectbox(key="testsets_run").set_value(own_seeded_workspace["run_id"]).run()
     at.button(key="testsets_run_inference").click().run()
     deadline = time.time() + 60
-    while ws.find_predictions(seeded_workspace["run_id"], added["id"]) is None and time.time() < deadline:
+    while ws.find_predictions(own_seeded_workspace["run_id"], added["id"]) is None and time.time() < deadline:
         time.sleep(0.5)
-    record = ws.find_predictions(seeded_workspace["run_id"], added["id"])
+    record = ws.find_predictions(own_seeded_workspace["run_id"], added["id"])
     assert record is not None and record["n_rows"] == 6
     for _ in range(20):  # the thread records "done" right after predict() returns
         at.run()
@@ -95,8 +94,8 @@ def test_upload_registers_a_test_set_and_runs_inference_in_the_background(seeded
     assert any("Predictions computed" in s.value for s in at.success), [s.value for s in at.success]
 
 
-def test_hostile_and_broken_zips_show_an_error_and_register_nothing(seeded_workspace, tmp_path):
-    ws = Workspace.open(seeded_workspace["root"])
+def test_hostile_and_broken_zips_show_an_error_and_register_nothing(own_seeded_workspace, tmp_path):
+    ws = Workspace.open(own_seeded_workspace["root"])
     folder = image_folder(tmp_path / "evil", {"A": 2, "B": 2})
     datasets_before = ws.list_datasets()
     uploads_before = sorted(p.name for p in ws.uploads_dir.iterdir())
@@ -111,8 +110,8 @@ def test_hostile_and_broken_zips_show_an_error_and_register_nothing(seeded_works
     assert not list(ws.root.parent.rglob("escaped.txt"))
 
 
-def test_csv_alone_is_explained(seeded_workspace):
-    ws = Workspace.open(seeded_workspace["root"])
+def test_csv_alone_is_explained(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
     datasets_before = ws.list_datasets()
     at = _page()
     at.file_uploader(key="testsets_add_file").set_value(
@@ -122,8 +121,8 @@ def test_csv_alone_is_explained(seeded_workspace):
     assert ws.list_datasets() == datasets_before
 
 
-def test_register_a_server_folder(seeded_workspace, tmp_path):
-    ws = Workspace.open(seeded_workspace["root"])
+def test_register_a_server_folder(own_seeded_workspace, tmp_path):
+    ws = Workspace.open(own_seeded_workspace["root"])
     folder = image_folder(tmp_path / "server", {"NORMAL": 2, "DRUSEN": 2}, size=(36, 30))
     at = _page()
     at.text_input(key="testsets_add_folder").input(str(tmp_path / "missing")).run()
@@ -136,13 +135,12 @@ def test_register_a_server_folder(seeded_workspace, tmp_path):
     assert Path(added["source"]) == folder.resolve() and added["n_images"] == 4
 
 
-def test_open_in_performance_carries_the_selection(seeded_workspace):
+def test_open_in_performance_carries_the_selection(own_seeded_workspace):
     at = _page()
-    at.selectbox(key="testsets_preview").set_value(seeded_workspace["test_set_id"]).run()
-    at.selectbox(key="testsets_run").set_value(seeded_workspace["run_id"]).run()
-    if "testsets_open_perf" not in [b.key for b in at.button]:
-        pytest.skip("the Performance page is not in this build yet")
+    at.selectbox(key="testsets_preview").set_value(own_seeded_workspace["test_set_id"]).run()
+    at.selectbox(key="testsets_run").set_value(own_seeded_workspace["run_id"]).run()
+    assert "testsets_open_perf" in [b.key for b in at.button]  # offered once the run has predictions here
     at.button(key="testsets_open_perf").click().run()
-    assert at.session_state["run_id"] == seeded_workspace["run_id"]
-    assert at.session_state["test_set_id"] == seeded_workspace["test_set_id"]
+    assert at.session_state["run_id"] == own_seeded_workspace["run_id"]
+    assert at.session_state["test_set_id"] == own_seeded_workspace["test_set_id"]
     assert "Test sets" not in [t.value for t in at.title]  # we left the page

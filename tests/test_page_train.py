@@ -10,10 +10,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
-from core.train import cancel_run, reconcile_runs
+from core.train import reconcile_runs
 from tests.conftest import APP_PATH
 
-FINISH_TIMEOUT_S = 90
+FINISH_TIMEOUT_S = 300  # generous: the machine running the suite may be busy
 
 
 def _page(select_run: str | None = None) -> AppTest:
@@ -35,16 +35,21 @@ def _smoothed_loss(at: AppTest) -> list[float]:
     return trace["y"]
 
 
-def test_form_and_seeded_run(seeded_workspace):
-    ws = Workspace.open(seeded_workspace["root"])
-    seeded = ws.get_run(seeded_workspace["run_id"])
+def test_form_and_seeded_run(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    seeded = ws.get_run(own_seeded_workspace["run_id"])
     at = _page(select_run=seeded["id"])
     assert [t.value for t in at.title] == ["Train"]
-    assert at.selectbox(key="train_dataset").value == seeded_workspace["dataset_id"]
-    assert at.selectbox(key="train_backbone").value == "tf_efficientnet_lite0"
-    backbones = at.selectbox(key="train_backbone").options
+    assert at.selectbox(key="train_dataset").value == own_seeded_workspace["dataset_id"]
+    # Features mode offers the recipe study's winner first: the Lite0+1+2 feature ensemble.
+    assert at.selectbox(key="train_backbone_features").value == "efficientnet_lite012"
+    backbones = at.selectbox(key="train_backbone_features").options
     assert any("offline ImageNet weights" in o for o in backbones) and any("test model" in o for o in backbones)
     assert at.radio(key="train_mode").value == "features" and at.button(key="train_start")
+    at.radio(key="train_mode").set_value("finetune").run()  # a frozen ensemble cannot be fine-tuned
+    assert at.selectbox(key="train_backbone_finetune").value == "tf_efficientnet_lite0"
+    assert not any("efficientnet_lite012" in o for o in at.selectbox(key="train_backbone_finetune").options)
+    at.radio(key="train_mode").set_value("features").run()
     from core.train.devices import device_options
 
     assert at.selectbox(key="train_device").options == list(device_options().choices)
@@ -62,8 +67,8 @@ def test_form_and_seeded_run(seeded_workspace):
     assert any("Already computed" in s.value for s in at.success)
 
 
-def test_smoothing_slider_changes_the_curves(seeded_workspace):
-    at = _page(select_run=seeded_workspace["run_id"])
+def test_smoothing_slider_changes_the_curves(own_seeded_workspace):
+    at = _page(select_run=own_seeded_workspace["run_id"])
     assert any("smoothing 0.6" in t for t in _chart_titles(at))
     before = _smoothed_loss(at)
     at.slider(key="train_smoothing").set_value(0.0).run()
@@ -72,8 +77,8 @@ def test_smoothing_slider_changes_the_curves(seeded_workspace):
     assert len(before) == len(after) and before != after
 
 
-def test_failed_run_shows_its_error(seeded_workspace):
-    ws = Workspace.open(seeded_workspace["root"])
+def test_failed_run_shows_its_error(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
     run_id = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
                            name="broken run")
     ws.update_run(run_id, status="failed", error="InputError: data folder vanished\ntraceback line")
@@ -84,10 +89,14 @@ def test_failed_run_shows_its_error(seeded_workspace):
     assert table[table["id"] == run_id].iloc[0]["error"] == "InputError: data folder vanished"
 
 
-def test_start_a_tiny_run_and_follow_it(seeded_workspace):
-    ws = Workspace.open(seeded_workspace["root"])
+def test_start_a_tiny_run_and_follow_it(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
     at = _page()
-    at.selectbox(key="train_backbone").set_value("test_efficientnet").run()
+    at.selectbox(key="train_backbone_features").set_value("test_efficientnet").run()
+    at.selectbox(key="train_head_fit").set_value("adam")
+    at.selectbox(key="train_framing").set_value("letterbox")
+    at.selectbox(key="train_operating_rule").set_value("sensitivity").run()
+    at.slider(key="train_target_sensitivity").set_value(0.9)
     at.number_input(key="train_epochs_features").set_value(1)
     at.number_input(key="train_size_test_efficientnet").set_value(32)
     at.selectbox(key="train_device").set_value("cpu")
@@ -99,6 +108,8 @@ def test_start_a_tiny_run_and_follow_it(seeded_workspace):
     assert run["status"] in ("queued", "running", "succeeded") and run["name"] == "tiny page run"
     assert run["backbone"] == "test_efficientnet" and run["config"]["epochs"] == 1
     assert run["config"]["image_size"] == 32 and run["config"]["device"] == "cpu"
+    assert (run["config"]["framing"], run["config"]["head_fit"]) == ("letterbox", "adam")
+    assert (run["config"]["operating_rule"], run["config"]["target_sensitivity"]) == ("sensitivity", 0.9)
     assert at.selectbox(key="train_selected_run").value == run["id"]
     assert any("started" in s.value for s in at.success)
     deadline = time.time() + FINISH_TIMEOUT_S
@@ -107,29 +118,22 @@ def test_start_a_tiny_run_and_follow_it(seeded_workspace):
         if ws.get_run(run["id"])["status"] not in ("queued", "running"):
             break
         time.sleep(1)
-    else:  # too slow on this machine: cancelling must then work instead
-        cancel_run(run["id"], ws)
-        for _ in range(60):
-            reconcile_runs(ws)
-            if ws.get_run(run["id"])["status"] not in ("queued", "running"):
-                break
-            time.sleep(1)
     final = ws.get_run(run["id"])
-    assert final["status"] in ("succeeded", "cancelled"), final["error"]
+    # One epoch of a 32 px test model takes seconds; cancelling is tested in tests/test_train_runs.py.
+    assert final["status"] == "succeeded", final["error"] or final["status"]
     at.run()
-    assert {m.label: m.value for m in at.metric}["Status"] == final["status"]
-    if final["status"] == "succeeded":
-        assert final["best_metric"] is not None and at.get("plotly_chart")
+    assert {m.label: m.value for m in at.metric}["Status"] == "succeeded"
+    assert final["best_metric"] is not None and at.get("plotly_chart")
 
 
-def test_demo_run_config_is_launchable(seeded_workspace, workspace):
+def test_demo_run_config_is_launchable(own_seeded_workspace, workspace):
     from core.errors import InputError
     from core.train.config import RunConfig
     from core.train.demo import demo_run_config
 
-    cfg = RunConfig.from_dict(demo_run_config(Workspace.open(seeded_workspace["root"])))
+    cfg = RunConfig.from_dict(demo_run_config(Workspace.open(own_seeded_workspace["root"])))
     assert cfg.backbone == "tf_efficientnet_lite0" and cfg.mode == "features" and cfg.pretrained
-    assert cfg.dataset_id == seeded_workspace["dataset_id"] and Path(cfg.data).is_dir()
+    assert cfg.dataset_id == own_seeded_workspace["dataset_id"] and Path(cfg.data).is_dir()
     assert cfg.task["name"] == "oct-kermany"
     with pytest.raises(InputError, match="demo is not registered"):
         demo_run_config(workspace)  # a fresh workspace: no demo yet
@@ -145,10 +149,10 @@ def test_device_options_follow_torch():
     assert ("cuda" in options.choices) == torch.cuda.is_available() == options.cuda_available
 
 
-def test_add_a_training_dataset_from_a_server_folder(seeded_workspace, tmp_path):
+def test_add_a_training_dataset_from_a_server_folder(own_seeded_workspace, tmp_path):
     from tests._data_files import image_folder
 
-    ws = Workspace.open(seeded_workspace["root"])
+    ws = Workspace.open(own_seeded_workspace["root"])
     folder = image_folder(tmp_path / "clinic", {"NORMAL": 3, "CNV": 3}, split="train")
     image_folder(tmp_path / "clinic", {"NORMAL": 1, "CNV": 1}, split="test")
     at = _page()

@@ -12,7 +12,9 @@ import pytest
 
 from core.data.tasks import get_task, task_from_dict
 from core.errors import InputError
-from core.metrics import evaluate_predictions, read_predictions_file, to_jsonable
+from core.infer.predictions import read_predictions as read_predictions_file
+from core.metrics import to_jsonable
+from core.report import evaluate_predictions
 from core.readers import compare_readers_to_model, list_readings, lr_table, weighted_error_table
 from core.report import build_report, render_html, report_from_predictions, write_report
 from core.store import Workspace
@@ -24,10 +26,11 @@ SECTION_IDS = ("summary", "model", "test-set", "discrimination", "confusion", "c
 
 
 @pytest.fixture
-def seeded(seeded_workspace):
-    ws = Workspace.open(seeded_workspace["root"])
-    frame, meta = read_predictions_file(seeded_workspace["predictions_path"])
-    return ws, seeded_workspace, frame, task_from_dict(meta["task"])
+def seeded(own_seeded_workspace):
+    """A private copy of the seeded workspace (a test sets the active penalty matrix)."""
+    ws = Workspace.open(own_seeded_workspace["root"])
+    frame, meta = read_predictions_file(own_seeded_workspace["predictions_path"])
+    return ws, own_seeded_workspace, frame, task_from_dict(meta["task"])
 
 
 def _outside_plotly_bundle(html: str) -> str:
@@ -108,12 +111,8 @@ def test_numbers_are_those_of_core_metrics_and_core_readers(seeded):
 def test_penalty_defaults_to_the_workspace_active_matrix(seeded):
     ws, ids, frame, task = seeded
     matrix = (np.ones((4, 4)) - np.eye(4)) * 2.0
-    saved = ws.get_setting("active_penalty", None)
-    try:
-        ws.set_setting("active_penalty", {task.name: {"name": "double cost", "matrix": matrix.tolist()}})
-        report = build_report(ws, ids["run_id"], ids["test_set_id"], bootstrap=0, include_readers=False)
-    finally:
-        ws.set_setting("active_penalty", saved if saved is not None else {})
+    ws.set_setting("active_penalty", {task.name: {"name": "double cost", "matrix": matrix.tolist()}})
+    report = build_report(ws, ids["run_id"], ids["test_set_id"], bootstrap=0, include_readers=False)
     assert report["penalty"] == {"name": "double cost", "matrix": matrix.tolist()}
     assert report["evaluation"]["penalty"]["predicted_calls_weighted_error"] == pytest.approx(
         2.0 * (1.0 - report["evaluation"]["accuracy"]["value"]))

@@ -91,6 +91,11 @@ def test_progress_phases():
     assert training.latest_val["accuracy"] == 0.75 and training.device == "cpu" and training.epoch == 2
     assert run_progress([], "queued").phase == "waiting"
     assert run_progress(events, "succeeded").fraction == 1.0
+    # The logistic head: all features in, then a status message and no steps.
+    fitting = events[:4] + [{"type": "status", "status": "running", "message": "fitting the logistic head",
+                             "time": 5.5}]
+    assert run_progress(fitting, "running").phase == "fitting the head"
+    assert run_progress(events[:4], "running").phase == "extracting features"
 
 
 def test_curves_table_smooths_each_series_separately():

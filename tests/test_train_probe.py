@@ -184,7 +184,7 @@ def _tree_digest(folder):
 
 
 def test_recalibration_makes_a_new_run_and_never_edits_the_source(probe_run, oct_folder, tmp_path):
-    from core.train.recalibrate import recalibrate
+    from core.infer.recalibrate import recalibrate
 
     ws, run = probe_run["ws"], probe_run["run"]
     before = _tree_digest(run)
@@ -218,7 +218,7 @@ def test_recalibration_makes_a_new_run_and_never_edits_the_source(probe_run, oct
 
 
 def test_temperature_fit_recovers_a_known_temperature():
-    from core.train.recalibrate import fit_temperature, scale_probabilities
+    from core.infer.recalibrate import fit_temperature, scale_probabilities
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (4000, 3))
@@ -240,3 +240,18 @@ def test_recalibrate_cli(probe_run, oct_folder, tmp_path, monkeypatch):
     record = json.loads(out.read_text())
     assert record["temperature"] == 1.0 and record["sample"]["n"] >= 10
     assert main(["recalibrate", "--run", str(probe_run["run"]), "--data", str(oct_folder), "--sample-size", "3"]) == 2
+
+
+def test_feature_ensemble_trains_saves_and_predicts(oct_folder, workspace, tmp_path):
+    from core.models import load_checkpoint
+
+    cfg = RunConfig(data=str(oct_folder), mode="features", backbone="efficientnet_lite012", pretrained=False,
+                    image_size=48, batch_size=8, num_workers=0)
+    summary = run_training(cfg, tmp_path / "run", workspace)
+    assert summary["head_fit"] == "logistic" and summary["test"]["n"] == 8
+    model, card = load_checkpoint(tmp_path / "run" / "checkpoint")
+    assert card["backbone"] == "efficientnet_lite012" and model.num_features == 3 * 1280
+    frame = predict(tmp_path / "run" / "checkpoint", oct_folder, workspace, split="test")
+    assert len(frame) == 8 and np.allclose(frame.filter(like="prob_").sum(axis=1), 1.0)
+    with pytest.raises(InputError, match="feature ensemble"):
+        RunConfig(data=str(oct_folder), mode="finetune", backbone="efficientnet_lite012")

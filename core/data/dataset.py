@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core.data.dicom import DicomOptions
 from core.data.fingerprint import dataset_fingerprint
 from core.data.images import DEFAULT_MAX_PIXELS, open_image
 from core.data.tasks import Task, get_task
@@ -29,14 +31,16 @@ class Dataset:
 
     def __init__(self, table: pd.DataFrame, task: Task | str, source: str = "",
                  problems: Sequence[str] | None = None, root: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, dicom: DicomOptions | None = None):
         self.task: Task = get_task(task)
         self.table: pd.DataFrame = _validated(table.reset_index(drop=True), self.task, source)
         self.source = str(source)
         self.root = root
         self.problems: list[str] = list(problems or [])
         self.max_pixels = max_pixels
+        self.dicom = dicom  # how DICOM rows are windowed (None: the defaults); part of the fingerprint if set
         self._fingerprint: str | None = None
+        self._rows_by_id: pd.Index | None = None
 
     # -- basics ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -58,12 +62,28 @@ class Dataset:
         """sha256 of the content (image bytes and labels), computed once, on first use."""
         if self._fingerprint is None:
             self._fingerprint = dataset_fingerprint(self.table["path"], self.table["label"])
+            if self.dicom is not None and not self.dicom.is_default:
+                # Another windowing gives other pixels, so other features and predictions.
+                self._fingerprint = hashlib.sha256(f"{self._fingerprint}\n{self.dicom}".encode()).hexdigest()
         return self._fingerprint
 
     # -- images and labels -------------------------------------------------------------------------
     def load_image(self, i: int) -> Image.Image:
         """Decode the image at row position i: EXIF-rotated, mode "L" or "RGB"."""
-        return open_image(self.table["path"].iat[i], max_pixels=self.max_pixels)
+        return open_image(self.table["path"].iat[i], max_pixels=self.max_pixels, dicom=self.dicom)
+
+    def row_of(self, image_id: str) -> int | None:
+        """Row position of an image id (None when it is not in this dataset); the index is built once."""
+        if self._rows_by_id is None:
+            self._rows_by_id = pd.Index(self.table["image_id"].astype(str))
+        position = int(self._rows_by_id.get_indexer([str(image_id)])[0])
+        return position if position >= 0 else None
+
+    def image_by_id(self, image_id: str) -> Image.Image:
+        row = self.row_of(image_id)
+        if row is None:
+            raise InputError(f"image {image_id!r} is not in this dataset")
+        return self.load_image(row)
 
     def label_indices(self) -> np.ndarray:
         """Class index per row, in task.classes order (single-label tasks only)."""
@@ -86,7 +106,8 @@ class Dataset:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise InputError(f"{self.source}: row positions out of range for {len(self)} images")
-        return Dataset(self.table.iloc[idx], self.task, self.source, self.problems, self.root, self.max_pixels)
+        return Dataset(self.table.iloc[idx], self.task, self.source, self.problems, self.root, self.max_pixels,
+                       self.dicom)
 
     def splits(self) -> list[str]:
         present = [s for s in self.table["split"].dropna().unique()]

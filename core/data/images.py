@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from core.data.dicom import DicomOptions, check_dicom, decode_dicom, dicom_size, is_dicom, is_dicom_name
 from core.errors import InputError
 
 # 50 megapixels: several times the largest 2-D medical images we expect (digital mammograms ~14 MP,
@@ -29,7 +30,8 @@ _DECODED: dict[tuple[str, int], tuple[int, int]] = {}
 
 
 def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not os.path.basename(name).startswith(".")
+    return (os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not os.path.basename(name).startswith(".")) \
+        or is_dicom_name(name)
 
 
 # -- references into MedMNIST-style .npz arrays ---------------------------------------------------
@@ -139,6 +141,9 @@ def check_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple
         return _CHECKED[key]
     if size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
+    if is_dicom(path):
+        dims = _CHECKED[key] = check_dicom(path, max_pixels)
+        return dims
     im = _open_header(path, max_pixels)
     try:
         fmt = im.format
@@ -195,6 +200,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     if path.startswith(NPZ_PREFIX):
         arr = npz_array(path)
         return int(arr.shape[1]), int(arr.shape[0])
+    if is_dicom(path):
+        return dicom_size(path)
     im = _open_header(path, max_pixels=2**62)
     try:
         return im.size
@@ -265,15 +272,19 @@ def _array_to_image(arr: np.ndarray, ref: str) -> Image.Image:
     raise InputError(f"{ref}: array of shape {arr.shape} is not a 2-D greyscale or RGB image")
 
 
-def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, verify: bool = False) -> Image.Image:
+def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, dicom: DicomOptions | None = None,
+               verify: bool = False) -> Image.Image:
     """Decode an image file (or `npz:` reference) fully: EXIF-rotated, mode "L" or "RGB".
 
+    DICOM files (.dcm, or the DICM marker) are decoded by core.data.dicom with the windowing in `dicom`.
     Every failure (missing, not an image, truncated, too many pixels) is an InputError naming the file.
     verify: also decode JPEGs strictly (ingestion, inference), so corrupt scan data is an error, not grey.
     """
     path = str(path)
     if path.startswith(NPZ_PREFIX):
         return _array_to_image(npz_array(path), path)
+    if is_dicom(path):
+        return decode_dicom(path, max_pixels, dicom)
     src = _open_header(path, max_pixels)
     try:
         src.load()

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
+from core.data.archive import extract_zip
 from core.data.dataset import Dataset
+from core.data.dicom import DicomOptions, deidentify_tree
 from core.data.loading import load_dataset
-from core.data.readers import read_path
+from core.data.readers import read_path, upload_types
+from core.data.readers.registry import file_types_text, format_for_file
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
 from core.errors import InputError, storage_error
 from core.store import Workspace
 from core.store.workspace import new_id
 
-UPLOAD_TYPES = ("zip", "csv", "npz")
+UPLOAD_TYPES = upload_types()  # "zip" and every single-file format that may be uploaded alone
 MAX_PROBLEMS_KEPT = 200  # the registry keeps this many problem lines; the count is kept in full
-CSV_ALONE_HINT = ("A CSV manifest uploaded on its own brings no images: upload a zip holding the CSV together with "
-                  "its images, or register a server-side folder that holds both.")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def _register(ws: Workspace, ds: Dataset, *, name: str, source: Path, role: str,
             return Ingested(row["id"], row, ds, reused=True)
     meta = {"task_definition": ds.task.to_dict(), "skip_bad": bool(skip_bad), "n_problems": len(ds.problems),
             "problems": ds.problems[:MAX_PROBLEMS_KEPT], "splits": ds.splits(),
-            "synthetic": False, **extra_meta}
+            "synthetic": False, **({"dicom": ds.dicom.to_dict()} if ds.dicom else {}), **extra_meta}
     dataset_id = ws.register_dataset(name=name, source=str(source), task=ds.task.name, fingerprint=ds.fingerprint,
                                      n_images=len(ds), role=role, meta=meta)
     return Ingested(dataset_id, ws.get_dataset(dataset_id), ds, reused=False)
@@ -70,16 +71,18 @@ def _save(data: bytes | BinaryIO, target: Path) -> None:
 
 
 def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role: str = "test_set",
-                  task: Task | str | None = None, name: str | None = None, skip_bad: bool = False) -> Ingested:
+                  task: Task | str | None = None, name: str | None = None, skip_bad: bool = False,
+                  dicom: DicomOptions | None = None) -> Ingested:
     """Store an uploaded zip / CSV manifest / MedMNIST .npz in the workspace and register it.
 
     The user's file name is used for its extension and as a display name only: the bytes go to
     uploads/upload-<time>-<slug>-<random>/ under a generated name. A zip is extracted (safely) next to it
-    and the extracted folder is what gets registered. On any error everything written is removed."""
+    and the extracted folder is what gets registered; DICOM files in it are rewritten de-identified first
+    (core.data.dicom.deidentify_tree). On any error everything written is removed."""
     suffix = PurePath(str(file_name)).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
         raise InputError(f"{file_name}: unsupported upload type {('.' + suffix) if suffix else '(none)'}; "
-                         f"upload a .zip (class folders, or images + CSV), a .csv manifest or a MedMNIST .npz")
+                         f"upload a .zip (class folders, or images + CSV), {file_types_text()}")
     stem = _slug(PurePath(str(file_name)).stem) or "upload"
     folder = ws.uploads_dir / new_id("upload", stem)
     try:
@@ -96,18 +99,21 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
         task_arg = _task_arg(task)
         if suffix == "zip":
             extracted = folder / "data"
-            ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted)
+            extract_zip(saved, extracted)
+            removed = deidentify_tree(extracted, skip_bad=skip_bad)
+            ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted, dicom=dicom)
+            ds.problems.extend(removed)
             saved.unlink()  # the extracted folder is the data from now on
             source = extracted
-        elif suffix == "csv":
+        else:
+            hint = format_for_file(saved).alone_hint
             try:
                 # confined: an uploaded manifest may not point at files elsewhere on this machine.
                 ds = read_path(saved, task_arg, skip_bad=skip_bad, confined=True)
             except InputError as exc:
-                raise InputError(f"{exc} {CSV_ALONE_HINT}") from None
-            source = saved
-        else:
-            ds = load_dataset(saved, task_arg, skip_bad=skip_bad)
+                if not hint:
+                    raise
+                raise InputError(f"{exc} {hint}") from None
             source = saved
         result = _register(ws, ds, name=(name or PurePath(str(file_name)).name).strip(), source=source, role=role,
                            skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix})
@@ -120,7 +126,7 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
 
 
 def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set", task: Task | str | None = None,
-                    name: str | None = None, skip_bad: bool = False) -> Ingested:
+                    name: str | None = None, skip_bad: bool = False, dicom: DicomOptions | None = None) -> Ingested:
     """Register a dataset folder that already lives on this server (read in place, nothing copied)."""
     text = str(folder or "").strip()
     if not text:
@@ -132,7 +138,7 @@ def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set"
         raise InputError(f"{path}: is a file, not a folder; give the folder that holds the class folders "
                          "or the CSV manifest with its images")
     path = path.resolve()
-    ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad)
+    ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad, dicom=dicom)
     return _register(ws, ds, name=(name or path.name).strip(), source=path, role=role, skip_bad=skip_bad,
                      extra_meta={"format": "folder"})
 
@@ -170,5 +176,6 @@ def load_registered(ws: Workspace, dataset_id: str, skip_bad: bool | None = None
     record = _record(ws, dataset_id)
     meta = record["meta"]
     skip = bool(meta.get("skip_bad")) if skip_bad is None else bool(skip_bad or meta.get("skip_bad"))
-    ds = load_dataset(record["source"], registered_task(record), skip_bad=skip)
+    ds = load_dataset(record["source"], registered_task(record), skip_bad=skip,
+                      dicom=DicomOptions.from_dict(meta["dicom"]) if meta.get("dicom") else None)
     return ds.split_named(meta["split"]) if meta.get("split") else ds

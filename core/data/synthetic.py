@@ -36,6 +36,8 @@ THICK = dict(rnfl=0.016, gcl=0.032, ipl=0.024, inl=0.019, opl=0.012, onl=0.04, e
 # the classes overlap a little; calibrated so a linear probe on frozen ImageNet features scores ~85-98%.
 SEVERITY_BETA = (2.2, 1.1)
 
+LESIONS_FILE = "lesions.csv"  # the lesion boxes written next to the demo's train/ and test/ folders
+
 
 def _dome(u: np.ndarray, power: float) -> np.ndarray:
     return np.clip(1.0 - u * u, 0.0, None) ** power
@@ -336,7 +338,7 @@ def generate_demo_dataset(out_dir, per_class: int = 120, test_per_class: int = 4
                 done += 1
                 if progress:
                     progress(done, total)
-        with open(tmp / "lesions.csv", "w", newline="", encoding="utf-8") as f:
+        with open(tmp / LESIONS_FILE, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["path", "label", "x0", "y0", "x1", "y1"])
             writer.writerows(box_rows)

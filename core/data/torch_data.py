@@ -33,12 +33,13 @@ class ImageTableDataset(TorchDataset):
         self.targets = np.ascontiguousarray(labels[rows], dtype=np.float32 if self.multilabel else np.int64)
         self.transform = transform
         self.max_pixels = ds.max_pixels
+        self.dicom = ds.dicom
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        image = open_image(self.paths[i], max_pixels=self.max_pixels)
+        image = open_image(self.paths[i], max_pixels=self.max_pixels, dicom=self.dicom)
         x = self.transform(image) if self.transform is not None else pil_to_tensor(image)
         target = torch.from_numpy(self.targets[i]) if self.multilabel else int(self.targets[i])
         return x, target
@@ -50,7 +51,8 @@ class InferenceImages(ImageTableDataset):
 
     def __getitem__(self, i: int):
         try:
-            image, problem = open_image(self.paths[i], max_pixels=self.max_pixels, verify=True), ""
+            image = open_image(self.paths[i], max_pixels=self.max_pixels, dicom=self.dicom, verify=True)
+            problem = ""
         except InputError as exc:
             image, problem = Image.new("RGB", (8, 8)), str(exc)
         x = self.transform(image) if self.transform is not None else pil_to_tensor(image)

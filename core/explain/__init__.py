@@ -20,7 +20,7 @@ _EXPORTS = {
     "AttributionMap": "core.explain.maps",
     "borrowed_model": "core.explain.model_state",
     "hook_counts": "core.explain.model_state",
-    "window_count": "core.explain.occlusion",
+    "window_count": "core.explain.windows",
     "colorbar": "core.explain.overlay",
     "colorize": "core.explain.overlay",
     "shared_scale": "core.explain.overlay",

@@ -15,10 +15,21 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from core.data.synthetic import LESIONS_FILE
 from core.errors import InputError
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 Box = tuple[float, float, float, float]
+
+
+def find_lesions_csv(data: str | Path) -> Path | None:
+    """The lesion boxes CSV beside a dataset: in its folder or up to two above (the demo's lesions.csv sits in the
+    folder above test/)."""
+    data = Path(data).resolve()
+    for folder in (data, data.parent, data.parent.parent):
+        if (folder / LESIONS_FILE).is_file():
+            return folder / LESIONS_FILE
+    return None
 
 
 def read_boxes(source, *, name: str | None = None) -> pd.DataFrame:

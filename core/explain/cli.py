@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.data.synthetic import LESIONS_FILE
 from core.errors import InputError
+# Torch-free modules: `python -m core --help` does not load torch and Captum.
+from core.explain.colormaps import DEFAULT_COLORMAP
+from core.explain.registry import explainer_names, get_explainer
+from core.explain.windows import BASELINES
 from core.store.csv_safe import write_csv
-
-# Kept here, not read from the registry, so that `python -m core --help` does not load torch and Captum;
-# tests/test_explain_cli.py checks they match core.explain's registry and overlay default.
-METHODS = ("occlusion", "gradcam")
-DEFAULT_COLORMAP = "inferno"
-
-LESIONS_FILE = "lesions.csv"  # what the built-in demo writes next to its train/ and test/ folders
 
 
 def register(subparsers) -> None:
@@ -31,7 +28,7 @@ def register(subparsers) -> None:
                     "correct vs misclassified images.")
     parser.add_argument("--run", required=True, help="run id, run folder, checkpoint folder or .safetensors")
     parser.add_argument("--data", type=Path, required=True, help="dataset folder, CSV manifest or zip")
-    parser.add_argument("--method", choices=METHODS, default="occlusion")
+    parser.add_argument("--method", choices=explainer_names(), default="occlusion")
     parser.add_argument("--images", type=int, default=8, help="how many images to explain (default 8)")
     parser.add_argument("--misclassified", action="store_true",
                         help="only images the model gets wrong (scans the dataset in order until --images found)")
@@ -42,9 +39,11 @@ def register(subparsers) -> None:
                         help=f"CSV of lesion boxes (default: {LESIONS_FILE} beside the data, if any)")
     parser.add_argument("--window", type=int, default=None, help="occlusion window in input pixels (default 20)")
     parser.add_argument("--stride", type=int, default=None, help="occlusion stride (default: half the window)")
-    parser.add_argument("--baseline", choices=("black", "mean", "blur"), default=None, help="occlusion fill")
+    parser.add_argument("--baseline", choices=BASELINES, default=None, help="occlusion fill")
     parser.add_argument("--layer", default=None, help="Grad-CAM layer name (default: the backbone's)")
     parser.add_argument("--guided", action="store_true", help="guided Grad-CAM")
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE",
+                        help="any parameter of the method (repeatable), e.g. --param perturbations_per_eval=64")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--cache", type=Path, default=None, help="map cache folder (reused across calls)")
     parser.add_argument("--colormap", default=DEFAULT_COLORMAP, help=f"overlay colormap (default {DEFAULT_COLORMAP})")
@@ -53,18 +52,24 @@ def register(subparsers) -> None:
 
 
 def _method_params(args: argparse.Namespace, card: dict) -> dict:
-    if args.method == "occlusion":
-        given = {"window": args.window, "stride": args.stride, "baseline": args.baseline}
-    else:
-        layer = args.layer
-        if layer is None:
-            from core.models import get_backbone
+    """The chosen method's parameters: the shortcut flags it takes, then any --param NAME=VALUE (typed and checked
+    against the registry's specs when the map is computed)."""
+    specs = {spec.name for spec in get_explainer(args.method).params}
+    flags = {"window": args.window, "stride": args.stride, "baseline": args.baseline, "layer": args.layer,
+             "guided": args.guided}
+    given = {k: v for k, v in flags.items() if k in specs and v is not None}
+    for item in args.param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--param {item!r}: write NAME=VALUE, e.g. --param window=16")
+        given[name.strip()] = value.strip()
+    if "layer" in specs and given.get("layer") is None:
+        from core.models import get_backbone
 
-            try:
-                layer = get_backbone(card["backbone"]).gradcam_layer
-            except InputError:
-                layer = None  # a backbone outside the registry: explain() picks the layer from the structure
-        given = {"layer": layer, "guided": args.guided}
+        try:
+            given["layer"] = get_backbone(card["backbone"]).gradcam_layer
+        except InputError:
+            given.pop("layer", None)  # a backbone outside the registry: explain() picks the layer from the structure
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -73,16 +78,9 @@ def _find_boxes(args: argparse.Namespace) -> Path | None:
         if not args.boxes.is_file():
             raise InputError(f"boxes CSV {args.boxes} does not exist")
         return args.boxes
-    data = args.data.resolve()
-    for folder in (data, data.parent, data.parent.parent):
-        if (folder / LESIONS_FILE).is_file():
-            return folder / LESIONS_FILE
-    return None
+    from core.explain.boxes import find_lesions_csv
 
-
-def _safe_name(index: int, image_id: str) -> str:
-    # image ids come from user file names: keep a tame subset of characters for the PNG name
-    return f"{index:04d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', image_id)[-80:]}.png"
+    return find_lesions_csv(args.data)
 
 
 def _label_of(table: pd.DataFrame, row: int) -> str:
@@ -130,6 +128,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from core.explain.boxes import match_boxes, read_boxes
     from core.explain.cache import MapCache
     from core.explain.compute import compute_maps
+    from core.explain.exports import safe_file_name
     from core.explain.overlay import overlay, shared_scale
     from core.explain.scoring import score_maps, summarise_scores
     from core.data.tasks import get_task, task_from_dict
@@ -187,7 +186,7 @@ def run_explain(args: argparse.Namespace) -> int:
     records, files = [], {}
     for index, c in enumerate(chosen):
         amap = maps[c["image_id"]]
-        name = _safe_name(index, c["image_id"])
+        name = f"{index:04d}-{safe_file_name(c['image_id'])}.png"
         overlay(c["image"], amap, colormap=args.colormap, opacity=args.opacity, vmin=vmin, vmax=vmax
                 ).save(args.out / name)
         files[c["image_id"]] = (name, amap)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.readers.readings import REQUIRED_READING_COLUMNS
 
 OUTCOMES = {"misclassified": "Misclassified", "correct": "Correct", "all": "All cases"}
 # Reader filters: each keeps the cases where most readers (or the readers among themselves) disagree with something.
@@ -55,7 +56,7 @@ def reader_summary(readings: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     than one answer) and reader_answers ('reader: label; ...', for display as plain text)."""
     if readings is None or readings.empty:
         return pd.DataFrame(columns=["image_id", *READER_COLUMNS])
-    missing = [c for c in ("reader_id", "image_id", "label") if c not in readings.columns]
+    missing = [c for c in REQUIRED_READING_COLUMNS if c not in readings.columns]
     if missing:
         raise InputError(f"readings lack column(s) {', '.join(missing)}")
     facts = cases.set_index(cases["image_id"].astype(str))[["label", "predicted"]]

@@ -3,7 +3,8 @@
 Layer choice (`default_gradcam_layer`):
 - CNNs: the last feature stage timm reports (`model.feature_info[-1]['module']`, e.g. `layer4` for ResNet,
   `stages.3` for ConvNeXt); for EfficientNets the activated `conv_head` output (`bn2`) that pooling reads;
-  for other models the last `Conv2d`. These agree with core.models' BackboneSpec.gradcam_layer.
+  for other models the last `Conv2d`; for a feature ensemble, its last member's layer. These agree with
+  core.models' BackboneSpec.gradcam_layer.
 - Vision transformers (timm ViT: `patch_embed`, `blocks`, `num_prefix_tokens`): block outputs are tokens
   (B, N, C), not feature maps. With class-token pooling the last block's patch tokens never reach the classifier
   (their gradient is zero), so the default is `blocks[-1].norm1`, the tokens entering the last attention; with
@@ -42,6 +43,10 @@ def _is_token_model(model: nn.Module) -> bool:
 
 def default_gradcam_layer(model: nn.Module) -> str:
     """The name (as in `model.named_modules()`) of the layer Grad-CAM uses when none is given."""
+    members = getattr(model, "members", None)
+    if isinstance(members, nn.ModuleList) and len(members):
+        # A feature ensemble (core.models.ensemble): the largest (last) member's layer.
+        return f"members.{len(members) - 1}.{default_gradcam_layer(members[-1])}"
     if _is_token_model(model) and len(model.blocks) > 0:
         last = f"blocks.{len(model.blocks) - 1}"
         pool = getattr(model, "global_pool", "token")

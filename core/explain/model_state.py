@@ -112,7 +112,7 @@ class ClassProbabilities(nn.Module):
         self.multilabel = multilabel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
+        logits = self.model(x).float()  # probabilities in float32, also under bf16 autocast
         if logits.dim() != 2:
             raise InputError(f"the model must return (batch, classes) scores, got shape {tuple(logits.shape)}")
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)

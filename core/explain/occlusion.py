@@ -13,19 +13,11 @@ from torch import nn
 
 from core.errors import InputError
 from core.explain.model_state import ClassProbabilities
+from core.explain.windows import BASELINES, DEFAULT_WINDOW, default_stride, window_count
+from core.models.precision import inference_precision
 
-BASELINES = ("black", "mean", "blur")
-DEFAULT_WINDOW = 20
-# Half the window: every pixel is covered by ~4 windows, and tf_efficientnet_lite0 at 224 px needs 484 forwards,
-# a few seconds on a laptop CPU (see benchmarks/bench_occlusion.py), well under the one-minute budget.
-DEFAULT_STRIDE_FRACTION = 0.5
 CPU_PERTURBATIONS_PER_EVAL = 32  # CPU throughput is flat beyond a few dozen images per batch
 MAX_PERTURBATIONS_PER_EVAL = 1024
-
-
-def window_count(input_hw: tuple[int, int], window: int, stride: int) -> int:
-    """How many occluded copies Captum evaluates (its last window is clipped at the edge, so ceil + 1)."""
-    return math.prod(math.ceil(max(size - window, 0) / stride) + 1 for size in input_hw)
 
 
 def occlusion_baseline(batch: torch.Tensor, kind: str, *, window: int, blur_sigma: float | None,
@@ -78,14 +70,15 @@ def auto_perturbations_per_eval(model: nn.Module, batch: torch.Tensor, n_windows
 def occlusion_attribution(model: nn.Module, batch: torch.Tensor, target: int, *, preprocess: dict | None = None,
                           window: int = DEFAULT_WINDOW, stride: int | None = None, baseline: str = "black",
                           blur_sigma: float | None = None, perturbations_per_eval: int | None = None,
-                          multilabel: bool = False) -> dict:
+                          multilabel: bool = False, fp32: bool = False) -> dict:
     """Captum Occlusion on the probability of `target`; the model must already be borrowed (eval, frozen).
+    `fp32=True` turns the fast (bf16) path off.
 
     Returns {'raw': (C, H, W), 'map': (H, W) (channel mean; all channels are hidden together, so they agree),
     'params': resolved parameters, 'info': runtime facts}."""
     in_h, in_w = (int(v) for v in batch.shape[2:])
     window = int(window)
-    stride = int(stride) if stride is not None else max(1, int(round(window * DEFAULT_STRIDE_FRACTION)))
+    stride = int(stride) if stride is not None else default_stride(window)
     if not 1 <= window <= min(in_h, in_w):
         raise InputError(f"occlusion window must be between 1 and the image size {min(in_h, in_w)} px, got {window}")
     if not 1 <= stride <= window:
@@ -101,18 +94,23 @@ def occlusion_attribution(model: nn.Module, batch: torch.Tensor, target: int, *,
 
     started = time.perf_counter()
     channels = batch.shape[1]
-    attribution = Occlusion(ClassProbabilities(model, multilabel)).attribute(
-        batch,
-        sliding_window_shapes=(channels, window, window),
-        strides=(channels, stride, stride),
-        baselines=base,
-        target=int(target),
-        perturbations_per_eval=int(perturbations_per_eval),
-    )
+    # Occlusion is hundreds of forward passes of a frozen model: the device's fast inference path (bf16 autocast
+    # where the CPU or GPU has it), as predict uses. Probabilities are computed in float32 either way.
+    dtype, _ = inference_precision(batch.device, "off" if fp32 else "auto")
+    with torch.autocast(batch.device.type, dtype=dtype, enabled=dtype is not None):
+        attribution = Occlusion(ClassProbabilities(model, multilabel)).attribute(
+            batch,
+            sliding_window_shapes=(channels, window, window),
+            strides=(channels, stride, stride),
+            baselines=base,
+            target=int(target),
+            perturbations_per_eval=int(perturbations_per_eval),
+        )
     raw = attribution[0].detach().float().cpu().numpy()
     params = {"window": window, "stride": stride, "baseline": baseline, "multilabel": bool(multilabel)}
     if baseline == "blur":
         params["blur_sigma"] = float(blur_sigma if blur_sigma is not None else window / 4.0)
     info = {"seconds": round(time.perf_counter() - started, 4), "windows": n_windows,
+            "precision": str(dtype or torch.float32).replace("torch.", ""),
             "perturbations_per_eval": int(perturbations_per_eval), "device": str(batch.device)}
     return {"raw": raw, "map": raw.mean(axis=0).astype(np.float32), "params": params, "info": info}

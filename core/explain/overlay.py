@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.errors import InputError
+from core.explain.colormaps import DEFAULT_COLORMAP
 from core.explain.maps import AttributionMap
-
-DEFAULT_COLORMAP = "inferno"
 
 
 def _as_rgb(image) -> np.ndarray:

@@ -1,13 +1,19 @@
-"""The explainers the product offers, with their parameters described once for the UI, the CLI and the tests."""
+"""The explainers the product offers: the one source of their names, titles, parameters (with widget hints), cost
+model and compute function, for the UI, the CLI and the tests. Importing it loads no torch or Captum: each
+method's module is imported when a map is first computed.
+
+Adding an attribution method: write its module (a function `compute(model, batch, target, preprocess=...,
+**params) -> dict`, see occlusion_attribution) and add one Explainer entry below.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from core.errors import InputError
-from core.explain.gradcam import gradcam_attribution
-from core.explain.occlusion import BASELINES, DEFAULT_WINDOW, occlusion_attribution
+from core.explain.windows import BASELINES, DEFAULT_WINDOW, default_stride, window_count
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,15 @@ class ParamSpec:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     affects_result: bool = True  # False: a speed knob, left out of the cache key
+    # Widget hints: `hidden` parameters are set by the model or are speed knobs (no widget); `unit` follows the
+    # label; `within_input` parameters cannot exceed the model's input side (the widget's maximum).
+    hidden: bool = False
+    unit: str = ""
+    within_input: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize() + (f" ({self.unit})" if self.unit else "")
 
     def coerce(self, value: Any) -> Any:
         """`value` converted to this parameter's type; InputError naming the parameter when it does not fit."""
@@ -56,13 +71,25 @@ class ParamSpec:
 @dataclass(frozen=True)
 class Explainer:
     """A named attribution method: `compute(model, batch, target, preprocess=..., **params) -> dict` (see
-    occlusion_attribution) plus its parameter specs."""
+    occlusion_attribution, named here as "module:function" and imported on first use), its parameter specs, its
+    cost model and whether the UI computes it at once."""
 
     name: str
     title: str
     description: str
     params: tuple[ParamSpec, ...]
-    compute: Callable[..., dict]
+    compute_path: str
+    # Cost of one map in forward passes of the model, from its input size (h, w) and parameters.
+    forward_passes: Callable[[tuple[int, int], Mapping], float]
+    # What a map's values measure, for the colour scale's legend.
+    map_unit: str = "attribution"
+    # True: cheap enough (a few passes) to compute whenever a case is shown; False: on request or in a batch job.
+    at_once: bool = False
+
+    @property
+    def compute(self) -> Callable[..., dict]:
+        module, function = self.compute_path.split(":")
+        return getattr(importlib.import_module(module), function)
 
     def resolve_params(self, given: dict) -> dict:
         """The given parameters validated and typed, unknown names refused (defaults left to the method)."""
@@ -78,7 +105,19 @@ class Explainer:
 
 
 _MULTILABEL = ParamSpec("multilabel", "bool", False,
-                        "Sigmoid per class (multi-label tasks) instead of softmax over classes.")
+                        "Sigmoid per class (multi-label tasks) instead of softmax over classes.", hidden=True)
+
+
+def _occlusion_passes(input_hw: tuple[int, int], params: Mapping) -> float:
+    """One forward pass per occluded copy (windows x 1)."""
+    window = min(int(params.get("window") or DEFAULT_WINDOW), *input_hw)
+    stride = int(params.get("stride") or default_stride(window))
+    return float(window_count(input_hw, window, min(stride, window)))
+
+
+def _gradcam_passes(input_hw: tuple[int, int], params: Mapping) -> float:
+    """About one forward and one backward (x2 when guided backpropagation is multiplied in)."""
+    return 3.0 if not params.get("guided") else 6.0
 
 _EXPLAINERS: dict[str, Explainer] = {
     "occlusion": Explainer(
@@ -87,18 +126,21 @@ _EXPLAINERS: dict[str, Explainer] = {
         description=("Hides one square window of the image at a time and records how much the probability of the "
                      "class drops: the bright regions are those the model needs (Kermany et al. 2018)."),
         params=(
-            ParamSpec("window", "int", DEFAULT_WINDOW, "Side of the hidden square, in input pixels.", minimum=1),
+            ParamSpec("window", "int", DEFAULT_WINDOW, "Side of the hidden square, in input pixels.", minimum=1,
+                      unit="px", within_input=True),
             ParamSpec("stride", "int", None, "Step between windows in pixels (default: half the window); "
-                      "smaller is finer and slower.", minimum=1),
+                      "smaller is finer and slower.", minimum=1, unit="px", within_input=True),
             ParamSpec("baseline", "choice", "black", "What fills the hidden window: black, the image's mean "
                       "colour, or a blurred copy.", choices=BASELINES),
             ParamSpec("blur_sigma", "float", None, "Blur strength for the blur baseline (default: window / 4).",
-                      minimum=0.0),
+                      minimum=0.0, hidden=True),
             ParamSpec("perturbations_per_eval", "int", None, "Occluded copies per forward pass (default: sized "
-                      "to the device).", minimum=1, affects_result=False),
+                      "to the device).", minimum=1, affects_result=False, hidden=True),
             _MULTILABEL,
         ),
-        compute=occlusion_attribution,
+        compute_path="core.explain.occlusion:occlusion_attribution",
+        forward_passes=_occlusion_passes,
+        map_unit="drop in probability",
     ),
     "gradcam": Explainer(
         name="gradcam",
@@ -113,9 +155,16 @@ _EXPLAINERS: dict[str, Explainer] = {
             ParamSpec("relu", "bool", True, "Keep only evidence for the class, as in the original Grad-CAM."),
             _MULTILABEL,
         ),
-        compute=gradcam_attribution,
+        compute_path="core.explain.gradcam:gradcam_attribution",
+        forward_passes=_gradcam_passes,
+        map_unit="relative activation",
+        at_once=True,
     ),
 }
+
+
+def explainer_names() -> list[str]:
+    return list(_EXPLAINERS)
 
 
 def list_explainers() -> list[Explainer]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -11,18 +10,13 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.data import Dataset, load_dataset
 from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
-from core.metrics.report import read_predictions_file as read_predictions  # the one verified reader
+from core.infer.predictions import model_calls, predictions_frame, probabilities, read_predictions, write_predictions
 from core.store import Workspace
-from core.store.files import write_atomically
-from core.store.integrity import DIGEST_KEY, DamagedFileError, discard_damaged, frame_digest
-
-META_KEY = b"core"
+from core.store.integrity import DamagedFileError, discard_damaged
 
 
 def _sha256(path: Path) -> str:
@@ -105,7 +99,8 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
     from core.data.torch_data import InferenceImages
     from core.models import build_transform
     from core.train.features import auto_workers
-    from core.train.recipe import inference_precision, resolve_device, set_threads
+    from core.models.precision import inference_precision
+    from core.train.recipe import resolve_device, set_threads
 
     set_threads()
     dev = resolve_device(device)
@@ -139,46 +134,6 @@ def model_precision(card: dict) -> str:
     float32 keeps float32, so its predictions match its own validation."""
     amp = (card.get("inference") or {}).get("amp")
     return "off" if amp == "float32" else "auto"
-
-
-def predictions_frame(ds: Dataset, task: Task, probs: np.ndarray, operating_point=None) -> pd.DataFrame:
-    """The predictions table: image_id, label, patient_id, prob_<class>..., predicted (+ true_<class>).
-
-    `predicted` is the most probable class, or, with the model's operating point (ModelOperatingPoint), the
-    most probable class on the side of its view that the threshold decides."""
-    table = ds.table
-    frame = pd.DataFrame({"image_id": table["image_id"].astype(str).to_numpy(),
-                          "label": table["label"].astype(str).to_numpy(),
-                          "patient_id": table["patient_id"].astype(object).to_numpy()})
-    for j, cls in enumerate(task.classes):
-        frame[f"prob_{cls}"] = probs[:, j].astype(np.float64) if len(probs) else np.zeros(0)
-    frame["predicted"] = _predicted(task, probs, operating_point)
-    if task.kind == "multilabel":
-        for cls in task.classes:
-            frame[f"true_{cls}"] = table[cls].astype(int).to_numpy()
-    return frame
-
-
-def _predicted(task: Task, probs: np.ndarray, operating_point=None):
-    """The `predicted` column: labels >= 0.5 ('|'-joined) for multi-label tasks; else the class the model's
-    operating point decides, or the most probable class without one."""
-    names = np.asarray(task.classes, dtype=object)
-    if task.kind == "multilabel":
-        return ["|".join(names[row >= 0.5]) for row in probs]
-    if not len(probs):
-        return np.array([], dtype=object)
-    if operating_point is not None:
-        from core.metrics.dashboard import calls_at_threshold
-
-        return names[calls_at_threshold(probs, task.classes, operating_point.binary_view, operating_point.threshold)]
-    return names[probs.argmax(axis=1)]
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path, meta: dict) -> None:
-    meta = {**meta, DIGEST_KEY: frame_digest(frame, meta)}
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None = None,
@@ -224,10 +179,10 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
                 if meta.get("operating_point") != wanted:
                     # Same weights, another decision rule (an edited card): the probabilities stand, the calls
                     # follow the card's operating point.
-                    probs = frame[[f"prob_{c}" for c in task.classes]].to_numpy()
-                    frame["predicted"] = _predicted(task, probs, operating)
+                    probs = probabilities(frame, task)
+                    frame["predicted"] = model_calls(probs, task, operating)
                     meta = {**meta, "operating_point": wanted}
-                    _write_parquet(frame, Path(record["path"]), meta)
+                    write_predictions(frame, Path(record["path"]), meta)
                 if progress is not None:
                     progress(len(frame), len(frame))
                 frame.attrs.update(path=str(record["path"]), meta=meta, cached=True)
@@ -256,7 +211,7 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
             "backbone": card.get("backbone"),
             "operating_point": operating.to_dict() if operating else None,
             "skipped_images": skipped}
-    _write_parquet(frame, path, meta)
+    write_predictions(frame, path, meta)
     ws.record_predictions(run_id, dataset_id, path, len(frame))
     frame.attrs.update(path=str(path), meta=meta, cached=False)
     return frame

@@ -21,9 +21,7 @@ from core.metrics.multilabel import MultilabelSummary, OrdinalAgreement, multila
 from core.metrics.operating import BinaryScores, OperatingPoint, RocCurve
 from core.metrics.penalties import (DecisionComparison, compare_decision_rules, confusion_counts, decide,
                                     decision_confusion, expected_penalty, load_penalty_matrix, weighted_error)
-from core.metrics.reader_metrics import reader_summaries
 from core.metrics.referral import BinaryViewData, binary_view_data, referral_score, referral_tiers, tier_confusion
-from core.metrics.report import evaluate_predictions, read_predictions_file
 from core.metrics.roc import AucEstimate, DeLongTest, delong_test, roc_auc
 from core.metrics.uncertainty import bootstrap_macro_auc, bootstrap_multiclass
 
@@ -52,8 +50,8 @@ __all__ = [
     "MultilabelSummary", "multilabel_metrics", "OrdinalAgreement", "ordinal_agreement",
     # agreement tables, comparisons
     "agreement_table", "kappa_from_table", "discordant_counts", "compare_correctness",
-    # readers, report
-    "reader_summaries", "evaluate_predictions", "read_predictions_file", "to_jsonable",
+    # JSON output
+    "to_jsonable",
     # multi-reader multi-case studies
     "mrmc_analysis", "MrmcResult", "VarianceComponents", "PilotStudy", "mrmc_power", "cases_for_power",
     "power_table",

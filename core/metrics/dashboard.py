@@ -11,14 +11,13 @@ import pandas as pd
 
 from core.data.tasks import BinaryView, Task
 from core.errors import InputError
-from core.metrics.bootstrap import patient_groups
 from core.metrics.diagnostic import DiagnosticMetrics, diagnostic_metrics
+from core.metrics import headline
 from core.metrics.imbalance import predictive_values_at_prevalence
-from core.metrics.intervals import Interval, check_confidence, normal_quantile, proportion_ci
-from core.metrics.multiclass import (ConfusionMatrix, balanced_accuracy, check_probabilities, class_indices)
+from core.metrics.intervals import Interval, check_confidence, normal_quantile
+from core.metrics.multiclass import ConfusionMatrix, balanced_accuracy
 from core.metrics.operating import BinaryScores
 from core.metrics.penalties import check_penalty_matrix, confusion_counts
-from core.metrics.report import check_predictions, probability_columns
 from core.metrics.roc import AucEstimate, roc_auc
 
 MEAN_INTERVAL_METHOD = "normal approximation"
@@ -26,7 +25,8 @@ MEAN_INTERVAL_METHOD = "normal approximation"
 
 @dataclass(frozen=True)
 class EvaluationArrays:
-    """A predictions table as arrays, parsed once per file: every later page rerun only indexes these."""
+    """A predictions table as arrays, parsed once per file (core.infer.predictions.evaluation_arrays): every later
+    page rerun only indexes these."""
 
     task: Task
     image_ids: np.ndarray        # str per image
@@ -40,27 +40,6 @@ class EvaluationArrays:
     @property
     def n(self) -> int:
         return int(self.image_ids.size)
-
-
-def evaluation_arrays(frame: pd.DataFrame, task: Task) -> EvaluationArrays:
-    """Check a predictions table against the task and turn it into arrays (InputError names what is missing)."""
-    check_predictions(frame, task)
-    multilabel = task.kind == "multilabel"
-    probs = check_probabilities(frame[probability_columns(task)].to_numpy(dtype=float), task.num_classes,
-                                rows_sum_to_one=not multilabel)
-    if multilabel:
-        truth = frame[[f"true_{c}" for c in task.classes]].to_numpy(dtype=float)
-        calls = None
-    else:
-        truth = class_indices(frame["label"], task.classes)
-        calls = class_indices(frame["predicted"], task.classes) if "predicted" in frame.columns \
-            else probs.argmax(axis=1)
-    patients = None
-    if "patient_id" in frame.columns and not frame["patient_id"].isna().all():
-        patients = frame["patient_id"].to_numpy(dtype=object)
-    codes, groups = patient_groups(patients, len(frame)) if patients is not None else (None, None)
-    return EvaluationArrays(task, frame["image_id"].astype(str).to_numpy(dtype=object), truth, probs, calls,
-                            codes, patients, groups)
 
 
 # -- binary views -------------------------------------------------------------------------------------------
@@ -137,8 +116,8 @@ def label_views(task: Task) -> tuple[BinaryView, ...]:
 def mean_interval(values, clusters=None, confidence: float = 0.95, lower: float | None = None) -> Interval:
     """Mean with a normal-approximation interval; with cluster codes (patients) the variance is cluster-robust.
 
-    Used for the weighted error (mean penalty per image) so that a threshold move or a penalty edit
-    updates its interval in O(n) without resampling. `lower` clips the interval (0 for penalties).
+    An O(n) alternative to resampling; the headline weighted error does not use it (core.metrics.headline
+    bootstraps patients, as the exported report does). `lower` clips the interval (0 for penalties).
     """
     level = check_confidence(confidence)
     v = np.asarray(values, dtype=float)
@@ -173,17 +152,19 @@ class CallSummary:
     weighted_error: Interval
 
 
-def call_summary(truth, calls, classes: Sequence[str], penalty, patient_codes=None,
-                 confidence: float = 0.95) -> CallSummary:
+def call_summary(truth, calls, classes: Sequence[str], penalty, patient_codes=None, confidence: float = 0.95, *,
+                 probabilities) -> CallSummary:
+    """Confusion, accuracy and weighted error of these calls, with the headline statistics' interval methods
+    (core.metrics.headline: Wilson; patient bootstrap)."""
     classes = tuple(str(c) for c in classes)
     k = len(classes)
     matrix = check_penalty_matrix(penalty, k)
     truth = np.asarray(truth, dtype=np.int64)
     calls = np.asarray(calls, dtype=np.int64)
     confusion = ConfusionMatrix(classes, confusion_counts(truth, calls, k))
-    accuracy = proportion_ci(int(np.trace(confusion.counts)), confusion.n, confidence=confidence)
-    weighted = mean_interval(matrix[truth, calls], patient_codes, confidence, lower=0.0)
-    return CallSummary(confusion, accuracy, balanced_accuracy(confusion), weighted)
+    weighted = headline.weighted_error(truth, probabilities, calls, matrix, patient_codes, confidence=confidence)
+    return CallSummary(confusion, headline.accuracy(truth, calls, confidence), balanced_accuracy(confusion),
+                       weighted)
 
 
 def class_aucs(arrays: EvaluationArrays, confidence: float = 0.95) -> tuple[AucEstimate, ...]:

@@ -11,7 +11,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from core.errors import InputError
-from core.metrics.dashboard import mean_interval
+from core.metrics import headline
 from core.metrics.intervals import Interval
 from core.metrics.penalties import (DecisionComparison, check_penalty_matrix, confusion_counts, decide,
                                     weighted_error)
@@ -98,9 +98,10 @@ class PenaltyEffect:
 
 def penalty_effect(truth, probabilities, penalty, patient_codes=None, confidence: float = 0.95,
                    per_patients: int = PATIENTS_PER_COST) -> PenaltyEffect:
-    """Weighted error of argmax calls vs penalty-minimising calls on the same images (O(n k^2), no resampling).
+    """Weighted error of argmax calls vs penalty-minimising calls on the same images.
 
-    The same numbers as compare_decision_rules, plus intervals; each rule's calls are made once.
+    The same numbers as compare_decision_rules, plus the headline weighted error's patient-bootstrap intervals
+    (core.metrics.headline); each rule's calls are made once.
     """
     probs = np.asarray(probabilities, dtype=float)
     truth = np.asarray(truth, dtype=np.int64)
@@ -117,29 +118,11 @@ def penalty_effect(truth, probabilities, penalty, patient_codes=None, confidence
                                     weighted_error(bayes_confusion, matrix),
                                     int(np.count_nonzero(argmax_calls != bayes_calls)))
     return PenaltyEffect(comparison,
-                         mean_interval(matrix[truth, argmax_calls], patient_codes, confidence, lower=0.0),
-                         mean_interval(matrix[truth, bayes_calls], patient_codes, confidence, lower=0.0),
+                         headline.weighted_error(truth, probs, argmax_calls, matrix, patient_codes,
+                                                 confidence=confidence),
+                         headline.weighted_error(truth, probs, bayes_calls, matrix, patient_codes,
+                                                 confidence=confidence),
                          matrix, int(per_patients))
-
-
-def reader_confusions(readings: pd.DataFrame, predictions: pd.DataFrame, task) -> dict[str, dict]:
-    """Per reader: their confusion counts and the model's on the same images (penalty-free, so build once).
-
-    Returns {reader_id: {"reader": counts, "model": counts, "images": n}} from core.metrics.reader_summaries.
-    """
-    from core.metrics.reader_metrics import reader_summaries
-
-    if readings is None or readings.empty:
-        return {}
-    table = predictions
-    if "predicted" not in table.columns:
-        probs = table[[f"prob_{c}" for c in task.classes]].to_numpy(dtype=float)
-        table = table.assign(predicted=np.asarray(task.classes, dtype=object)[probs.argmax(axis=1)])
-    results = reader_summaries(readings, table, task)
-    return {reader: {"reader": np.asarray(entry["reader"]["confusion"]["counts"]),
-                     "model": np.asarray(entry["model_on_same_images"]["confusion"]["counts"]),
-                     "images": int(entry["reader"]["n_images"])}
-            for reader, entry in results.items()}
 
 
 def penalty_table(effect: PenaltyEffect, readers: dict[str, dict] | None = None) -> pd.DataFrame:

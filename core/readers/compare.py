@@ -9,11 +9,12 @@ import pandas as pd
 
 from core.data.tasks import BinaryView, Task, get_task
 from core.errors import InputError
+from core.infer.predictions import predicted_indices, probability_columns
 from core.metrics import (BinaryScores, Interval, OperatingPoint, binary_view_data, class_indices, cohen_kappa,
                           confusion_matrix, counts_from_labels, diagnostic_metrics, mcnemar_test, proportion_ci,
                           weighted_error)
 from core.metrics.intervals import check_confidence
-from core.readers.readings import is_simulated
+from core.readers.readings import REQUIRED_READING_COLUMNS, is_simulated
 
 DEFAULT_THRESHOLD = 0.5
 MATCH_RULES = (None, "sensitivity", "specificity")
@@ -61,10 +62,11 @@ def canonical_labels(labels: pd.Series, task: Task) -> pd.Series:
     return labels.map(lookup)
 
 
-def _readings(readings: pd.DataFrame, task: Task) -> pd.DataFrame:
-    missing = [c for c in ("reader_id", "image_id", "label") if c not in readings.columns]
+def normalised_readings(readings: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """Readings with string ids, class-name labels (any case or alias accepted) and a seconds column."""
+    missing = [c for c in REQUIRED_READING_COLUMNS if c not in readings.columns]
     if missing:
-        raise InputError(f"readings need columns reader_id, image_id, label; missing {missing}")
+        raise InputError(f"readings need columns {', '.join(REQUIRED_READING_COLUMNS)}; missing {missing}")
     out = readings.copy()
     out["image_id"] = out["image_id"].astype(str)
     out["reader_id"] = out["reader_id"].astype(str)
@@ -152,7 +154,7 @@ def reader_metrics(readings: pd.DataFrame, truth, task: str | Task, view: str | 
     task = get_task(task)
     view = resolve_view(task, view)
     truth = truth_labels(truth, task)
-    readings = _readings(readings, task)
+    readings = normalised_readings(readings, task)
     readings = readings.assign(truth=readings["image_id"].map(truth)).dropna(subset=["truth"])
     if readings.empty:
         raise InputError("none of the readings' images are in the truth table (readings of another test set?)")
@@ -167,15 +169,14 @@ class ModelView:
     """The model's predictions seen through one binary view: truth, score and multi-class call per case."""
 
     def __init__(self, predictions: pd.DataFrame, task: Task, view: BinaryView):
-        columns = [f"prob_{c}" for c in task.classes]
+        columns = probability_columns(task)
         missing = [c for c in ["image_id", "label", *columns] if c not in predictions.columns]
         if missing:
             raise InputError(f"the predictions table is missing columns {missing}")
         classes = list(task.classes)
         truth = class_indices(canonical_labels(predictions["label"], task), classes)
         probs = predictions[columns].to_numpy(dtype=float)
-        predicted = (class_indices(predictions["predicted"], classes) if "predicted" in predictions.columns
-                     else probs.argmax(axis=1))
+        predicted = predicted_indices(predictions, task)
         data = binary_view_data(truth, probs, classes, view)
         self.view = view
         self.image_ids = predictions["image_id"].astype(str).to_numpy()
@@ -258,7 +259,7 @@ def paired_comparison(reader_readings: pd.DataFrame, predictions: pd.DataFrame, 
     view = resolve_view(task, view)
     if match not in MATCH_RULES:
         raise InputError(f"match must be one of {MATCH_RULES}, got {match!r}")
-    readings = _readings(reader_readings, task)
+    readings = normalised_readings(reader_readings, task)
     readers = readings["reader_id"].unique()
     if len(readers) != 1:
         raise InputError(f"paired_comparison takes one reader's readings, got {len(readers)} readers")

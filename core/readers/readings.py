@@ -16,6 +16,7 @@ from core.readers.schema import ensure_schema
 from core.store import Workspace
 
 READINGS_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
+REQUIRED_READING_COLUMNS = tuple(READINGS_COLUMNS[:3])  # seconds is optional
 SIMULATED_PREFIX = "SIMULATED-"
 MAX_LISTED_PROBLEMS = 10
 MAX_READER_ID_LENGTH = 64
@@ -66,7 +67,7 @@ def _normalise_columns(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame.columns = [str(c).strip() for c in frame.columns]
     lower = {c: c.lower() for c in frame.columns}
-    known = {"reader_id", "image_id", "label", "seconds"}
+    known = set(READINGS_COLUMNS)
     return frame.rename(columns={c: low for c, low in lower.items() if low in known})
 
 
@@ -75,8 +76,8 @@ def _to_long(frame: pd.DataFrame, name: str, file_lines: bool) -> pd.DataFrame:
     frame = _normalise_columns(frame)
     cols = set(frame.columns)
     row_where = [f"line {i + 2}" if file_lines else f"row {i + 1}" for i in range(len(frame))]
-    if {"reader_id", "image_id", "label"} <= cols:
-        out = frame[["reader_id", "image_id", "label"]].astype(str).copy()
+    if set(REQUIRED_READING_COLUMNS) <= cols:
+        out = frame[list(REQUIRED_READING_COLUMNS)].astype(str).copy()
         out["seconds"] = frame["seconds"].astype(str) if "seconds" in cols else ""
         out["where"] = row_where
         return out
@@ -187,7 +188,7 @@ def reading_coverage(readings: pd.DataFrame, image_ids: Iterable[str]) -> pd.Dat
 
 
 def _check_frame(df: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in ("reader_id", "image_id", "label") if c not in df.columns]
+    missing = [c for c in REQUIRED_READING_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"readings table is missing column(s) {missing}; use load_readings() to read a file")
     df = df.copy()

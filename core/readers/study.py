@@ -14,7 +14,7 @@ import pandas as pd
 from core.data.tasks import Task, get_task, task_from_dict
 from core.errors import InputError
 from core.readers.auth import authenticate_reader
-from core.readers.readings import MAX_READER_ID_LENGTH, SIMULATED_PREFIX
+from core.readers.readings import MAX_READER_ID_LENGTH, READINGS_COLUMNS, SIMULATED_PREFIX
 from core.readers.schema import ensure_schema
 from core.readers.tables import reader_report
 from core.store import Workspace, new_id
@@ -374,7 +374,7 @@ def study_readings(ws: Workspace, study_id: str, *, requesting_reader: str | Non
             "SELECT a.reader_id, a.image_id, a.label, a.seconds, a.confidence FROM answers a "
             "JOIN readers r ON r.study_id = a.study_id AND r.reader_id = a.reader_id "
             "WHERE a.study_id=? AND r.status != ? ORDER BY a.reader_id, a.image_id", (study_id, READING)).fetchall()
-    out = pd.DataFrame([dict(r) for r in rows], columns=["reader_id", "image_id", "label", "seconds", "confidence"])
+    out = pd.DataFrame([dict(r) for r in rows], columns=[*READINGS_COLUMNS, "confidence"])
     out["seconds"] = out["seconds"].astype(float)
     return out
 

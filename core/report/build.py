@@ -8,11 +8,15 @@ import numpy as np
 import pandas as pd
 
 import core
-from core.data.tasks import Task, get_task, task_from_dict
+from core.data.tasks import Task, get_task
 from core.errors import InputError
-from core.metrics import evaluate_predictions, read_predictions_file, to_jsonable
+from core.infer.predictions import patient_ids, predicted_indices, probabilities, read_predictions, task_of
+from core.metrics import BinaryScores, binary_view_data, class_indices, to_jsonable
+from core.metrics.headline import HEADLINE_RESAMPLES, headline_statistics
 from core.metrics.intervals import check_confidence
-from core.metrics.penalties import check_penalty_matrix
+from core.metrics.likelihood_ratios import LR_METHODS
+from core.report.active_penalty import resolve_penalty
+from core.report.evaluate import evaluate_predictions
 from core.report.methods import methods_section
 from core.report.model_card import describe_test_set, model_card
 from core.store import Workspace
@@ -20,28 +24,8 @@ from core.store import Workspace
 REPORT_FORMAT_VERSION = 1
 PRODUCT_NAME = "OpenKermany"
 DEFAULT_TITLE = "Model evaluation report"
-LR_METHODS = ("log", "koopman", "adjusted_log")
-# The workspace setting the Penalties page keeps the active matrix in: {task name: {"name", "matrix"}}.
-ACTIVE_PENALTY_SETTING = "active_penalty"
-DEFAULT_PENALTY_NAME = "task default"
 # The model's ROC under the readers is stored thinned: a browser draws 1,000 points as well as 100,000.
 MAX_READER_ROC_POINTS = 1000
-
-
-def resolve_penalty(ws: Workspace | None, task: Task, penalty=None,
-                    penalty_name: str | None = None) -> tuple[str, np.ndarray]:
-    """(name, matrix) of the penalty matrix to report: the one given, else the workspace's active matrix for
-    this task (set on the Penalties page), else the task's default."""
-    k = task.num_classes
-    if penalty is not None:
-        return penalty_name or "custom", check_penalty_matrix(penalty, k, "penalty matrix for the report")
-    saved = ((ws.get_setting(ACTIVE_PENALTY_SETTING, {}) if ws is not None else {}) or {}).get(task.name) or {}
-    if saved.get("matrix") is not None:
-        try:
-            return saved.get("name") or "saved", check_penalty_matrix(saved["matrix"], k)
-        except InputError:
-            pass  # a matrix saved for another class list no longer fits: report with the task's default
-    return DEFAULT_PENALTY_NAME, task.penalty()
 
 
 def read_run_predictions(ws: Workspace, run_id: str, test_set_id: str) -> tuple[pd.DataFrame, dict, Task]:
@@ -50,13 +34,9 @@ def read_run_predictions(ws: Workspace, run_id: str, test_set_id: str) -> tuple[
     if row is None:
         raise InputError(f"no predictions of run {run_id!r} on test set {test_set_id!r}: run the model on the "
                          "test set first")
-    frame, meta = read_predictions_file(row["path"])
-    if isinstance(meta.get("task"), dict):
-        task = task_from_dict(meta["task"], source=f"{row['path']} metadata")
-    else:
-        run = ws.get_run(run_id) or {}
-        task = get_task(run.get("task") or (ws.get_dataset(test_set_id) or {}).get("task") or "oct-kermany")
-    return frame, meta, task
+    frame, meta = read_predictions(row["path"])
+    return frame, meta, task_of(meta, (ws.get_run(run_id) or {}).get("task"),
+                                (ws.get_dataset(test_set_id) or {}).get("task"))
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -76,16 +56,15 @@ def readers_section(readings: pd.DataFrame | None, frame: pd.DataFrame, task: Ta
                     threshold: float, confidence: float = 0.95, lr_ci: str = "log") -> dict:
     """Readers vs the model in the task's default binary view, from core.readers (nothing recomputed here).
     Says why when there is nothing to compare."""
-    from core.readers import (DEFAULT_PROFILES, compare_readers_to_model, is_simulated, lr_table, model_metrics,
-                              model_roc, roc_points, simulated_profile, weighted_error_table)
+    from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, is_simulated, lr_table,
+                              model_metrics, model_roc, roc_points, simulated_profile, weighted_error_table)
 
     if readings is None or len(readings) == 0:
         return {"included": False, "reason": "no expert readings are stored for this test set"}
     if task.kind == "multilabel" or task.default_view() is None:
         return {"included": False, "reason": "reader comparisons need one label per image and a binary view"}
     view = task.default_view()
-    table = readings[["reader_id", "image_id", "label"]
-                     + (["seconds"] if "seconds" in readings.columns else [])].reset_index(drop=True)
+    table = readings[[c for c in READINGS_COLUMNS if c in readings.columns]].reset_index(drop=True)
     try:
         compare = compare_readers_to_model(table, frame, task, view, threshold=threshold, penalty=penalty,
                                            lr_ci=lr_ci, confidence=confidence)
@@ -112,13 +91,6 @@ def readers_section(readings: pd.DataFrame | None, frame: pd.DataFrame, task: Ta
     })
 
 
-def _view_section(evaluation: dict, task: Task) -> dict | None:
-    view = task.default_view()
-    if view is None:
-        return None
-    return next((v for v in evaluation.get("binary_views") or [] if v.get("name") == view.name), None)
-
-
 def _metric(key: str, label: str, interval: dict | None, kind: str, note: str = "", value=None) -> dict:
     """One headline number: the interval's fields (value, low, high, method, reason) plus a label."""
     entry = {"key": key, "label": label, "kind": kind, "note": note, "value": value, "low": None, "high": None,
@@ -128,38 +100,29 @@ def _metric(key: str, label: str, interval: dict | None, kind: str, note: str = 
     return entry
 
 
-def headline(evaluation: dict, task: Task, penalty_name: str) -> list[dict]:
-    """Accuracy, sensitivity and specificity (default binary view), weighted error, urgent-referral AUC, each
-    picked from evaluate_predictions' result with its interval and method."""
-    intervals = (evaluation.get("bootstrap") or {}).get("intervals") or {}
+def headline(frame: pd.DataFrame, task: Task, evaluation: dict, penalty, penalty_name: str, threshold: float,
+             bootstrap: int, seed: int, confidence: float) -> list[dict]:
+    """The headline numbers, from core.metrics.headline: the statistics and interval methods the Performance page
+    shows (accuracy, sensitivity and specificity in the default binary view, weighted error, urgent-referral AUC or
+    macro AUC). Multi-label tasks: the macro AUC over labels from the evaluation."""
     if task.kind == "multilabel":
         body = evaluation.get("multilabel") or {}
-        interval = body.get("macro_auc_bootstrap")
-        return [_metric("macro_auc", "Macro AUC (over labels)", interval, "auc", value=body.get("macro_auc"))]
-    items = [_metric("accuracy", "Accuracy", evaluation.get("accuracy"), "proportion",
-                     "share of images whose most probable class is right")]
-    section = _view_section(evaluation, task)
-    if section is not None and "operating_points" in section:
-        point = section["operating_points"]["threshold"]
-        note = f"{section['name']}: positive when the score is at least {point['threshold']:g}"
-        items.append(_metric("sensitivity", "Sensitivity", point["sensitivity"], "proportion", note))
-        items.append(_metric("specificity", "Specificity", point["specificity"], "proportion", note))
-    penalty = evaluation.get("penalty") or {}
-    weighted = intervals.get("weighted_error")
-    item = _metric("weighted_error", "Weighted error", weighted, "number",
-                   f"mean penalty per image, penalty matrix: {penalty_name}",
-                   value=penalty.get("predicted_calls_weighted_error"))
-    if weighted is None:
-        item["reason"] = "no interval: bootstrap resamples set to 0"
-    items.append(item)
-    referral = evaluation.get("referral") or {}
-    if referral.get("urgent_auc"):
-        items.append(_metric("urgent_auc", "Urgent-referral AUC", referral["urgent_auc"], "auc",
-                             f"{', '.join(referral.get('urgent_classes') or [])} vs the rest"))
-    else:
-        items.append(_metric("macro_auc", "Macro AUC (one-vs-rest)", intervals.get("macro_auc"), "auc",
-                             "mean of the per-class AUCs", value=evaluation.get("macro_auc")))
-    return items
+        return [_metric("macro_auc", "Macro AUC (over labels)", body.get("macro_auc_bootstrap"), "auc",
+                        value=body.get("macro_auc"))]
+    truth = class_indices(frame["label"], task.classes)
+    probs = probabilities(frame, task)
+    view = task.default_view()
+    point = None
+    if view is not None:
+        data = binary_view_data(truth, probs, task.classes, view)
+        scores = BinaryScores(data.truth, data.scores)
+        point = scores.at_threshold(threshold) if scores.n_positive or scores.n_negative else None
+    items = headline_statistics(task, truth, probs, predicted_indices(frame, task), penalty, point=point,
+                                view_name=view.name if view else "", patient_ids=patient_ids(frame),
+                                n_resamples=bootstrap, seed=seed, confidence=confidence,
+                                calls_note="share of images whose most probable class is right",
+                                penalty_name=penalty_name)
+    return [_metric(h.key, h.label, to_jsonable(h.interval), h.kind, h.note) for h in items]
 
 
 def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[str]:
@@ -177,7 +140,7 @@ def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[st
 
 def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=None,
                             penalty_name: str | None = None, threshold: float | None = None, readings=None,
-                            include_readers: bool = True, include_penalties: bool = True, bootstrap: int = 200,
+                            include_readers: bool = True, include_penalties: bool = True, bootstrap: int = HEADLINE_RESAMPLES,
                             seed: int = 0, confidence: float = 0.95, lr_ci: str = "log", model: dict | None = None,
                             test_set: dict | None = None, title: str | None = None) -> dict:
     """The report of one predictions table (no workspace needed): see build_report."""
@@ -211,7 +174,7 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         "model": model or {},
         "test_set": test_set,
         "penalty": {"name": name, "matrix": matrix} if single_label else None,
-        "headline": headline(evaluation, task, name or ""),
+        "headline": headline(frame, task, evaluation, matrix, name or "", threshold, int(bootstrap), int(seed), level),
         "evaluation": evaluation,
         "readers": readers,
     }
@@ -223,7 +186,7 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
 
 
 def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, threshold: float | None = None,
-                 include_readers: bool = True, bootstrap: int = 200, seed: int = 0, *, confidence: float = 0.95,
+                 include_readers: bool = True, bootstrap: int = HEADLINE_RESAMPLES, seed: int = 0, *, confidence: float = 0.95,
                  include_penalties: bool = True, penalty_name: str | None = None, lr_ci: str = "log",
                  readings: pd.DataFrame | None = None, title: str | None = None) -> dict:
     """Everything the stakeholder report shows, as one JSON-safe dict (see render_html to draw it).

@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.store.processes import process_alive
 from core.store.workspace import Workspace
+
 
 # Leftovers written before names carried a pid are removed once this old.
 LEGACY_LEFTOVER_AGE_S = 3600
@@ -42,8 +44,6 @@ class Checkup:
 
 
 def _writer_gone(path: Path, pid: str | None, now: float) -> bool:
-    from core.train.status import process_alive  # lazy: store sits below train
-
     if pid is not None:
         return not process_alive(int(pid))
     try:

@@ -1,4 +1,5 @@
-"""Atomic file writes: write beside the target and rename, so a crash never leaves a half-written file in place."""
+"""Files the product writes: atomic writes (write beside the target and rename, so a crash never leaves a
+half-written file in place). CSV exports that a spreadsheet cannot run as formulas: core.store.csv_safe."""
 
 from __future__ import annotations
 

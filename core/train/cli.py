@@ -79,45 +79,6 @@ def register(subparsers) -> None:
     where.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
-    r = subparsers.add_parser(
-        "recalibrate", help="refit a model's operating point on a labelled sample of a new site (a new run)",
-        description="Refit the operating point (and, when it lowers the sample's log loss, a temperature) of RUN "
-                    "on labelled images from a new site, and save the result as a new run: same weights, new "
-                    "operating point. RUN itself is never changed. With --sample-size N, N images (whole "
-                    "patients, class-stratified) are drawn from --data and the rest show sensitivity and "
-                    "specificity before and after.")
-    r.add_argument("--run", required=True, help="run id, run folder or checkpoint of the model to recalibrate")
-    r.add_argument("--data", required=True, help="labelled images of the new site: folder, manifest, .zip or id")
-    r.add_argument("--sample-size", type=int, help="draw this many images to recalibrate on; the rest evaluate")
-    r.add_argument("--operating-rule", choices=tuple(OPERATING_RULES), default="youden")
-    r.add_argument("--target-sensitivity", type=float)
-    r.add_argument("--no-temperature", action="store_true", help="refit the threshold only")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--name", help="name of the new run")
-    r.add_argument("--out", type=Path, help="also write the recalibration record (JSON) here")
-    r.set_defaults(func=run_recalibrate)
-
-
-def run_recalibrate(args) -> int:
-    from core.store import Workspace
-    from core.train.recalibrate import recalibrate
-
-    result = recalibrate(args.run, args.data, Workspace.open(), sample_size=args.sample_size,
-                         rule=args.operating_rule, target=args.target_sensitivity,
-                         temperature=not args.no_temperature, name=args.name, seed=args.seed)
-    point = result.operating_point
-    print(f"new run {result.run_id} (from {result.source_run_id}): {point['view']} threshold "
-          f"{point['threshold']:.3f}, temperature {result.temperature:.2f}, on {result.sample['n']} images")
-    for label, part in (("before", result.before), ("after", result.after)):
-        if part:
-            sens, spec = part["sensitivity"], part["specificity"]
-            print(f"{label:>6} on the other {part['n']} images: sensitivity {sens['value']:.3f} "
-                  f"({sens['low']:.3f}-{sens['high']:.3f}), specificity {spec['value']:.3f} "
-                  f"({spec['low']:.3f}-{spec['high']:.3f}) [{sens['method']}]")
-    if args.out:
-        args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
-    return 0
-
 
 def config_from_args(args):
     """A RunConfig from --config (if given) with the explicit flags laid over it."""

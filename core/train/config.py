@@ -23,9 +23,13 @@ BN_MODES = ("train", "frozen")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 CONFIG_VERSION = 2
+# The features-mode default won benchmarks/bench_recipes.py: the Lite0+1+2 feature ensemble with 3 acquisition
+# views and the logistic probe. Fine-tuning trains one network: Lite0 (offline ImageNet weights, fast on a CPU).
+FEATURES_BACKBONE = "efficientnet_lite012"
+FINETUNE_BACKBONE = "tf_efficientnet_lite0"
 # Version 1 configs (before framings and the logistic probe) trained like this; loading one keeps its recipe.
-_V1_DEFAULTS = {"framing": "center", "head_fit": "adam", "views": 0}
-DEFAULT_VIEWS = 0
+_V1_DEFAULTS = {"framing": "center", "head_fit": "adam", "views": 0, "backbone": "tf_efficientnet_lite0"}
+DEFAULT_VIEWS = 3
 MAX_VIEWS = 8
 
 # Defaults that differ between the paper's cached-features method and fine-tuning.
@@ -46,7 +50,7 @@ class RunConfig:
     dataset_fingerprint: str | None = None   # filled in when the run starts; checked on resume
     dataset_id: str | None = None
     name: str = ""
-    backbone: str = "tf_efficientnet_lite0"
+    backbone: str | None = None              # None: default_backbone(mode)
     pretrained: bool = True
     weights_file: str | None = None
     mode: str = "features"
@@ -95,6 +99,8 @@ class RunConfig:
             raise InputError("run config: task must be a task name or a task definition (mapping)")
         if self.mode not in MODES:
             raise InputError(f"run config: mode must be one of {MODES}, got {self.mode!r}")
+        if self.backbone is None:
+            object.__setattr__(self, "backbone", default_backbone(self.mode))
         for key, value in _MODE_DEFAULTS[self.mode].items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
@@ -137,6 +143,9 @@ class RunConfig:
                 bad(name, f"must be a non-negative number, got {value!r}")
         if self.lr <= 0:
             bad("lr", "must be > 0")
+        if self.mode == "finetune" and _is_ensemble(self.backbone):
+            bad("backbone", f"{self.backbone!r} is a frozen feature ensemble: use mode 'features', or fine-tune "
+                            "one of its members")
         if self.head_fit == "logistic" and (self.mode != "features" or self.head != "linear"):
             bad("head_fit", "'logistic' fits a linear head on cached features: use mode 'features' and head "
                             "'linear', or head_fit 'adam'")
@@ -215,6 +224,24 @@ class RunConfig:
         except ValueError as exc:
             raise InputError(f"{path}: not valid JSON: {exc}") from None
         return cls.from_dict(data, source=str(path))
+
+
+def default_backbone(mode: str = "features") -> str:
+    """The backbone a run of this mode gets when none is named (Lite0 where the ensemble's weights are missing)."""
+    from core.models.registry import list_backbones
+
+    if mode == "features" and FEATURES_BACKBONE in {s.name for s in list_backbones()}:
+        return FEATURES_BACKBONE
+    return FINETUNE_BACKBONE
+
+
+def _is_ensemble(backbone: str) -> bool:
+    from core.models.registry import get_backbone
+
+    try:
+        return bool(get_backbone(backbone).members)
+    except InputError:
+        return False  # an unknown name is reported where the model is built, with the list of choices
 
 
 def as_config(config: "RunConfig | dict") -> RunConfig:

@@ -15,7 +15,7 @@ from core.train.context import RunContext
 from core.metrics.model_operating_point import choose_operating_point
 from core.train.features import FeatureCache, cached_view_features, file_digest
 from core.train.probe import fit_logistic_probe
-from core.train.recipe import inference_precision
+from core.models.precision import inference_precision
 from core.train.recipe import EpochSampler, balanced_weights, build_loss, build_optimizer, current_lr
 from core.train.scores import BestTracker, score_predictions
 

@@ -17,7 +17,7 @@ CURVE_COLUMNS = ["split", "metric", "step", "epoch", "value", "smoothed"]
 class RunProgress:
     """Where a run stands. `fraction` in [0, 1] of the current phase; None when unknown."""
 
-    phase: str                  # "waiting", "extracting features", "training", "finished"
+    phase: str                  # "waiting", "extracting features", "fitting the head", "training", "finished"
     fraction: float | None
     done: int | None
     total: int | None
@@ -61,6 +61,9 @@ def run_progress(events: list[dict], status: str | None = None) -> RunProgress:
     last_step_time = steps[-1].get("time", 0) if steps else None
     if extracts and (last_step_time is None or last_extract_time > last_step_time):
         done, total = int(extracts[-1].get("done") or 0), int(extracts[-1].get("total") or 0)
+        if total and done >= total and any(e.get("time", 0) > last_extract_time for e in statuses):
+            # Features are in; the logistic head is being fitted (cross-validated, no steps to count).
+            return RunProgress("fitting the head", None, None, None, None, **common)
         first = extracts[0]
         eta = None
         elapsed = float(extracts[-1].get("time", 0)) - float(first.get("time", 0))

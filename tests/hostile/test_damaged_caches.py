@@ -11,9 +11,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.explain import MapCache, explain
-from core.infer import predict, read_predictions
-from core.infer.predict import _write_parquet
-from core.metrics import read_predictions_file
+from core.infer import predict, read_predictions, write_predictions
 from core.store.integrity import DamagedCacheWarning, DamagedFileError
 from core.train import RunConfig, run_training
 from tests._evaluation_data import build_workspace, predictions_table, synthetic_probabilities, synthetic_truth
@@ -32,7 +30,10 @@ def tiny_oct(tmp_path_factory):
 
 
 def _features_run(data, workspace, run_dir):
-    return run_training(RunConfig(data=str(data), mode="features", epochs=1, **TINY), run_dir, workspace)
+    # The Adam head fit: one cache entry (the image as stored); the logistic probe adds acquisition views, each
+    # cached under its own key through the same checked load.
+    return run_training(RunConfig(data=str(data), mode="features", epochs=1, head_fit="adam", **TINY), run_dir,
+                        workspace)
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=str)
@@ -66,14 +67,14 @@ def _predictions_file(tmp_path):
     truth = synthetic_truth(task, 60)
     frame = predictions_table(task, truth, synthetic_probabilities(task, truth))
     path = tmp_path / "p.parquet"
-    _write_parquet(frame, path, {"task": task.to_dict(), "run_id": "r1", "dataset_id": "t1"})
+    write_predictions(frame, path, {"task": task.to_dict(), "run_id": "r1", "dataset_id": "t1"})
     return path
 
 
 def test_no_single_bit_flip_in_a_predictions_file_changes_it_silently(tmp_path):
     path = _predictions_file(tmp_path)
     good = path.read_bytes()
-    frame, meta = read_predictions_file(path)
+    frame, meta = read_predictions(path)
     rng = np.random.default_rng(0)
     silent, detected = [], 0
     for bit in rng.choice(len(good) * 8, size=200, replace=False):
@@ -81,7 +82,7 @@ def test_no_single_bit_flip_in_a_predictions_file_changes_it_silently(tmp_path):
         data[bit // 8] ^= 1 << (bit % 8)
         path.write_bytes(bytes(data))
         try:
-            again, again_meta = read_predictions_file(path)
+            again, again_meta = read_predictions(path)
         except DamagedFileError:
             detected += 1
             continue

@@ -12,6 +12,7 @@ import pandas as pd
 from core.data.dataset import Dataset
 from core.data.images import is_image_name
 from core.data.readers.common import ProblemLog, custom_task, finish, split_name
+from core.data.readers.registry import DatasetFormat
 from core.data.tasks import Task, get_task
 from core.errors import InputError
 
@@ -162,3 +163,36 @@ def read_image_folder(root: Path, task: Task | str | None, *, skip_bad: bool, ma
             rows.append((rel, full, label, patient, folder.split))
     table = pd.DataFrame(rows, columns=["image_id", "path", "label", "patient_id", "split"])
     return finish(table, task_obj, source, log, str(root), max_pixels)
+
+
+# -- the format ---------------------------------------------------------------------------------------------
+def scan_class_folders(scan) -> list[ClassFolder]:
+    """The folder's class folders, listed once per scan; a layout error is noted (it explains a failed detection)."""
+    if "class_folders" not in scan.memo:
+        try:
+            scan.memo["class_folders"] = class_folders(scan.root)
+        except InputError as exc:
+            scan.problems.append(exc)
+            scan.memo["class_folders"] = []
+    return scan.memo["class_folders"]
+
+
+def _kermany_layout(scan) -> Path | None:
+    """Class folders named as in Kermany's OCT2017 or chest X-ray datasets: a sure sign, checked first."""
+    folders = scan_class_folders(scan)
+    return scan.root if folders and detect_folder_task(folders) else None
+
+
+def _any_image_folder(scan) -> Path | None:
+    """Any class folders holding images (after a CSV manifest, which may sit beside image folders)."""
+    return scan.root if scan_class_folders(scan) and looks_like_image_folder(scan.root) else None
+
+
+def _read(path: Path, task, options) -> Dataset:
+    return read_image_folder(path, task, skip_bad=options.skip_bad, max_pixels=options.max_pixels,
+                             source=options.source)
+
+
+FORMAT = DatasetFormat(
+    name="image-folder", file_description="", folder_description="class folders (CLASS/images, optionally under "
+    "train/val/test)", read=_read, detectors=((0, _kermany_layout), (20, _any_image_folder)), uploadable=False)

@@ -12,6 +12,8 @@ import pandas as pd
 from core.data.dataset import Dataset
 from core.data.images import is_image_name
 from core.data.readers.common import ProblemLog, custom_task, finish, split_name
+from core.data.readers.folders import scan_class_folders
+from core.data.readers.registry import DatasetFormat
 from core.data.tasks import Task, get_task
 from core.errors import InputError
 
@@ -228,3 +230,33 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
     columns = ["image_id", "path", "label", "patient_id", "split"] + (list(task_obj.classes) if multilabel else [])
     out = pd.DataFrame(rows, columns=columns)
     return finish(out, task_obj, source, log, str(csv_path.parent), max_pixels)
+
+
+# -- the format ---------------------------------------------------------------------------------------------
+def _one_manifest(scan) -> Path | None:
+    manifests = [f for f in scan.files_with_suffix(".csv") if is_manifest(f)]
+    if len(manifests) > 1:
+        raise InputError(f"{scan.root}: several CSV manifests ({', '.join(f.name for f in manifests)}); "
+                         "give the path of the one to use")
+    return manifests[0] if manifests else None
+
+
+def _unusable_csv(scan) -> Path | None:
+    """Images in (at most) one folder beside a CSV: the CSV was meant as the manifest; say what it lacks rather
+    than reading the image folder as the only class (or the folder as holding no dataset)."""
+    csvs = scan.files_with_suffix(".csv")
+    if csvs and len({f.name for f in scan_class_folders(scan)}) < 2:
+        raise InputError(f"{scan.root}: found no usable CSV manifest: " + "; ".join(manifest_problem(f) for f in csvs))
+    return None
+
+
+def _read(path: Path, task, options) -> Dataset:
+    return read_manifest(path, task, skip_bad=options.skip_bad, max_pixels=options.max_pixels,
+                         source=options.source, confined=options.confined)
+
+
+FORMAT = DatasetFormat(
+    name="manifest", file_description="a .csv manifest", folder_description="a CSV manifest", read=_read,
+    suffixes=(".csv",), detectors=((10, _one_manifest), (15, _unusable_csv)),
+    alone_hint="A CSV manifest uploaded on its own brings no images: upload a zip holding the CSV together with "
+               "its images, or register a server-side folder that holds both.")

@@ -11,6 +11,7 @@ import pandas as pd
 from core.data.dataset import Dataset
 from core.data.images import npz_ref
 from core.data.readers.common import ProblemLog, finish
+from core.data.readers.registry import DatasetFormat
 from core.data.tasks import MAX_CLASSES, BinaryView, Task, get_task
 from core.errors import InputError
 
@@ -171,3 +172,21 @@ def read_medmnist(npz_path: Path, task: Task | str | None, *, skip_bad: bool, ma
     # Arrays need no per-image check: their shape and dtype were validated above.
     return finish(table, task_obj, source, ProblemLog(source, skip_bad), str(npz_path.parent), max_pixels,
                   check=False)
+
+
+# -- the format ---------------------------------------------------------------------------------------------
+def _one_npz(scan) -> Path | None:
+    npz = scan.files_with_suffix(".npz")
+    if len(npz) > 1:
+        scan.problems.append(InputError(f"{scan.root}: several .npz files ({', '.join(f.name for f in npz)}); "
+                                        "give the one to use"))
+    return npz[0] if len(npz) == 1 else None
+
+
+def _read(path: Path, task, options) -> Dataset:
+    return read_medmnist(path, task, skip_bad=options.skip_bad, max_pixels=options.max_pixels,
+                         source=options.source)
+
+
+FORMAT = DatasetFormat(name="medmnist", file_description="a MedMNIST .npz", folder_description="a MedMNIST .npz",
+                       read=_read, suffixes=(".npz",), detectors=((30, _one_npz),))

@@ -1,4 +1,5 @@
-"""Per-reader metrics from expert readings, next to the model's metrics on the same images."""
+"""Per-reader summaries for the JSON report and the Penalties page: each reader's calls next to the model's on
+the same images (confusion, accuracy, weighted error, kappa, default binary view, McNemar)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,14 @@ import pandas as pd
 
 from core.data.tasks import Task
 from core.errors import InputError
+from core.infer.predictions import with_predicted
 from core.metrics.comparisons import compare_correctness
 from core.metrics.diagnostic import counts_from_labels, diagnostic_metrics
 from core.metrics.intervals import proportion_ci
 from core.metrics.kappa import kappa_from_table
 from core.metrics.multiclass import class_indices
 from core.metrics.penalties import confusion_counts, weighted_error
-
-READING_COLUMNS = ("reader_id", "image_id", "label")
-
-
-def _canonical_labels(values: pd.Series, task: Task) -> np.ndarray:
-    """Class indices of the readers' labels, accepting any case or a task alias."""
-    mapping = {raw: task.canonical_label(raw) for raw in pd.unique(values.astype(str))}
-    return class_indices(values.astype(str).map(mapping), task.classes)
-
+from core.readers.compare import normalised_readings
 
 def _calls_summary(truth: np.ndarray, calls: np.ndarray, task: Task, penalty: np.ndarray,
                    confidence: float, lr_ci: str) -> dict:
@@ -57,20 +51,17 @@ def reader_summaries(readings: pd.DataFrame, predictions: pd.DataFrame, task: Ta
     predictions table (image_id, label, predicted). Images a reader graded that are not in the
     predictions table are ignored and counted.
     """
-    missing = [c for c in READING_COLUMNS if c not in readings.columns]
-    if missing:
-        raise InputError(f"readings table lacks columns {missing} (needs {list(READING_COLUMNS)})")
     if task.kind == "multilabel":
         raise InputError("per-reader metrics are not defined for multi-label tasks")
+    frame = normalised_readings(readings, task)
     penalty = task.penalty() if penalty is None else np.asarray(penalty, dtype=float)
-    truth_table = predictions[["image_id", "label", "predicted"]].copy()
+    truth_table = with_predicted(predictions, task)[["image_id", "label", "predicted"]].copy()
     truth_table["image_id"] = truth_table["image_id"].astype(str)
-    frame = readings.assign(image_id=readings["image_id"].astype(str))
     merged = frame.merge(truth_table, on="image_id", how="inner", suffixes=("_reader", ""))
     out: dict = {}
     for reader_id, part in merged.groupby("reader_id", sort=True):
         truth = class_indices(part["label"], task.classes)
-        calls = _canonical_labels(part["label_reader"], task)
+        calls = class_indices(part["label_reader"], task.classes)
         model_calls = class_indices(part["predicted"], task.classes)
         entry = {
             "images_not_in_predictions": int((frame["reader_id"] == reader_id).sum() - len(part)),
@@ -79,8 +70,22 @@ def reader_summaries(readings: pd.DataFrame, predictions: pd.DataFrame, task: Ta
             # Positive difference in b - c means the model was right where the reader was not.
             "mcnemar_model_vs_reader": compare_correctness(truth, model_calls, calls, method="exact"),
         }
-        if "seconds" in part.columns:
+        if "seconds" in readings.columns:
             seconds = pd.to_numeric(part["seconds"], errors="coerce").dropna()
             entry["median_seconds"] = float(seconds.median()) if len(seconds) else math.nan
         out[str(reader_id)] = entry
     return out
+
+
+def reader_confusions(readings: pd.DataFrame | None, predictions: pd.DataFrame, task: Task) -> dict[str, dict]:
+    """Per reader: their confusion counts and the model's on the same images (penalty-free, so build once).
+
+    Returns {reader_id: {"reader": counts, "model": counts, "images": n}} from reader_summaries.
+    """
+    if readings is None or readings.empty:
+        return {}
+    results = reader_summaries(readings, predictions, task)
+    return {reader: {"reader": np.asarray(entry["reader"]["confusion"]["counts"]),
+                     "model": np.asarray(entry["model_on_same_images"]["confusion"]["counts"]),
+                     "images": int(entry["reader"]["n_images"])}
+            for reader, entry in results.items()}

@@ -1,18 +1,17 @@
-"""The JSON evaluation report and `python -m core evaluate`, on small synthetic predictions tables."""
+"""The JSON evaluation (core/report/evaluate.py) and `python -m core evaluate` on synthetic predictions tables."""
 
 import argparse
 import json
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from core.data.tasks import get_task
 from core.errors import InputError
-from core.metrics import cli as metrics_cli
-from core.metrics import evaluate_predictions
+from core.infer.predictions import write_predictions
+from core.report import cli as metrics_cli
+from core.report import evaluate_predictions
 
 OCT = get_task("oct-kermany")
 
@@ -35,9 +34,7 @@ def predictions_table(task=OCT, n=240, seed=0, strength=1.5):
 
 
 def write_parquet(table, path, task=OCT):
-    meta = {b"core": json.dumps({"task": task.to_dict(), "run_id": "run-test", "classes": list(task.classes)})}
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta}), path)
+    write_predictions(table, path, {"task": task.to_dict(), "run_id": "run-test", "classes": list(task.classes)})
 
 
 def test_report_is_plain_json_with_the_expected_sections():
@@ -165,9 +162,9 @@ def test_cli_errors_name_the_file(tmp_path):
 def test_cli_through_core_main(tmp_path, monkeypatch):
     import core.__main__ as main_module
 
-    assert "core.metrics.cli" in main_module.COMMAND_MODULES
+    assert "core.report.cli" in main_module.COMMAND_MODULES
     # Only our subcommand: the other packages' CLIs import torch, which this test does not need.
-    monkeypatch.setattr(main_module, "COMMAND_MODULES", ("core.metrics.cli",))
+    monkeypatch.setattr(main_module, "COMMAND_MODULES", ("core.report.cli",))
     write_parquet(predictions_table(n=40), tmp_path / "p.parquet")
     argv = ["evaluate", "--predictions", str(tmp_path / "p.parquet"), "--task", "oct-kermany", "--bootstrap", "0",
             "--out", str(tmp_path / "r.json")]

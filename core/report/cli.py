@@ -43,10 +43,11 @@ def register(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from core.infer.predictions import read_predictions
     from core.metrics.penalties import load_penalty_matrix
-    from core.metrics.report import evaluate_predictions, read_predictions_file
+    from core.report.evaluate import evaluate_predictions
 
-    df, meta = read_predictions_file(args.predictions)
+    df, meta = read_predictions(args.predictions)
     if args.task is not None:
         task = get_task(args.task)
     elif isinstance(meta.get("task"), dict):

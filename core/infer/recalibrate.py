@@ -24,7 +24,7 @@ from core.data import Dataset
 from core.data.splits import limited_subset
 from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
-from core.metrics.dashboard import calls_at_threshold
+from core.infer.predictions import model_calls
 from core.metrics.diagnostic import diagnostic_metrics
 from core.metrics.model_operating_point import (
     DEFAULT_RULE,
@@ -96,6 +96,10 @@ def _sens_spec(task: Task, truth: np.ndarray, calls: np.ndarray, view) -> dict:
     return {"n": int(len(t)), "sensitivity": _interval(m.sensitivity), "specificity": _interval(m.specificity)}
 
 
+def _indices(task: Task, names) -> np.ndarray:
+    return np.array([task.class_index(str(n)) for n in names], dtype=np.int64)
+
+
 def _interval(iv) -> dict:
     return {"value": float(iv.value), "low": float(iv.low), "high": float(iv.high), "method": str(iv.method)}
 
@@ -121,6 +125,7 @@ def recalibrate(run, data, workspace: Workspace | str | Path | None = None, *, s
     With `sample_size`, that many images (whole patients, class-stratified) are drawn from `data` to recalibrate
     on and the rest show before/after; without it, all of `data` is the sample and no before/after is given."""
     from core.infer.predict import _resolve_dataset, predict, resolve_model
+    from core.infer.predictions import probabilities
     from core.models import save_checkpoint
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
@@ -135,7 +140,7 @@ def recalibrate(run, data, workspace: Workspace | str | Path | None = None, *, s
     source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
     ds, registered = _resolve_dataset(ws, data, source_task)
     frame = predict(weights, ds, ws, dataset_id=dataset_id or registered)
-    probs = frame[[f"prob_{c}" for c in task.classes]].to_numpy()
+    probs = probabilities(frame, task)
     truth = np.array([task.class_index(str(v)) for v in frame["label"]])
     by_id = {str(i): j for j, i in enumerate(frame["image_id"])}
     if sample_size is not None:
@@ -158,14 +163,13 @@ def recalibrate(run, data, workspace: Workspace | str | Path | None = None, *, s
     before = after = None
     if len(rest):
         old = ModelOperatingPoint.from_dict(card.get("operating_point"))
-        old_calls = (calls_at_threshold(probs[rest], task.classes, old.binary_view, old.threshold) if old
-                     else probs[rest].argmax(axis=1))
-        new_calls = calls_at_threshold(scaled[rest], task.classes, point.binary_view, point.threshold)
+        old_calls = _indices(task, model_calls(probs[rest], task, old))
+        new_calls = _indices(task, model_calls(scaled[rest], task, point))
         before = _sens_spec(task, truth[rest], old_calls, point.binary_view)
         after = _sens_spec(task, truth[rest], new_calls, point.binary_view)
 
     source_run = ws.get_run(source_id)
-    config = json.loads(source_run["config"]) if source_run and source_run.get("config") else {}
+    config = dict((source_run or {}).get("config") or {})  # the registry returns it parsed
     record = {"source_run": source_id, "source_checkpoint": str(weights), "data": str(ds.source),
               "dataset_fingerprint": ds.fingerprint, "sample_size": int(len(sample)), "seed": seed, "rule": rule,
               "target": target, "temperature": t, "operating_point": point.to_dict(), "before": before,
