@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sqlite3
 import sys
+from pathlib import Path
 
-from core.errors import InputError
+from core.errors import STORAGE_ERRNOS, InputError, storage_error
 
 # Each module exposes register(subparsers); its parsers set `func` to a callable taking the args.
 COMMAND_MODULES = (
@@ -17,6 +20,7 @@ COMMAND_MODULES = (
     "core.report.cli",
     "core.explain.cli",
     "core.readers.cli",
+    "core.store.cli",
 )
 
 
@@ -37,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.OperationalError) as exc:
+        if isinstance(exc, sqlite3.OperationalError) or exc.errno in STORAGE_ERRNOS:
+            workspace = Path(os.environ.get("CORE_WORKSPACE") or "workspace").expanduser().resolve()
+            target = getattr(exc, "filename", None)
+            exc = storage_error(exc, workspace, f"writing {target}" if target else "storing the result")
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

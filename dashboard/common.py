@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from core.errors import InputError
 from core.store import Workspace
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
     from core.data.tasks import Task
 from dashboard import state
+from dashboard.widgets import show_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +45,14 @@ def apply_style() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _open_workspace(root: str) -> Workspace:
-    return Workspace.open(root)
+    from core.store.doctor import clean_leftovers
+
+    ws = Workspace.open(root)
+    try:  # once per server process and workspace: half-written files of killed processes go
+        clean_leftovers(ws)
+    except OSError:
+        pass  # a read-only workspace: pages say so when they write
+    return ws
 
 
 def workspace_root() -> str:
@@ -225,8 +234,13 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection |
     if (run_id, test_set_id) != (current_run, current_test):
         remember_selection(run_id=run_id, test_set_id=test_set_id)
     row = next(r for r in rows if r["run_id"] == run_id and r["dataset_id"] == test_set_id)
-    file = PredictionsFile.at(row["path"])
-    frame, meta = load_predictions(file)
+    try:
+        file = PredictionsFile.at(row["path"])
+        frame, meta = load_predictions(file)
+    except (InputError, OSError) as exc:  # damaged or missing file: say which and how to recover; other pairs stay
+        show_error("The predictions of this model on this test set cannot be used. Compute them again on the "
+                   "**Test sets** page (the damaged file is then replaced).", exc)
+        return None
     task = task_of(meta, (runs.get(run_id) or {}).get("task"))
     return EvaluationSelection(run_id=run_id, dataset_id=test_set_id, file=file, frame=frame, meta=meta, task=task,
                                run=runs.get(run_id), test_set=test_sets.get(test_set_id))

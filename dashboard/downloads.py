@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.store.files import export_csv
+from core.store.csv_safe import csv_bytes
 
 
 def _slug(name: str) -> str:
@@ -18,8 +18,8 @@ def _slug(name: str) -> str:
 def table_download(frame: pd.DataFrame, name: str, key: str | None = None, label: str = "CSV", *,
                    container=None, disabled: bool = False) -> None:
     """The CSV download of a table, built only when clicked; text cells a spreadsheet would run as formulas are
-    defused (names and reader codes come from users)."""
-    (container or st).download_button(label, data=lambda: export_csv(frame), file_name=f"{_slug(name)}.csv",
+    defused by the one CSV writer (names and reader codes come from users)."""
+    (container or st).download_button(label, data=lambda: csv_bytes(frame), file_name=f"{_slug(name)}.csv",
                                       mime="text/csv", key=key or f"csv_{_slug(name)}", icon=":material/download:",
                                       on_click="ignore", disabled=disabled)
 

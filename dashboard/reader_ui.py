@@ -9,7 +9,7 @@ from PIL import Image
 
 from core.data.images import open_image
 from core.data.tasks import Task, get_task
-from core.errors import InputError
+from core.errors import InputError, StorageError
 from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_study, end_early, finish, item_at,
                           join_study, list_studies, next_item, own_answer, passwords_configured, progress,
                           record_answer)
@@ -168,13 +168,43 @@ def _answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, label: 
     """Button callback: commit the answer now, then move on to the next image without an answer."""
     shown = st.session_state.get(state.READER_SHOWN) or {}
     seconds = time.time() - shown["at"] if shown.get("image_id") == image_id else None
+    answer = {"study_id": study_id, "reader_id": reader_id, "image_id": image_id, "label": label,
+              "confidence": st.session_state.get(confidence_key), "seconds": seconds}
     try:
-        record_answer(ws, study_id, reader_id, image_id, label, confidence=st.session_state.get(confidence_key),
-                      seconds=seconds)
+        record_answer(ws, **answer)
+    except StorageError as exc:  # kept in the page and retried on every rerun; never acknowledged
+        st.session_state[state.READER_UNSAVED] = answer
+        st.session_state[state.READER_ERROR] = str(exc)
+        return
     except InputError as exc:
         st.session_state[state.READER_ERROR] = str(exc)
         return
     st.session_state[state.READER_POSITION] = None
+
+
+def _retry_unsaved(ws: Workspace, study_id: str, reader_id: str) -> None:
+    """Store an answer that the workspace could not take before (full disk, read-only folder), or say it is
+    still waiting. Until stored, the reader stays on that image."""
+    answer = st.session_state.get(state.READER_UNSAVED)
+    if not answer or (answer["study_id"], answer["reader_id"]) != (study_id, reader_id):
+        return
+    try:
+        record_answer(ws, **answer)
+    except StorageError as exc:
+        show_error(f"Your answer **{plain(answer['label'])}** for this image is kept in this page but is **not "
+                   "saved**: the workspace cannot be written. It is tried again on every click; do not close this "
+                   "tab until it is saved.", exc)
+        st.button("Try saving again", key="rs_retry_unsaved", icon=":material/refresh:")
+        st.session_state.pop(state.READER_ERROR, None)
+        return
+    except InputError as exc:  # e.g. the reader finished meanwhile: drop it and say so
+        st.session_state.pop(state.READER_UNSAVED, None)
+        st.session_state[state.READER_ERROR] = str(exc)
+        return
+    st.session_state.pop(state.READER_UNSAVED, None)
+    st.session_state.pop(state.READER_ERROR, None)
+    st.session_state[state.READER_POSITION] = None
+    st.success(f"Your answer **{plain(answer['label'])}** was saved now.", icon=":material/cloud_done:")
 
 
 def _go(position: int | None) -> None:
@@ -185,6 +215,7 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
     """One image at a time: large, zoomable, the task's classes as buttons (keys 1..k), optional confidence.
     Shows only the image, its place in the reader's order and the reader's own answer: never an id, path,
     label, model output or another reader's answer."""
+    _retry_unsaved(ws, study.id, reader_id)
     prog = progress(ws, study.id, reader_id)
     st.progress(prog.fraction, text=f"{prog.answered} of {prog.total} images graded")
     if state.READER_ERROR in st.session_state:

@@ -13,7 +13,7 @@ from core.explain.exports import draw_boxes, overlays_zip, png_bytes, safe_file_
 from core.explain.registry import get_explainer
 from core.explain.gallery import case_table, select_cases
 from core.readers import list_readings
-from core.store.files import export_csv
+from core.store.csv_safe import csv_bytes
 from dashboard import state
 from dashboard.common import get_workspace
 from dashboard.downloads import table_download
@@ -235,7 +235,7 @@ cols[0].download_button(
     icon=":material/folder_zip:", on_click="ignore", disabled=n_maps == 0,
     data=lambda: overlays_zip(images, maps_by_method, colormap=display.colormap, opacity=display.opacity,
                               shared=display.shared,
-                              files={name: export_csv(table) for name, table in
+                              files={name: csv_bytes(table) for name, table in
                                      (("scores.csv", scores), ("summary.csv", summary)) if not table.empty}))
 table_download(scores, "explain-scores", key="explain_scores_csv", label="Scores per image (CSV)",
                container=cols[1], disabled=scores.empty)

@@ -110,7 +110,7 @@ def test_entry_count_limit(tmp_path):
     z = tmp_path / "many.zip"
     with zipfile.ZipFile(z, "w") as zf:
         for i in range(12):
-            zf.writestr(f"f{i}.txt", b"1")
+            zf.writestr(f"f{i}.png", b"1")
     with pytest.raises(InputError, match=r"12 entries.*limit of 10"):
         check_zip(z, max_entries=10)
     assert len(check_zip(z, max_entries=12)) == 12
@@ -135,7 +135,7 @@ def test_not_a_zip_and_empty_zip(tmp_path):
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr("__MACOSX/._x", b"")
-    with pytest.raises(InputError, match="no files"):
+    with pytest.raises(InputError, match="no dataset files"):
         extract_zip(empty, tmp_path / "t2")
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from core.errors import InputError
 from core.explain import MapCache, compute_maps, explain, map_key
+from core.store.integrity import DamagedCacheWarning
 
 
 class CountingModel(nn.Module):
@@ -88,7 +89,8 @@ def test_a_damaged_cache_file_is_recomputed(tmp_path, model):
     (path,) = list((tmp_path / "maps").rglob("*.safetensors"))
     path.write_bytes(b"not a safetensors file")
     calls = model.calls
-    amap = explain(model, image, 0, "gradcam", cache=cache, model_id="m1")
+    with pytest.warns(DamagedCacheWarning, match="damaged cache entry"):
+        amap = explain(model, image, 0, "gradcam", cache=cache, model_id="m1")
     assert model.calls > calls and "cache" not in amap.info
     assert cache.get(path.stem) is not None  # rewritten whole
     assert cache.clear() == 1

@@ -12,11 +12,21 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.errors import InputError
+from core.data.images import is_image_name
+from core.errors import STORAGE_ERRNOS, InputError, storage_error
 
 # OCT2017 unzips to ~6 GB in ~84k files; these limits leave room for such datasets and stop bombs.
 DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3
 DEFAULT_MAX_ENTRIES = 250_000
+# Only what a dataset reader uses is extracted: images, CSV manifests (and lesion-box tables), MedMNIST .npz.
+DATA_SUFFIXES = (".csv", ".npz")
+# A bomb with honest headers: JPEG/PNG barely compress again in a zip (~1:1), raw TIFF/BMP/DICOM a few
+# times. The archive may expand to MAX_EXPANSION_RATIO times its compressed bytes, or to IMAGE_ALLOWANCE
+# bytes per image it holds (whichever is larger), so a small zip of highly compressible "images" is refused.
+MAX_EXPANSION_RATIO = 100
+IMAGE_ALLOWANCE = 4 * 1024**2
+# Extraction must leave this share of the disk free (a full disk breaks the registry and every run).
+MIN_FREE_FRACTION = 0.05
 MARKER = ".core-extracted"  # holds the zip's sha256; hidden, so readers skip it
 _CHUNK = 1 << 20
 _DIGESTS: dict[tuple[str, int, int], str] = {}
@@ -37,6 +47,11 @@ def _ignored(name: str) -> bool:
     # macOS resource forks and Finder litter ride along in zips made on a Mac; they are not data.
     parts = name.split("/")
     return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db") or parts[-1].startswith("._")
+
+
+def is_dataset_file(name: str) -> bool:
+    """True for the files a dataset reader uses (images, .csv, .npz); the rest of an archive is not extracted."""
+    return is_image_name(posixpath.basename(name)) or posixpath.splitext(name)[1].lower() in DATA_SUFFIXES
 
 
 def _safe_name(zip_name: str, info: zipfile.ZipInfo) -> str:
@@ -72,10 +87,13 @@ def check_zip(zip_path: str | Path, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYT
         raise InputError(f"{zip_name}: not a readable zip archive ({exc})") from None
     if len(infos) > max_entries:
         raise InputError(f"{zip_name}: {len(infos):,} entries, above the limit of {max_entries:,}")
-    files, seen, total = [], set(), 0
+    files, seen, total, packed, n_images, skipped = [], set(), 0, 0, 0, 0
     for info in infos:
-        name = _safe_name(zip_name, info)
+        name = _safe_name(zip_name, info)  # every entry is checked, also those not extracted
         if info.is_dir() or not name or _ignored(name):
+            continue
+        if not is_dataset_file(name):
+            skipped += 1
             continue
         if info.flag_bits & 0x1:
             raise InputError(f"{zip_name}: entry {info.filename!r} is encrypted; upload an unencrypted zip")
@@ -83,11 +101,20 @@ def check_zip(zip_path: str | Path, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYT
             raise InputError(f"{zip_name}: entry {info.filename!r} appears twice")
         seen.add(name)
         total += info.file_size
+        packed += info.compress_size
+        n_images += is_image_name(posixpath.basename(name))
         if total > max_total_bytes:
             raise InputError(f"{zip_name}: expands to more than {max_total_bytes:,} bytes (limit); refusing to extract")
         files.append((info, name))
     if not files:
-        raise InputError(f"{zip_name}: the archive holds no files")
+        raise InputError(f"{zip_name}: the archive holds no dataset files (images, .csv or .npz)"
+                         + (f"; {skipped} other file(s) were left out" if skipped else ""))
+    allowed = max(MAX_EXPANSION_RATIO * packed, IMAGE_ALLOWANCE * n_images)
+    if total > allowed:
+        raise InputError(f"{zip_name}: {packed:,} compressed bytes would expand to {total:,} bytes "
+                         f"({total / max(packed, 1):,.0f}:1) for {n_images:,} image(s); the limit is "
+                         f"{MAX_EXPANSION_RATIO}:1 or {IMAGE_ALLOWANCE // 1024**2} MiB per image "
+                         f"({allowed:,} bytes). Refusing to extract what looks like a zip bomb")
     return files
 
 
@@ -141,10 +168,13 @@ def extract_zip(zip_path: str | Path, target: str | Path | None = None, *,
     files = check_zip(zip_path, max_total_bytes, max_entries)
     target.parent.mkdir(parents=True, exist_ok=True)
     needed = sum(info.file_size for info, _ in files)
-    free = shutil.disk_usage(target.parent).free
-    if needed > free:
-        raise InputError(f"{zip_path}: needs {needed:,} bytes but only {free:,} are free in {target.parent}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    disk = shutil.disk_usage(target.parent)
+    reserve = int(MIN_FREE_FRACTION * disk.total)
+    if needed > disk.free - reserve:
+        raise InputError(f"{zip_path}: extracting needs {needed:,} bytes; {target.parent} has {disk.free:,} free "
+                         f"and {reserve:,} ({MIN_FREE_FRACTION:.0%} of the disk) must stay free")
+    # The pid in the name lets `python -m core doctor` (and startup) remove it once this process is gone.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
     try:
         _stream_entries(zip_path, files, tmp, max_total_bytes)
         (tmp / MARKER).write_text(digest)
@@ -161,6 +191,8 @@ def extract_zip(zip_path: str | Path, target: str | Path | None = None, *,
         raise
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, target.parent, f"extracting {zip_path.name}") from None
         raise InputError(f"{zip_path}: extraction failed ({exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,6 +24,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Files that passed check_image, keyed by (path, size, mtime_ns, limit): a re-load costs one stat per file.
 _CHECKED: dict[tuple[str, int, int, int], tuple[int, int]] = {}
 _CHECKED_MAX = 1_000_000
+# Files decoded in full at ingestion, keyed by the sha256 of their bytes (and the pixel limit): the same
+# content under another name or folder (a re-upload, a split registered on its own) is not decoded again.
+_DECODED: dict[tuple[str, int], tuple[int, int]] = {}
 
 
 def is_image_name(name: str) -> bool:
@@ -78,8 +81,8 @@ def _open_header(path: str, max_pixels: int) -> Image.Image:
         raise InputError(f"{path}: file not found") from None
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image PIL can read (unknown or corrupt format)") from None
-    except Image.DecompressionBombError:
-        raise InputError(f"{path}: image is too large (decompression-bomb guard)") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: image is too large (decompression-bomb guard: {exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: cannot read image header ({exc})") from None
     w, h = im.size
@@ -120,8 +123,9 @@ def _tiff_complete(im: Image.Image, size: int) -> bool:
 def check_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """Cheap ingestion check (header, plus an end-of-data check per format); returns (width, height).
 
-    Finds non-images, corrupt headers, truncated JPEG/PNG/TIFF files and over-large images without
-    decoding pixels, so an 80k-image folder is checked in seconds; full decode happens in open_image.
+    Finds non-images, corrupt headers, truncated JPEG/PNG/TIFF files and over-large images from headers
+    first, then decodes each file in full once per content (cached by its sha256): corrupt scan data, a
+    truncated JPEG given an end marker, an all-NaN float TIFF are found here, not in the middle of a run.
     """
     path = str(path)
     if path.startswith(NPZ_PREFIX):
@@ -156,10 +160,38 @@ def check_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple
                 raise InputError(f"{path}: corrupt or truncated PNG ({exc})") from None
     finally:
         im.close()
+    _decode_once(path, max_pixels)
     if len(_CHECKED) >= _CHECKED_MAX:
         _CHECKED.clear()
     _CHECKED[key] = dims
     return dims
+
+
+def _decode_once(path: str, max_pixels: int) -> None:
+    """Decode the file in full once per content (scan data can be corrupt behind a valid header and end marker)."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if (digest, max_pixels) in _DECODED:
+        return
+    image = open_image(path, max_pixels, verify=True)
+    if len(_DECODED) >= _CHECKED_MAX:
+        _DECODED.clear()
+    _DECODED[(digest, max_pixels)] = image.size
+
+
+def _verify_jpeg(path: str) -> None:
+    """Decode the JPEG strictly with libjpeg-turbo (simplejpeg): its "corrupt data" warnings, which PIL ignores
+    (garbage in the scan data, a file cut short and given an end marker, decoded half grey), are errors here."""
+    import simplejpeg  # lazy: only ingestion checks and inference verify pixels this way
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+    except ValueError as exc:
+        raise InputError(f"{path}: corrupt JPEG data ({exc})") from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -196,7 +228,7 @@ def _high_depth_to_l(im: Image.Image) -> Image.Image:
     arr = arr.astype(np.float32)
     finite = np.isfinite(arr)
     if not finite.any():
-        return Image.fromarray(np.zeros(arr.shape, np.uint8), mode="L")
+        raise ValueError("no finite pixel value (every pixel is NaN or infinite)")
     lo, hi = float(arr[finite].min()), float(arr[finite].max())
     scaled = np.zeros(arr.shape, np.float32) if hi <= lo else (np.where(finite, arr, lo) - lo) * (255.0 / (hi - lo))
     return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
@@ -240,11 +272,13 @@ def _array_to_image(arr: np.ndarray, ref: str) -> Image.Image:
     raise InputError(f"{ref}: array of shape {arr.shape} is not a 2-D greyscale or RGB image")
 
 
-def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, dicom: DicomOptions | None = None) -> Image.Image:
+def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, dicom: DicomOptions | None = None,
+               verify: bool = False) -> Image.Image:
     """Decode an image file (or `npz:` reference) fully: EXIF-rotated, mode "L" or "RGB".
 
     DICOM files (.dcm, or the DICM marker) are decoded by core.data.dicom with the windowing in `dicom`.
     Every failure (missing, not an image, truncated, too many pixels) is an InputError naming the file.
+    verify: also decode JPEGs strictly (ingestion, inference), so corrupt scan data is an error, not grey.
     """
     path = str(path)
     if path.startswith(NPZ_PREFIX):
@@ -254,6 +288,8 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, dicom: Di
     src = _open_header(path, max_pixels)
     try:
         src.load()
+        if verify and src.format == "JPEG":
+            _verify_jpeg(path)
         # exif_transpose also handles TIFF orientation tags; it returns a new image when it rotates.
         rotated = ImageOps.exif_transpose(src) or src
         out = to_standard_mode(rotated)

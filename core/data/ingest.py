@@ -19,7 +19,7 @@ from core.data.loading import load_dataset
 from core.data.readers import read_path, upload_types
 from core.data.readers.registry import file_types_text, format_for_file
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
-from core.errors import InputError
+from core.errors import InputError, storage_error
 from core.store import Workspace
 from core.store.workspace import new_id
 
@@ -85,15 +85,17 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
                          f"upload a .zip (class folders, or images + CSV), {file_types_text()}")
     stem = _slug(PurePath(str(file_name)).stem) or "upload"
     folder = ws.uploads_dir / new_id("upload", stem)
-    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise storage_error(exc, ws.root, f"storing the upload {file_name!r}") from None
     # The stem is kept (slugged) because readers recognise some files by name (e.g. pneumoniamnist*.npz).
     saved = folder / f"{stem}.{suffix}"
     try:
         try:
             _save(data, saved)
         except OSError as exc:
-            raise InputError(f"{file_name}: could not store the upload in {ws.uploads_dir} "
-                             f"({exc.strerror or exc})") from None
+            raise storage_error(exc, ws.root, f"storing the upload {file_name!r} in {ws.uploads_dir}") from None
         task_arg = _task_arg(task)
         if suffix == "zip":
             extracted = folder / "data"
@@ -168,10 +170,12 @@ def registered_task(record: dict) -> Task:
     return get_task(record["task"])
 
 
-def load_registered(ws: Workspace, dataset_id: str) -> Dataset:
-    """Load a registered dataset or test set as it was registered: same task, skip_bad setting and split."""
+def load_registered(ws: Workspace, dataset_id: str, skip_bad: bool | None = None) -> Dataset:
+    """Load a registered dataset or test set as it was registered: same task, skip_bad setting (unless given:
+    inference skips an image damaged since registration rather than failing the set) and split."""
     record = _record(ws, dataset_id)
     meta = record["meta"]
-    ds = load_dataset(record["source"], registered_task(record), skip_bad=bool(meta.get("skip_bad")),
+    skip = bool(meta.get("skip_bad")) if skip_bad is None else bool(skip_bad or meta.get("skip_bad"))
+    ds = load_dataset(record["source"], registered_task(record), skip_bad=skip,
                       dicom=DicomOptions.from_dict(meta["dicom"]) if meta.get("dicom") else None)
     return ds.split_named(meta["split"]) if meta.get("split") else ds

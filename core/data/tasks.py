@@ -13,6 +13,23 @@ from core.errors import InputError
 
 KINDS = ("multiclass", "binary", "ordinal", "multilabel")
 REFERRAL_LEVELS = ("urgent", "routine", "observation")
+# Far above any clinical schema (ICD chapters, RFMiD's 46 labels); a count read from a file is checked
+# against it before anything is allocated per class (a label value of 1e9 must not become 1e9 classes).
+MAX_CLASSES = 1000
+
+
+def penalty_problem(matrix: np.ndarray) -> str | None:
+    """Why a square penalty matrix (rows = true, columns = predicted) cannot be used, or None."""
+    if not np.isfinite(matrix).all() or (matrix < 0).any():
+        return "entries must be finite and non-negative"
+    if not matrix.any():
+        return "is all zeros: no error would cost anything, so every decision rule would look perfect"
+    diagonal = np.diag(matrix)
+    if diagonal.any():
+        i = int(np.flatnonzero(diagonal)[0])
+        return (f"has {diagonal[i]:g} on its diagonal (row {i + 1}): a correct call must cost 0; "
+                "put the costs of errors off the diagonal")
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,8 +66,19 @@ class Task:
             raise InputError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if len(self.classes) < 2 and self.kind != "multilabel":
             raise InputError(f"task {self.name!r}: needs at least two classes")
+        if len(self.classes) > MAX_CLASSES:
+            raise InputError(f"task {self.name!r}: {len(self.classes):,} classes, above the limit of {MAX_CLASSES}")
         if len(set(self.classes)) != len(self.classes):
             raise InputError(f"task {self.name!r}: class names repeat: {list(self.classes)}")
+        blank = [i + 1 for i, c in enumerate(self.classes) if not str(c).strip()]
+        if blank:
+            raise InputError(f"task {self.name!r}: class name number {blank[0]} is empty; every class needs a name")
+        by_case: dict[str, str] = {}
+        for cls in self.classes:
+            other = by_case.setdefault(cls.strip().lower(), cls)
+            if other != cls:
+                raise InputError(f"task {self.name!r}: classes {other!r} and {cls!r} differ only in case (or "
+                                 "spaces); labels are matched ignoring case, so they cannot be told apart")
         levels = dict(self.referral_level)
         for cls, level in levels.items():
             if cls not in self.classes:
@@ -62,8 +90,9 @@ class Task:
             k = len(self.classes)
             if m.shape != (k, k):
                 raise InputError(f"task {self.name!r}: penalty matrix must be {k}x{k}, got {m.shape}")
-            if (m < 0).any() or not np.isfinite(m).all():
-                raise InputError(f"task {self.name!r}: penalty matrix entries must be finite and non-negative")
+            problem = penalty_problem(m)
+            if problem:
+                raise InputError(f"task {self.name!r}: penalty matrix {problem}")
         for view in self.binary_views:
             for cls in view.positive + view.negative:
                 if cls not in self.classes:
@@ -208,6 +237,10 @@ def list_tasks() -> list[str]:
 
 def task_from_dict(data: dict, source: str = "task definition") -> Task:
     """Build a Task from a plain mapping (a user's JSON/TOML file, or a saved run config)."""
+    raw_classes = data.get("classes")
+    if isinstance(raw_classes, (str, bytes)) or not isinstance(raw_classes, (list, tuple, type(None))):
+        raise InputError(f"{source}: 'classes' must be a list of class names, e.g. [\"CNV\", \"DME\"], not "
+                         f"{type(raw_classes).__name__} {str(raw_classes)[:40]!r}")
     try:
         classes = tuple(str(c) for c in data["classes"])
         name = str(data.get("name") or "custom")

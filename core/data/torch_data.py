@@ -6,11 +6,13 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 from torchvision.transforms.functional import pil_to_tensor
 
 from core.data.dataset import Dataset
 from core.data.images import open_image
+from core.errors import InputError
 
 
 class ImageTableDataset(TorchDataset):
@@ -41,3 +43,17 @@ class ImageTableDataset(TorchDataset):
         x = self.transform(image) if self.transform is not None else pil_to_tensor(image)
         target = torch.from_numpy(self.targets[i]) if self.multilabel else int(self.targets[i])
         return x, target
+
+
+class InferenceImages(ImageTableDataset):
+    """(tensor, problem) pairs for inference. An image that cannot be decoded gives a blank tensor and its
+    problem text instead of stopping the whole set; the caller drops those rows and reports them."""
+
+    def __getitem__(self, i: int):
+        try:
+            image = open_image(self.paths[i], max_pixels=self.max_pixels, dicom=self.dicom, verify=True)
+            problem = ""
+        except InputError as exc:
+            image, problem = Image.new("RGB", (8, 8)), str(exc)
+        x = self.transform(image) if self.transform is not None else pil_to_tensor(image)
+        return x, problem

@@ -15,6 +15,7 @@ from safetensors.numpy import save as save_arrays
 
 from core.explain.maps import AttributionMap
 from core.store.files import write_atomically
+from core.store.integrity import DIGEST_KEY, arrays_digest, discard_damaged
 
 CACHE_VERSION = 1  # bump when a method's output changes meaning, so old maps stop matching
 
@@ -74,7 +75,8 @@ class MapCache:
         return self.root / key[:2] / f"{key}.safetensors"
 
     def get(self, key: str) -> AttributionMap | None:
-        """The cached map, or None when absent or unreadable (a damaged file is treated as a miss)."""
+        """The cached map, or None when absent; a damaged file (unreadable or failing its checksum) is reported,
+        deleted and treated as a miss."""
         path = self.path(key)
         if not path.is_file():
             self.misses += 1
@@ -83,8 +85,11 @@ class MapCache:
             with safe_open(str(path), framework="np") as handle:
                 metadata = handle.metadata() or {}
                 arrays = {name: handle.get_tensor(name) for name in handle.keys()}
-            amap = AttributionMap.from_arrays(arrays, metadata)
-        except (SafetensorError, OSError, KeyError, ValueError, TypeError):
+            if metadata.get(DIGEST_KEY) != arrays_digest(arrays, metadata):
+                raise ValueError("checksum mismatch")
+            amap = AttributionMap.from_arrays(arrays, {k: v for k, v in metadata.items() if k != DIGEST_KEY})
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
+            discard_damaged(path, str(exc))
             self.misses += 1
             return None
         self.hits += 1
@@ -93,6 +98,7 @@ class MapCache:
     def put(self, key: str, amap: AttributionMap) -> Path:
         """Store `amap` under `key`: written to a temporary file in the same folder, then renamed into place."""
         arrays, metadata = amap.to_arrays()
+        metadata = {**metadata, DIGEST_KEY: arrays_digest(arrays, metadata)}
         path = self.path(key)
         payload = save_arrays(arrays, metadata=metadata)
         return write_atomically(path, lambda tmp: Path(tmp).write_bytes(payload))

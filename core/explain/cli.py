@@ -16,6 +16,7 @@ from core.errors import InputError
 from core.explain.colormaps import DEFAULT_COLORMAP
 from core.explain.registry import explainer_names, get_explainer
 from core.explain.windows import BASELINES
+from core.store.csv_safe import write_csv
 
 
 def register(subparsers) -> None:
@@ -196,9 +197,9 @@ def run_explain(args: argparse.Namespace) -> int:
     scores.insert(3, "target_class", [classes[c["target"]] for c in chosen])
     scores.insert(4, "probability", [files[c["image_id"]][1].probability for c in chosen])
     scores["overlay"] = [files[c["image_id"]][0] for c in chosen]
-    scores.to_csv(args.out / "scores.csv", index=False)
+    write_csv(scores, args.out / "scores.csv")
     if boxes_by_id:
-        summarise_scores(scores, classes=classes).to_csv(args.out / "summary.csv", index=False)
+        write_csv(summarise_scores(scores, classes=classes), args.out / "summary.csv")
     first = next(iter(maps.values()))
     (args.out / "explain.json").write_text(json.dumps(
         {"run": str(args.run), "data": str(args.data), "method": args.method, "params": first.params,

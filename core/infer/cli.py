@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: by dataset size)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the set when an image cannot be decoded (default: skip such images and list them)")
     p.set_defaults(func=run_predict)
 
     from core.metrics.model_operating_point import OPERATING_RULES
@@ -46,6 +48,7 @@ def register(subparsers) -> None:
 
 def run_predict(args) -> int:
     from core.errors import InputError
+    from core.store.csv_safe import write_csv
     from core.infer.predict import predict
     from core.store import Workspace
 
@@ -60,13 +63,19 @@ def run_predict(args) -> int:
             print(f"\rpredicting {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     frame = predict(args.run, args.data, ws, progress, split=args.split, batch_size=args.batch_size,
-                    num_workers=args.workers, device=args.device, use_cache=not args.no_cache)
+                    num_workers=args.workers, device=args.device, use_cache=not args.no_cache,
+                    skip_bad=not args.strict)
+    skipped = frame.attrs["meta"].get("skipped_images") or []
+    if skipped:
+        print(f"warning: skipped {len(skipped)} image(s) that could not be decoded:", file=sys.stderr)
+        for item in skipped[:20]:
+            print(f"  - {item['problem']}", file=sys.stderr)
     source = Path(frame.attrs["path"])
     if args.out:
         out = args.out.expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".csv":
-            frame.to_csv(out, index=False)
+            write_csv(frame, out)
         elif out.suffix.lower() == ".parquet":
             shutil.copyfile(source, out)
         else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
 from core.infer.predictions import model_calls, predictions_frame, probabilities, read_predictions, write_predictions
 from core.store import Workspace
+from core.store.integrity import DamagedFileError, discard_damaged
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -46,7 +47,8 @@ def resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
     return f"ckpt-{_sha256(weights)[:16]}", weights
 
 
-def _resolve_dataset(ws: Workspace, dataset, task: Task | None) -> tuple[Dataset, str | None]:
+def _resolve_dataset(ws: Workspace, dataset, task: Task | None,
+                     skip_bad: bool = False) -> tuple[Dataset, str | None]:
     """(Dataset, registry dataset id if the argument named one) for a Dataset, a path or a dataset id."""
     if isinstance(dataset, Dataset):
         return dataset, None
@@ -56,10 +58,10 @@ def _resolve_dataset(ws: Workspace, dataset, task: Task | None) -> tuple[Dataset
         from core.data.ingest import load_registered
 
         # As registered: its own task (custom tasks too), skip-bad setting and split.
-        return load_registered(ws, record["id"]), record["id"]
+        return load_registered(ws, record["id"], skip_bad=skip_bad), record["id"]
     if not Path(text).expanduser().exists():
         raise InputError(f"{text}: neither a dataset id in workspace {ws.root} nor an existing path")
-    return load_dataset(text, task), None
+    return load_dataset(text, task, skip_bad=skip_bad), None
 
 
 def _dataset_id(ws: Workspace, ds: Dataset) -> str:
@@ -89,11 +91,12 @@ def _align_to_model(ds: Dataset, card: dict, task: Task) -> Dataset:
 
 def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, batch_size: int,
                num_workers: int | None, progress: Callable[[int, int], None] | None,
-               precision: str = "auto") -> np.ndarray:
+               precision: str = "auto") -> tuple[np.ndarray, list[str]]:
+    """Probabilities per row, and per row the problem of an image that could not be decoded ("" when fine)."""
     import torch
     from torch.utils.data import DataLoader
 
-    from core.data.torch_data import ImageTableDataset
+    from core.data.torch_data import InferenceImages
     from core.models import build_transform
     from core.train.features import auto_workers
     from core.models.precision import inference_precision
@@ -106,12 +109,13 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
     if channels_last:
         model.to(memory_format=torch.channels_last)
     workers = auto_workers(len(ds)) if num_workers is None else num_workers
-    loader = DataLoader(ImageTableDataset(ds, build_transform(preprocessing, train=False)), batch_size=batch_size,
+    loader = DataLoader(InferenceImages(ds, build_transform(preprocessing, train=False)), batch_size=batch_size,
                         shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda",
                         prefetch_factor=4 if workers else None)
-    out, done = [], 0
+    out, problems, done = [], [], 0
     with torch.inference_mode():
-        for x, _ in loader:
+        for x, batch_problems in loader:
+            problems += list(batch_problems)
             x = x.to(dev, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -122,7 +126,7 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
             done += len(x)
             if progress is not None:
                 progress(done, len(ds))
-    return np.concatenate(out) if out else np.zeros((0, int(model.num_classes)))
+    return (np.concatenate(out) if out else np.zeros((0, int(model.num_classes)))), problems
 
 
 def model_precision(card: dict) -> str:
@@ -135,18 +139,23 @@ def model_precision(card: dict) -> str:
 def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None = None,
             progress: Callable[[int, int], None] | None = None, *, dataset_id: str | None = None,
             split: str | None = None, batch_size: int = 64, num_workers: int | None = None, device: str = "auto",
-            use_cache: bool = True) -> pd.DataFrame:
+            use_cache: bool = True, skip_bad: bool = True) -> pd.DataFrame:
     """Probabilities of a trained model for every image of `dataset` (a Dataset, a path or a dataset id).
 
     The table is written to the workspace (predictions/<run>__<dataset>.parquet) and registered; a later call
     for the same model and test set returns it without running the model. `split` restricts to one split.
-    `frame.attrs` holds the table's path, its metadata and whether it came from the cache."""
+    `frame.attrs` holds the table's path, its metadata and whether it came from the cache.
+    An image that cannot be decoded never fails the set: with skip_bad (the default) it is left out and listed
+    in the metadata's `skipped_images`; skip_bad=False refuses the set, naming every such image."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     run_id, weights = resolve_model(ws, run_or_checkpoint)
-    card = json.loads((weights.parent / "model_card.json").read_text())
-    task = task_from_dict(card.get("task") or {"classes": card.get("classes") or []}, source="model card")
-    source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
-    ds, registered_id = _resolve_dataset(ws, dataset, source_task)
+    from core.models.checkpoint import CARD_NAME, read_card  # lazy: torch only when a model is used
+
+    card = read_card(weights.parent / CARD_NAME)
+    card_name = str(weights.parent / CARD_NAME)
+    task = task_from_dict(card.get("task") or {"classes": card.get("classes") or []}, source=card_name)
+    source_task = task_from_dict(card["source_task"], card_name) if card.get("source_task") else task
+    ds, registered_id = _resolve_dataset(ws, dataset, source_task, skip_bad)
     if split:
         ds = ds.split_named(split)
     dataset_id = dataset_id or (registered_id if not split else None) or _dataset_id(ws, ds)
@@ -154,11 +163,17 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     path = ws.predictions_path(run_id, dataset_id)
     from core.metrics.model_operating_point import ModelOperatingPoint
 
-    operating = ModelOperatingPoint.from_dict(card.get("operating_point"), source=str(weights.parent / "model_card.json"))
+    operating = ModelOperatingPoint.from_dict(card.get("operating_point"), source=card_name)
     if use_cache:
         record = ws.find_predictions(run_id, dataset_id)
+        cached = None
         if record is not None and Path(record["path"]).exists():
-            frame, meta = read_predictions(record["path"])
+            try:
+                cached = read_predictions(record["path"])
+            except DamagedFileError as exc:  # reported and deleted; computed again below
+                discard_damaged(record["path"], str(exc).removeprefix(f"{record['path']}: "))
+        if cached is not None:
+            frame, meta = cached
             if meta.get("checkpoint_sha256") == checkpoint_sha and meta.get("dataset_fingerprint") == ds.fingerprint:
                 wanted = operating.to_dict() if operating else None
                 if meta.get("operating_point") != wanted:
@@ -176,14 +191,26 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
 
     model, card = load_checkpoint(weights)
     aligned = _align_to_model(ds, card, task)
-    probs = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size, num_workers, progress,
-                       model_precision(card))
+    probs, problems = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size, num_workers,
+                                 progress, model_precision(card))
+    bad = [i for i, problem in enumerate(problems) if problem]
+    skipped = [{"image_id": None, "problem": problem} for problem in ds.problems]  # found while loading
+    skipped += [{"image_id": str(aligned.table["image_id"].iat[i]), "problem": problems[i]} for i in bad]
+    if bad and not skip_bad:
+        shown = "; ".join(s["problem"] for s in skipped[:5])
+        raise InputError(f"{ds.source}: {len(bad)} image(s) could not be decoded: {shown}"
+                         f"{' ...' if len(bad) > 5 else ''}. Fix them, or let them be skipped (skip_bad=True; "
+                         "the command line without --strict)")
+    if bad:
+        keep = np.setdiff1d(np.arange(len(aligned)), bad)
+        aligned, probs = aligned.subset(keep), probs[keep]
     frame = predictions_frame(aligned, task, probs, operating)
     meta = {"task": task.to_dict(), "run_id": run_id, "dataset_id": dataset_id, "classes": list(task.classes),
             "created": time.time(), "checkpoint_sha256": checkpoint_sha, "dataset_fingerprint": ds.fingerprint,
             "source": ds.source, "split": split, "n_excluded": int(len(ds) - len(aligned)),
             "backbone": card.get("backbone"),
-            "operating_point": operating.to_dict() if operating else None}
+            "operating_point": operating.to_dict() if operating else None,
+            "skipped_images": skipped}
     write_predictions(frame, path, meta)
     ws.record_predictions(run_id, dataset_id, path, len(frame))
     frame.attrs.update(path=str(path), meta=meta, cached=False)

@@ -21,6 +21,7 @@ from core.metrics.bootstrap import patient_groups
 from core.metrics.dashboard import EvaluationArrays, calls_at_threshold, covers_all_classes
 from core.metrics.multiclass import check_probabilities, class_indices
 from core.store.files import write_atomically
+from core.store.integrity import DIGEST_KEY, DamagedFileError, frame_digest, verify_frame
 
 META_KEY = b"core"  # the parquet schema metadata key holding the table's JSON metadata (task, run_id, ...)
 # The task of tables written before the metadata carried one: the built-in demo's.
@@ -144,26 +145,35 @@ def task_of(meta: dict | None, *fallback_names: str | None) -> Task:
 
 # -- the file -----------------------------------------------------------------------------------------------
 def read_predictions(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """The predictions table and its metadata (task dict, run_id, dataset_id, classes, created, ...)."""
+    """The predictions table and its metadata (task dict, run_id, dataset_id, classes, created, ...), its values
+    checked against the checksum in that metadata (core.store.integrity): DamagedFileError (an InputError) when
+    the file is unreadable or damaged."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: predictions file not found")
     try:
         df = pd.read_parquet(path)
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
-    except (OSError, ValueError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{path}: not a readable predictions table ({exc})") from None
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, pa.ArrowException) as exc:
+        # a damaged file fails in many ways inside pyarrow and pandas' metadata parsing
+        raise DamagedFileError(f"{path}: not a readable predictions table ({exc})") from None
     meta = {}
     if raw:
         try:
             meta = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
-            meta = {}  # damaged metadata: the table is still usable with a task given by the caller
+            if DIGEST_KEY.encode() in raw:  # written with a checksum: the damage is the file's, not a legacy quirk
+                raise DamagedFileError(f"{path}: the predictions file's metadata is damaged") from None
+            meta = {}  # damaged metadata without a checksum: the table is still usable with a task given by the caller
+    if not isinstance(meta, dict):
+        raise DamagedFileError(f"{path}: the predictions file's metadata is damaged (not a JSON object)")
+    verify_frame(df, meta, path)
     return df, meta
 
 
 def write_predictions(frame: pd.DataFrame, path: str | Path, meta: dict) -> Path:
-    """Write the table with its metadata atomically (a reader never sees half a file)."""
+    """Write the table with its metadata, and a checksum of both, atomically (a reader never sees half a file)."""
+    meta = {**meta, DIGEST_KEY: frame_digest(frame, meta)}
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     return write_atomically(path, lambda tmp: pq.write_table(table, tmp))

@@ -130,8 +130,10 @@ def recalibrate(run, data, workspace: Workspace | str | Path | None = None, *, s
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     source_id, weights = resolve_model(ws, run)
-    card = json.loads((weights.parent / "model_card.json").read_text())
-    task = task_from_dict(card.get("task") or {}, source="model card")
+    from core.models.checkpoint import CARD_NAME, read_card
+
+    card = read_card(weights.parent / CARD_NAME)
+    task = task_from_dict(card.get("task") or {}, source=str(weights.parent / CARD_NAME))
     if task.kind == "multilabel" or operating_view(task) is None:
         raise InputError(f"{source_id}: recalibration needs a single-label task with a binary view that decides "
                          f"every case; task {task.name!r} has none")

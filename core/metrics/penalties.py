@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.tasks import penalty_problem
 from core.errors import InputError
 
 DECISION_RULES = ("argmax", "min_penalty")
@@ -140,8 +141,14 @@ def load_penalty_matrix(path: str | Path, classes) -> np.ndarray:
             data = json.loads(text)
         except ValueError as exc:
             raise InputError(f"{path}: not valid JSON: {exc}") from None
-        return _from_json(data, classes, source)
-    return _from_csv(text, classes, source)
+        matrix = _from_json(data, classes, source)
+    else:
+        matrix = _from_csv(text, classes, source)
+    # A file is a deliberate choice, so what the page only warns about (it is edited cell by cell) is refused.
+    problem = penalty_problem(matrix)
+    if problem:
+        raise InputError(f"{path}: the penalty matrix {problem}")
+    return matrix
 
 
 def _from_json(data, classes: list[str], source: str) -> np.ndarray:

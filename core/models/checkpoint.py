@@ -19,6 +19,10 @@ FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model_card.json"
 _REQUIRED_CARD_KEYS = ("backbone", "num_classes", "head")
+# Fields read by inference and reports, with the JSON type each must have when present.
+_CARD_FIELD_TYPES = {"backbone": str, "head": str, "task": dict, "source_task": dict, "classes": list,
+                     "preprocessing": dict, "operating_point": (dict, type(None)), "training": dict,
+                     "inference": dict}
 
 
 def _json_default(value):
@@ -78,19 +82,31 @@ def find_checkpoint(path: str | Path) -> Path:
     raise InputError(f"checkpoint {path} does not exist")
 
 
-def _read_card(card_path: Path) -> dict:
+def read_card(card_path: Path) -> dict:
+    """The model card as a dict, checked: readable JSON object, required keys, field types, format version.
+    Every problem is an InputError naming the card file and the field."""
     if not card_path.is_file():
         raise InputError(f"{card_path}: the model card is missing; cannot rebuild the model without it")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{card_path.name}: not a readable JSON model card ({exc})") from exc
+        raise InputError(f"{card_path}: not a readable JSON model card ({exc})") from None
     if not isinstance(card, dict):
-        raise InputError(f"{card_path.name}: the model card must be a JSON object")
+        raise InputError(f"{card_path}: the model card must be a JSON object, not {type(card).__name__}")
     missing = [key for key in _REQUIRED_CARD_KEYS if key not in card]
     if missing:
-        raise InputError(f"{card_path.name}: the model card lacks {', '.join(missing)}")
-    if int(card.get("format_version", 1)) > FORMAT_VERSION:
+        raise InputError(f"{card_path}: the model card lacks {', '.join(missing)}")
+    for key, kind in _CARD_FIELD_TYPES.items():
+        if key in card and not isinstance(card[key], kind):
+            raise InputError(f"{card_path}: field {key!r} of the model card must be "
+                             f"{getattr(kind, '__name__', 'an object')}, not {type(card[key]).__name__}")
+    try:
+        version = int(card.get("format_version", 1))
+        int(card["num_classes"])
+    except (TypeError, ValueError):
+        raise InputError(f"{card_path}: 'format_version' and 'num_classes' of the model card must be whole "
+                         "numbers") from None
+    if version > FORMAT_VERSION:
         raise InputError(
             f"{card_path.name}: format version {card['format_version']} is newer than this software "
             f"understands ({FORMAT_VERSION}); update the software"
@@ -108,7 +124,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     from safetensors.torch import load_file
 
     weights_path = find_checkpoint(path)
-    card = _read_card(weights_path.parent / CARD_NAME)
+    card = read_card(weights_path.parent / CARD_NAME)
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:

@@ -14,8 +14,9 @@ from core.readers.study import (CONFIDENCE_LEVELS, BlindingError, Item, Progress
                                 create_study, end_early, finish, get_study, item_at, join_study, list_studies,
                                 next_item, own_answer, progress, reader_results, record_answer, study_readings,
                                 study_truth)
-from core.readers.tables import (compare_readers_to_model, export_csv, lr_table, reader_report, roc_points,
+from core.readers.tables import (compare_readers_to_model, lr_table, reader_report, roc_points,
                                  weighted_error_table)
+from core.store.csv_safe import csv_bytes as export_csv  # the one CSV writer, kept under the name pages use
 
 __all__ = [
     "READINGS_COLUMNS", "REQUIRED_READING_COLUMNS", "SIMULATED_PREFIX", "delete_readings", "is_simulated", "list_readings", "load_readings",

@@ -8,11 +8,9 @@ import pandas as pd
 
 from core.data.tasks import BinaryView, Task, get_task
 from core.errors import InputError
-from core.store.files import export_csv  # noqa: F401 - part of core.readers' API
 from core.readers.compare import (ModelView, is_in, model_metrics, model_roc, paired_comparison, reader_metrics,
                                   resolve_view, truth_labels)
 
-# Spreadsheet programs run cells starting with these as formulas; reader codes and file names come from users.
 
 
 def compare_readers_to_model(readings: pd.DataFrame, predictions: pd.DataFrame, task: str | Task,

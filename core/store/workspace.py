@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from core.errors import storage_error
+
 DEFAULT_WORKSPACE = "workspace"
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -70,6 +72,12 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 
+def _is_storage_failure(exc: sqlite3.OperationalError) -> bool:
+    """True for the OperationalErrors of the storage itself (not of a statement: 'no such table' stays a bug)."""
+    text = str(exc).lower()
+    return any(s in text for s in ("disk", "full", "readonly", "read-only", "unable to open", "locked", "i/o"))
+
+
 def new_id(prefix: str, label: str = "") -> str:
     """A readable, unique, filesystem-safe id: prefix-YYYYmmdd-HHMMSS-label-xxxx."""
     slug = re.sub(r"[^a-zA-Z0-9]+", "-", label).strip("-").lower()[:32]
@@ -98,14 +106,17 @@ class Workspace:
         """Open (creating if needed) the workspace at `root`, $CORE_WORKSPACE, or ./workspace."""
         root = Path(root or os.environ.get("CORE_WORKSPACE") or DEFAULT_WORKSPACE).expanduser().resolve()
         ws = cls(root)
-        for sub in ws.folders():
-            sub.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(ws.db_path, timeout=30)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)  # executescript commits on its own, so outside connect()'s transaction
-        finally:
-            con.close()
+            for sub in ws.folders():
+                sub.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(ws.db_path, timeout=30)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)  # executescript commits on its own, so outside connect()'s transaction
+            finally:
+                con.close()
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise storage_error(exc, root, "opening the workspace") from None
         return ws
 
     # -- folders -------------------------------------------------------------------------------
@@ -150,7 +161,10 @@ class Workspace:
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A short-lived connection: WAL so readers never block the writer, a busy timeout for
         concurrent processes (training runs, several browser sessions), commit on success."""
-        con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc, self.root, "opening the registry") from None
         try:
             con.row_factory = sqlite3.Row
             con.execute("PRAGMA journal_mode=WAL")
@@ -160,10 +174,19 @@ class Workspace:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:
+                    try:
+                        con.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # a failed write may already have ended the transaction
                 raise
             else:
                 con.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            # Full disk, read-only folder, failing storage: nothing was committed; say where and why.
+            if _is_storage_failure(exc):
+                raise storage_error(exc, self.root, "writing to the registry") from None
+            raise
         finally:
             con.close()
 

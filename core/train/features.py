@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from core.data import Dataset
 from core.data.torch_data import ImageTableDataset
 from core.store.files import write_atomically
+from core.store.integrity import DIGEST_KEY, arrays_digest, discard_damaged
 from core.train.distributed import SINGLE, DistInfo, all_gather_objects
 
 CACHE_VERSION = 1
@@ -57,19 +58,25 @@ class FeatureCache:
             return None
         try:
             with safe_open(str(path), framework="pt") as fh:
-                ids = json.loads(fh.metadata()["image_ids"])
+                metadata = fh.metadata() or {}
+                ids = json.loads(metadata["image_ids"])
                 features = fh.get_tensor("features")
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
+            intact = metadata.get(DIGEST_KEY) == arrays_digest({"features": features.numpy()}, metadata)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
+            discard_damaged(path, f"unreadable: {exc}")
             return None
-        if len(ids) != len(features):
+        if not intact or len(ids) != len(features):
+            discard_damaged(path, "checksum mismatch" if not intact else "row count differs from its image ids")
             return None
         return ids, features
 
     def save(self, key: str, ids: list[str], features: torch.Tensor, info: dict) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        write_atomically(path, lambda tmp: save_file({"features": features.contiguous().float()}, tmp,
-                                                     metadata={"image_ids": json.dumps(ids), "info": json.dumps(info)}))
+        features = features.contiguous().float()
+        metadata = {"image_ids": json.dumps(ids), "info": json.dumps(info)}
+        metadata[DIGEST_KEY] = arrays_digest({"features": features.numpy()}, metadata)
+        write_atomically(path, lambda tmp: save_file({"features": features}, tmp, metadata=metadata))
         # A readable note beside it: what these features are (the ids live in the safetensors metadata).
         (self.root / f"{key}.json").write_text(json.dumps({**info, "n_images": len(ids), "updated": time.time()},
                                                           indent=2))

@@ -9,7 +9,7 @@ import pandas as pd
 
 from core.data.dataset import Dataset
 from core.data.images import check_image
-from core.data.tasks import Task
+from core.data.tasks import MAX_CLASSES, Task
 from core.errors import InputError
 
 SPLIT_ALIASES = {
@@ -38,6 +38,9 @@ def custom_task(source_name: str, classes: Iterable[str], kind: str = "multiclas
     """
     slug = re.sub(r"[^a-zA-Z0-9]+", "-", source_name).strip("-").lower() or "dataset"
     names = list(dict.fromkeys(str(c) for c in classes))
+    if len(names) > MAX_CLASSES:
+        raise InputError(f"{source_name}: {len(names):,} distinct labels, above the limit of {MAX_CLASSES} classes; "
+                         "is the label column an id or a measurement?")
     ordered = tuple(names if keep_order else sorted(names, key=natural_key))
     if len(ordered) < 2 and kind != "multilabel":
         raise InputError(f"{source_name}: found only the class {list(ordered)}; a classifier needs at least two")

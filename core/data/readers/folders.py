@@ -166,7 +166,7 @@ def read_image_folder(root: Path, task: Task | str | None, *, skip_bad: bool, ma
 
 
 # -- the format ---------------------------------------------------------------------------------------------
-def _class_folders(scan) -> list[ClassFolder]:
+def scan_class_folders(scan) -> list[ClassFolder]:
     """The folder's class folders, listed once per scan; a layout error is noted (it explains a failed detection)."""
     if "class_folders" not in scan.memo:
         try:
@@ -179,13 +179,13 @@ def _class_folders(scan) -> list[ClassFolder]:
 
 def _kermany_layout(scan) -> Path | None:
     """Class folders named as in Kermany's OCT2017 or chest X-ray datasets: a sure sign, checked first."""
-    folders = _class_folders(scan)
+    folders = scan_class_folders(scan)
     return scan.root if folders and detect_folder_task(folders) else None
 
 
 def _any_image_folder(scan) -> Path | None:
     """Any class folders holding images (after a CSV manifest, which may sit beside image folders)."""
-    return scan.root if _class_folders(scan) and looks_like_image_folder(scan.root) else None
+    return scan.root if scan_class_folders(scan) and looks_like_image_folder(scan.root) else None
 
 
 def _read(path: Path, task, options) -> Dataset:

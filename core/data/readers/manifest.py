@@ -12,6 +12,7 @@ import pandas as pd
 from core.data.dataset import Dataset
 from core.data.images import is_image_name
 from core.data.readers.common import ProblemLog, custom_task, finish, split_name
+from core.data.readers.folders import scan_class_folders
 from core.data.readers.registry import DatasetFormat
 from core.data.tasks import Task, get_task
 from core.errors import InputError
@@ -80,6 +81,22 @@ def is_manifest(path: Path) -> bool:
     if cols["path"] is None or table.empty:
         return False
     return cols["label"] is not None or len(_binary_columns(table, {v for v in cols.values() if v})) >= 2
+
+
+def manifest_problem(path: Path) -> str:
+    """Why a CSV is not usable as a manifest, in words naming the columns it has and those it needs."""
+    try:
+        table = read_csv_table(path, nrows=200)
+    except InputError as exc:
+        return str(exc)
+    found = ", ".join(table.columns) or "none"
+    if table.empty:
+        return f"{path.name} has a header but no rows"
+    cols = manifest_columns(table)
+    if cols["path"] is None:
+        return f"{path.name} has no image column (expected one of {', '.join(PATH_COLUMNS)}; found {found})"
+    return (f"{path.name} has no label column (expected one of {', '.join(LABEL_COLUMNS)}, or one 0/1 column per "
+            f"label for multi-label data; found {found})")
 
 
 class ImageIndex:
@@ -224,6 +241,15 @@ def _one_manifest(scan) -> Path | None:
     return manifests[0] if manifests else None
 
 
+def _unusable_csv(scan) -> Path | None:
+    """Images in (at most) one folder beside a CSV: the CSV was meant as the manifest; say what it lacks rather
+    than reading the image folder as the only class (or the folder as holding no dataset)."""
+    csvs = scan.files_with_suffix(".csv")
+    if csvs and len({f.name for f in scan_class_folders(scan)}) < 2:
+        raise InputError(f"{scan.root}: found no usable CSV manifest: " + "; ".join(manifest_problem(f) for f in csvs))
+    return None
+
+
 def _read(path: Path, task, options) -> Dataset:
     return read_manifest(path, task, skip_bad=options.skip_bad, max_pixels=options.max_pixels,
                          source=options.source, confined=options.confined)
@@ -231,6 +257,6 @@ def _read(path: Path, task, options) -> Dataset:
 
 FORMAT = DatasetFormat(
     name="manifest", file_description="a .csv manifest", folder_description="a CSV manifest", read=_read,
-    suffixes=(".csv",), detectors=((10, _one_manifest),),
+    suffixes=(".csv",), detectors=((10, _one_manifest), (15, _unusable_csv)),
     alone_hint="A CSV manifest uploaded on its own brings no images: upload a zip holding the CSV together with "
                "its images, or register a server-side folder that holds both.")

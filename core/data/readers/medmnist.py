@@ -12,7 +12,7 @@ from core.data.dataset import Dataset
 from core.data.images import npz_ref
 from core.data.readers.common import ProblemLog, finish
 from core.data.readers.registry import DatasetFormat
-from core.data.tasks import BinaryView, Task, get_task
+from core.data.tasks import MAX_CLASSES, BinaryView, Task, get_task
 from core.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -39,13 +39,39 @@ def _preset_for(npz_path: Path) -> Task | None:
     return None
 
 
-def _image_header(npz_path: Path, key: str) -> tuple[tuple, np.dtype]:
-    # Shape and dtype from the .npy header inside the zip: MedMNIST+ files hold gigabytes of pixels.
-    with zipfile.ZipFile(npz_path) as zf, zf.open(f"{key}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = reader(f)
-    return shape, dtype
+def _array_header(npz_path: Path, key: str) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from the .npy header inside the zip, checked against the bytes actually stored.
+
+    MedMNIST+ files hold gigabytes of pixels, so nothing is read beyond the header; a header claiming more
+    rows than the entry holds (or the reverse) is refused before any row is allocated from it.
+    """
+    with zipfile.ZipFile(npz_path) as zf:
+        stored = zf.getinfo(f"{key}.npy").file_size
+        with zf.open(f"{key}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = reader(f)
+            header_bytes = f.tell()
+    if dtype.hasobject:
+        raise InputError(f"{npz_path}: {key} holds Python objects; only plain numeric arrays are read")
+    if any(int(d) < 0 for d in shape) or int(np.prod(shape, dtype=object)) * dtype.itemsize != stored - header_bytes:
+        raise InputError(f"{npz_path}: {key} claims shape {tuple(shape)} of {dtype}, which does not match "
+                         f"the {stored - header_bytes:,} bytes stored (damaged or hand-edited file)")
+    return tuple(int(d) for d in shape), dtype
+
+
+def _check_labels_header(npz_path: Path, key: str, shape: tuple, dtype: np.dtype, n_images: int) -> None:
+    """Bound the labels array from its header before loading it: numeric, one row per image, <= MAX_CLASSES wide."""
+    if dtype.kind not in "biuf" or not shape:
+        raise InputError(f"{npz_path}: {key} holds {dtype} values of shape {shape}; labels must be an array of "
+                         "numbers (class indices or 0/1)")
+    rows = shape[0]
+    width = int(np.prod(shape[1:], dtype=object)) if len(shape) > 1 else 1
+    if rows != n_images:
+        raise InputError(f"{npz_path}: {key} has {rows} rows for {n_images} images")
+    if width > MAX_CLASSES:
+        raise InputError(f"{npz_path}: {key} has {width:,} label columns, above the limit of {MAX_CLASSES}")
 
 
 def _load_arrays(npz_path: Path) -> dict[str, tuple[tuple, np.dtype, np.ndarray]]:
@@ -61,7 +87,10 @@ def _load_arrays(npz_path: Path) -> dict[str, tuple[tuple, np.dtype, np.ndarray]
                 if img_key not in keys or lab_key not in keys:
                     raise InputError(f"{npz_path}: has {img_key if img_key in keys else lab_key} "
                                      f"but not {lab_key if img_key in keys else img_key}")
-                shape, dtype = _image_header(npz_path, img_key)
+                shape, dtype = _array_header(npz_path, img_key)
+                if not shape or shape[0] == 0:
+                    raise InputError(f"{npz_path}: {img_key} holds no images (shape {shape})")
+                _check_labels_header(npz_path, lab_key, *_array_header(npz_path, lab_key), shape[0])
                 out[split] = (shape, dtype, np.asarray(data[lab_key]))
     except InputError:
         raise
@@ -86,13 +115,19 @@ def read_medmnist(npz_path: Path, task: Task | str | None, *, skip_bad: bool, ma
                              "(3-D volumes are not supported)")
         if not np.issubdtype(dtype, np.integer):
             raise InputError(f"{npz_path}: {split}_images must hold integer pixels, not {dtype}")
+        if min(shape[1:3]) < 1:
+            raise InputError(f"{npz_path}: {split}_images has shape {shape}: images of no pixels")
         if shape[1] * shape[2] > max_pixels:
             raise InputError(f"{npz_path}: {split} images are {shape[2]}x{shape[1]}, above the pixel limit")
         labels = labels.reshape(len(labels), -1) if labels.ndim != 2 else labels
         if labels.ndim != 2 or len(labels) != shape[0]:
             raise InputError(f"{npz_path}: {split}_labels has {len(labels)} rows for {shape[0]} images")
-        if not np.issubdtype(labels.dtype, np.integer) and not np.array_equal(labels, np.round(labels)):
+        if not np.issubdtype(labels.dtype, np.integer) and not (
+                np.isfinite(labels).all() and np.array_equal(labels, np.round(labels))):
             raise InputError(f"{npz_path}: {split}_labels must hold whole numbers")
+        if labels.min() < 0 or (labels.shape[1] == 1 and labels.max() >= MAX_CLASSES):
+            raise InputError(f"{npz_path}: {split}_labels hold values {labels.min():g}..{labels.max():g}; "
+                             f"class indices must lie in 0..{MAX_CLASSES - 1}")
         arrays[split] = (shape, dtype, labels.astype(np.int64))
         widths.add(labels.shape[1])
     if len(widths) != 1:

@@ -1,0 +1,37 @@
+"""Command line for the workspace: `doctor` cleans leftovers of dead processes and checks the registry."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    doctor = subparsers.add_parser(
+        "doctor", help="clean leftovers of killed processes and check the workspace registry",
+        description="Remove half-written extraction folders and temporary files of processes that are no longer "
+                    "running; run SQLite's integrity check on the registry; list registry rows whose files are "
+                    "gone and files no row names. Exit status 0 when healthy, 1 otherwise.")
+    doctor.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: $CORE_WORKSPACE "
+                                                                     "or ./workspace)")
+    doctor.add_argument("--fix", action="store_true",
+                        help="also remove registry rows of missing predictions and orphan predictions/uploads")
+    doctor.set_defaults(func=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from core.store import Workspace
+    from core.store.doctor import check_workspace
+
+    ws = Workspace.open(args.workspace)
+    report = check_workspace(ws, fix=args.fix)
+    print(f"workspace: {ws.root}")
+    for title, items in (("removed leftovers of dead processes", report.removed), ("problems", report.problems),
+                         ("orphan files (no registry row names them)", report.orphans), ("fixed", report.fixed),
+                         ("notes", report.notes)):
+        print(f"{title}: {len(items) or 'none'}")
+        for item in items[:100]:
+            print(f"  - {item}")
+    print("healthy" if report.healthy else "not healthy" + ("" if args.fix else " (see above; --fix removes "
+                                                                              "orphans and dead rows)"))
+    return 0 if report.healthy else 1
