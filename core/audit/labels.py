@@ -10,7 +10,7 @@ from core.data.dataset import Dataset
 MAX_CASES = 100
 CV_FOLDS = 5
 METHOD = ("cleanlab.filter.find_label_issues (confident learning), ranked by self-confidence, on out-of-fold "
-          f"probabilities (stratified k-fold) of a {PROBE_METHOD}, on the run's backbone features")
+          f"probabilities (patient-grouped k-fold) of a {PROBE_METHOD}, on the run's backbone features")
 REVIEW_NOTE = "cases for a person to review; no label is changed automatically"
 
 
@@ -27,8 +27,12 @@ def label_issues(ds: Dataset, features: np.ndarray, run_id: str, max_cases: int 
     folds = min(CV_FOLDS, int(np.bincount(labels).min())) if len(present) > 1 else 0
     if folds < 2:
         return {**base, "note": "not computed: needs at least two classes with two images each"}
-    probs = out_of_fold_probabilities(features, labels, folds)
-    ranked = find_label_issues(labels=labels, pred_probs=probs, return_indices_ranked_by="self_confidence")
+    patients = ds.table["patient_id"]
+    groups = np.where(patients.isna(), ds.table["image_id"], patients).astype(str)
+    probs = out_of_fold_probabilities(features, labels, folds, groups=groups)
+    # n_jobs=1: cleanlab's default multiprocessing forks this (threaded) process, which can deadlock.
+    ranked = find_label_issues(labels=labels, pred_probs=probs, return_indices_ranked_by="self_confidence",
+                               n_jobs=1)
     names = np.asarray(ds.classes, dtype=object)[present]
     ids = ds.table["image_id"].to_numpy()
     cases = [{"image_id": str(ids[i]), "given_label": str(names[labels[i]]),

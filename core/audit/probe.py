@@ -21,4 +21,8 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, folds: i
     labels = np.asarray(labels, dtype=np.int64)
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     fit = fit_logistic_probe(features, labels, groups, num_classes=int(labels.max()) + 1, seed=seed, folds=folds)
-    return fit.oof_probabilities
+    probs = fit.oof_probabilities
+    missing = np.isnan(probs).any(axis=1)
+    if missing.any():  # a fold whose training side held one class only: its rows get the class frequencies
+        probs[missing] = np.bincount(labels, minlength=probs.shape[1]) / len(labels)
+    return probs
