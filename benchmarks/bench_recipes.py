@@ -43,7 +43,7 @@ from sklearn.model_selection import StratifiedGroupKFold  # noqa: E402
 
 from core.data import Dataset, load_dataset  # noqa: E402
 from core.data.images import open_image  # noqa: E402
-from core.data.splits import patient_split  # noqa: E402
+from core.data.splits import patient_groups, patient_split  # noqa: E402
 from core.metrics.model_operating_point import choose_operating_point  # noqa: E402
 from core.metrics.referral import binary_view_data  # noqa: E402
 from core.metrics.roc import delong_test, roc_auc  # noqa: E402
@@ -172,8 +172,7 @@ def torch_head_probs(ds: Dataset, ws: Workspace, train: np.ndarray, held: np.nda
 
 
 def groups_of(ds: Dataset) -> np.ndarray:
-    patients = ds.table["patient_id"]
-    return np.where(patients.isna(), ds.table["image_id"], patients).astype(str)
+    return patient_groups(ds).to_numpy()
 
 
 def run_finetune(name: str, ds: Dataset, shifted: Dataset, ws: Workspace, recipe: Recipe, folds: list,

@@ -6,6 +6,7 @@ import numpy as np
 
 from core.audit.probe import PROBE_METHOD, out_of_fold_probabilities
 from core.data.dataset import Dataset
+from core.data.splits import patient_groups
 
 MAX_CASES = 100
 CV_FOLDS = 5
@@ -27,9 +28,7 @@ def label_issues(ds: Dataset, features: np.ndarray, run_id: str, max_cases: int 
     folds = min(CV_FOLDS, int(np.bincount(labels).min())) if len(present) > 1 else 0
     if folds < 2:
         return {**base, "note": "not computed: needs at least two classes with two images each"}
-    patients = ds.table["patient_id"]
-    groups = np.where(patients.isna(), ds.table["image_id"], patients).astype(str)
-    probs = out_of_fold_probabilities(features, labels, folds, groups=groups)
+    probs = out_of_fold_probabilities(features, labels, folds, groups=patient_groups(ds).to_numpy())
     # n_jobs=1: cleanlab's default multiprocessing forks this (threaded) process, which can deadlock.
     ranked = find_label_issues(labels=labels, pred_probs=probs, return_indices_ranked_by="self_confidence",
                                n_jobs=1)

@@ -9,10 +9,13 @@ from core.data.dataset import SPLITS, Dataset
 from core.errors import InputError
 
 
-def _groups(ds: Dataset) -> pd.Series:
-    """One group per patient; rows without a patient id are their own group (no id, no leakage to track)."""
+def patient_groups(ds: Dataset) -> pd.Series:
+    """One group per patient; rows without a patient id are their own group (no id, no leakage to track).
+    What every patient-level split and grouped cross-validation folds by."""
     patient = ds.table["patient_id"]
     return patient.where(patient.notna(), "\x00row:" + ds.table["image_id"]).astype(str)
+
+
 
 
 def _group_strata(ds: Dataset, groups: pd.Series) -> pd.DataFrame:
@@ -37,7 +40,7 @@ def patient_split(ds: Dataset, val_fraction: float = 0.2, seed: int = 0) -> tupl
     if len(ds) < 2:
         raise InputError(f"{ds.source}: {len(ds)} image(s) cannot be split into train and validation")
     rng = np.random.default_rng(seed)
-    groups = _groups(ds)
+    groups = patient_groups(ds)
     info = _group_strata(ds, groups)
     val_groups: set[str] = set()
     for stratum in sorted(info["stratum"].unique()):
@@ -68,7 +71,7 @@ def limited_subset(ds: Dataset, per_class: int | None = None, fraction: float | 
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise InputError(f"fraction must be in (0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
-    groups = _groups(ds).to_numpy()
+    groups = patient_groups(ds).to_numpy()
     labels = ds.table["label"].to_numpy()
     chosen: list[np.ndarray] = []
     for label in sorted(set(labels)):

@@ -12,6 +12,7 @@ import torch
 
 from core.models import attach_head, build_transform, create_head, create_model, preprocess_config, save_checkpoint
 from core.train.context import RunContext
+from core.data.splits import patient_groups
 from core.metrics.model_operating_point import choose_operating_point
 from core.train.features import FeatureCache, cached_view_features, file_digest
 from core.train.probe import fit_logistic_probe
@@ -125,16 +126,6 @@ def train_features_mode(ctx: RunContext, progress_factory) -> dict:
     return summary
 
 
-def _groups(ctx: RunContext, rows: np.ndarray) -> np.ndarray:
-    """Patient of each row (the image itself when the dataset names no patients): CV folds never split one."""
-    table = ctx.data.dataset.table.iloc[rows]
-    patients = table["patient_id"] if "patient_id" in table else None
-    ids = table["image_id"].astype(str).to_numpy()
-    if patients is None:
-        return ids
-    return np.where(patients.isna().to_numpy(), ids, patients.astype(str).to_numpy())
-
-
 def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tuple[torch.nn.Module, dict]:
     """The logistic probe on every non-test image (and its acquisition views), C by patient-grouped CV; the
     operating point from the out-of-fold predictions."""
@@ -146,7 +137,7 @@ def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tup
     views = [v.numpy() for v in extra_views]
     x = np.concatenate([x_orig] + views)
     y = np.concatenate([y_orig] * (1 + len(views)))
-    groups = np.concatenate([_groups(ctx, rows)] * (1 + len(views)))
+    groups = np.concatenate([patient_groups(data.dataset).to_numpy()[rows]] * (1 + len(views)))
     original = np.concatenate([np.ones(len(rows), bool)] + [np.zeros(len(rows), bool)] * len(views))
     started = time.perf_counter()
     ctx.events.write("status", status="running", message=f"fitting the logistic head on {len(rows)} images "
