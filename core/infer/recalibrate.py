@@ -25,14 +25,13 @@ from core.data.splits import limited_subset
 from core.data.tasks import Task, task_from_dict
 from core.errors import InputError
 from core.infer.predictions import model_calls
-from core.metrics.diagnostic import diagnostic_metrics
+from core.metrics.diagnostic import counts_from_labels, diagnostic_metrics
 from core.metrics.model_operating_point import (
     DEFAULT_RULE,
     ModelOperatingPoint,
     choose_operating_point,
     operating_view,
 )
-from core.metrics.referral import binary_view_data
 from core.store import Workspace
 
 MIN_SAMPLE = 10
@@ -90,10 +89,10 @@ def split_sample(ds: Dataset, sample_size: int, seed: int = 0) -> tuple[np.ndarr
 
 def _sens_spec(task: Task, truth: np.ndarray, calls: np.ndarray, view) -> dict:
     """Sensitivity and specificity (Wilson intervals) of class calls collapsed onto the view."""
-    data = binary_view_data(truth, np.eye(task.num_classes)[calls], task.classes, view, y_pred=calls)
-    t, c = data.truth, data.calls
-    m = diagnostic_metrics(int((c & t).sum()), int((c & ~t).sum()), int((~c & t).sum()), int((~c & ~t).sum()))
-    return {"n": int(len(t)), "sensitivity": _interval(m.sensitivity), "specificity": _interval(m.specificity)}
+    # The operating view decides every class (operating_view), so every case is on one side of it.
+    positive = [task.class_index(c) for c in view.positive]
+    m = diagnostic_metrics(*counts_from_labels(np.isin(truth, positive), np.isin(calls, positive)))
+    return {"n": int(len(truth)), "sensitivity": _interval(m.sensitivity), "specificity": _interval(m.specificity)}
 
 
 def _indices(task: Task, names) -> np.ndarray:
