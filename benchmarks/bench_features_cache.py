@@ -104,36 +104,31 @@ def extraction_paths(backbone: str, batch_size: int, repeats: int) -> list[dict]
         best = min(_seconds(fn) for _ in range(repeats))
         return batch_size / best, out
 
+    def bf16(net):
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return net(x_cl).float()
+        return run
+
     rows = []
+
+    def measure(label: str, fn) -> None:
+        ips, out = timed(fn)
+        rows.append({"path": label, "images_per_s": ips, "rel_l2": _drift(out, ref)})
+
     with torch.inference_mode():
-        ips, ref = timed(lambda: model(x))
-        rows.append({"path": "eager fp32 NCHW", "images_per_s": ips, "rel_l2": 0.0})
+        _, ref = timed(lambda: model(x))
+        measure("eager fp32 NCHW", lambda: model(x))
         cl_model = model.to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        ips, out = timed(lambda: cl_model(x_cl))
-        rows.append({"path": "fp32 channels-last", "images_per_s": ips, "rel_l2": _drift(out, ref)})
-
-        def bf16():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return cl_model(x_cl).float()
-
-        ips, out = timed(bf16)
+        measure("fp32 channels-last", lambda: cl_model(x_cl))
         native = "native" if cpu_has_native_bf16() else "emulated"
-        rows.append({"path": f"bf16 autocast channels-last ({native})", "images_per_s": ips,
-                     "rel_l2": _drift(out, ref)})
+        measure(f"bf16 autocast channels-last ({native})", bf16(cl_model))
     try:
         compiled = torch.compile(cl_model)
         with torch.inference_mode():
-            ips, out = timed(lambda: compiled(x_cl))
-            rows.append({"path": "torch.compile fp32 channels-last", "images_per_s": ips, "rel_l2": _drift(out, ref)})
-
-            def compiled_bf16():
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    return compiled(x_cl).float()
-
-            ips, out = timed(compiled_bf16)
-            rows.append({"path": "torch.compile bf16 channels-last", "images_per_s": ips,
-                         "rel_l2": _drift(out, ref)})
+            measure("torch.compile fp32 channels-last", lambda: compiled(x_cl))
+            measure("torch.compile bf16 channels-last", bf16(compiled))
     except Exception as exc:  # inductor needs a C compiler; report, do not fail the benchmark
         rows.append({"path": "torch.compile", "images_per_s": float("nan"), "rel_l2": float("nan"),
                      "note": f"failed: {str(exc).splitlines()[0][:120]}"})
@@ -144,8 +139,7 @@ def extraction_paths(backbone: str, batch_size: int, repeats: int) -> list[dict]
                          "note": why})
         else:
             feed = {"x": x.numpy()}
-            ips, out = timed(lambda: torch.from_numpy(session.run(None, feed)[0]))
-            rows.append({"path": "ONNX Runtime CPU fp32", "images_per_s": ips, "rel_l2": _drift(out, ref)})
+            measure("ONNX Runtime CPU fp32", lambda: torch.from_numpy(session.run(None, feed)[0]))
     return rows
 
 
