@@ -174,7 +174,12 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
                 discard_damaged(record["path"], str(exc).removeprefix(f"{record['path']}: "))
         if cached is not None:
             frame, meta = cached
-            if meta.get("checkpoint_sha256") == checkpoint_sha and meta.get("dataset_fingerprint") == ds.fingerprint:
+            # The fingerprint is of image content, not names: the same images reached through another folder
+            # (demo --split test vs demo/test) carry other image ids, and a table under those ids would not align.
+            same_ids = len(frame) == len(ds) - int(meta.get("n_excluded") or 0) and set(
+                frame["image_id"].astype(str)) <= set(ds.table["image_id"].astype(str))
+            if (meta.get("checkpoint_sha256") == checkpoint_sha and meta.get("dataset_fingerprint") == ds.fingerprint
+                    and same_ids):
                 wanted = operating.to_dict() if operating else None
                 if meta.get("operating_point") != wanted:
                     # Same weights, another decision rule (an edited card): the probabilities stand, the calls

@@ -150,7 +150,8 @@ def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tup
     head.load_state_dict(fit.head_state())
     loss_fn = build_loss(ctx.kind, y_orig, ctx.num_classes, "none", ctx.device)
     oof_ok = ~np.isnan(fit.oof_probabilities).any(axis=1)
-    cv_scores = score_predictions(ctx.kind, fit.oof_probabilities[oof_ok], y_orig[oof_ok]) if oof_ok.any() else {}
+    cv_scores = (score_predictions(ctx.kind, fit.oof_probabilities[oof_ok], y_orig[oof_ok],
+                                   fit.cv_log_loss.get(fit.C)) if oof_ok.any() else {})
     operating = None
     if ctx.kind != "multilabel" and oof_ok.any():
         operating = choose_operating_point(data.task, y_orig[oof_ok], fit.oof_probabilities[oof_ok],
