@@ -14,6 +14,7 @@ from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aide
 from core.store import Workspace
 from dashboard.common import load_predictions
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import _predictions_for, reader_results_view
 from dashboard.reader_ui import enter_session, join_or_explain, pick_test_set
@@ -95,7 +96,8 @@ def _new_form(ws: Workspace, row: dict, task) -> None:
         try:
             frame = load_predictions(models[int(model)]["path"])[0]
             aided_id = create_aided_study(ws, row["id"], registered_dataset(ws, row), task, frame,
-                                          subset_size=int(size), seed=int(seed), washout_days=float(washout))
+                                          subset_size=int(size), seed=int(seed), washout_days=float(washout),
+                                          actor=current_actor())
         except InputError as exc:
             show_error("The study was not created.", exc)
             return

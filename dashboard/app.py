@@ -11,14 +11,28 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 
 import streamlit as st  # noqa: E402
 
-from dashboard.common import PAGES, apply_style, restore_selection  # noqa: E402
+from core.store.access import allowed  # noqa: E402
+from dashboard.access_ui import sign_in_gate, signed_in_sidebar  # noqa: E402
+from dashboard.common import PAGES, READER_PAGE, apply_style, get_workspace, restore_selection  # noqa: E402
 
 st.set_page_config(page_title="OpenKermany", page_icon=str(ROOT / "assets" / "logo.svg"), layout="wide")
 apply_style()
+actor = sign_in_gate(get_workspace())  # stops here with the sign-in form until someone is signed in
+staff = allowed(actor, "view_results")
 restore_selection()
 
 sections: dict[str, list] = {}
+pages = {}
 for section, filename, title, icon in PAGES:
-    sections.setdefault(section, []).append(
-        st.Page(ROOT / "pages" / filename, title=title, icon=icon, default=(filename == "home.py")))
-st.navigation(sections).run()
+    pages[filename] = st.Page(ROOT / "pages" / filename, title=title, icon=icon,
+                              default=(filename == ("home.py" if staff else READER_PAGE)))
+    sections.setdefault(section, []).append(pages[filename])
+# Readers see only the Reader study page; any other page's URL gets a refusal, never its data.
+page = st.navigation(sections, position="sidebar" if staff else "hidden")
+if not staff:
+    st.sidebar.page_link(pages[READER_PAGE])
+signed_in_sidebar(get_workspace(), actor)
+if staff or page.url_path == pages[READER_PAGE].url_path:
+    page.run()
+else:
+    st.error("Readers grade images only: this page is for researchers and admins.", icon=":material/block:")

@@ -34,6 +34,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("Explain", "explain.py", "Explain", ":material/image_search:"),
     ("Explain", "report.py", "Report", ":material/description:"),
 ]
+READER_PAGE = "reader_study.py"  # the one page a reader (role in core/store/access.py) may open
 
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 from core.errors import InputError
 from core.store import Workspace
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.common import ROOT, remember_selection
 
 
@@ -41,7 +42,7 @@ def demo_path(ws: Workspace, demo: dict) -> None:
         else:
             if st.button("Train the demo model", type="primary", key="demo_train", icon=":material/rocket_launch:"):
                 try:
-                    run_id = launch_run(demo_run_config(ws), ws)
+                    run_id = launch_run(demo_run_config(ws), ws, actor=current_actor())
                 except InputError as exc:
                     st.error("The demo run could not start.")
                     st.text(str(exc))

@@ -16,6 +16,7 @@ from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_stud
 from core.readers.ui_support import reader_study_on
 from core.store import Workspace
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers
 from dashboard.widgets import plain, show_error
@@ -152,11 +153,14 @@ def _new_study_form(ws: Workspace, row: dict, task: Task) -> None:
                                help="A subset drawn by the seed, stratified by class; the whole set at most.")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="rs_new_seed",
                                help="Fixes the subset and, with each reader's code, their order.")
+        formal = st.checkbox("Formal study: only readers with a password (set by an admin on Home) may grade",
+                             key="rs_new_formal")
         created = st.form_submit_button("Create study", type="primary")
     if created:
         try:
             study_id = create_study(ws, row["id"], registered_dataset(ws, row), task, subset_size=int(size),
-                                    seed=int(seed), name=name.strip())
+                                    seed=int(seed), name=name.strip(), formal=formal,
+                                    actor=current_actor())
         except InputError as exc:
             show_error("The study was not created.", exc)
             return

@@ -80,3 +80,8 @@ class Selection:
 def current_selection() -> Selection:
     get = st.session_state.get
     return Selection(get(RUN_ID), get(TEST_SET_ID), get(THRESHOLD))
+
+# -- who is signed in (dashboard/access_ui.py) -------------------------------------------------------------
+ACTOR = "actor"  # core.store.access.Actor of the signed-in user; page tests seed it (tests/apptest.py)
+SESSION_TOKEN = "session_token"  # this sign-in's token, also in the URL (query param SESSION_PARAM)
+SESSION_PARAM = "session"

@@ -18,6 +18,7 @@ from core.data.tasks import list_tasks
 from core.errors import InputError, run_job
 from core.store import Workspace
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.audit_ui import start_audit_after_adding
 from dashboard.common import ROOT, registered_dataset, remember_selection, thumbnail
 from dashboard.dicom_ui import dicom_options_ui
@@ -52,14 +53,15 @@ def add_data_form(ws: Workspace, role: str, key: str) -> str | None:
         if st.button(f"Add {noun}", key=f"{key}_upload_button", disabled=upload is None, type="primary"):
             with st.spinner("Checking and registering the upload..."):
                 added = _try(lambda: ingest_upload(ws, upload.name, upload, role=role, task=task, name=name or None,
-                                                   skip_bad=skip_bad, dicom=dicom), noun)
+                                                   skip_bad=skip_bad, dicom=dicom, actor=current_actor()), noun)
     with tab_folder:
         st.caption("A folder on the machine running this dashboard (read in place, nothing is copied).")
         folder = st.text_input("Folder path on the server", key=f"{key}_folder", placeholder="/data/OCT2017/test")
         if st.button(f"Register folder as a {noun}", key=f"{key}_folder_button", disabled=not folder.strip()):
             with st.spinner("Reading the folder..."):
                 added = _try(lambda: register_folder(ws, folder, role=role, task=task, name=name or None,
-                                                     skip_bad=skip_bad, dicom=dicom), noun)
+                                                     skip_bad=skip_bad, dicom=dicom, actor=current_actor()),
+                             noun)
     start_audit_after_adding(ws, added)
     return added
 

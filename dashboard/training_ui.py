@@ -18,6 +18,7 @@ from core.models.preprocess import DEFAULT_FRAMING, FRAMINGS
 from core.train.config import BALANCE, HEAD_FITS, HEADS, MAX_VIEWS, VAL_METRICS, RunConfig, default_backbone
 from core.train.monitor import run_progress, training_curves
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.widgets import show_error, sticky_select
 
 
@@ -245,7 +246,7 @@ def _panel_body(ws: Workspace, run_id: str, smoothing: float, was_active: bool) 
         st.plotly_chart(training_curves_figure(curves, smoothing), key=f"train_curves_{run_id}", width="stretch")
     if status in ACTIVE:
         if st.button("Cancel run", key=f"train_cancel_{run_id}", icon=":material/stop_circle:"):
-            outcome = cancel_run(run_id, ws)
+            outcome = cancel_run(run_id, ws, actor=current_actor())
             st.info("Cancelling: the run finishes its current step and saves." if outcome == "cancelling"
                     else f"Run {outcome}.", icon=":material/info:")
     elif status == "failed":

@@ -8,6 +8,7 @@ from core.errors import InputError
 from core.plots.experts import lr_forest_figure, reader_roc_figure, weighted_error_figure
 from core.readers import list_readings, load_readings, reading_coverage, store_readings
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.common import get_workspace, remember_selection, select_evaluation
 from dashboard.downloads import figure_downloads
 from dashboard.experts_ui import (LR_METHOD_LABELS, MATCH_LABELS, comparison, ensure_demo_readers,
@@ -47,7 +48,8 @@ with tab_readings:
     if st.button("Import readings", key="experts_import", disabled=upload is None, type="primary"):
         try:
             parsed = load_readings(upload, task, known_image_ids=frame["image_id"])
-            count = store_readings(ws, test_set_id, parsed, upload.name, replace=replace)
+            count = store_readings(ws, test_set_id, parsed, upload.name, replace=replace,
+                                   actor=current_actor())
             st.success(f"Imported {count} readings from {parsed['reader_id'].nunique()} reader(s).",
                        icon=":material/check_circle:")
         except InputError as exc:

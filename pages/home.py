@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
+from core.store.access import allowed, open_workspace_as
 from dashboard import state
+from dashboard.access_ui import current_actor, users_admin
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, workspace_root
 from dashboard.demo_ui import demo_path
 from dashboard.widgets import plain
@@ -72,19 +72,19 @@ def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 st.subheader("Workspace")
 st.caption("Everything the product writes (uploads, runs, caches, predictions, reader studies) stays in this folder.")
 st.code(str(ws.root), language=None)
-with st.expander("Use another workspace folder"):
-    new_root = st.text_input("Workspace folder", value=workspace_root(), key="workspace_input")
-    if st.button("Open workspace", key="open_workspace"):
-        try:
-            target = Path(new_root).expanduser()
-            if target.exists() and not target.is_dir():
-                raise InputError(f"{target} exists and is not a folder")
-            st.session_state[state.WORKSPACE_ROOT] = str(target.resolve())
-            for key in (*state.SELECTION_KEYS, state.SELECTION_RESTORED):
-                st.session_state.pop(key, None)
-            st.rerun()
-        except (InputError, OSError) as exc:
-            st.error(f"Cannot open that workspace: {plain(exc)}")
+if allowed(current_actor(), "choose_workspace"):
+    with st.expander("Use another workspace folder (admin)"):
+        new_root = st.text_input("Workspace folder", value=workspace_root(), key="workspace_input")
+        if st.button("Open workspace", key="open_workspace"):
+            try:
+                chosen = open_workspace_as(new_root, actor=current_actor())
+                st.session_state[state.WORKSPACE_ROOT] = str(chosen.root)
+                for key in (*state.SELECTION_KEYS, state.SELECTION_RESTORED):
+                    st.session_state.pop(key, None)
+                st.rerun()
+            except (InputError, OSError) as exc:
+                st.error(f"Cannot open that workspace: {plain(exc)}")
+users_admin(ws, current_actor())
 
 tab_data, tab_tests, tab_runs = st.tabs(["Datasets", "Test sets", "Runs"])
 with tab_data:

@@ -10,6 +10,7 @@ from core.errors import InputError
 from core.train import launch_run, read_events, reconcile_runs
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
@@ -36,7 +37,7 @@ show_added_message()
 config = new_run_form(ws)
 if config is not None:
     try:
-        run_id = launch_run(config, ws)
+        run_id = launch_run(config, ws, actor=current_actor())
     except InputError as exc:
         show_error("The run could not start.", str(exc))
     else:
@@ -86,7 +87,7 @@ if run["status"] == "succeeded":
             (t.get("meta") or {}).get("parent_dataset") == source["id"] for t in test_sets):
         if st.button("Register the training dataset's test split as a test set", key="train_register_split"):
             try:
-                split_set = register_split(ws, source["id"], "test")
+                split_set = register_split(ws, source["id"], "test", actor=current_actor())
             except InputError as exc:
                 show_error("Could not register the test split.", str(exc))
             else:

@@ -1,9 +1,8 @@
 """A reader mid-study sees no model output on the evaluation pages of the same browser session."""
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP_PATH
+from tests.apptest import signed_in_app
 
 
 @pytest.mark.parametrize("page", ["performance.py", "experts.py"])
@@ -20,7 +19,7 @@ def test_evaluation_pages_hidden_while_reading(own_seeded_workspace, page):
     reader = f"blinding-{page}"
     join_study(ws, study_id, reader)
 
-    at = AppTest.from_file(APP_PATH, default_timeout=120)
+    at = signed_in_app(timeout=120)
     at.session_state["reader_session"] = {"study_id": study_id, "reader_id": reader}
     at.switch_page(f"../pages/{page}").run()
     assert not at.exception, [e.value for e in at.exception]

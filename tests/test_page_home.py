@@ -1,14 +1,13 @@
 """Home page: renders on a fresh workspace, generates and registers the synthetic demo, shows the workspace."""
 
-from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP_PATH
+from tests.apptest import signed_in_app
 
 
 def test_home_generates_demo_and_renders(workspace, monkeypatch):
     monkeypatch.setenv("CORE_DEMO_PER_CLASS", "3")
     monkeypatch.setenv("CORE_DEMO_SIZE", "48")
-    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    at = signed_in_app(timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info)
     assert "synthetic" in text.lower()
@@ -26,7 +25,7 @@ def test_home_rejects_a_file_as_workspace(workspace, monkeypatch, tmp_path):
     monkeypatch.setenv("CORE_DEMO_SIZE", "48")
     not_a_folder = tmp_path / "file.txt"
     not_a_folder.write_text("x")
-    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    at = signed_in_app(timeout=120).run()
     at.text_input(key="workspace_input").input(str(not_a_folder))
     at.button(key="open_workspace").click().run()
     assert any("not a folder" in e.value for e in at.error)
@@ -39,7 +38,7 @@ def test_try_the_demo_starts_the_default_run(workspace, monkeypatch):
 
     monkeypatch.setenv("CORE_DEMO_PER_CLASS", "3")
     monkeypatch.setenv("CORE_DEMO_SIZE", "48")
-    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    at = signed_in_app(timeout=120).run()
     at.button(key="demo_train").click().run()
     assert not at.exception, [e.value for e in at.exception]
     runs = workspace.list_runs()

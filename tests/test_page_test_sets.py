@@ -10,12 +10,12 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
+from tests.apptest import signed_in_app
 from tests._data_files import image_folder
-from tests.conftest import APP_PATH
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    at = signed_in_app(timeout=120).run()
     at.switch_page("../pages/test_sets.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at

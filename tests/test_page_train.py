@@ -11,13 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
 from core.train import reconcile_runs
-from tests.conftest import APP_PATH
+from tests.apptest import signed_in_app
 
 FINISH_TIMEOUT_S = 300  # generous: the machine running the suite may be busy
 
 
 def _page(select_run: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    at = signed_in_app(timeout=120).run()
     if select_run:
         at.session_state["train_selected_run"] = select_run
     at.switch_page("../pages/train.py").run()

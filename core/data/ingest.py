@@ -21,6 +21,7 @@ from core.data.readers.registry import file_types_text, format_for_file
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
 from core.errors import InputError, storage_error
 from core.store import Workspace
+from core.store.access import SHELL, Actor, check_server_folder, require
 from core.store.workspace import new_id
 
 UPLOAD_TYPES = upload_types()  # "zip" and every single-file format that may be uploaded alone
@@ -72,13 +73,14 @@ def _save(data: bytes | BinaryIO, target: Path) -> None:
 
 def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role: str = "test_set",
                   task: Task | str | None = None, name: str | None = None, skip_bad: bool = False,
-                  dicom: DicomOptions | None = None) -> Ingested:
+                  dicom: DicomOptions | None = None, actor: Actor = SHELL) -> Ingested:
     """Store an uploaded zip / CSV manifest / MedMNIST .npz in the workspace and register it.
 
     The user's file name is used for its extension and as a display name only: the bytes go to
     uploads/upload-<time>-<slug>-<random>/ under a generated name. A zip is extracted (safely) next to it
     and the extracted folder is what gets registered; DICOM files in it are rewritten de-identified first
     (core.data.dicom.deidentify_tree). On any error everything written is removed."""
+    require(actor, "register_dataset")
     suffix = PurePath(str(file_name)).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
         raise InputError(f"{file_name}: unsupported upload type {('.' + suffix) if suffix else '(none)'}; "
@@ -126,12 +128,15 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
 
 
 def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set", task: Task | str | None = None,
-                    name: str | None = None, skip_bad: bool = False, dicom: DicomOptions | None = None) -> Ingested:
-    """Register a dataset folder that already lives on this server (read in place, nothing copied)."""
+                    name: str | None = None, skip_bad: bool = False, dicom: DicomOptions | None = None,
+                    actor: Actor = SHELL) -> Ingested:
+    """Register a dataset folder that already lives on this server (read in place, nothing copied). Dashboard
+    users may register only folders under the configured data roots (core/store/access.py)."""
     text = str(folder or "").strip()
     if not text:
         raise InputError("folder path: enter the path of a folder on the server")
     path = Path(text).expanduser()
+    check_server_folder(ws, path, actor=actor)  # before looking: outside the roots, not even whether it exists
     if not path.exists():
         raise InputError(f"{path}: no such folder on the server")
     if not path.is_dir():
@@ -143,8 +148,9 @@ def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set"
                      extra_meta={"format": "folder"})
 
 
-def register_split(ws: Workspace, dataset_id: str, split: str = "test") -> Ingested:
+def register_split(ws: Workspace, dataset_id: str, split: str = "test", *, actor: Actor = SHELL) -> Ingested:
     """Register one split of a registered dataset (e.g. its test folder) as a test set of its own."""
+    require(actor, "register_dataset")
     record = _record(ws, dataset_id)
     ds = load_registered(ws, dataset_id).split_named(split)
     return _register(ws, ds, name=f"{record['name']} - {split} split", source=Path(record["source"]),

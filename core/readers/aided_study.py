@@ -22,6 +22,7 @@ from core.readers.schema import ensure_schema
 from core.readers.study import (READING, BlindingError, ReaderSession, _images_table, _subset, create_study,
                                 get_study, join_study, stable_seed)
 from core.store import Workspace, new_id
+from core.store.access import SHELL, Actor, require
 
 UNAIDED, AIDED = "unaided", "aided"
 WASHOUT, DONE = "washout", "done"
@@ -84,8 +85,9 @@ def session_code(reader_id: str, treatment: str) -> str:
 
 def create_aided_study(ws: Workspace, test_set_id: str, images, task: str | Task, predictions: pd.DataFrame,
                        subset_size: int | None = None, seed: int = 0, washout_days: float = 28.0,
-                       name: str = "") -> str:
+                       name: str = "", *, actor: Actor = SHELL) -> str:
     """Two linked studies over one image set (seeded subset) plus the model's output for each image."""
+    require(actor, "create_study")
     task = get_task(task)
     washout_days = float(washout_days)
     if not washout_days >= 0:
@@ -110,10 +112,10 @@ def create_aided_study(ws: Workspace, test_set_id: str, images, task: str | Task
     if chosen["truth"].notna().all():
         images_in["label"] = chosen["truth"]
     label = name or f"{test_set_id}: {size} images, unaided then aided"
-    unaided = create_study(ws, test_set_id, images_in, task, seed=int(seed), name=f"{label} (unaided)")
+    unaided = create_study(ws, test_set_id, images_in, task, seed=int(seed), name=f"{label} (unaided)", actor=actor)
     # A different seed: the aided session shows the same images in a fresh order.
     aided = create_study(ws, test_set_id, images_in, task, seed=stable_seed("aided", seed) % 2**31,
-                         name=f"{label} (aided)")
+                         name=f"{label} (aided)", actor=actor)
     aided_id = new_id("aided", name)
     with ws.connect() as con:
         _ensure(con)

@@ -14,6 +14,7 @@ from core.data.tasks import Task, get_task
 from core.errors import InputError
 from core.readers.schema import ensure_schema
 from core.store import Workspace
+from core.store.access import SHELL, Actor, require
 
 READINGS_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
 REQUIRED_READING_COLUMNS = tuple(READINGS_COLUMNS[:3])  # seconds is optional
@@ -202,13 +203,14 @@ def _check_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def store_readings(ws: Workspace, test_set_id: str, df: pd.DataFrame, source_name: str, *,
-                   replace: bool = False) -> int:
+                   replace: bool = False, actor: Actor = SHELL) -> int:
     """Store validated readings for a test set in one transaction; returns the number of rows written.
 
     Readers who already have readings for this test set are rejected (InputError naming them) unless
     `replace=True`, which swaps their old readings for the new ones. Readers taking part in an in-app
     study on this test set are always rejected: their readings come from the study.
     """
+    require(actor, "replace_readings")
     df = _check_frame(df)
     new_readers = sorted(df["reader_id"].astype(str).unique())
     now = time.time()

@@ -14,6 +14,7 @@ import pandas as pd
 from core.data.tasks import Task, get_task, task_from_dict
 from core.errors import InputError
 from core.readers.auth import authenticate_reader
+from core.store.access import SHELL, Actor, is_formal_study, mark_formal_study, require
 from core.readers.readings import MAX_READER_ID_LENGTH, READINGS_COLUMNS, SIMULATED_PREFIX
 from core.readers.schema import ensure_schema
 from core.readers.tables import reader_report
@@ -124,9 +125,11 @@ def _subset(table: pd.DataFrame, subset_size: int, seed: int) -> pd.DataFrame:
 
 
 def create_study(ws: Workspace, test_set_id: str, images, task: str | Task, subset_size: int | None = None,
-                 seed: int = 0, name: str = "") -> str:
+                 seed: int = 0, name: str = "", *, formal: bool = False, actor: Actor = SHELL) -> str:
     """Create a reader study over a test set. `images`: a Dataset, a table with image_id[, path, label] or a
-    list of image ids; the truth (label), when given, is stored but never served while reading."""
+    list of image ids; the truth (label), when given, is stored but never served while reading. A `formal`
+    study admits only readers with a password."""
+    require(actor, "create_study")
     task = get_task(task)
     if task.kind == "multilabel":
         raise InputError(f"task {task.name!r}: reader studies need one label per image (not multi-label)")
@@ -145,6 +148,8 @@ def create_study(ws: Workspace, test_set_id: str, images, task: str | Task, subs
         con.executemany("INSERT INTO study_items (study_id, image_id, path, truth) VALUES (?,?,?,?)",
                         [(study_id, r.image_id, None if pd.isna(r.path) else r.path,
                           None if pd.isna(r.truth) else r.truth) for r in chosen.itertuples(index=False)])
+    if formal:
+        mark_formal_study(ws, study_id, actor=actor)
     return study_id
 
 
@@ -203,7 +208,7 @@ def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | Non
     """Identify a reader and open (or resume) their session. Their order is a permutation of the study's
     images seeded by (study seed, reader code): stable across restarts, different between readers."""
     reader_id = _clean_reader_id(reader_id)
-    authenticate_reader(ws, reader_id, password)
+    authenticate_reader(ws, reader_id, password, required=is_formal_study(ws, study_id))
     with ws.connect() as con:
         ensure_schema(con)
         study = _study(con, study_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.errors import InputError
 from core.store import Workspace
+from core.store.access import SHELL, Actor, require
 from core.train.config import RunConfig, as_config
 from core.train.events import append_event
 from core.train.status import (
@@ -68,10 +69,11 @@ def _spawn(run_id: str, run_dir: Path, ws: Workspace, resume: bool) -> subproces
 
 
 def launch_run(config: RunConfig | dict, workspace: Workspace | str | Path | None = None, *,
-               name: str = "") -> str:
+               name: str = "", actor: Actor = SHELL) -> str:
     """Register a run (status 'queued'), write its config.json and start `python -m core train` detached.
 
     The child waits for a free device slot, then trains; it reports its own status. Returns the run id."""
+    require(actor, "start_run")
     ws = _workspace(workspace)
     cfg = as_config(config)
     if not cfg.data or not Path(cfg.data).exists():
@@ -118,10 +120,11 @@ def _get_run(ws: Workspace, run_id: str) -> dict:
     return run
 
 
-def cancel_run(run_id: str, workspace: Workspace | str | Path | None = None) -> str:
+def cancel_run(run_id: str, workspace: Workspace | str | Path | None = None, *, actor: Actor = SHELL) -> str:
     """Ask a run to stop: it finishes its step, saves, and marks itself 'cancelled'.
 
     Returns the status now: 'cancelling' while the process winds down, else the final status."""
+    require(actor, "cancel_run")
     ws = _workspace(workspace)
     run = _get_run(ws, run_id)
     if run["status"] in FINAL_STATUSES:
