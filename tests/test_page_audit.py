@@ -115,6 +115,7 @@ def test_performance_page_without_a_registered_training_set_says_so(tmp_path, mo
 
 
 def test_a_dicom_folder_registered_with_a_chosen_window_is_audited(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path))  # server folders only under a data root
     from tests._dicom_files import PATIENT_NAME, write_dicom
 
     ws, _, _ = _workspace(tmp_path, monkeypatch)

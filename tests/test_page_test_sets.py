@@ -121,7 +121,8 @@ def test_csv_alone_is_explained(own_seeded_workspace):
     assert ws.list_datasets() == datasets_before
 
 
-def test_register_a_server_folder(own_seeded_workspace, tmp_path):
+def test_register_a_server_folder(own_seeded_workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path))  # server folders only under a data root
     ws = Workspace.open(own_seeded_workspace["root"])
     folder = image_folder(tmp_path / "server", {"NORMAL": 2, "DRUSEN": 2}, size=(36, 30))
     at = _page()

@@ -149,7 +149,8 @@ def test_device_options_follow_torch():
     assert ("cuda" in options.choices) == torch.cuda.is_available() == options.cuda_available
 
 
-def test_add_a_training_dataset_from_a_server_folder(own_seeded_workspace, tmp_path):
+def test_add_a_training_dataset_from_a_server_folder(own_seeded_workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path))  # server folders only under a data root
     from tests._data_files import image_folder
 
     ws = Workspace.open(own_seeded_workspace["root"])

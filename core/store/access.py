@@ -85,7 +85,8 @@ class _Users:
     def __enter__(self):
         self._ctx = self.ws.connect()
         con = self._ctx.__enter__()
-        con.executescript(_SCHEMA)
+        for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript would end the transaction
+            con.execute(statement)
         return con
 
     def __exit__(self, *exc):
@@ -248,3 +249,7 @@ def open_workspace_as(root: str | Path, *, actor: Actor) -> Workspace:
     if target.exists() and not target.is_dir():
         raise InputError(f"{target} exists and is not a folder")
     return Workspace.open(target.resolve())
+
+
+def any_formal_study(ws: Workspace) -> bool:
+    return bool(ws.get_setting(FORMAL_STUDIES_SETTING, []))

@@ -1,0 +1,148 @@
+"""Roles and permissions in the core: a reader calling the functions pages call directly is refused; users,
+first-start admin, session tokens that survive a reload, data roots, formal studies needing reader passwords."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from core.data.ingest import ingest_upload, register_folder, register_split
+from core.readers import create_study, join_study, load_readings, set_reader_password, store_readings
+from core.readers.aided_study import create_aided_study
+from core.store.access import (ADMIN, PERMISSIONS, READER, RESEARCHER, SHELL, AccessDenied, Actor,
+                               check_server_folder, create_first_admin, end_session, has_users, list_users,
+                               open_workspace_as, remove_user, require, resume_session, set_user, sign_in,
+                               start_session)
+from core.train import cancel_run, launch_run
+from tests._data_files import image_folder
+
+READER_ACTOR = Actor("rita", READER)
+RESEARCHER_ACTOR = Actor("rob", RESEARCHER)
+CLASSES = ["CNV", "DME", "DRUSEN", "NORMAL"]
+
+
+def _images(n: int = 8) -> pd.DataFrame:
+    return pd.DataFrame({"image_id": [f"img{i:03d}" for i in range(n)], "path": [f"/d/img{i:03d}.png" for i in range(n)],
+                         "label": [CLASSES[i % 4] for i in range(n)]})
+
+
+def test_every_action_has_roles_and_the_reader_only_grades():
+    assert {a for a, roles in PERMISSIONS.items() if READER in roles} == {"grade"}
+    assert {a for a, roles in PERMISSIONS.items() if RESEARCHER not in roles} == {
+        "delete_data", "manage_users", "choose_workspace"}
+    with pytest.raises(AccessDenied, match="start run needs the role admin or researcher; 'rita' \\(role reader\\)"):
+        require(READER_ACTOR, "start_run")
+    with pytest.raises(AccessDenied, match="nobody signed in"):
+        require(None, "grade")
+    require(RESEARCHER_ACTOR, "start_run")  # allowed: returns quietly
+
+
+def test_a_reader_calling_the_core_directly_is_refused(workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path))
+    folder = image_folder(tmp_path / "data", {"NORMAL": 2, "CNV": 2})
+    readings = load_readings(pd.DataFrame({"reader_id": ["r1"], "image_id": ["img000"], "label": ["CNV"]}),
+                             "oct-kermany")
+    calls = {
+        "start_run": lambda: launch_run({"backbone": "test_resnet", "task": "oct-kermany", "dataset_id": "x"},
+                                        workspace, actor=READER_ACTOR),
+        "cancel_run": lambda: cancel_run("run-x", workspace, actor=READER_ACTOR),
+        "register_folder": lambda: register_folder(workspace, folder, actor=READER_ACTOR),
+        "upload": lambda: ingest_upload(workspace, "x.zip", b"PK", actor=READER_ACTOR),
+        "split": lambda: register_split(workspace, "ds-x", actor=READER_ACTOR),
+        "readings": lambda: store_readings(workspace, "ts1", readings, "r.csv", replace=True, actor=READER_ACTOR),
+        "study": lambda: create_study(workspace, "ts1", _images(), "oct-kermany", actor=READER_ACTOR),
+        "aided": lambda: create_aided_study(workspace, "ts1", _images(), "oct-kermany", pd.DataFrame(),
+                                            actor=READER_ACTOR),
+        "workspace": lambda: open_workspace_as(tmp_path / "elsewhere", actor=READER_ACTOR),
+        "users": lambda: set_user(workspace, "eve", ADMIN, "secret-pw", actor=READER_ACTOR),
+    }
+    for name, call in calls.items():
+        with pytest.raises(AccessDenied, match="role reader"):
+            call()
+    # Nothing was written by any refused call.
+    assert workspace.list_runs() == [] and workspace.list_datasets() == []
+    assert not (tmp_path / "elsewhere").exists() and list_users(workspace) == []
+    # The same calls as a researcher go through (here: a study and readings).
+    study_id = create_study(workspace, "ts1", _images(), "oct-kermany", actor=RESEARCHER_ACTOR)
+    assert study_id and store_readings(workspace, "ts1", readings, "r.csv", actor=RESEARCHER_ACTOR) == 1
+    with pytest.raises(AccessDenied, match="choose workspace needs the role admin"):
+        open_workspace_as(tmp_path / "elsewhere", actor=RESEARCHER_ACTOR)
+
+
+def test_first_start_admin_then_users_and_sign_in(workspace):
+    assert not has_users(workspace)
+    admin = create_first_admin(workspace, "boss", "long-password")
+    assert admin == Actor("boss", ADMIN) and has_users(workspace)
+    with pytest.raises(AccessDenied, match="an admin already exists"):
+        create_first_admin(workspace, "intruder", "another-pw")
+    set_user(workspace, "rita", READER, "reader-pw", actor=admin)
+    set_user(workspace, "sso@example.org", RESEARCHER, None, actor=admin)  # organisation sign-on only
+    assert sign_in(workspace, "rita", "reader-pw") == Actor("rita", READER)
+    for name, password in [("rita", "wrong-pw"), ("nobody", "reader-pw"), ("sso@example.org", "")]:
+        with pytest.raises(AccessDenied, match="unknown user name or wrong password"):
+            sign_in(workspace, name, password)
+    with pytest.raises(AccessDenied, match="manage users"):
+        set_user(workspace, "rita", ADMIN, "reader-pw", actor=Actor("rita", READER))
+    with pytest.raises(ValueError, match="cannot take the admin role from yourself"):
+        set_user(workspace, "boss", READER, None, actor=admin)
+    stored = {u["user_id"]: (u["role"], u["password"]) for u in list_users(workspace)}
+    assert stored == {"boss": (ADMIN, True), "rita": (READER, True), "sso@example.org": (RESEARCHER, False)}
+    assert remove_user(workspace, "rita", actor=admin)
+    with pytest.raises(AccessDenied):
+        sign_in(workspace, "rita", "reader-pw")
+
+
+def test_a_session_token_survives_a_reload_and_expires(workspace):
+    admin = create_first_admin(workspace, "boss", "long-password")
+    set_user(workspace, "rita", READER, "reader-pw", actor=admin)
+    token = start_session(workspace, Actor("rita", READER))
+    # A reload is a new browser session holding only the token: it gets the same user back.
+    assert resume_session(workspace, token) == Actor("rita", READER)
+    assert resume_session(workspace, token + "x") is None and resume_session(workspace, None) is None
+    with workspace.connect() as con:  # only the token's hash is stored
+        assert token not in {r[0] for r in con.execute("SELECT token_hash FROM user_sessions")}
+    # A role change applies to the live session at once; signing out ends it.
+    set_user(workspace, "rita", RESEARCHER, None, actor=admin)
+    assert resume_session(workspace, token) == Actor("rita", RESEARCHER)
+    end_session(workspace, token)
+    assert resume_session(workspace, token) is None
+    short = start_session(workspace, admin, seconds=0.05)
+    time.sleep(0.1)
+    assert resume_session(workspace, short) is None
+
+
+def test_server_folders_only_under_the_data_roots(workspace, tmp_path, monkeypatch):
+    allowed_root = tmp_path / "allowed"
+    inside = image_folder(allowed_root / "clinic", {"NORMAL": 2, "CNV": 2})
+    outside = image_folder(tmp_path / "private", {"NORMAL": 2, "CNV": 2})
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(allowed_root))
+    admin = Actor("boss", ADMIN)
+    with pytest.raises(AccessDenied, match=f"folder {outside}: outside the folders this server allows"):
+        register_folder(workspace, outside, actor=admin)
+    # A symlink inside a root that points out of it is refused too.
+    os.symlink(outside, allowed_root / "sneaky")
+    with pytest.raises(AccessDenied, match="outside the folders"):
+        register_folder(workspace, allowed_root / "sneaky", actor=admin)
+    with pytest.raises(AccessDenied, match="outside the folders"):
+        register_folder(workspace, f"{allowed_root}/../private", actor=admin)
+    assert workspace.list_datasets() == []
+    assert register_folder(workspace, inside, actor=admin).record["n_images"] == 4
+    # The workspace setting adds roots; the server's own shell (the command line) may register any folder.
+    workspace.set_setting("data_roots", [str(tmp_path / "private")])
+    assert check_server_folder(workspace, outside, actor=admin) == outside.resolve()
+    assert check_server_folder(workspace, tmp_path / "anywhere", actor=SHELL) == (tmp_path / "anywhere").resolve()
+
+
+def test_a_formal_study_requires_reader_passwords(workspace):
+    informal = create_study(workspace, "ts1", _images(), "oct-kermany", seed=1, actor=RESEARCHER_ACTOR)
+    formal = create_study(workspace, "ts1", _images(), "oct-kermany", seed=2, formal=True, actor=RESEARCHER_ACTOR)
+    assert join_study(workspace, informal, "anyone").reader_id == "anyone"  # no passwords in this workspace
+    with pytest.raises(PermissionError, match="'anyone': wrong password, or no password set.*this study is formal"):
+        join_study(workspace, formal, "anyone")
+    set_reader_password(workspace, "dr-a", "reader-pw")
+    with pytest.raises(PermissionError, match="this study is formal"):
+        join_study(workspace, formal, "dr-a", "wrong-pw")
+    assert join_study(workspace, formal, "dr-a", "reader-pw").reader_id == "dr-a"
