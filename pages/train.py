@@ -8,6 +8,7 @@ from core.data.demo import demo_status
 from core.data.ingest import register_split
 from core.errors import InputError
 from core.train import launch_run, read_events, reconcile_runs
+from core.train.launcher import DuplicateRunError
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace
@@ -37,6 +38,9 @@ config = new_run_form(ws)
 if config is not None:
     try:
         run_id = launch_run(config, ws)
+    except DuplicateRunError as exc:
+        st.session_state[SELECTED] = exc.run_id  # the run already doing this, shown below
+        show_error("Not started: this run is already on its way.", str(exc))
     except InputError as exc:
         show_error("The run could not start.", str(exc))
     else:
