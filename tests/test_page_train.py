@@ -174,3 +174,32 @@ def test_add_a_training_dataset_from_a_server_folder(own_seeded_workspace, tmp_p
     assert split_set["n_images"] == 2 and split_set["meta"]["split"] == "test"
     assert at.selectbox(key=f"train_test_set_{run_id}").value == split_set["id"]
     assert "train_register_split" not in [b.key for b in at.button]
+
+
+def test_a_second_click_on_start_is_refused_and_names_the_first_run(own_seeded_workspace):
+    from core.train import cancel_run
+
+    ws = Workspace.open(own_seeded_workspace["root"])
+    at = _page()
+    at.selectbox(key="train_backbone_features").set_value("test_efficientnet").run()
+    at.selectbox(key="train_head_fit").set_value("adam").run()
+    at.number_input(key="train_epochs_features").set_value(1000)
+    at.number_input(key="train_size_test_efficientnet").set_value(32)
+    at.selectbox(key="train_device").set_value("cpu")
+    at.text_input(key="train_name").input("clicked twice")
+    before = {r["id"] for r in ws.list_runs()}
+    at.button(key="train_start").click().run()
+    (first,) = [r["id"] for r in ws.list_runs() if r["id"] not in before]
+    try:
+        at.button(key="train_start").click().run()
+        assert not at.exception
+        assert [r["id"] for r in ws.list_runs() if r["id"] not in before] == [first]  # no second run
+        assert any("already on its way" in e.value for e in at.error)
+        assert any(first in c.value and "already" in c.value for c in at.code)
+        assert at.selectbox(key="train_selected_run").value == first
+    finally:
+        cancel_run(first, ws)
+        deadline = time.time() + FINISH_TIMEOUT_S  # leave no training process behind
+        while reconcile_runs(ws) is not None and ws.get_run(first)["status"] in ("queued", "running") \
+                and time.time() < deadline:
+            time.sleep(0.5)
