@@ -42,7 +42,7 @@ def _reports_naming(ws: Workspace, record_id: str) -> list[str]:
     return found
 
 
-def run_users(ws: Workspace, run_id: str) -> list[str]:
+def users_of_run(ws: Workspace, run_id: str) -> list[str]:
     """Records that use this run: its predictions, runs recalibrated from it, reports naming it."""
     users = [f"predictions on test set {p['dataset_id']}" for p in ws.list_predictions() if p["run_id"] == run_id]
     for run in ws.list_runs(include_archived=True):
@@ -52,7 +52,7 @@ def run_users(ws: Workspace, run_id: str) -> list[str]:
     return users + _reports_naming(ws, run_id)
 
 
-def test_set_users(ws: Workspace, dataset_id: str) -> list[str]:
+def users_of_test_set(ws: Workspace, dataset_id: str) -> list[str]:
     """Records that use this test set: predictions on it, reader studies of it, reports naming it."""
     users = [f"predictions of run {p['run_id']}" for p in ws.list_predictions() if p["dataset_id"] == dataset_id]
     with ws.connect() as con:
@@ -115,7 +115,7 @@ def delete_run(ws: Workspace, run_id: str, *, actor=None) -> Removal:
     run = _run(ws, run_id)
     check_permission(actor, "delete", "run", run_id)
     _not_active(run, "delete")
-    users = run_users(ws, run_id)
+    users = users_of_run(ws, run_id)
     if users:
         ws.set_archived("runs", run_id, True)
         return Removal(run_id, "archived", tuple(users))
@@ -155,7 +155,7 @@ def delete_test_set(ws: Workspace, dataset_id: str, *, actor=None) -> Removal:
     from is never touched. A test set other records use is archived instead."""
     record = _test_set(ws, dataset_id)
     check_permission(actor, "delete", "test_set", dataset_id)
-    users = test_set_users(ws, dataset_id)
+    users = users_of_test_set(ws, dataset_id)
     if users:
         ws.set_archived("datasets", dataset_id, True)
         return Removal(dataset_id, "archived", tuple(users))
