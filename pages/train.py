@@ -11,7 +11,7 @@ from core.train import launch_run, read_events, reconcile_runs
 from core.train.launcher import DuplicateRunError
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
-from dashboard.common import ROOT, ensure_demo_ui, get_workspace
+from dashboard.common import ROOT, ensure_demo_ui, get_workspace, test_set_choice_label
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
 from dashboard.widgets import show_error
@@ -108,7 +108,7 @@ if run["status"] == "succeeded":
         names = {t["id"]: t for t in test_sets}
         choices = [t["id"] for t in same_task] + [t["id"] for t in test_sets if t not in same_task]
         test_set_id = st.selectbox("Test set", choices, key=state.train_test_set_key(run_id),
-                                   format_func=lambda i: f"{names[i]['name']} ({names[i]['n_images']:,} images)")
+                                   format_func=lambda i: test_set_choice_label(names[i]))
         inference_panel(ws, run_id, test_set_id, key="train")
     st.page_link(str(ROOT / "pages" / "test_sets.py"), label="Add or preview test sets",
                  icon=":material/folder_open:")
