@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.audit_ui import audit_section
 from dashboard.common import ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
+from dashboard.lifecycle_ui import TEST_SET, manage_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
 
 
@@ -23,6 +24,7 @@ with st.expander("Add a test set", expanded=False, icon=":material/add:"):
         st.session_state[state.TEST_SET_PREVIEW] = added
         st.rerun()
 show_added_message()
+show_lifecycle_message()
 
 test_sets = ws.list_datasets(role="test_set")
 if not test_sets:
@@ -44,6 +46,7 @@ if st.session_state.get(state.TEST_SET_PREVIEW) not in ids:
 test_set_id = st.selectbox("Test set", ids, key=state.TEST_SET_PREVIEW,
                            format_func=lambda i: test_set_choice_label(by_id[i]))
 record = by_id[test_set_id]
+manage_panel(ws, TEST_SET, record, key="testsets_manage")
 
 tab_preview, tab_infer, tab_audit = st.tabs(["Preview", "Run a model on it", "Audit"])
 with tab_preview:

@@ -12,6 +12,7 @@ from core.train.launcher import DuplicateRunError
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, test_set_choice_label
+from dashboard.lifecycle_ui import RUN, manage_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
 from dashboard.widgets import show_error
@@ -53,6 +54,7 @@ if started := st.session_state.pop(state.TRAIN_STARTED, None):
 
 # -- runs ---------------------------------------------------------------------------------------------
 st.subheader("Runs")
+show_lifecycle_message()
 runs = ws.list_runs()
 if not runs:
     st.info("No runs yet: start one above.", icon=":material/info:")
@@ -73,6 +75,9 @@ live_panel(ws, run, smoothing)
 
 with st.expander("Configuration (config.json)"):
     st.json(run.get("config") or {}, expanded=False)
+manage_panel(ws, RUN, run, key="train_manage",
+             disabled_reason="Cancel the run (above) before you rename, archive or delete it."
+             if run["status"] in ACTIVE else None)
 
 if run["status"] == "succeeded":
     summary = run_summary(read_events(run["run_dir"]))

@@ -203,3 +203,30 @@ def test_a_second_click_on_start_is_refused_and_names_the_first_run(own_seeded_w
         while reconcile_runs(ws) is not None and ws.get_run(first)["status"] in ("queued", "running") \
                 and time.time() < deadline:
             time.sleep(0.5)
+
+
+def test_rename_archive_and_delete_runs_with_confirmation(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    seeded = own_seeded_workspace["run_id"]  # has predictions: deleting it archives it
+    spare = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
+                          name="cancelled duplicate")
+    ws.update_run(spare, status="cancelled")
+    at = _page(select_run=spare)
+    assert at.button(key=f"train_manage_delete_{spare}").disabled  # nothing happens before the confirmation
+    at.text_input(key=f"train_manage_name_{spare}").input("  spare  run ").run()
+    at.button(key=f"train_manage_rename_{spare}").click().run()
+    assert ws.get_run(spare)["name"] == "spare run" and any("Renamed" in s.value for s in at.success)
+    at.checkbox(key=f"train_manage_confirm_{spare}").check().run()
+    at.button(key=f"train_manage_delete_{spare}").click().run()
+    assert not at.exception and ws.get_run(spare) is None and not (ws.runs_dir / spare).exists()
+    assert any("Deleted the run" in s.value for s in at.success)
+    assert spare not in at.selectbox(key="train_selected_run").options
+    assert spare not in list(at.dataframe[0].value["id"])
+
+    at.selectbox(key="train_selected_run").set_value(seeded).run()
+    at.checkbox(key=f"train_manage_confirm_{seeded}").check().run()
+    at.button(key=f"train_manage_delete_{seeded}").click().run()
+    assert not at.exception
+    assert any("Archived the run instead" in s.value and "predictions" in s.value for s in at.success)
+    assert ws.get_run(seeded)["archived"] and Path(ws.get_run(seeded)["run_dir"]).exists()
+    assert [r["id"] for r in ws.list_runs()] == [] and any("No runs yet" in i.value for i in at.info)
