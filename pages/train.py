@@ -71,7 +71,7 @@ run_id = st.selectbox("Run", ids, key=SELECTED,
 run = by_id[run_id]
 smoothing = st.slider("Curve smoothing (TensorBoard-style; 0 = raw)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01,
                       key="train_smoothing")
-live_panel(ws, run, smoothing)
+live_panel(ws, run, smoothing, runs)
 
 with st.expander("Configuration (config.json)"):
     st.json(run.get("config") or {}, expanded=False)

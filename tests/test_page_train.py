@@ -230,3 +230,35 @@ def test_rename_archive_and_delete_runs_with_confirmation(own_seeded_workspace):
     assert any("Archived the run instead" in s.value and "predictions" in s.value for s in at.success)
     assert ws.get_run(seeded)["archived"] and Path(ws.get_run(seeded)["run_dir"]).exists()
     assert [r["id"] for r in ws.list_runs()] == [] and any("No runs yet" in i.value for i in at.info)
+
+
+def _live_panel_script(root: str, selected: str, shown: dict) -> None:
+    import streamlit as st
+
+    from core.store import Workspace
+    from dashboard.training_ui import _panel_body
+
+    st.session_state["script_runs"] = st.session_state.get("script_runs", 0) + 1
+    if st.session_state["script_runs"] == 1:  # the page as rendered while the other run was still running
+        _panel_body(Workspace.open(root), selected, 0.6, shown)
+    st.text(f"script runs: {st.session_state['script_runs']}")
+
+
+def test_the_live_panel_reruns_the_page_when_any_shown_run_changes_status(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    other = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
+                          name="first of a double click")
+    ws.update_run(other, status="succeeded")  # it finished after the page listed it as running
+    selected = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
+                             name="second, still queued")
+    at = AppTest.from_function(_live_panel_script, args=(own_seeded_workspace["root"], selected,
+                                                          {other: "running", selected: "queued"}),
+                               default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    # The panel asked for a full rerun: the run table and Run selector are drawn again with "succeeded".
+    assert at.text[-1].value == "script runs: 2"
+
+    from dashboard.training_ui import changed_statuses
+
+    assert changed_statuses(ws, {other: "succeeded", selected: "queued"}) == {}  # nothing new: no rerun
+    assert changed_statuses(ws, {other: "running"}) == {other: "succeeded"}
