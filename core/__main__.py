@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "core.explain.cli",
     "core.readers.cli",
     "core.store.cli",
+    "core.store.lifecycle_cli",
 )
 
 

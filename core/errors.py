@@ -49,3 +49,7 @@ def run_job(job: dict, work) -> None:
         job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     finally:
         job["finished"] = time.time()
+
+# The one wording of "these files can be skipped" in messages about unreadable images (the dashboard's
+# uploader checks for it to point at its checkbox).
+SKIP_BAD_HINT = "Fix them, or choose to skip unreadable files to keep the rest"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -199,6 +200,21 @@ class EvaluationSelection:
         return self.file.path
 
 
+def _when(created) -> str:
+    return time.strftime("%d %b %H:%M", time.localtime(float(created))) if created else "?"
+
+
+def run_choice_label(run: dict) -> str:
+    """How a run is named in every picker: two runs with one name differ by their start time and id's end."""
+    return f"{run['name']} ({run['backbone']}, {run['mode']}, {_when(run.get('created'))}, ...{run['id'][-4:]})"
+
+
+def test_set_choice_label(record: dict) -> str:
+    """How a test set is named in every picker (the same name twice differs by size, date and id's end)."""
+    return (f"{record['name']} ({record['n_images']:,} images, {_when(record.get('created'))}, "
+            f"...{record['id'][-4:]})")
+
+
 def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection | None:
     """Pick a run x test set that has predictions; the choice follows the user across pages.
     Returns the choice with its predictions, or None (having said why)."""
@@ -214,13 +230,20 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection |
         st.info("No predictions yet. Train a model on the **Train** page, then run it on a test set on the "
                 "**Test sets** page.", icon=":material/info:")
         return None
-    runs = {r["id"]: r for r in ws.list_runs()}
-    test_sets = {d["id"]: d for d in ws.list_datasets()}
+    runs = {r["id"]: r for r in ws.list_runs(include_archived=True)}
+    test_sets = {d["id"]: d for d in ws.list_datasets(include_archived=True)}
+    # Archived runs and test sets (core/store/lifecycle.py) are kept for the records that use them, not offered.
+    rows = [r for r in rows if not (runs.get(r["run_id"], {}).get("archived")
+                                    or test_sets.get(r["dataset_id"], {}).get("archived"))]
+    if not rows:
+        st.info("Every run or test set with predictions is archived: restore one with `python -m core runs "
+                "restore RUN_ID`, or run a model on a test set on the **Test sets** page.", icon=":material/info:")
+        return None
     run_ids = sorted({r["run_id"] for r in rows}, key=lambda rid: -(runs.get(rid, {}).get("created") or 0))
 
     def run_label(rid: str) -> str:
         run = runs.get(rid)
-        return f"{run['name']} ({run['backbone']}, {run['mode']})" if run else rid
+        return run_choice_label(run) if run else rid
 
     current_run = st.session_state.get(state.RUN_ID)
     col_run, col_test = st.columns(2)
@@ -230,7 +253,7 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection |
     current_test = st.session_state.get(state.TEST_SET_ID)
     test_set_id = col_test.selectbox(
         "Test set", test_ids, key=f"{key}_test",
-        format_func=lambda tid: test_sets.get(tid, {}).get("name", tid),
+        format_func=lambda tid: test_set_choice_label(test_sets[tid]) if tid in test_sets else tid,
         index=test_ids.index(current_test) if current_test in test_ids else 0)
     if (run_id, test_set_id) != (current_run, current_test):
         remember_selection(run_id=run_id, test_set_id=test_set_id)

@@ -126,7 +126,8 @@ def confusion_section(ev: Evaluation) -> None:
     right.selectbox("Called class", classes, key="perf_cell_called")
     i, j = classes.index(st.session_state[state.CELL_TRUE]), classes.index(st.session_state[state.CELL_CALLED])
     cases = cases_in_cell(ev.arrays, ev.calls, i, j)
-    st.caption(f"{len(cases):,} images are {plain(classes[i])} and were called {plain(classes[j])}.")
+    st.caption(f"{len(cases):,} {'image is' if len(cases) == 1 else 'images are'} {plain(classes[i])} and "
+               f"{'was' if len(cases) == 1 else 'were'} called {plain(classes[j])}.")
     # The explain page reads this to open the same cases.
     st.session_state[state.CONFUSION_CELL] = {"run_id": ev.selection.run_id,
                                           "test_set_id": ev.selection.dataset_id, "true": classes[i],

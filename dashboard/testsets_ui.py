@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
-from core.errors import InputError, run_job
+from core.errors import SKIP_BAD_HINT, InputError, run_job
 from core.store import Workspace
 from dashboard import state
 from dashboard.access_ui import current_actor
@@ -71,7 +71,7 @@ def _try(action, noun: str) -> str | None:
         result = action()
     except InputError as exc:
         show_error("Nothing was added: the data has problems (below). Fix them and try again.", str(exc))
-        if "skip_bad" in str(exc):
+        if SKIP_BAD_HINT in str(exc):
             st.caption("Or tick *Skip unreadable images and unusable rows* to add the rest; the skipped files are "
                        "then listed with the data.")
         return None

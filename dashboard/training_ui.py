@@ -216,16 +216,25 @@ def _progress_text(progress, status: str) -> str:
     return "Starting (loading the model and the data)..."
 
 
-def _panel_body(ws: Workspace, run_id: str, smoothing: float, was_active: bool) -> None:
-    if was_active:
-        reconcile_runs(ws)  # a dead process shows up as failed, with the reason
+def changed_statuses(ws: Workspace, shown: dict[str, str]) -> dict[str, str]:
+    """Runs whose status is no longer the one the page shows ({run id: status now}; a removed run: 'gone')."""
+    if not shown:
+        return {}
+    reconcile_runs(ws)  # a dead process shows up as failed, with the reason
+    now = {r["id"]: r["status"] for r in ws.list_runs(include_archived=True)}
+    return {run_id: now.get(run_id, "gone") for run_id, status in shown.items() if now.get(run_id) != status}
+
+
+def _panel_body(ws: Workspace, run_id: str, smoothing: float, shown: dict[str, str]) -> None:
+    if changed_statuses(ws, shown):
+        # Any run queued -> running -> finished: refresh the whole page (run table, Run selector, post-run
+        # options), not only this panel; polling stops once no run is active.
+        st.rerun(scope="app")
     run = ws.get_run(run_id)
     if run is None:
         st.warning("This run is no longer in the registry.")
         return
     status = run["status"]
-    if was_active and status not in ACTIVE:
-        st.rerun()  # finished: refresh the whole page (run table, post-run options) and stop polling
     events = read_events(run["run_dir"])
     progress = run_progress(events, status)
     st.progress(progress.fraction or 0.0, text=_progress_text(progress, status))
@@ -253,13 +262,14 @@ def _panel_body(ws: Workspace, run_id: str, smoothing: float, was_active: bool) 
         show_error("The run failed. Its error:", run.get("error") or "no error recorded")
 
 
-def live_panel(ws: Workspace, run: dict, smoothing: float) -> None:
-    """A run's status, progress bar with ETA, images/s and curves; polled every 2 s only while it is active."""
-    active = run["status"] in ACTIVE
+def live_panel(ws: Workspace, run: dict, smoothing: float, runs: list[dict]) -> None:
+    """A run's status, progress bar with ETA, images/s and curves; polled every 2 s while any run of the page's
+    `runs` is active, so the whole page follows every status change, not only the selected run's."""
+    shown = {r["id"]: r["status"] for r in runs if r["status"] in ACTIVE}
 
-    @st.fragment(run_every=POLL_SECONDS if active else None)
+    @st.fragment(run_every=POLL_SECONDS if shown else None)
     def panel():
-        _panel_body(ws, run["id"], smoothing, active)
+        _panel_body(ws, run["id"], smoothing, shown)
 
     panel()
 

@@ -127,8 +127,11 @@ headline_intervals = {"Accuracy": headline.accuracy(arrays.truth, calls),
                       "Weighted error": headline_weighted_error(file, task, calls, penalty)}
 metric_card(cards[0], "Accuracy", headline_intervals["Accuracy"],
             help=f"Share of images whose class call is right ({plain(rule_text)}).")
-metric_card(cards[1], f"Sensitivity ({view.name})", ev.rates.sensitivity)
-metric_card(cards[2], f"Specificity ({view.name})", ev.rates.specificity)
+# Short labels (a card is narrow); the binary view they are measured on is in the help text.
+metric_card(cards[1], "Sensitivity", ev.rates.sensitivity,
+            help=f"Share of positive images called positive, on the view '{plain(view.name)}'.")
+metric_card(cards[2], "Specificity", ev.rates.specificity,
+            help=f"Share of negative images called negative, on the view '{plain(view.name)}'.")
 metric_card(cards[3], "Weighted error", headline_intervals["Weighted error"], percent=False,
             help=f"Mean penalty per image with the penalty matrix '{plain(penalty_name)}' (edit it on the Penalties "
                  "page).")

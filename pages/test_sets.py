@@ -7,7 +7,8 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.audit_ui import audit_section
-from dashboard.common import ensure_demo_ui, get_workspace
+from dashboard.common import ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
+from dashboard.lifecycle_ui import TEST_SET, manage_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
 
 
@@ -23,6 +24,7 @@ with st.expander("Add a test set", expanded=False, icon=":material/add:"):
         st.session_state[state.TEST_SET_PREVIEW] = added
         st.rerun()
 show_added_message()
+show_lifecycle_message()
 
 test_sets = ws.list_datasets(role="test_set")
 if not test_sets:
@@ -41,8 +43,10 @@ ids = list(by_id)
 if st.session_state.get(state.TEST_SET_PREVIEW) not in ids:
     preferred = st.session_state.get(state.TEST_SET_ID)
     st.session_state[state.TEST_SET_PREVIEW] = preferred if preferred in ids else ids[0]
-test_set_id = st.selectbox("Test set", ids, key=state.TEST_SET_PREVIEW, format_func=lambda i: by_id[i]["name"])
+test_set_id = st.selectbox("Test set", ids, key=state.TEST_SET_PREVIEW,
+                           format_func=lambda i: test_set_choice_label(by_id[i]))
 record = by_id[test_set_id]
+manage_panel(ws, TEST_SET, record, key="testsets_manage")
 
 tab_preview, tab_infer, tab_audit = st.tabs(["Preview", "Run a model on it", "Audit"])
 with tab_preview:
@@ -58,8 +62,7 @@ with tab_infer:
         run_id = st.selectbox(
             "Model (a finished training run)", run_ids, key="testsets_run",
             index=run_ids.index(preferred) if preferred in run_ids else 0,
-            format_func=lambda i: f"{run_by_id[i]['name']} ({run_by_id[i]['backbone']}, {run_by_id[i]['mode']}, "
-                                  f"task {run_by_id[i]['task']})")
+            format_func=lambda i: f"{run_choice_label(run_by_id[i])}, task {run_by_id[i]['task']}")
         run = run_by_id[run_id]
         if run["task"] not in ("auto", record["task"]):
             st.warning("The model and the test set have different tasks: inference works only when every "

@@ -8,10 +8,12 @@ from core.data.demo import demo_status
 from core.data.ingest import register_split
 from core.errors import InputError
 from core.train import launch_run, read_events, reconcile_runs
+from core.train.launcher import DuplicateRunError
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
 from dashboard.access_ui import current_actor
-from dashboard.common import ROOT, ensure_demo_ui, get_workspace
+from dashboard.common import ROOT, ensure_demo_ui, get_workspace, test_set_choice_label
+from dashboard.lifecycle_ui import RUN, manage_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
 from dashboard.widgets import show_error
@@ -38,6 +40,9 @@ config = new_run_form(ws)
 if config is not None:
     try:
         run_id = launch_run(config, ws, actor=current_actor())
+    except DuplicateRunError as exc:
+        st.session_state[SELECTED] = exc.run_id  # the run already doing this, shown below
+        show_error("Not started: this run is already on its way.", str(exc))
     except InputError as exc:
         show_error("The run could not start.", str(exc))
     else:
@@ -50,6 +55,7 @@ if started := st.session_state.pop(state.TRAIN_STARTED, None):
 
 # -- runs ---------------------------------------------------------------------------------------------
 st.subheader("Runs")
+show_lifecycle_message()
 runs = ws.list_runs()
 if not runs:
     st.info("No runs yet: start one above.", icon=":material/info:")
@@ -66,10 +72,13 @@ run_id = st.selectbox("Run", ids, key=SELECTED,
 run = by_id[run_id]
 smoothing = st.slider("Curve smoothing (TensorBoard-style; 0 = raw)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01,
                       key="train_smoothing")
-live_panel(ws, run, smoothing)
+live_panel(ws, run, smoothing, runs)
 
 with st.expander("Configuration (config.json)"):
     st.json(run.get("config") or {}, expanded=False)
+manage_panel(ws, RUN, run, key="train_manage",
+             disabled_reason="Cancel the run (above) before you rename, archive or delete it."
+             if run["status"] in ACTIVE else None)
 
 if run["status"] == "succeeded":
     summary = run_summary(read_events(run["run_dir"]))
@@ -105,7 +114,7 @@ if run["status"] == "succeeded":
         names = {t["id"]: t for t in test_sets}
         choices = [t["id"] for t in same_task] + [t["id"] for t in test_sets if t not in same_task]
         test_set_id = st.selectbox("Test set", choices, key=state.train_test_set_key(run_id),
-                                   format_func=lambda i: f"{names[i]['name']} ({names[i]['n_images']:,} images)")
+                                   format_func=lambda i: test_set_choice_label(names[i]))
         inference_panel(ws, run_id, test_set_id, key="train")
     st.page_link(str(ROOT / "pages" / "test_sets.py"), label="Add or preview test sets",
                  icon=":material/folder_open:")

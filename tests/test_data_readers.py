@@ -116,7 +116,7 @@ def test_bad_images_in_folder_reported_or_skipped(tmp_path):
     root = image_folder(tmp_path / "d", {"a": 3, "b": 3})
     truncate(write_image(root / "a" / "cut.jpeg", size=(64, 64)), 0.5)
     (root / "b" / "fake.jpeg").write_text("hello")
-    with pytest.raises(InputError, match=r"2 problem\(s\).*(cut\.jpeg|fake\.jpeg).*skip bad files"):
+    with pytest.raises(InputError, match=r"2 problem\(s\).*(cut\.jpeg|fake\.jpeg).*skip unreadable files"):
         load_dataset(root)
     ds = load_dataset(root, skip_bad=True)
     assert len(ds) == 6 and len(ds.problems) == 2

@@ -145,3 +145,36 @@ def test_open_in_performance_carries_the_selection(own_seeded_workspace):
     assert at.session_state["run_id"] == own_seeded_workspace["run_id"]
     assert at.session_state["test_set_id"] == own_seeded_workspace["test_set_id"]
     assert "Test sets" not in [t.value for t in at.title]  # we left the page
+
+
+def test_delete_an_uploaded_test_set_and_archive_a_used_one(own_seeded_workspace, tmp_path):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    used = own_seeded_workspace["test_set_id"]  # the seeded run has predictions on it
+    at = _upload(_page(), "clinic.zip", _zip_of(image_folder(tmp_path / "clinic", {"NORMAL": 2, "CNV": 2})))
+    (uploaded,) = [t["id"] for t in ws.list_datasets(role="test_set") if t["id"] != used]
+    upload_folder = Path(ws.get_dataset(uploaded)["source"])
+    assert upload_folder.exists() and upload_folder.resolve().is_relative_to(ws.uploads_dir.resolve())
+    at.selectbox(key="testsets_preview").set_value(uploaded).run()
+    assert at.button(key=f"testsets_manage_delete_{uploaded}").disabled
+    at.checkbox(key=f"testsets_manage_confirm_{uploaded}").check().run()
+    at.button(key=f"testsets_manage_delete_{uploaded}").click().run()
+    assert not at.exception and ws.get_dataset(uploaded) is None and not upload_folder.exists()
+    assert any("Deleted the test set" in s.value for s in at.success)
+    assert uploaded not in at.selectbox(key="testsets_preview").options
+
+    at.selectbox(key="testsets_preview").set_value(used).run()
+    at.checkbox(key=f"testsets_manage_confirm_{used}").check().run()
+    at.button(key=f"testsets_manage_delete_{used}").click().run()
+    assert any("Archived the test set instead" in s.value for s in at.success)
+    assert ws.get_dataset(used)["archived"] and any("No test set yet" in i.value for i in at.info)
+
+
+def test_runs_with_the_same_name_are_told_apart(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    seeded = ws.get_run(own_seeded_workspace["run_id"])
+    twin = ws.create_run(config={**seeded["config"], "task": seeded["task"]}, name=seeded["name"])
+    ws.update_run(twin, status="succeeded")
+    at = _page()
+    labels = at.selectbox(key="testsets_run").options  # AppTest holds the labels the user reads
+    assert len(labels) == 2 and len(set(labels)) == 2, labels
+    assert any(seeded["id"][-4:] in label for label in labels) and any(twin[-4:] in label for label in labels)

@@ -175,3 +175,91 @@ def test_add_a_training_dataset_from_a_server_folder(own_seeded_workspace, tmp_p
     assert split_set["n_images"] == 2 and split_set["meta"]["split"] == "test"
     assert at.selectbox(key=f"train_test_set_{run_id}").value == split_set["id"]
     assert "train_register_split" not in [b.key for b in at.button]
+
+
+def test_a_second_click_on_start_is_refused_and_names_the_first_run(own_seeded_workspace):
+    from core.train import cancel_run
+
+    ws = Workspace.open(own_seeded_workspace["root"])
+    at = _page()
+    at.selectbox(key="train_backbone_features").set_value("test_efficientnet").run()
+    at.selectbox(key="train_head_fit").set_value("adam").run()
+    at.number_input(key="train_epochs_features").set_value(1000)
+    at.number_input(key="train_size_test_efficientnet").set_value(32)
+    at.selectbox(key="train_device").set_value("cpu")
+    at.text_input(key="train_name").input("clicked twice")
+    before = {r["id"] for r in ws.list_runs()}
+    at.button(key="train_start").click().run()
+    (first,) = [r["id"] for r in ws.list_runs() if r["id"] not in before]
+    try:
+        at.button(key="train_start").click().run()
+        assert not at.exception
+        assert [r["id"] for r in ws.list_runs() if r["id"] not in before] == [first]  # no second run
+        assert any("already on its way" in e.value for e in at.error)
+        assert any(first in c.value and "already" in c.value for c in at.code)
+        assert at.selectbox(key="train_selected_run").value == first
+    finally:
+        cancel_run(first, ws)
+        deadline = time.time() + FINISH_TIMEOUT_S  # leave no training process behind
+        while reconcile_runs(ws) is not None and ws.get_run(first)["status"] in ("queued", "running") \
+                and time.time() < deadline:
+            time.sleep(0.5)
+
+
+def test_rename_archive_and_delete_runs_with_confirmation(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    seeded = own_seeded_workspace["run_id"]  # has predictions: deleting it archives it
+    spare = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
+                          name="cancelled duplicate")
+    ws.update_run(spare, status="cancelled")
+    at = _page(select_run=spare)
+    assert at.button(key=f"train_manage_delete_{spare}").disabled  # nothing happens before the confirmation
+    at.text_input(key=f"train_manage_name_{spare}").input("  spare  run ").run()
+    at.button(key=f"train_manage_rename_{spare}").click().run()
+    assert ws.get_run(spare)["name"] == "spare run" and any("Renamed" in s.value for s in at.success)
+    at.checkbox(key=f"train_manage_confirm_{spare}").check().run()
+    at.button(key=f"train_manage_delete_{spare}").click().run()
+    assert not at.exception and ws.get_run(spare) is None and not (ws.runs_dir / spare).exists()
+    assert any("Deleted the run" in s.value for s in at.success)
+    assert spare not in at.selectbox(key="train_selected_run").options
+    assert spare not in list(at.dataframe[0].value["id"])
+
+    at.selectbox(key="train_selected_run").set_value(seeded).run()
+    at.checkbox(key=f"train_manage_confirm_{seeded}").check().run()
+    at.button(key=f"train_manage_delete_{seeded}").click().run()
+    assert not at.exception
+    assert any("Archived the run instead" in s.value and "predictions" in s.value for s in at.success)
+    assert ws.get_run(seeded)["archived"] and Path(ws.get_run(seeded)["run_dir"]).exists()
+    assert [r["id"] for r in ws.list_runs()] == [] and any("No runs yet" in i.value for i in at.info)
+
+
+def _live_panel_script(root: str, selected: str, shown: dict) -> None:
+    import streamlit as st
+
+    from core.store import Workspace
+    from dashboard.training_ui import _panel_body
+
+    st.session_state["script_runs"] = st.session_state.get("script_runs", 0) + 1
+    if st.session_state["script_runs"] == 1:  # the page as rendered while the other run was still running
+        _panel_body(Workspace.open(root), selected, 0.6, shown)
+    st.text(f"script runs: {st.session_state['script_runs']}")
+
+
+def test_the_live_panel_reruns_the_page_when_any_shown_run_changes_status(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    other = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
+                          name="first of a double click")
+    ws.update_run(other, status="succeeded")  # it finished after the page listed it as running
+    selected = ws.create_run(config={"backbone": "test_resnet", "mode": "features", "task": "oct-kermany"},
+                             name="second, still queued")
+    at = AppTest.from_function(_live_panel_script, args=(own_seeded_workspace["root"], selected,
+                                                          {other: "running", selected: "queued"}),
+                               default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    # The panel asked for a full rerun: the run table and Run selector are drawn again with "succeeded".
+    assert at.text[-1].value == "script runs: 2"
+
+    from dashboard.training_ui import changed_statuses
+
+    assert changed_statuses(ws, {other: "succeeded", selected: "queued"}) == {}  # nothing new: no rerun
+    assert changed_statuses(ws, {other: "running"}) == {other: "succeeded"}

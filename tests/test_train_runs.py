@@ -140,3 +140,38 @@ def test_launch_rejects_bad_input_before_starting_anything(workspace, tmp_path):
     with pytest.raises(InputError, match="unknown backbone"):
         launch_run({"data": str(tmp_path), "backbone": "alexnet-9000"}, workspace)
     assert workspace.list_runs() == []
+
+
+def test_an_identical_submission_is_refused_while_the_first_is_active(oct_folder, workspace):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.train.launcher import DuplicateRunError
+
+    config = _config(oct_folder, epochs=200, patience=0, name="double click")
+    # Two clicks at once (two threads): exactly one run is created, the other is told which one exists.
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _: _launch_or_error(config, workspace), range(2)))
+    (first,) = [o for o in outcomes if isinstance(o, str)]
+    (refused,) = [o for o in outcomes if isinstance(o, DuplicateRunError)]
+    assert refused.run_id == first and first in str(refused) and "'double click'" in str(refused)
+    assert [r["id"] for r in workspace.list_runs()] == [first]
+    # Unnamed and other settings: different submissions, accepted.
+    other = launch_run({**config, "epochs": 199}, workspace)
+    unnamed = launch_run({**config, "name": ""}, workspace)
+    with pytest.raises(DuplicateRunError, match=unnamed):
+        launch_run({**config, "name": ""}, workspace)
+    for run_id in (first, other, unnamed):
+        cancel_run(run_id, workspace)
+    _wait(lambda: workspace.get_run(first)["status"] in FINAL, what="the cancel")
+    again = launch_run(config, workspace)  # once the first has ended, the same settings may run again
+    assert again != first
+    cancel_run(again, workspace)
+
+
+def _launch_or_error(config, workspace):
+    from core.train.launcher import DuplicateRunError
+
+    try:
+        return launch_run(config, workspace)
+    except DuplicateRunError as exc:
+        return exc

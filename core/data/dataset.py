@@ -41,6 +41,9 @@ class Dataset:
         self.dicom = dicom  # how DICOM rows are windowed (None: the defaults); part of the fingerprint if set
         self._fingerprint: str | None = None
         self._rows_by_id: pd.Index | None = None
+        # Set by split_named: the split folder its ids were made relative to. Records written before ids were
+        # relative to the split root (predictions, readings: "test/CNV/x.png") still find their image.
+        self.split_prefix: str | None = None
 
     # -- basics ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -77,6 +80,8 @@ class Dataset:
         if self._rows_by_id is None:
             self._rows_by_id = pd.Index(self.table["image_id"].astype(str))
         position = int(self._rows_by_id.get_indexer([str(image_id)])[0])
+        if position < 0 and self.split_prefix and str(image_id).startswith(self.split_prefix):
+            position = int(self._rows_by_id.get_indexer([str(image_id)[len(self.split_prefix):]])[0])
         return position if position >= 0 else None
 
     def image_by_id(self, image_id: str) -> Image.Image:
@@ -106,19 +111,30 @@ class Dataset:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise InputError(f"{self.source}: row positions out of range for {len(self)} images")
-        return Dataset(self.table.iloc[idx], self.task, self.source, self.problems, self.root, self.max_pixels,
+        part = Dataset(self.table.iloc[idx], self.task, self.source, self.problems, self.root, self.max_pixels,
                        self.dicom)
+        part.split_prefix = self.split_prefix
+        return part
 
     def splits(self) -> list[str]:
         present = [s for s in self.table["split"].dropna().unique()]
         return [s for s in SPLITS if s in present] + sorted(s for s in present if s not in SPLITS)
 
     def split_named(self, name: str) -> "Dataset":
-        """The rows whose split is `name` ("train", "val" or "test")."""
+        """The rows whose split is `name` ("train", "val" or "test"), their image ids relative to the split's
+        folder: `demo` split test and the folder `demo/test` name an image alike ("CNV/x.png"), so readings
+        and predictions move between the CLI and the dashboard however the folder was pointed at."""
         rows = np.flatnonzero((self.table["split"] == name).to_numpy())
         if rows.size == 0:
             raise InputError(f"{self.source}: no {name!r} split; splits present: {self.splits() or 'none'}")
-        return self.subset(rows)
+        part = self.subset(rows)
+        prefix = f"{name}/"
+        ids = part.table["image_id"].astype(str)
+        if ids.str.startswith(prefix).all():
+            part.table["image_id"] = ids.str.slice(len(prefix))
+            part._rows_by_id = None
+            part.split_prefix = prefix
+        return part
 
     def class_counts(self) -> pd.DataFrame:
         """Images per class (columns, in task order) and split (rows; 'unsplit' where none is given)."""

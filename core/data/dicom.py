@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.errors import InputError
+from core.errors import SKIP_BAD_HINT, InputError
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _PREAMBLE = 128
@@ -309,6 +309,6 @@ def deidentify_tree(folder: str | Path, skip_bad: bool = False) -> list[str]:
             os.unlink(path)
             problems.append(f"{exc} (removed: it could not be de-identified)")
     if problems and not skip_bad:
-        raise InputError(f"{len(problems)} DICOM file(s) could not be read: {'; '.join(problems[:5])}. Fix them, "
-                         "or choose to skip bad files (skip_bad=True) to keep the rest.")
+        raise InputError(f"{len(problems)} DICOM file(s) could not be read: {'; '.join(problems[:5])}. "
+                         f"{SKIP_BAD_HINT}.")
     return problems

@@ -119,6 +119,9 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
             source = saved
         result = _register(ws, ds, name=(name or PurePath(str(file_name)).name).strip(), source=source, role=role,
                            skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix})
+    except InputError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise InputError(_as_uploaded(str(exc), (folder / "data", saved, folder), str(file_name))) from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -146,6 +149,14 @@ def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set"
     ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad, dicom=dicom)
     return _register(ws, ds, name=(name or path.name).strip(), source=path, role=role, skip_bad=skip_bad,
                      extra_meta={"format": "folder"})
+
+
+def _as_uploaded(message: str, stored: tuple[Path, ...], file_name: str) -> str:
+    """A problem in an upload named by the file the user sent ("clinic.zip/CNV/x.png"), not by the server
+    paths it was stored under (longest first: the extracted folder, the saved file, the upload folder)."""
+    for path in sorted((str(p) for p in stored), key=len, reverse=True):
+        message = message.replace(path, file_name)
+    return message
 
 
 def register_split(ws: Workspace, dataset_id: str, split: str = "test", *, actor: Actor = SHELL) -> Ingested:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from core.data import Dataset, load_dataset
 from core.data.tasks import Task, task_from_dict
-from core.errors import InputError
+from core.errors import SKIP_BAD_HINT, InputError
 from core.infer.predictions import model_calls, predictions_frame, probabilities, read_predictions, write_predictions
 from core.store import Workspace
 from core.store.integrity import DamagedFileError, discard_damaged
@@ -204,8 +204,8 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     if bad and not skip_bad:
         shown = "; ".join(s["problem"] for s in skipped[:5])
         raise InputError(f"{ds.source}: {len(bad)} image(s) could not be decoded: {shown}"
-                         f"{' ...' if len(bad) > 5 else ''}. Fix them, or let them be skipped (skip_bad=True; "
-                         "the command line without --strict)")
+                         f"{' ...' if len(bad) > 5 else ''}. {SKIP_BAD_HINT} (on the command line: "
+                         "without --strict).")
     if bad:
         keep = np.setdiff1d(np.arange(len(aligned)), bad)
         aligned, probs = aligned.subset(keep), probs[keep]

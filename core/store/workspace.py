@@ -78,6 +78,15 @@ def _is_storage_failure(exc: sqlite3.OperationalError) -> bool:
     return any(s in text for s in ("disk", "full", "readonly", "read-only", "unable to open", "locked", "i/o"))
 
 
+def _add_archived_columns(con: sqlite3.Connection) -> None:
+    """Workspaces made before archiving existed gain the column (NULL = shown; a time = archived then)."""
+    for table in ("runs", "datasets"):
+        columns = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+        if "archived" not in columns:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN archived REAL")
+    con.commit()
+
+
 def new_id(prefix: str, label: str = "") -> str:
     """A readable, unique, filesystem-safe id: prefix-YYYYmmdd-HHMMSS-label-xxxx."""
     slug = re.sub(r"[^a-zA-Z0-9]+", "-", label).strip("-").lower()[:32]
@@ -113,6 +122,7 @@ class Workspace:
             try:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(_SCHEMA)  # executescript commits on its own, so outside connect()'s transaction
+                _add_archived_columns(con)
             finally:
                 con.close()
         except (OSError, sqlite3.OperationalError) as exc:
@@ -210,12 +220,14 @@ class Workspace:
                  json.dumps(meta or {})))
         return dataset_id
 
-    def list_datasets(self, role: str | None = None) -> list[dict]:
+    def list_datasets(self, role: str | None = None, include_archived: bool = False) -> list[dict]:
+        """Newest first; archived ones (core/store/lifecycle.py) only when asked for."""
+        shown = "" if include_archived else " AND archived IS NULL"
         with self.connect() as con:
             if role:
-                rows = con.execute("SELECT * FROM datasets WHERE role=? ORDER BY created DESC", (role,))
+                rows = con.execute(f"SELECT * FROM datasets WHERE role=?{shown} ORDER BY created DESC", (role,))
             else:
-                rows = con.execute("SELECT * FROM datasets ORDER BY created DESC")
+                rows = con.execute(f"SELECT * FROM datasets WHERE 1{shown} ORDER BY created DESC")
             return [_row(r) for r in rows.fetchall()]
 
     def get_dataset(self, dataset_id: str) -> dict | None:
@@ -243,7 +255,7 @@ class Workspace:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         allowed = {"status", "started", "finished", "pid", "error", "best_metric", "best_metric_name", "device",
-                   "config", "name", "task"}
+                   "config", "name", "task", "archived"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update run fields {sorted(unknown)}")
@@ -259,13 +271,32 @@ class Workspace:
         with self.connect() as con:
             return _row(con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone())
 
-    def list_runs(self, status: str | None = None) -> list[dict]:
+    def list_runs(self, status: str | None = None, include_archived: bool = False) -> list[dict]:
+        """Newest first; archived ones (core/store/lifecycle.py) only when asked for."""
+        shown = "" if include_archived else " AND archived IS NULL"
         with self.connect() as con:
             if status:
-                rows = con.execute("SELECT * FROM runs WHERE status=? ORDER BY created DESC", (status,))
+                rows = con.execute(f"SELECT * FROM runs WHERE status=?{shown} ORDER BY created DESC", (status,))
             else:
-                rows = con.execute("SELECT * FROM runs ORDER BY created DESC")
+                rows = con.execute(f"SELECT * FROM runs WHERE 1{shown} ORDER BY created DESC")
             return [_row(r) for r in rows.fetchall()]
+
+    def remove_run(self, run_id: str) -> None:
+        with self.connect() as con:
+            con.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
+    def set_archived(self, table: str, record_id: str, archived: bool) -> None:
+        """Hide ('archived' = now) or show again (NULL) a run or a dataset in every list."""
+        if table not in ("runs", "datasets"):
+            raise ValueError(f"only runs and datasets are archived, not {table!r}")
+        with self.connect() as con:
+            con.execute(f"UPDATE {table} SET archived=? WHERE id=?", (time.time() if archived else None, record_id))
+
+    def rename(self, table: str, record_id: str, name: str) -> None:
+        if table not in ("runs", "datasets"):
+            raise ValueError(f"only runs and datasets are renamed here, not {table!r}")
+        with self.connect() as con:
+            con.execute(f"UPDATE {table} SET name=? WHERE id=?", (name, record_id))
 
     # -- predictions ---------------------------------------------------------------------------
     def predictions_path(self, run_id: str, dataset_id: str) -> Path:

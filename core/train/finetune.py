@@ -66,6 +66,13 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, loader: DataLoader, loss_f
     return score_predictions(ctx.kind, p, t, loss_sum / n), p
 
 
+def _stages_message(stages: list[str]) -> str:
+    """What is being trained, in words (the stage names are kept in the event's `trainable_stages`)."""
+    if not stages:
+        return "Fine-tuning the new head only (the backbone stays frozen)"
+    return f"Fine-tuning the new head and the backbone's last {len(stages)} stage{'s' if len(stages) > 1 else ''}"
+
+
 def train_finetune_mode(ctx: RunContext, progress_factory) -> dict:
     cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
     torch.manual_seed(cfg.seed)
@@ -103,7 +110,7 @@ def train_finetune_mode(ctx: RunContext, progress_factory) -> dict:
     ddp_model = wrap_model(model, dist, ctx.device)
     best_state = load_best_weights(ctx.run_dir) if ctx.resume and ctx.run_dir is not None else None
     progress = progress_factory(cfg.epochs * steps_per_epoch, (start_epoch - 1) * steps_per_epoch)
-    ctx.events.write("status", status="running", message=f"fine-tuning stages: {stages or 'head only'}",
+    ctx.events.write("status", status="running", message=_stages_message(stages),
                      trainable_stages=stages, start_epoch=start_epoch)
     cancelled, epoch = False, start_epoch - 1
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import InputError
@@ -35,6 +36,37 @@ DEFAULT_SLOTS = {"cuda": 1, "cpu": 1}
 _NEVER_STARTED_AFTER_S = 120.0
 # Popen handles of children this process started: polling them reaps zombies and yields exit codes.
 _CHILDREN: dict[str, subprocess.Popen] = {}
+
+
+class DuplicateRunError(InputError):
+    """A submission identical to a run that is still queued or running; `run_id` names that run."""
+
+    def __init__(self, run: dict):
+        self.run_id = run["id"]
+        super().__init__(f"an identical run is already {run['status']}: {run['name']!r} ({run['id']}); "
+                         "follow it on the Train page (or `python -m core runs list`), or cancel it first "
+                         "to start this one again")
+
+
+@contextmanager
+def _launch_lock(ws: Workspace):
+    """Serialises check-then-create across processes and threads (two clicks, two browser tabs, the CLI)."""
+    ws.runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(ws.runs_dir / ".launch.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def active_duplicate(ws: Workspace, config: dict, name: str) -> dict | None:
+    """The queued or running run with this name and a config (RunConfig.to_dict()) equal to this one, if any."""
+    for run in ws.list_runs():
+        if run["status"] in ("queued", "running") and run.get("config") == config and (
+                run["name"] == name if name else run["name"] == run["id"]):
+            return run
+    return None
 
 
 def _workspace(workspace: Workspace | str | Path | None) -> Workspace:
@@ -84,12 +116,17 @@ def launch_run(config: RunConfig | dict, workspace: Workspace | str | Path | Non
     name = name or cfg.name
     full = cfg.to_dict()
     task_name = get_task_name(cfg)
-    run_id = ws.create_run(config={**full, "task": task_name}, name=name)
-    ws.update_run(run_id, config=full)
-    run_dir = ws.runs_dir / run_id
-    cfg.save(run_dir / "config.json")
-    # device_kind ("auto" needs torch to resolve) is written by the child itself, first thing.
-    write_status(run_dir, ws, run_id, status="queued", created=time.time())
+    with _launch_lock(ws):
+        reconcile_runs(ws)  # a dead run is not a duplicate
+        same = active_duplicate(ws, full, name)
+        if same is not None:
+            raise DuplicateRunError(same)
+        run_id = ws.create_run(config={**full, "task": task_name}, name=name)
+        ws.update_run(run_id, config=full)
+        run_dir = ws.runs_dir / run_id
+        cfg.save(run_dir / "config.json")
+        # device_kind ("auto" needs torch to resolve) is written by the child itself, first thing.
+        write_status(run_dir, ws, run_id, status="queued", created=time.time())
     _spawn(run_id, run_dir, ws, resume=False)
     return run_id
 

@@ -10,7 +10,7 @@ import pandas as pd
 from core.data.dataset import Dataset
 from core.data.images import check_image
 from core.data.tasks import MAX_CLASSES, Task
-from core.errors import InputError
+from core.errors import SKIP_BAD_HINT, InputError
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -63,7 +63,7 @@ class ProblemLog:
             shown = "; ".join(self.items[:_SHOWN_PROBLEMS])
             more = f" (and {len(self.items) - _SHOWN_PROBLEMS} more)" if len(self.items) > _SHOWN_PROBLEMS else ""
             raise InputError(f"{self.source}: {len(self.items)} problem(s): {shown}{more}. "
-                             "Fix them, or choose to skip bad files (skip_bad=True) to keep the rest.")
+                             f"{SKIP_BAD_HINT}.")
         return list(self.items)
 
 
