@@ -176,7 +176,10 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
     cols = st.columns(2)
     views = [v.name for v in task.binary_views]
     view = cols[0].selectbox("Binary view", views, key=f"{key}_view") if views else None
-    chosen = cols[1].selectbox("Compare with model", models, key=f"{key}_model",
+    # The run selected elsewhere (the selection that follows the user), not the first row of the list.
+    selected_run = state.current_selection().run_id
+    default = next((i for i, r in enumerate(models) if r["run_id"] == selected_run), 0)
+    chosen = cols[1].selectbox("Compare with model", models, key=f"{key}_model", index=default,
                                format_func=lambda r: runs.get(r["run_id"], {}).get("name", r["run_id"])) \
         if models else None
     frame = load_predictions(chosen["path"])[0] if chosen else None

@@ -349,4 +349,7 @@ def map_or_button(model: ExplainModel, images: CaseImages, image, image_id: str,
         with container, st.spinner(f"Computing the {METHODS[method].lower()} map ({duration(estimate)})..."):
             amap = case_map(model, images, image_id, target, method, params, cache, image=image)
         maps_added()
+        # Draw the page again: the map is now in the cache, so the button goes and the map takes its place in line
+        # with the others (drawn under the button in this run it pushed the row out of line).
+        st.rerun()
     return amap

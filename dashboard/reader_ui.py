@@ -73,6 +73,20 @@ def _usable_test_sets(ws: Workspace) -> list[tuple[dict, Task]]:
     return out
 
 
+def _default_test_set(ws: Workspace, test_set_ids: list[str]) -> str:
+    """The test set selected elsewhere if it can be graded, else the newest one the selected run has predictions
+    on, else the newest with any model's predictions: not simply the newest (a fresh upload no model has seen)."""
+    selection = state.current_selection()
+    if selection.test_set_id in test_set_ids:
+        return selection.test_set_id
+    predicted = ws.list_predictions()  # newest first
+    for rows in ([r for r in predicted if r["run_id"] == selection.run_id], predicted):
+        found = next((r["dataset_id"] for r in rows if r["dataset_id"] in test_set_ids), None)
+        if found is not None:
+            return found
+    return test_set_ids[0]
+
+
 def pick_test_set(ws: Workspace, key: str) -> tuple[dict, Task] | None:
     """The test set to grade (registry row and task); None, with a note, when there is none yet."""
     test_sets = _usable_test_sets(ws)
@@ -80,7 +94,8 @@ def pick_test_set(ws: Workspace, key: str) -> tuple[dict, Task] | None:
         st.info("No test set to grade yet: add one on the **Test sets** page.")
         return None
     names = {row["id"]: row["name"] for row, _ in test_sets}
-    test_set_id = st.selectbox("Test set", list(names), format_func=names.get, key=key)
+    test_set_id = st.selectbox("Test set", list(names), format_func=names.get, key=key,
+                               index=list(names).index(_default_test_set(ws, list(names))))
     return next((r, t) for r, t in test_sets if r["id"] == test_set_id)
 
 

@@ -172,8 +172,9 @@ with info:
                                                                                max_value=1.0)})
     answers = readings[readings["image_id"].astype(str) == case_id][["reader_id", "label"]]
     if len(answers):
+        # Plain text lines, not a table: in this narrow column a table showed only reader_id, the answer cut off.
         st.caption("Readers' answers")
-        st.dataframe(answers.rename(columns={"label": "answer"}), hide_index=True, key="explain_answers")
+        st.text("\n".join(f"{reader}: {answer}" for reader, answer in answers.itertuples(index=False)))
     elif not readings.empty:
         st.caption("No reader graded this image.")
 case_boxes = boxes.get(case_id, [])

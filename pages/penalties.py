@@ -115,18 +115,23 @@ cards[2].metric(f"Cost per {effect.per_patients:,} patients", f"{effect.argmax_c
 cards[3].metric("Calls changed by the rule", f"{comparison.changed_calls:,}",
                 help=f"Of {arrays.n:,} images, calls that differ between argmax and the penalty-minimising rule.")
 
-left, mid, right = st.columns(3)
+# Two matrices a row: in thirds of the page the cells were too narrow for their text ("100%" clipped).
+top_left, top_right = st.columns(2)
+bottom_left, bottom_right = st.columns(2)
 figures = [
-    (left, confusion_figure(ConfusionMatrix(tuple(classes), comparison.argmax_confusion), clickable=False,
-                            title="Most probable class (argmax)"), "confusion-argmax"),
-    (mid, confusion_figure(ConfusionMatrix(tuple(classes), comparison.min_penalty_confusion), clickable=False,
-                           title="Penalty-minimising rule"), "confusion-min-penalty"),
-    (right, count_change_figure(effect.count_change, classes, title="Change (rule - argmax)"), "confusion-change"),
+    (top_left, confusion_figure(ConfusionMatrix(tuple(classes), comparison.argmax_confusion), clickable=False,
+                                title="Most probable class (argmax)"), "confusion-argmax"),
+    (top_right, confusion_figure(ConfusionMatrix(tuple(classes), comparison.min_penalty_confusion), clickable=False,
+                                 title="Penalty-minimising rule"), "confusion-min-penalty"),
+    (bottom_left, count_change_figure(effect.count_change, classes, title="Change (rule - argmax)"),
+     "confusion-change"),
 ]
 for column, fig, name in figures:
     with column:
         st.plotly_chart(fig, key=f"pen_{name}")
         figure_downloads(fig, name, key=f"pen_{name}_dl")
+bottom_right.caption("Cells show images and the share of the true class (row). The change matrix counts the images "
+                     "that move into (+) or out of (-) each cell when the penalty-minimising rule replaces argmax.")
 counts = pd.concat({"most probable class": pd.DataFrame(comparison.argmax_confusion, index=classes, columns=classes),
                     "penalty-minimising rule": pd.DataFrame(comparison.min_penalty_confusion, index=classes,
                                                             columns=classes)}, names=["rule", "true class"])

@@ -71,6 +71,12 @@ def test_gallery_case_view_maps_and_opacity(seeded_workspace):
     assert f"Occlusion for {call}" not in captions  # occlusion waits for a click (slow on CPU)
     assert {"class", "probability"} <= set(at.dataframe[1].value.columns)
     assert any(t.value.startswith(f"Image: {case}\nTrue class: ") for t in at.text)
+    # Every reader's answer is shown in full (a narrow table cut the answer column off).
+    readings = list_readings(Workspace.open(seeded_workspace["root"]), seeded_workspace["test_set_id"])
+    answers = readings[readings["image_id"].astype(str) == case]
+    assert len(answers)
+    shown = "\n".join(t.value for t in at.text)
+    assert all(f"{r}: {a}" in shown for r, a in zip(answers["reader_id"], answers["label"]))
 
     # Occlusion on request, with a coarse window to keep the test fast.
     at.number_input(key="explain_occlusion_window").set_value(16)
@@ -78,6 +84,8 @@ def test_gallery_case_view_maps_and_opacity(seeded_workspace):
     at.button(key=f"explain_compute_occlusion_{call}").click().run()
     _ok(at)
     assert f"Occlusion for {call}" in [c for c, _ in _images(at)]
+    # The button goes once the map is there (it stayed and pushed the map out of line).
+    assert f"explain_compute_occlusion_{call}" not in [b.key for b in at.button]
 
     # Opacity redraws the overlays, not the image.
     before = dict(_images(at))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import numpy as np
@@ -245,3 +246,14 @@ def test_demo_test_set_gets_simulated_readers_on_first_visit(workspace, monkeypa
     _open()
     readers = set(list_readings(workspace, demo["test_set_id"])["reader_id"])
     assert readers and all(r.startswith("SIMULATED-") for r in readers)
+
+
+def test_test_set_picker_defaults_to_one_a_model_has_seen(ws, own_seeded_workspace):
+    """A fresh upload no model has run on is the newest test set; the picker still starts on the seeded one."""
+    row = ws.get_dataset(own_seeded_workspace["test_set_id"])
+    time.sleep(0.01)
+    ws.register_dataset(name="fresh upload", source=row["source"], task="oct-kermany", fingerprint="fresh-upload",
+                        n_images=row["n_images"], role="test_set")
+    assert ws.list_datasets(role="test_set")[0]["name"] == "fresh upload"
+    at = _ok(_open())
+    assert at.selectbox(key="rs_test_set").value == own_seeded_workspace["test_set_id"]

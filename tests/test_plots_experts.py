@@ -141,3 +141,23 @@ def test_weighted_error_bars_match_the_table(tables):
                                by_reader.loc[[r for r in table["reader_id"] if r != "model"],
                                              "model_weighted_error_same_cases"].to_numpy(), equal_nan=True)
     assert "Weighted error" in fig.layout.xaxis.title.text
+
+
+def test_reader_colours_do_not_depend_on_row_order(tables):
+    """The Experts page (rows by performance) and the report (rows by code) draw a reader in the same colour."""
+    points = tables["points"]
+    def marker_colors(frame):
+        fig = reader_roc_figure(tables["roc"], frame)
+        return {t.name: t.marker.color for t in fig.data if t.mode == "markers"}
+    assert marker_colors(points) == marker_colors(points.iloc[::-1].reset_index(drop=True))
+    assert reader_colors(["r2", "r1", "model"]) == reader_colors(["model", "r1", "r2"])
+
+
+def test_reader_roc_is_square():
+    from tests.figure_layout import rendered_boxes
+    roc = {"fpr": np.linspace(0, 1, 20), "tpr": np.sqrt(np.linspace(0, 1, 20)), "view": "urgent referral"}
+    empty = pd.DataFrame(columns=["reader_id", "fpr", "fpr_low", "fpr_high", "tpr", "tpr_low", "tpr_high"])
+    boxes = rendered_boxes(reader_roc_figure(roc, empty), 900, 520)
+    xs = sorted((b["x0"] + b["x1"]) / 2 for b in boxes["xticks"])
+    ys = sorted((b["y0"] + b["y1"]) / 2 for b in boxes["yticks"])
+    assert xs[-1] - xs[0] == pytest.approx(ys[-1] - ys[0], rel=0.02)

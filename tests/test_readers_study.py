@@ -173,3 +173,12 @@ def test_passwords(workspace, study):
     assert b"correct horse" not in rows[0]["hash"]
     with pytest.raises(InputError, match="at least"):
         set_reader_password(workspace, "alice", "abc")
+
+
+def test_two_studies_may_not_share_a_name(workspace, study):
+    with pytest.raises(InputError, match="a reader study named 'Pilot' already exists"):
+        create_study(workspace, "ts-other", _images(), "oct-kermany", subset_size=4, name=" Pilot ")
+    first = create_study(workspace, "ts", _images(), "oct-kermany", subset_size=4, seed=1)
+    second = create_study(workspace, "ts", _images(), "oct-kermany", subset_size=4, seed=1)
+    names = {s["id"]: s["name"] for s in list_studies(workspace)}
+    assert names[first] == "ts: 4 images, seed 1" and names[second] == "ts: 4 images, seed 1 (2)"

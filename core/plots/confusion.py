@@ -41,6 +41,16 @@ def _cell_markers(classes: Sequence[str], counts: np.ndarray) -> dict:
                              "<extra></extra>"}
 
 
+def cell_font_size(k: int) -> int:
+    """Cell text size for a k x k matrix: two lines ("1,000" over "100%") must fit a cell of a half-width figure
+    (about 65 px for four classes), so the text shrinks as the classes grow."""
+    return int(max(9, min(14, 56 // max(k, 1))))
+
+
+# A slim colour bar with a short title leaves the cells the width (the long title moved to the hover and caption).
+_COLORBAR = {"thickness": 12, "len": 0.9}
+
+
 def _matrix_layout(title, x_title, y_title, k: int, height: int | None, **extra) -> dict:
     return base_layout(title=title, x_title=x_title, y_title=y_title, height=height or max(320, 90 * k + 140),
                        xaxis={"type": "category", "showgrid": False, "side": "bottom"},
@@ -66,8 +76,8 @@ def confusion_figure(confusion: ConfusionMatrix, colour_by: str = "row", title: 
     zmax = 1.0 if colour_by != "count" else max(float(counts.max()), 1.0)
     data = [{"type": "heatmap", "z": z, "x": classes, "y": classes, "zmin": 0.0, "zmax": zmax,
              "colorscale": SEQUENTIAL_SCALE, "text": _cell_text(counts, shares), "texttemplate": "%{text}",
-             "textfont": {"size": 14}, "xgap": 2, "ygap": 2,
-             "colorbar": {"title": {"text": COLOUR_MODES[colour_by], "side": "right"},
+             "textfont": {"size": cell_font_size(len(classes))}, "xgap": 2, "ygap": 2,
+             "colorbar": {**_COLORBAR, "title": {"text": COLOUR_MODES[colour_by], "side": "right"},
                           "tickformat": ".0%" if colour_by != "count" else ",d"},
              "hovertemplate": "true %{y}<br>called %{x}<br>%{text}<extra></extra>"}]
     if clickable:
@@ -87,7 +97,8 @@ def count_change_figure(change: np.ndarray, classes: Sequence[str], title: str |
     limit = max(float(np.abs(change).max()), 1.0)
     text = np.vectorize(lambda v: f"{int(v):+,}" if v else "0", otypes=[object])(change)
     data = [{"type": "heatmap", "z": change, "x": classes, "y": classes, "zmin": -limit, "zmax": limit,
-             "colorscale": DIVERGING_SCALE, "text": text, "texttemplate": "%{text}", "textfont": {"size": 14},
-             "xgap": 2, "ygap": 2, "colorbar": {"title": {"text": "Change in images", "side": "right"}},
+             "colorscale": DIVERGING_SCALE, "text": text, "texttemplate": "%{text}",
+             "textfont": {"size": cell_font_size(len(classes))}, "xgap": 2, "ygap": 2,
+             "colorbar": {**_COLORBAR, "title": {"text": "Change in images", "side": "right"}},
              "hovertemplate": "true %{y}<br>called %{x}<br>change %{text}<extra></extra>"}]
     return go.Figure(data=data, layout=_matrix_layout(title, "Called class", "True class", len(classes), None))

@@ -46,9 +46,14 @@ def interval_text(value, low, high, digits: int = 2) -> str:
 
 
 def reader_colors(reader_ids: Iterable[str]) -> dict[str, str]:
-    """Reader -> colour, the same on every figure of the page; the model keeps the palette's blue."""
+    """Reader -> colour, the same on every figure of the page and of the report; the model keeps the palette's blue.
+
+    The one owner of reader colours (the Experts page, the report, the MRMC figure all call it). Colours follow
+    the sorted reader codes, not the order of a table's rows: the Experts page lists readers by performance and
+    the report by code, and a reader kept its colour in neither.
+    """
     colors = {MODEL_ID: MODEL_COLOR}
-    readers = [str(r) for r in reader_ids if str(r) != MODEL_ID]
+    readers = sorted({str(r) for r in reader_ids if str(r) != MODEL_ID})
     colors.update({r: series_color(i + _READER_OFFSET) for i, r in enumerate(readers)})
     return colors
 

@@ -61,7 +61,10 @@ def predictive_values_figure(curve: pd.DataFrame, prevalence: float | None = Non
             data.append({"type": "scatter", "x": [value, value], "y": [0, 1], "mode": "lines",
                          "name": f"{label} {value:.3g}", "line": {"color": color, "dash": dash, "width": 1.5},
                          "hovertemplate": f"{label} {value:.3g}<extra></extra>"})
+    # One labelled tick per decade (minor ticks at 2 and 5 unlabelled): labels at 1-2-5 ran together in a half-width
+    # column.
     layout = base_layout(title=title, x_title="Prevalence of the condition (log scale)", y_title="Predictive value",
-                         legend_below=True, xaxis={"type": "log", "tickformat": ".3~g"},
+                         legend_below=True, xaxis={"type": "log", "tickformat": ".3~g", "dtick": 1,
+                                                                  "minor": {"dtick": "D2", "showgrid": True}},
                          yaxis={"range": [0, 1.02], "tickformat": ".0%"})
     return go.Figure(data=data, layout=layout)

@@ -92,7 +92,9 @@ def base_layout(*, title: str | None = None, x_title: str | None = None, y_title
         # Titles often carry a class, view or run name: escaped like every other user-supplied name.
         layout["title"] = {"text": safe_text(title), "x": 0.0, "xanchor": "left"}
     if legend_below:
-        layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0.0}
+        # Anchored to the bottom of the whole figure, not to the plot area: plotly then reserves the margin for it
+        # below the x-axis title, so a legend that wraps onto more rows never covers the title or tick labels.
+        layout["legend"] = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0.0}
     layout.update(extra)
     return layout
 

@@ -139,9 +139,17 @@ def create_study(ws: Workspace, test_set_id: str, images, task: str | Task, subs
         raise InputError(f"subset size must be between 1 and {len(table)} (the test set's size), got {subset_size}")
     chosen = _subset(table, size, int(seed))
     study_id = new_id("study", name)
-    name = name or f"{test_set_id}: {size} images, seed {seed}"
+    chosen_name = bool(name.strip())
+    name = name.strip() or f"{test_set_id}: {size} images, seed {seed}"
     with ws.connect() as con:
         ensure_schema(con)
+        # Readers pick a study by its name: two studies of one name could not be told apart.
+        taken = {row[0] for row in con.execute("SELECT lower(trim(name)) FROM reader_studies").fetchall()}
+        if chosen_name and name.strip().lower() in taken:
+            raise InputError(f"a reader study named {name.strip()!r} already exists: choose another name")
+        default, copy = name, 2
+        while name.strip().lower() in taken:  # a default name is numbered instead of refused
+            name, copy = f"{default} ({copy})", copy + 1
         con.execute("INSERT INTO reader_studies (id, name, test_set_id, task, subset_size, seed, created) "
                     "VALUES (?,?,?,?,?,?,?)",
                     (study_id, name, test_set_id, json.dumps(task.to_dict()), size, int(seed), time.time()))
