@@ -18,6 +18,7 @@ from core.metrics.likelihood_ratios import LR_METHODS
 from core.report.active_penalty import resolve_penalty
 from core.report.decision import decision_section
 from core.report.evaluate import evaluate_predictions
+from core.report.failures import failure_cases
 from core.report.methods import methods_section
 from core.report.model_card import describe_test_set, model_card
 from core.store import Workspace
@@ -218,6 +219,7 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         "readers": readers,
         "decision": decision_section(frame, task, matrix, threshold) if single_label else None,
         "software": software_versions(),
+        "failures": failure_cases(frame, task),
     }
     report["notices"] = _notices(test_set, model, readers)
     report["labels"] = {"synthetic_data": bool(test_set.get("synthetic")),

@@ -196,6 +196,8 @@ def _section_bodies(report: dict) -> dict[str, str]:
         "penalties": "",
         "readers": "",
         "methods": _methods(report),
+        "decision": t("decision", False),
+        "checklist": _flow_svg(report) + t("checklist", False),
     }
     if "penalty_matrix" in tables:
         bodies["penalties"] = (f"<div class=\"grid2\"><div>{t('penalty_matrix')}{t('penalty_comparison')}</div>"
@@ -213,7 +215,47 @@ def _section_bodies(report: dict) -> dict[str, str]:
     return bodies
 
 
+def _flow_svg(report: dict) -> str:
+    """The STARD participant flow, drawn as inline SVG (vector in print) from the report's test-set counts."""
+    from core.report.checklist import flow_counts
+
+    f = flow_counts(report)
+    classes = list(f["class_counts"].items())
+    boxes = [(f"Images registered in the test set: {f['registered']:,}", 20),
+             (f"Images analysed: {f['analysed']:,}" + (f" ({f['patients']:,} patients)" if f["patients"] else ""),
+              120)]
+    width = max(720, 170 * max(len(classes), 1) + 20)
+    parts = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"flow\" viewBox=\"0 0 {width} 300\" "
+             f"width=\"{width}\" height=\"300\" role=\"img\" aria-label=\"STARD flow diagram\">",
+             "<style>rect{fill:#eef3f8;stroke:#0b3d5c}text{font:13px sans-serif;fill:#1b2430}"
+             "line{stroke:#0b3d5c;stroke-width:1.5}</style>"]
+    for text, y in boxes:
+        parts.append(f"<rect x=\"20\" y=\"{y}\" width=\"420\" height=\"44\" rx=\"4\"/>"
+                     f"<text x=\"32\" y=\"{y + 27}\">{esc(text)}</text>")
+    parts.append("<line x1=\"230\" y1=\"64\" x2=\"230\" y2=\"120\"/><line x1=\"230\" y1=\"92\" x2=\"470\" y2=\"92\"/>"
+                 "<rect x=\"470\" y=\"72\" width=\"240\" height=\"40\" rx=\"4\"/>"
+                 f"<text x=\"480\" y=\"97\">Excluded (unreadable): {f['excluded']:,}</text>")
+    for i, (name, count) in enumerate(classes):
+        x = 20 + 170 * i
+        parts.append(f"<line x1=\"230\" y1=\"164\" x2=\"{x + 75}\" y2=\"220\"/>"
+                     f"<rect x=\"{x}\" y=\"220\" width=\"150\" height=\"44\" rx=\"4\"/>"
+                     f"<text x=\"{x + 10}\" y=\"247\">{esc(name)}: {int(count):,}</text>")
+    parts.append("</svg>")
+    return ("<h3>Participant flow (STARD 19, CLAIM 33)</h3><div class=\"figure\">" + "".join(parts) + "</div>"
+            "<p class=\"caption\">Reference-standard class of the analysed images. Exclusions before registration "
+            "(eligibility, STARD 6 and 19): to be completed by the authors.</p>")
+
+
 def _methods(report: dict) -> str:
+    methods = report.get("methods") or {}
+    paste = (f"<h3>Methods paragraph (ready to paste)</h3><p class=\"paste\" id=\"methods-paste\">"
+             f"{esc(methods['paste'])}</p>" if methods.get("paste") else "")
+    refs = "".join(f"<li>{esc(m)}</li>" for m in methods.get("references") or [])
+    refs = f"<h3>References</h3><ol class=\"tight\">{refs}</ol>" if refs else ""
+    return paste + _methods_body(report) + refs
+
+
+def _methods_body(report: dict) -> str:
     methods = report.get("methods") or {}
     paragraphs = "".join(f"<p>{esc(p)}</p>" for p in methods.get("paragraphs") or [])
     used = "".join(f"<li>{esc(m)}</li>" for m in methods.get("interval_methods") or [])
