@@ -66,7 +66,16 @@ ol.footnotes { list-style:none; padding:0; margin:0 0 12px; font-size:12px; colo
 ul.tight { margin:4px 0 10px; padding-left:20px; } ul.tight li { margin:3px 0; }
 footer { font-size:12px; color:var(--muted); padding-top:16px; padding-bottom:30px; }
 @media print { header.banner { -webkit-print-color-adjust:exact; print-color-adjust:exact; }
-  nav.toc { display:none; } section { break-inside:auto; } table, .figure, .card { break-inside:avoid; } }
+  nav.toc { display:none; } section { break-inside:auto; } .figure, .card, tr { break-inside:avoid; }
+  h2, h3 { break-after:avoid; } body .title-page { display:flex; } header.banner { display:none; } }
+@page { size: A4; }
+.title-page { display:none; break-after:page; min-height:250mm; flex-direction:column; justify-content:center;
+              padding:0 12mm; }
+.title-page h1 { font-size:34px; color:#0b3d5c; margin:0 0 10px; } .title-page .subtitle { font-size:19px; }
+.title-page dl { margin-top:28px; font-size:14px; } .title-page dt { color:var(--muted); margin-top:8px; }
+.title-page dd { margin:0; font-weight:600; }
+p.paste { background:var(--bg); border:1px solid var(--line); padding:10px 14px; border-radius:6px; }
+svg.flow { max-width:100%; height:auto; }
 """
 
 
@@ -162,6 +171,21 @@ def _header(report: dict) -> str:
     return (f"<header class=\"banner\"><div class=\"brand\">{esc(product.get('name'))} \u00b7 evaluation report</div>"
             f"<h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(model.get('run_name') or 'Model')} on "
             f"{esc(test_set.get('name'))}</p><dl>{meta}</dl></header>")
+
+
+def _title_page(report: dict) -> str:
+    """The PDF's first page (hidden on screen, where the banner says the same)."""
+    model = report.get("model") or {}
+    test_set = report.get("test_set") or {}
+    product = report.get("product") or {}
+    facts = [("Model", model.get("run_name") or "model"), ("Test set", test_set.get("name")),
+             ("Task", (report.get("task") or {}).get("title")), ("Date", None),
+             ("Product", f"{product.get('name')} {product.get('version')}")]
+    rows = "".join(f"<dt>{k}</dt><dd>{_date(report) if k == 'Date' else esc(v)}</dd>" for k, v in facts)
+    warn = "".join(f"<p class=\"notice\">{esc(n)}</p>" for n in report.get("notices") or [])
+    return (f"<div class=\"title-page\"><div class=\"brand muted\">{esc(product.get('name'))} \u00b7 evaluation "
+            f"report</div><h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(model.get('run_name') or 'Model')}"
+            f" on {esc(test_set.get('name'))}</p><dl>{rows}</dl>{warn}</div>")
 
 
 def _notices(report: dict) -> str:
@@ -289,5 +313,5 @@ def render_html(report: dict) -> str:
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(report.get('title'))}: {esc(model)} on {esc(test_set)}</title>"
-            f"<style>{_CSS}</style></head><body>{_header(report)}{_notices(report)}"
+            f"<style>{_CSS}</style></head><body>{_title_page(report)}{_header(report)}{_notices(report)}"
             f"<nav class=\"toc\">{toc}</nav><main>{sections}</main>{_footer(report)}</body></html>\n")
