@@ -21,7 +21,7 @@ def _captions(at: AppTest) -> list[str]:
 
 def test_report_page_renders_preview_and_downloads(own_seeded_workspace):
     at = _open(own_seeded_workspace)
-    assert [b.proto.label for b in at.download_button] == ["HTML report", "All numbers (JSON)"]
+    assert [b.proto.label for b in at.download_button] == ["HTML report", "All numbers (JSON)", "PDF report"]
     assert [m.label for m in at.metric] == ["Accuracy", "Sensitivity", "Specificity", "Weighted error",
                                             "Urgent-referral AUC"]
     warnings = " ".join(w.value for w in at.warning)
