@@ -17,8 +17,13 @@ st.set_page_config(page_title="OpenKermany", page_icon=str(ROOT / "assets" / "lo
 apply_style()
 restore_selection()
 
+from dashboard import state  # noqa: E402
+
+# ?present=1 (a shared presentation link, a kiosk): open presentation mode with no sidebar.
+presenting = st.query_params.get(state.PRESENT_PARAM) == "1"
 sections: dict[str, list] = {}
 for section, filename, title, icon in PAGES:
-    sections.setdefault(section, []).append(
-        st.Page(ROOT / "pages" / filename, title=title, icon=icon, default=(filename == "home.py")))
-st.navigation(sections).run()
+    default = filename == ("present.py" if presenting else "home.py")
+    sections.setdefault(section, []).append(st.Page(ROOT / "pages" / filename, title=title, icon=icon,
+                                                    default=default))
+st.navigation(sections, position="hidden" if presenting else "sidebar").run()

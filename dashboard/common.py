@@ -33,6 +33,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("Experts", "reader_study.py", "Reader study", ":material/visibility:"),
     ("Explain", "explain.py", "Explain", ":material/image_search:"),
     ("Explain", "report.py", "Report", ":material/description:"),
+    ("Explain", "present.py", "Present", ":material/co_present:"),
 ]
 
 
