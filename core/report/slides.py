@@ -44,6 +44,13 @@ def _ci(entry: dict | None) -> str:
             f"{fmt(entry['high'], entry['kind'])})")
 
 
+LAY_MEANINGS = {
+    "sensitivity": "The share of scans with urgent disease that the model flags.",
+    "urgent_auc": "How well the model ranks a diseased scan above a healthy one: 0.5 is a coin toss, 1 is perfect.",
+    "accuracy": "The share of all scans given the right finding.",
+}
+
+
 def _what(report: dict) -> Slide:
     task = report.get("task") or {}
     model = report.get("model") or {}
@@ -136,13 +143,16 @@ def _failures(report: dict) -> Slide:
 
 def _unknown(report: dict) -> Slide:
     facts = [Fact(str(n)) for n in report.get("notices") or []]
-    for key in ("sensitivity", "urgent_auc", "accuracy"):
+    for key, meaning in LAY_MEANINGS.items():
         entry = _headline(report, key)
         if entry and entry.get("value") is not None:
             facts.append(Fact(f"{entry['label']} {fmt(entry['value'], entry['kind'])}{_ci(entry)}.",
-                              "The wider this range, the less the test set can tell us."))
-    limits = (report.get("methods") or {}).get("limitations") or []
-    facts.extend(Fact(str(line)) for line in limits[:3])
+                              meaning + " The wider the range, the less this test set can tell us."))
+    said = " ".join(report.get("notices") or []).lower()
+    limits = [line for line in (report.get("methods") or {}).get("limitations") or []
+              if not (("synthetic" in line.lower() and "synthetic" in said)
+                      or ("simulated" in line.lower() and "simulated" in said))]
+    facts.extend(Fact(str(line)) for line in limits[:2])
     return Slide("unknown", "What is not known", facts[:7])
 
 
