@@ -76,6 +76,7 @@ footer { font-size:12px; color:var(--muted); padding-top:16px; padding-bottom:30
 .title-page dd { margin:0; font-weight:600; }
 p.paste { background:var(--bg); border:1px solid var(--line); padding:10px 14px; border-radius:6px; }
 svg.flow { max-width:100%; height:auto; }
+#table-checklist tbody th { white-space:nowrap; }
 """
 
 
