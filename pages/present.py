@@ -41,6 +41,29 @@ except (InputError, OSError) as exc:
     st.code(str(exc), language=None, wrap_lines=True)
     st.stop()
 
+def _cached_map(record: dict, case: dict):
+    """The case's map for the called class at default parameters, if the Explain page already computed one (the
+    first registered method that has it): (overlay image, method title), else (None, None). Never computes."""
+    from core.explain import MapCache
+    from core.explain.case_maps import case_map
+    from core.explain.overlay import overlay
+    from core.explain.registry import list_explainers
+    from dashboard.explain_ui import images_for, model_for_run
+
+    try:
+        model, images = model_for_run(ws, run_id), images_for(ws, record)
+        image = images.image(case["image_id"])
+        target = list(report["task"]["classes"]).index(case["predicted"])
+        for explainer in list_explainers():
+            amap = case_map(model, images, case["image_id"], target, explainer.name, {}, MapCache.for_workspace(ws),
+                            compute=False, image=image)
+            if amap is not None:
+                return overlay(image, amap), explainer.title
+    except (InputError, OSError, ValueError):
+        pass
+    return None, None
+
+
 slides = build_slides(report)
 position = min(max(int(st.session_state.get(state.PRESENT_SLIDE, 0)), 0), len(slides) - 1)
 
@@ -60,13 +83,16 @@ with st.container(key="slide"):
     if slide.cases:
         record = ws.get_dataset(test_set_id) or {}
         for column, case in zip(st.columns(len(slide.cases)), slide.cases):
+            picture, method = _cached_map(record, case)
             try:
-                column.image(thumbnail(ws, record, case["image_id"], 300), width=300)
+                column.image(picture if picture is not None else thumbnail(ws, record, case["image_id"], 300),
+                             width=300)
             except InputError as exc:
                 column.caption(plain(f"image not readable: {exc}"))
+            where = (f"{method} map for {case['predicted']} (from the Explain page's cache)." if method else
+                     "Map not computed: open the case on the Explain page to compute it.")
             column.caption(plain(f"{case['image_id']}: truly {case['true']}, the model said {case['predicted']} "
-                                 f"(probability {case['probability']:.0%}). Attribution map not computed here: open "
-                                 "it on the Explain page."))
+                                 f"(probability {case['probability']:.0%}). {where}"))
 with st.container(key="present_nav", horizontal=True, horizontal_alignment="center"):
     st.button("Previous", key="present_previous", icon=":material/arrow_back:", on_click=_go, args=(-1,),
               disabled=position == 0)

@@ -64,3 +64,32 @@ def test_shareable_url_opens_presentation_mode(own_seeded_workspace):
     assert not at.exception, [e.value for e in at.exception]
     assert plain("What the model does, and on what data") in _texts(at)
     assert [b.label for b in at.button] == ["Previous", "Next"]
+
+
+def _failure_captions(at: AppTest) -> list[str]:
+    while "Where it fails" not in " ".join(m.value for m in at.markdown):
+        at.button(key="present_next").click().run()
+    return [c.value for c in at.caption if "the model said" in c.value]
+
+
+def test_failure_slide_shows_a_cached_map_and_says_when_there_is_none(own_seeded_workspace):
+    from core.explain import MapCache
+    from core.explain.case_images import CaseImages
+    from core.explain.case_maps import case_map
+    from core.explain.explain_model import ExplainModel
+    from core.models.checkpoint import find_checkpoint
+
+    ids = own_seeded_workspace
+    at = open_page(PAGE, timeout=120, run_id=ids["run_id"], test_set_id=ids["test_set_id"])
+    captions = _failure_captions(at)
+    assert len(captions) == 3 and all("Map not computed" in c for c in captions)
+    ws = Workspace.open(ids["root"])
+    first = build_report(ws, ids["run_id"], ids["test_set_id"])["failures"]["cases"][0]
+    model = ExplainModel.load(str(find_checkpoint(ws.runs_dir / ids["run_id"])), run_id=ids["run_id"], device="cpu")
+    images = CaseImages.from_workspace(ws, ids["test_set_id"])
+    model_classes = list(build_report(ws, ids["run_id"], ids["test_set_id"])["task"]["classes"])
+    target = model_classes.index(first["predicted"])
+    assert case_map(model, images, first["image_id"], target, "occlusion", {}, MapCache.for_workspace(ws)) is not None
+    at = open_page(PAGE, timeout=120, run_id=ids["run_id"], test_set_id=ids["test_set_id"])
+    captions = _failure_captions(at)
+    assert "(from the Explain page's cache)" in captions[0] and "Map not computed" in captions[1]
