@@ -250,7 +250,7 @@ def _flow_svg(report: dict) -> str:
              (f"Images analysed: {f['analysed']:,}" + (f" ({f['patients']:,} patients)" if f["patients"] else ""),
               120)]
     width = max(720, 170 * max(len(classes), 1) + 20)
-    parts = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"flow\" viewBox=\"0 0 {width} 300\" "
+    parts = [f"<svg class=\"flow\" viewBox=\"0 0 {width} 300\" "
              f"width=\"{width}\" height=\"300\" role=\"img\" aria-label=\"STARD flow diagram\">",
              "<style>rect{fill:#eef3f8;stroke:#0b3d5c}text{font:13px sans-serif;fill:#1b2430}"
              "line{stroke:#0b3d5c;stroke-width:1.5}</style>"]
