@@ -21,17 +21,22 @@ actor = sign_in_gate(get_workspace())  # stops here with the sign-in form until 
 staff = allowed(actor, "view_results")
 restore_selection()
 
+from dashboard import state  # noqa: E402
+
+# ?present=1 (a shared presentation link, a kiosk): open presentation mode with no sidebar.
+presenting = st.query_params.get(state.PRESENT_PARAM) == "1"
 sections: dict[str, list] = {}
 pages = {}
 for section, filename, title, icon in PAGES:
-    pages[filename] = st.Page(ROOT / "pages" / filename, title=title, icon=icon,
-                              default=(filename == ("home.py" if staff else READER_PAGE)))
+    default = filename == ("present.py" if presenting and staff else "home.py" if staff else READER_PAGE)
+    pages[filename] = st.Page(ROOT / "pages" / filename, title=title, icon=icon, default=default)
     sections.setdefault(section, []).append(pages[filename])
 # Readers see only the Reader study page; any other page's URL gets a refusal, never its data.
-page = st.navigation(sections, position="sidebar" if staff else "hidden")
+page = st.navigation(sections, position="sidebar" if staff and not presenting else "hidden")
 if not staff:
     st.sidebar.page_link(pages[READER_PAGE])
-signed_in_sidebar(get_workspace(), actor)
+if not presenting:
+    signed_in_sidebar(get_workspace(), actor)
 if staff or page.url_path == pages[READER_PAGE].url_path:
     page.run()
 else:

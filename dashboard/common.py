@@ -34,6 +34,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("Experts", "reader_study.py", "Reader study", ":material/visibility:"),
     ("Explain", "explain.py", "Explain", ":material/image_search:"),
     ("Explain", "report.py", "Report", ":material/description:"),
+    ("Explain", "present.py", "Present", ":material/co_present:"),
 ]
 READER_PAGE = "reader_study.py"  # the one page a reader (role in core/store/access.py) may open
 

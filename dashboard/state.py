@@ -26,6 +26,9 @@ PENALTY_STATE_KEY = "penalty_matrix"  # {task name: rows} edited in this session
 PENALTY_NAMES_KEY = "penalty_matrix_name"  # {task name: the matrix's name}
 PENALTY_FLASH = "pen_flash"  # a message shown once after a save or delete
 REPORT_THRESHOLD = "report_threshold"
+PRESENT_SLIDE = "present_slide"  # 0-based slide shown in presentation mode
+# Presentation mode's shareable URL: ?present=1&run=RUN&test_set=TEST_SET (dashboard/app.py routes it)
+PRESENT_PARAM, PRESENT_RUN_PARAM, PRESENT_TEST_SET_PARAM = "present", "run", "test_set"
 
 # -- explain ------------------------------------------------------------------------------------------------
 EXPLAIN_JOB = "explain_job"  # id of this session's background maps job

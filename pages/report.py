@@ -11,6 +11,7 @@ from core.readers import list_readings
 from core.report import (SECTIONS, build_report, render_html, report_figures, report_json, report_name,
                          section_tables, write_report)
 from core.report.format import fmt
+from core.report.pdf import chromium_path, render_pdf
 from dashboard import state
 from dashboard.common import get_workspace, remember_selection
 from dashboard.evaluation import active_penalty
@@ -88,14 +89,25 @@ except InputError as exc:
 
 name = report_name(report)
 st.subheader("Download")
-cols = st.columns([2, 2, 2])
+cols = st.columns([2, 2, 2, 2])
 cols[0].download_button("HTML report", data=lambda: render_html(report).encode("utf-8"), file_name=f"{name}.html",
                         mime="text/html", key="report_html", type="primary", icon=":material/description:",
                         on_click="ignore", width="stretch")
 cols[1].download_button("All numbers (JSON)", data=lambda: report_json(report).encode("utf-8"),
                         file_name=f"{name}.json", mime="application/json", key="report_json",
                         icon=":material/data_object:", on_click="ignore", width="stretch")
-if cols[2].button("Save a copy in the workspace", key="report_save", icon=":material/save:", width="stretch"):
+try:
+    chromium_path()
+    no_pdf = ""
+except InputError as exc:
+    no_pdf = str(exc)
+cols[2].download_button("PDF report", data=(lambda: render_pdf(report)) if not no_pdf else b"",
+                        file_name=f"{name}.pdf", mime="application/pdf", key="report_pdf",
+                        icon=":material/picture_as_pdf:", on_click="ignore", width="stretch", disabled=bool(no_pdf),
+                        help="The same report printed by Chromium: title page, page numbers, vector figures.")
+if no_pdf:
+    st.caption(plain(no_pdf))
+if cols[3].button("Save a copy in the workspace", key="report_save", icon=":material/save:", width="stretch"):
     saved = write_report(ws, report)
     st.success("Saved the HTML report and its JSON in the workspace's reports folder:", icon=":material/check:")
     st.code(str(saved), language=None)
@@ -131,6 +143,9 @@ for tab, (anchor, heading) in zip(st.tabs([heading for _, heading in shown]), sh
             st.dataframe(table.to_frame(), hide_index=True, width="stretch", key=f"report_table_{table.key}")
             for line in ([table.note] if table.note else []) + table.footnote_lines():
                 st.caption(plain(line))
+        if anchor == "methods" and report["methods"].get("paste"):
+            st.markdown("**Methods paragraph (ready to paste)**")
+            st.code(report["methods"]["paste"], language=None, wrap_lines=True)
         if anchor == "methods":
             for paragraph in report["methods"]["paragraphs"]:
                 st.markdown(plain(paragraph))

@@ -30,14 +30,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(seeded_server):
+    return seeded_server[0]
+
+
+@pytest.fixture(scope="module")
+def seeded_server(tmp_path_factory):
+    """(url, ids): the real server on a freshly seeded workspace, and that workspace's ids (tests.seed)."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package to run the browser test")
     pytest.importorskip("playwright.sync_api")
     from tests.seed import seed_workspace
 
     root = tmp_path_factory.mktemp("browser") / "workspace"
-    seed_workspace(root)
+    ids = seed_workspace(root)
     port = _free_port()
     env = {**os.environ, "CORE_WORKSPACE": str(root), "HF_HUB_OFFLINE": "1"}
     log = open(root.parent / "server.log", "w")
@@ -60,7 +66,7 @@ def server(tmp_path_factory):
         pytest.fail("streamlit server did not come up in 90 s")
     if proc.poll() is not None:
         pytest.fail(f"streamlit server exited: {(root.parent / 'server.log').read_text()[-2000:]}")
-    yield url
+    yield url, ids
     proc.terminate()
     try:
         proc.wait(10)

@@ -21,7 +21,7 @@ def _captions(at: AppTest) -> list[str]:
 
 def test_report_page_renders_preview_and_downloads(own_seeded_workspace):
     at = _open(own_seeded_workspace)
-    assert [b.proto.label for b in at.download_button] == ["HTML report", "All numbers (JSON)"]
+    assert [b.proto.label for b in at.download_button] == ["HTML report", "All numbers (JSON)", "PDF report"]
     assert [m.label for m in at.metric] == ["Accuracy", "Sensitivity", "Specificity", "Weighted error",
                                             "Urgent-referral AUC"]
     warnings = " ".join(w.value for w in at.warning)
@@ -54,7 +54,7 @@ def test_save_writes_the_report_into_the_workspace(own_seeded_workspace):
     at = _open(own_seeded_workspace)
     at.button(key="report_save").click().run()
     assert not at.exception
-    saved = Path(at.code[-1].value)
+    saved = Path(next(c.value for c in at.code if c.value.endswith(".html")))  # the methods paragraph is code too
     assert saved.parent == Path(own_seeded_workspace["root"]) / "reports" and saved.is_file()
     assert saved.with_suffix(".json").is_file()
     assert "SYNTHETIC DATA" in saved.read_text(encoding="utf-8")

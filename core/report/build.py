@@ -16,7 +16,9 @@ from core.metrics.headline import HEADLINE_RESAMPLES, headline_statistics
 from core.metrics.intervals import check_confidence
 from core.metrics.likelihood_ratios import LR_METHODS
 from core.report.active_penalty import resolve_penalty
+from core.report.decision import decision_section
 from core.report.evaluate import evaluate_predictions
+from core.report.failures import failure_cases
 from core.report.methods import methods_section
 from core.report.model_card import describe_test_set, model_card
 from core.store import Workspace
@@ -125,6 +127,44 @@ def headline(frame: pd.DataFrame, task: Task, evaluation: dict, penalty, penalty
     return [_metric(h.key, h.label, to_jsonable(h.interval), h.kind, h.note) for h in items]
 
 
+SOFTWARE_PACKAGES = ("torch", "timm", "numpy", "scipy", "scikit-learn", "pandas", "plotly")
+
+
+def software_versions() -> dict:
+    """The versions of the packages that computed the numbers (CLAIM 23), read from the installed metadata."""
+    import platform
+    from importlib import metadata
+
+    found = {"python": platform.python_version(), PRODUCT_NAME: core.__version__}
+    for name in SOFTWARE_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def patient_separation(ws: Workspace, card: dict, frame: pd.DataFrame) -> dict:
+    """Whether any test patient also appears in the training dataset (CLAIM 21): counted from the two registered
+    tables, or why it cannot be told."""
+    from core.data.ingest import load_registered
+
+    train_id = card.get("training_dataset_id")
+    test_patients = set(frame["patient_id"].dropna().astype(str)) if "patient_id" in frame else set()
+    if not test_patients:
+        return {"known": False, "reason": "the test set has no patient ids"}
+    if not train_id or ws.get_dataset(train_id) is None:
+        return {"known": False, "reason": "the training dataset is not registered in this workspace"}
+    try:
+        table = load_registered(ws, train_id).table
+    except (InputError, OSError) as exc:
+        return {"known": False, "reason": f"the training dataset could not be read ({exc})"}
+    train_patients = set(table["patient_id"].dropna().astype(str))
+    shared = sorted(test_patients & train_patients)
+    return {"known": True, "training_dataset": train_id, "test_patients": len(test_patients),
+            "training_patients": len(train_patients), "shared_patients": len(shared), "examples": shared[:5]}
+
+
 def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[str]:
     out = []
     if test_set.get("synthetic"):
@@ -177,6 +217,9 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         "headline": headline(frame, task, evaluation, matrix, name or "", threshold, int(bootstrap), int(seed), level),
         "evaluation": evaluation,
         "readers": readers,
+        "decision": decision_section(frame, task, matrix, threshold) if single_label else None,
+        "software": software_versions(),
+        "failures": failure_cases(frame, task),
     }
     report["notices"] = _notices(test_set, model, readers)
     report["labels"] = {"synthetic_data": bool(test_set.get("synthetic")),
@@ -213,6 +256,7 @@ def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, thr
                                      confidence=confidence, lr_ci=lr_ci, model=card, title=title,
                                      test_set={"id": test_set_id})
     report["test_set"] = to_jsonable(describe_test_set(ws, test_set_id, report["evaluation"], meta))
+    report["test_set"]["patient_separation"] = to_jsonable(patient_separation(ws, card, frame))
     report["notices"] = _notices(report["test_set"], card, report["readers"])
     report["labels"]["synthetic_data"] = bool(report["test_set"].get("synthetic"))
     report["methods"] = to_jsonable(methods_section(report))

@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.set_defaults(func=run_evaluate)
+    register_report(subparsers)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -72,4 +73,47 @@ def run_evaluate(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputError(f"{args.out}: cannot write the report ({exc.strerror})") from None
         print(f"wrote {args.out}")
+    return 0
+
+
+def register_report(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="write the stakeholder report of a predictions table as PDF, HTML or JSON",
+        description="The stakeholder report (headline numbers with intervals, figures, readers, decision curve, "
+                    "methods paragraph, STARD/CLAIM checklist) of one predictions table. The suffix of --out picks "
+                    "the format: .pdf (printed by the system Chromium), .html (self-contained, offline) or .json.")
+    parser.add_argument("--predictions", required=True, type=Path, metavar="P.parquet")
+    parser.add_argument("--readings", type=Path, default=None, metavar="R.csv",
+                        help="expert readings (reader_id,image_id,label[,seconds]) to compare with the model")
+    parser.add_argument("--out", required=True, type=Path, metavar="report.pdf")
+    parser.add_argument("--threshold", type=float, default=None, help="binary views' score threshold (default 0.5)")
+    parser.add_argument("--bootstrap", type=int, default=200, metavar="N", help="bootstrap resamples (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import time
+
+    from core.infer.predictions import read_predictions, task_of
+    from core.report.build import report_from_predictions
+    from core.report.pdf import write_report_file
+
+    started = time.perf_counter()
+    frame, meta = read_predictions(args.predictions)
+    task = task_of(meta)
+    readings = None
+    if args.readings is not None:
+        from core.readers.readings import load_readings
+
+        if not args.readings.is_file():
+            raise InputError(f"{args.readings}: readings file not found")
+        readings = load_readings(args.readings, task)
+    report = report_from_predictions(frame, task, readings=readings, threshold=args.threshold,
+                                     bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence,
+                                     test_set={"id": meta.get("dataset_id"), "name": args.predictions.name,
+                                               "synthetic": False})
+    out = write_report_file(report, args.out)
+    print(f"wrote {out} in {time.perf_counter() - started:.1f} s")
     return 0

@@ -66,7 +66,17 @@ ol.footnotes { list-style:none; padding:0; margin:0 0 12px; font-size:12px; colo
 ul.tight { margin:4px 0 10px; padding-left:20px; } ul.tight li { margin:3px 0; }
 footer { font-size:12px; color:var(--muted); padding-top:16px; padding-bottom:30px; }
 @media print { header.banner { -webkit-print-color-adjust:exact; print-color-adjust:exact; }
-  nav.toc { display:none; } section { break-inside:auto; } table, .figure, .card { break-inside:avoid; } }
+  nav.toc { display:none; } section { break-inside:auto; } .figure, .card, tr { break-inside:avoid; }
+  h2, h3 { break-after:avoid; } body .title-page { display:flex; } header.banner { display:none; } }
+@page { size: A4; }
+.title-page { display:none; break-after:page; min-height:250mm; flex-direction:column; justify-content:center;
+              padding:0 12mm; }
+.title-page h1 { font-size:34px; color:#0b3d5c; margin:0 0 10px; } .title-page .subtitle { font-size:19px; }
+.title-page dl { margin-top:28px; font-size:14px; } .title-page dt { color:var(--muted); margin-top:8px; }
+.title-page dd { margin:0; font-weight:600; }
+p.paste { background:var(--bg); border:1px solid var(--line); padding:10px 14px; border-radius:6px; }
+svg.flow { max-width:100%; height:auto; }
+#table-checklist tbody th { white-space:nowrap; }
 """
 
 
@@ -164,6 +174,21 @@ def _header(report: dict) -> str:
             f"{esc(test_set.get('name'))}</p><dl>{meta}</dl></header>")
 
 
+def _title_page(report: dict) -> str:
+    """The PDF's first page (hidden on screen, where the banner says the same)."""
+    model = report.get("model") or {}
+    test_set = report.get("test_set") or {}
+    product = report.get("product") or {}
+    facts = [("Model", model.get("run_name") or "model"), ("Test set", test_set.get("name")),
+             ("Task", (report.get("task") or {}).get("title")), ("Date", None),
+             ("Product", f"{product.get('name')} {product.get('version')}")]
+    rows = "".join(f"<dt>{k}</dt><dd>{_date(report) if k == 'Date' else esc(v)}</dd>" for k, v in facts)
+    warn = "".join(f"<p class=\"notice\">{esc(n)}</p>" for n in report.get("notices") or [])
+    return (f"<div class=\"title-page\"><div class=\"brand muted\">{esc(product.get('name'))} \u00b7 evaluation "
+            f"report</div><h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(model.get('run_name') or 'Model')}"
+            f" on {esc(test_set.get('name'))}</p><dl>{rows}</dl>{warn}</div>")
+
+
 def _notices(report: dict) -> str:
     items = []
     for text in report.get("notices") or []:
@@ -196,6 +221,8 @@ def _section_bodies(report: dict) -> dict[str, str]:
         "penalties": "",
         "readers": "",
         "methods": _methods(report),
+        "decision": t("decision", False),
+        "checklist": _flow_svg(report) + t("checklist", False),
     }
     if "penalty_matrix" in tables:
         bodies["penalties"] = (f"<div class=\"grid2\"><div>{t('penalty_matrix')}{t('penalty_comparison')}</div>"
@@ -213,7 +240,47 @@ def _section_bodies(report: dict) -> dict[str, str]:
     return bodies
 
 
+def _flow_svg(report: dict) -> str:
+    """The STARD participant flow, drawn as inline SVG (vector in print) from the report's test-set counts."""
+    from core.report.checklist import flow_counts
+
+    f = flow_counts(report)
+    classes = list(f["class_counts"].items())
+    boxes = [(f"Images registered in the test set: {f['registered']:,}", 20),
+             (f"Images analysed: {f['analysed']:,}" + (f" ({f['patients']:,} patients)" if f["patients"] else ""),
+              120)]
+    width = max(720, 170 * max(len(classes), 1) + 20)
+    parts = [f"<svg class=\"flow\" viewBox=\"0 0 {width} 300\" "
+             f"width=\"{width}\" height=\"300\" role=\"img\" aria-label=\"STARD flow diagram\">",
+             "<style>rect{fill:#eef3f8;stroke:#0b3d5c}text{font:13px sans-serif;fill:#1b2430}"
+             "line{stroke:#0b3d5c;stroke-width:1.5}</style>"]
+    for text, y in boxes:
+        parts.append(f"<rect x=\"20\" y=\"{y}\" width=\"420\" height=\"44\" rx=\"4\"/>"
+                     f"<text x=\"32\" y=\"{y + 27}\">{esc(text)}</text>")
+    parts.append("<line x1=\"230\" y1=\"64\" x2=\"230\" y2=\"120\"/><line x1=\"230\" y1=\"92\" x2=\"470\" y2=\"92\"/>"
+                 "<rect x=\"470\" y=\"72\" width=\"240\" height=\"40\" rx=\"4\"/>"
+                 f"<text x=\"480\" y=\"97\">Excluded (unreadable): {f['excluded']:,}</text>")
+    for i, (name, count) in enumerate(classes):
+        x = 20 + 170 * i
+        parts.append(f"<line x1=\"230\" y1=\"164\" x2=\"{x + 75}\" y2=\"220\"/>"
+                     f"<rect x=\"{x}\" y=\"220\" width=\"150\" height=\"44\" rx=\"4\"/>"
+                     f"<text x=\"{x + 10}\" y=\"247\">{esc(name)}: {int(count):,}</text>")
+    parts.append("</svg>")
+    return ("<h3>Participant flow (STARD 19, CLAIM 33)</h3><div class=\"figure\">" + "".join(parts) + "</div>"
+            "<p class=\"caption\">Reference-standard class of the analysed images. Exclusions before registration "
+            "(eligibility, STARD 6 and 19): to be completed by the authors.</p>")
+
+
 def _methods(report: dict) -> str:
+    methods = report.get("methods") or {}
+    paste = (f"<h3>Methods paragraph (ready to paste)</h3><p class=\"paste\" id=\"methods-paste\">"
+             f"{esc(methods['paste'])}</p>" if methods.get("paste") else "")
+    refs = "".join(f"<li>{esc(m)}</li>" for m in methods.get("references") or [])
+    refs = f"<h3>References</h3><ol class=\"tight\">{refs}</ol>" if refs else ""
+    return paste + _methods_body(report) + refs
+
+
+def _methods_body(report: dict) -> str:
     methods = report.get("methods") or {}
     paragraphs = "".join(f"<p>{esc(p)}</p>" for p in methods.get("paragraphs") or [])
     used = "".join(f"<li>{esc(m)}</li>" for m in methods.get("interval_methods") or [])
@@ -247,5 +314,5 @@ def render_html(report: dict) -> str:
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(report.get('title'))}: {esc(model)} on {esc(test_set)}</title>"
-            f"<style>{_CSS}</style></head><body>{_header(report)}{_notices(report)}"
+            f"<style>{_CSS}</style></head><body>{_title_page(report)}{_header(report)}{_notices(report)}"
             f"<nav class=\"toc\">{toc}</nav><main>{sections}</main>{_footer(report)}</body></html>\n")

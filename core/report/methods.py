@@ -94,7 +94,102 @@ def methods_section(report: dict) -> dict:
             f"Readers are compared with the model in the binary view \u201c{readers.get('view')}\u201d; the model is "
             f"positive when its score is at least {float(readers.get('threshold', 0.5)):g}. Each reader is analysed "
             "on the images they graded; the model's weighted error is also given on exactly those images.")
-    return {"interval_methods": methods, "paragraphs": paragraphs, "limitations": limitations(report)}
+    return {"interval_methods": methods, "paragraphs": paragraphs, "limitations": limitations(report),
+            "paste": paste_ready(report, methods), "references": references(methods, report)}
+
+
+REFERENCES = {
+    "wilson": "Wilson EB. Probable inference, the law of succession, and statistical inference. J Am Stat Assoc "
+              "1927;22:209-212.",
+    "delong": "DeLong ER, DeLong DM, Clarke-Pearson DL. Comparing the areas under two or more correlated receiver "
+              "operating characteristic curves: a nonparametric approach. Biometrics 1988;44:837-845.",
+    "simel": "Simel DL, Samsa GP, Matchar DB. Likelihood ratios with confidence: sample size estimation for "
+             "diagnostic test studies. J Clin Epidemiol 1991;44:763-770.",
+    "koopman": "Koopman PAR. Confidence intervals for the ratio of two binomial proportions. Biometrics "
+               "1984;40:513-517.",
+    "bootstrap": "Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall; 1993.",
+    "kermany": "Kermany DS, Goldbaum M, Cai W, et al. Identifying medical diagnoses and treatable diseases by "
+               "image-based deep learning. Cell 2018;172:1122-1131.",
+    "vickers": "Vickers AJ, Elkin EB. Decision curve analysis: a novel method for evaluating prediction models. "
+               "Med Decis Making 2006;26:565-574.",
+    "mcnemar": "McNemar Q. Note on the sampling error of the difference between correlated proportions or "
+               "percentages. Psychometrika 1947;12:153-157.",
+    "stard": "Bossuyt PM, Reitsma JB, Bruns DE, et al. STARD 2015: an updated list of essential items for reporting "
+             "diagnostic accuracy studies. BMJ 2015;351:h5527.",
+    "claim": "Tejani AS, Klontzas ME, Gatti AA, et al. Checklist for Artificial Intelligence in Medical Imaging "
+             "(CLAIM): 2024 update. Radiol Artif Intell 2024;6:e240300.",
+}
+
+
+def references(methods: list[str], report: dict) -> list[str]:
+    """The references of the methods this report used (and the reporting standards its checklist follows)."""
+    keys = [k for k in ("wilson", "delong", "simel", "koopman", "bootstrap") if _used(methods, k)]
+    if (report.get("readers") or {}).get("included"):
+        keys.append("mcnemar")
+    if report.get("penalty"):
+        keys.append("kermany")
+    if (report.get("decision") or {}).get("included"):
+        keys.append("vickers")
+    return [REFERENCES[k] for k in keys + ["stard", "claim"]]
+
+
+def paste_ready(report: dict, methods: list[str] | None = None) -> str:
+    """One paragraph for a paper's methods section, written from the run and the statistics actually used."""
+    methods = interval_methods({"evaluation": report.get("evaluation") or {}, "readers": report.get("readers") or {}}) \
+        if methods is None else methods
+    model = report.get("model") or {}
+    test_set = report.get("test_set") or {}
+    options = report.get("options") or {}
+    evaluation = report.get("evaluation") or {}
+    task = report.get("task") or {}
+    level = float(options.get("confidence") or 0.95)
+    out = []
+    if model:
+        out.append(f"A {model.get('backbone')} image classifier ({model.get('mode')} mode, {model.get('head')} head, "
+                   f"weights: {model.get('weights_source')}, input {model.get('image_size')} px, seed "
+                   f"{model.get('seed')}) was trained on “{model.get('training_dataset')}” "
+                   f"({model.get('training_images')} training and {model.get('validation_images')} validation "
+                   f"images) and selected by validation {model.get('validation_metric')}.")
+    patients = evaluation.get("n_patients")
+    out.append(f"It was evaluated on the test set “{test_set.get('name')}” ({evaluation.get('n_images')} images"
+               + (f" from {patients} patients" if patients else "") + f") for the task "
+               f"“{task.get('title') or task.get('name')}”"
+               + (", whose images are synthetic" if test_set.get("synthetic") else "") + ".")
+    out.append(f"Binary calls used a score threshold of {float(options.get('threshold') or 0.5):g}.")
+    stats = []
+    if _used(methods, "wilson"):
+        stats.append("Wilson score intervals for proportions (1927)")
+    if _used(methods, "delong"):
+        stats.append("DeLong's method for the area under the ROC curve (1988)")
+    if _used(methods, "simel") or _used(methods, "koopman"):
+        stats.append(f"{LR_METHOD_TEXT.get(options.get('lr_method') or 'log')} for likelihood ratios")
+    boot = evaluation.get("bootstrap") or {}
+    if int(boot.get("resamples") or 0):
+        stats.append(f"percentile bootstrap intervals from {int(boot['resamples'])} resamples of "
+                     f"{'patients' if boot.get('unit') == 'patients' else 'images'} (seed {boot.get('seed', 0)})")
+    if stats:
+        out.append(f"Two-sided {level:.0%} confidence intervals were computed with " + ", ".join(stats) + ".")
+    penalty = report.get("penalty") or {}
+    if penalty:
+        out.append(f"Weighted error is the mean penalty per image under the penalty matrix “{penalty.get('name')}"
+                   "” (Kermany et al. 2018).")
+    decision = report.get("decision") or {}
+    if decision.get("included"):
+        at = decision["at_report_threshold"]
+        out.append(f"Decision-curve analysis (Vickers & Elkin 2006) in the view “{decision['view']}” gave a "
+                   f"net benefit of {at['net_benefit']:.3f} at threshold {at['threshold']:g}, against "
+                   f"{at['net_benefit_all']:.3f} for treating all and 0 for treating none.")
+    readers = report.get("readers") or {}
+    if readers.get("included"):
+        simulated = len(readers.get("simulated") or [])
+        out.append(f"{len(readers.get('readers') or [])} readers ({simulated} simulated) graded the same images; the "
+                   "model was compared with each reader on the images that reader graded, with McNemar's test on "
+                   "paired correctness.")
+    mrmc = report.get("mrmc") or {}
+    if mrmc.get("included"):
+        out.append(str(mrmc.get("summary") or ""))
+    out.append("Reporting follows STARD 2015 and CLAIM 2024.")
+    return " ".join(p for p in out if p)
 
 
 def limitations(report: dict) -> list[str]:

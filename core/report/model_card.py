@@ -77,6 +77,7 @@ def model_card(ws: Workspace, run_id: str) -> dict:
         "binary_model": binary if binary else None,
         "seed": config.get("seed"),
         "training_dataset": (training_set or {}).get("name") or config.get("dataset_id"),
+        "training_dataset_id": config.get("dataset_id"),
         "training_dataset_synthetic": bool(((training_set or {}).get("meta") or {}).get("synthetic")),
         "training_images": images.get("train"),
         "validation_images": images.get("val"),
@@ -86,6 +87,9 @@ def model_card(ws: Workspace, run_id: str) -> dict:
         "device": summary.get("device") or run.get("device"),
         "training_seconds": summary.get("seconds"),
         "checkpoint_created": card.get("created"),
+        # For the reporting checklist (CLAIM 9, 22-26; STARD 12a): as stored with the weights, never re-derived.
+        "preprocessing": card.get("preprocessing") or None,
+        "operating_point": card.get("operating_point") or None,
     }
 
 

@@ -275,12 +275,14 @@ def paired_table(report: dict) -> Table | None:
 SECTIONS = (("summary", "Summary"), ("model", "Model card"), ("test-set", "Test set"),
             ("discrimination", "Discrimination: ROC and per-class rates"), ("confusion", "Confusion matrix"),
             ("calibration", "Calibration"), ("tiers", "Referral tiers"), ("penalties", "Penalties"),
-            ("readers", "Readers vs the model"), ("methods", "Methods and limitations"))
+            ("readers", "Readers vs the model"), ("decision", "Decision curve: net benefit"),
+            ("methods", "Methods and limitations"), ("checklist", "Reporting checklist (STARD 2015, CLAIM 2024)"))
 SECTION_TABLES = {
     "summary": ("headline",), "model": ("model_card",), "test-set": ("test_set", "class_counts"),
     "discrimination": ("per_class", "per_label", "operating_points", "binary_views", "summary_statistics"),
     "confusion": ("confusion",), "calibration": (), "tiers": ("tiers",),
     "penalties": ("penalty_matrix", "penalty_comparison"), "readers": ("readers", "paired"), "methods": (),
+    "decision": ("decision",), "checklist": ("checklist",),
 }
 _PENALTY_TABLES = {"penalty_matrix", "penalty_comparison"}
 
@@ -289,7 +291,8 @@ def all_tables(report: dict) -> dict[str, Table]:
     """Every table that applies to this report, by key (penalty tables only when the report includes them)."""
     builders = (headline_table, model_card_table, test_set_table, class_counts_table, summary_statistics_table,
                 per_class_table, per_label_table, binary_views_table, operating_points_table, confusion_table,
-                tiers_table, penalty_matrix_table, penalty_comparison_table, readers_table, paired_table)
+                tiers_table, penalty_matrix_table, penalty_comparison_table, readers_table, paired_table,
+                decision_table, checklist_table)
     include_penalties = (report.get("options") or {}).get("include_penalties", True)
     tables = {}
     for build in builders:
@@ -297,6 +300,30 @@ def all_tables(report: dict) -> dict[str, Table]:
         if table is not None and (include_penalties or table.key not in _PENALTY_TABLES):
             tables[table.key] = table
     return tables
+
+
+def decision_table(report: dict) -> Table | None:
+    d = report.get("decision") or {}
+    if not d.get("included"):
+        return None
+    rows = []
+    for label, at in (("report threshold", d.get("at_report_threshold")),
+                      ("threshold the penalty matrix implies", d.get("at_penalty_threshold"))):
+        if at:
+            rows.append([label, number(at["threshold"], 3), number(at["net_benefit"], 3),
+                         number(at["net_benefit_all"], 3), "0", number(at["net_interventions_avoided"], 3)])
+    return Table("decision", "Net benefit", ["where", "threshold", "model", "treat all", "treat none",
+                                             "net interventions avoided per patient"], rows,
+                 note=f"View \u201c{d['view']}\u201d, prevalence {percent(d['prevalence'])} of {d['n']} images; "
+                      f"{d['method']}.", numeric_columns=[1, 2, 3, 4, 5])
+
+
+def checklist_table(report: dict) -> Table:
+    from core.report.checklist import CLAIM_NUMBERING_NOTE, fill_checklist
+
+    rows = [[f"{r['standard']} {r['item']}", r["topic"], r["answer"]] for r in fill_checklist(report)]
+    return Table("checklist", "Reporting checklist", ["item", "topic", "answer from this workspace"], rows,
+                 note=CLAIM_NUMBERING_NOTE)
 
 
 def section_tables(report: dict) -> dict[str, list[Table]]:

@@ -1,0 +1,161 @@
+"""Presentation mode's slides: the report dict told in plain words, each number with a one-line lay explanation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from core.report.format import fmt
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One statement on a slide and, under it, what the number means for someone who is not a statistician."""
+
+    text: str
+    explanation: str = ""
+
+
+@dataclass(frozen=True)
+class Slide:
+    key: str
+    title: str
+    facts: list[Fact]
+    cases: list[dict] = field(default_factory=list)  # failure cases (image_id, true, predicted, probability)
+    note: str = ""
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _headline(report: dict, key: str) -> dict | None:
+    return next((h for h in report.get("headline") or [] if h.get("key") == key), None)
+
+
+def _ci(entry: dict | None) -> str:
+    if not entry or entry.get("low") is None or entry.get("high") is None:
+        return ""
+    level = _num(entry.get("confidence") or 0.95)
+    return (f" (we are {level:.0%} confident the true value lies between {fmt(entry['low'], entry['kind'])} and "
+            f"{fmt(entry['high'], entry['kind'])})")
+
+
+LAY_MEANINGS = {
+    "sensitivity": "The share of scans with urgent disease that the model flags.",
+    "urgent_auc": "How well the model ranks a diseased scan above a healthy one: 0.5 is a coin toss, 1 is perfect.",
+    "accuracy": "The share of all scans given the right finding.",
+}
+
+
+def _what(report: dict) -> Slide:
+    task = report.get("task") or {}
+    model = report.get("model") or {}
+    test = report.get("test_set") or {}
+    counts = test.get("class_counts") or {}
+    facts = [Fact(f"The task: {task.get('title') or task.get('name')}.", task.get("description") or ""),
+             Fact(f"The model looks at one {task.get('modality') or 'image'} scan and names the most likely of "
+                  f"{len(task.get('classes') or [])} findings: {', '.join(task.get('classes') or [])}.",
+                  "It gives a probability for each finding; the highest one is its answer.")]
+    if model:
+        facts.append(Fact(f"It is a {model.get('backbone')} network trained on {model.get('training_images')} "
+                          f"images of \u201c{model.get('training_dataset')}\u201d.",
+                          "A network learns patterns from labelled examples; it has not seen the test images."))
+    patients = test.get("n_patients")
+    facts.append(Fact(f"It was tested on {test.get('n_images')} scans" + (f" from {patients} patients" if patients
+                                                                          else "") + ": "
+                      + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".",
+                      "Each test scan has a known answer (the reference standard) to compare with."))
+    if test.get("synthetic"):
+        facts.append(Fact("These test images are synthetic: made by a program, not taken from patients.",
+                          "The numbers show how the product works, not how a model would do in a clinic."))
+    return Slide("what", "What the model does, and on what data", facts)
+
+
+def _readers(report: dict) -> Slide:
+    readers = report.get("readers") or {}
+    options = report.get("options") or {}
+    if not readers.get("included"):
+        return Slide("readers", "The model and the readers",
+                     [Fact("No reader comparison: " + str(readers.get("reason") or "no readings are stored") + ".")])
+    positive = " or ".join(readers.get("positive") or [])
+    model = readers.get("model") or {}
+    found = int(model.get("tp") or 0)
+    total = found + int(model.get("fn") or 0)
+    alarms = int(model.get("fp") or 0)
+    negatives = alarms + int(model.get("tn") or 0)
+    facts = [Fact(f"The model found {found} of {total} {positive} cases and raised {alarms} false alarms among "
+                  f"{negatives} other scans.",
+                  f"A scan counts as flagged when the model's probability of {positive} is at least "
+                  f"{_num(options.get('threshold')):g}.")]
+    for row in readers.get("comparison") or []:
+        tp, fn, fp, tn = (int(row.get(k) or 0) for k in ("tp", "fn", "fp", "tn"))
+        who = str(row.get("reader_id"))
+        facts.append(Fact(f"{who} found {tp} of {tp + fn} and raised {fp} false alarms among {fp + tn}.",
+                          "A simulated reader: answers drawn at random to match a profile, not a real person."
+                          if who in set(readers.get("simulated") or []) else "A reader graded the same scans."))
+    lr = _num(model.get("lr_positive"))
+    if math.isfinite(lr):
+        facts.append(Fact(f"LR+ {lr:.1f}: a positive result from the model makes {positive} {lr:.1f} times more "
+                          "likely (in odds) than before the scan was read.",
+                          "Above 10 is strong evidence; near 1 means the flag tells you little."))
+    return Slide("readers", "How it compares with the readers", facts)
+
+
+def _cost(report: dict) -> Slide:
+    facts = []
+    weighted = _headline(report, "weighted_error")
+    penalty = (report.get("penalty") or {}).get("name")
+    if weighted and weighted.get("value") is not None:
+        per_1000 = _num(weighted["value"]) * 1000
+        low, high = _num(weighted.get("low")) * 1000, _num(weighted.get("high")) * 1000
+        ci = (f" ({_num(weighted.get('confidence') or 0.95):.0%} confident: between {low:,.0f} and {high:,.0f})" if math.isfinite(low) and math.isfinite(high)
+              else "")
+        facts.append(Fact(f"Weighted error: about {per_1000:,.0f} penalty points per 1,000 patients scanned{ci}.",
+                          f"Each mistake costs points from the clinic's penalty table (\u201c{penalty}\u201d): "
+                          "missing urgent disease costs most. Lower is better; 0 is perfect."))
+    decision = report.get("decision") or {}
+    if decision.get("included"):
+        at = decision.get("at_penalty_threshold") or decision["at_report_threshold"]
+        gain = (at["net_benefit"] - max(at["net_benefit_all"], 0.0)) * 1000
+        facts.append(Fact(f"Net benefit at the clinic's threshold ({at['threshold']:.2f}): {at['net_benefit']:.3f}, "
+                          f"against {at['net_benefit_all']:.3f} for referring everyone and 0 for referring no one.",
+                          "Net benefit counts correct referrals minus false ones weighted by how much the clinic "
+                          "minds them: per 1,000 patients, the model is worth "
+                          f"{gain:+,.0f} correct referrals beyond the best simple policy."))
+    if not facts:
+        facts.append(Fact("No cost analysis: this report has no penalty matrix or binary view."))
+    return Slide("cost", "What it would cost or save at the clinic's threshold", facts)
+
+
+def _failures(report: dict) -> Slide:
+    f = report.get("failures") or {}
+    cases = f.get("cases") or []
+    if not cases:
+        return Slide("failures", "Where it fails", [Fact(str(f.get("reason") or "No misclassified case."))])
+    facts = [Fact(f"The model was wrong on {f.get('n_errors')} of {(report.get('evaluation') or {}).get('n_images')} "
+                  "scans. Three of them:", f"Chosen by a fixed rule, not by hand: {f.get('rule')}.")]
+    return Slide("failures", "Where it fails", facts, cases=cases)
+
+
+def _unknown(report: dict) -> Slide:
+    facts = [Fact(str(n)) for n in report.get("notices") or []]
+    for key, meaning in LAY_MEANINGS.items():
+        entry = _headline(report, key)
+        if entry and entry.get("value") is not None:
+            facts.append(Fact(f"{entry['label']} {fmt(entry['value'], entry['kind'])}{_ci(entry)}.",
+                              meaning + " The wider the range, the less this test set can tell us."))
+    said = " ".join(report.get("notices") or []).lower()
+    limits = [line for line in (report.get("methods") or {}).get("limitations") or []
+              if not (("synthetic" in line.lower() and "synthetic" in said)
+                      or ("simulated" in line.lower() and "simulated" in said))]
+    facts.extend(Fact(str(line)) for line in limits[:2])
+    return Slide("unknown", "What is not known", facts[:7])
+
+
+def build_slides(report: dict) -> list[Slide]:
+    """The story of one model on one test set, in the order a stakeholder hears it."""
+    return [_what(report), _readers(report), _cost(report), _failures(report), _unknown(report)]

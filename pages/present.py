@@ -1,0 +1,101 @@
+"""Presentation mode: one model on one test set told in plain words, one slide at a time, only Previous / Next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.errors import InputError
+from core.report.slides import build_slides
+from dashboard import state
+from dashboard.common import ROOT, get_workspace, thumbnail
+from dashboard.widgets import plain
+
+
+@st.cache_data(show_spinner="Preparing the presentation...", max_entries=8)
+def _report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, threshold: float) -> dict:
+    """build_report with the workspace's active penalty, cached per predictions file version and threshold."""
+    from core.report import build_report
+    from core.store import Workspace
+
+    return build_report(Workspace.open(root), run_id, test_set_id, threshold=threshold)
+
+
+st.html(f"<style>{(ROOT / 'assets' / 'present.css').read_text()}</style>")  # our own static CSS only
+ws = get_workspace()
+selection = state.current_selection()
+run_id = st.query_params.get(state.PRESENT_RUN_PARAM) or selection.run_id
+test_set_id = st.query_params.get(state.PRESENT_TEST_SET_PARAM) or selection.test_set_id
+row = ws.find_predictions(run_id, test_set_id) if run_id and test_set_id else None
+if row is None:
+    st.error("Nothing to present: choose a model and a test set with predictions on the Performance page, or open "
+             f"a link with ?{state.PRESENT_PARAM}=1&{state.PRESENT_RUN_PARAM}=RUN&{state.PRESENT_TEST_SET_PARAM}="
+             "TEST_SET.", icon=":material/error:")
+    st.stop()
+try:
+    report = _report(str(ws.root), run_id, test_set_id, Path(row["path"]).stat().st_mtime,
+                     float(selection.threshold_or_default))
+except (InputError, OSError) as exc:
+    st.error("The presentation could not be prepared.", icon=":material/error:")
+    st.code(str(exc), language=None, wrap_lines=True)
+    st.stop()
+
+def _cached_map(record: dict, case: dict):
+    """The case's map for the called class at default parameters, if the Explain page already computed one (the
+    first registered method that has it): (overlay image, method title), else (None, None). Never computes."""
+    from core.explain import MapCache
+    from core.explain.case_maps import case_map
+    from core.explain.overlay import overlay
+    from core.explain.registry import list_explainers
+    from dashboard.explain_ui import images_for, model_for_run
+
+    try:
+        model, images = model_for_run(ws, run_id), images_for(ws, record)
+        image = images.image(case["image_id"])
+        target = list(report["task"]["classes"]).index(case["predicted"])
+        for explainer in list_explainers():
+            amap = case_map(model, images, case["image_id"], target, explainer.name, {}, MapCache.for_workspace(ws),
+                            compute=False, image=image)
+            if amap is not None:
+                return overlay(image, amap), explainer.title
+    except (InputError, OSError, ValueError):
+        pass
+    return None, None
+
+
+slides = build_slides(report)
+position = min(max(int(st.session_state.get(state.PRESENT_SLIDE, 0)), 0), len(slides) - 1)
+
+
+def _go(step: int) -> None:
+    st.session_state[state.PRESENT_SLIDE] = min(max(position + step, 0), len(slides) - 1)
+
+
+slide = slides[position]
+with st.container(key="slide"):
+    st.markdown(f"# {plain(slide.title)}")
+    for i, fact in enumerate(slide.facts):
+        with st.container(key=f"fact_{i}"):
+            st.markdown(plain(fact.text))
+            if fact.explanation:
+                st.caption(plain(fact.explanation))
+    if slide.cases:
+        record = ws.get_dataset(test_set_id) or {}
+        for column, case in zip(st.columns(len(slide.cases)), slide.cases):
+            picture, method = _cached_map(record, case)
+            try:
+                column.image(picture if picture is not None else thumbnail(ws, record, case["image_id"], 300),
+                             width=300)
+            except InputError as exc:
+                column.caption(plain(f"image not readable: {exc}"))
+            where = (f"{method} map for {case['predicted']} (from the Explain page's cache)." if method else
+                     "Map not computed: open the case on the Explain page to compute it.")
+            column.caption(plain(f"{case['image_id']}: truly {case['true']}, the model said {case['predicted']} "
+                                 f"(probability {case['probability']:.0%}). {where}"))
+with st.container(key="present_nav", horizontal=True, horizontal_alignment="center"):
+    st.button("Previous", key="present_previous", icon=":material/arrow_back:", on_click=_go, args=(-1,),
+              disabled=position == 0)
+    st.markdown(plain(f"{position + 1} / {len(slides)}"))
+    st.button("Next", key="present_next", icon=":material/arrow_forward:", on_click=_go, args=(1,),
+              disabled=position == len(slides) - 1, type="primary")

@@ -1,0 +1,54 @@
+"""Presentation mode in a real browser at 1920 x 1080 (a kiosk screen): every slide from the shareable URL, no error,
+no scrolling, one screenshot per slide under test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_browser import ARTIFACTS, CHROMIUM, seeded_server  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.browser
+N_SLIDES = 5
+# How many pixels the page's main area would have to scroll.
+MAIN_OVERFLOW_JS = ("() => { const m = document.querySelector(\"[data-testid=stMain]\"); "
+                    "return m.scrollHeight - m.clientHeight; }")
+
+
+def _settle(page) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and page.locator("[data-testid='stStatusWidget']").count():
+        time.sleep(0.5)
+    time.sleep(1.0)
+
+
+def test_every_slide_fits_a_kiosk_screen(seeded_server):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    url, ids = seeded_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                                          "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        try:
+            page.goto(f"{url}/?present=1&run={ids['run_id']}&test_set={ids['test_set_id']}",
+                      wait_until="networkidle")
+            page.wait_for_selector("[data-testid='stMain']", timeout=60_000)
+            _settle(page)
+            assert page.locator("[data-testid='stSidebar']").count() == 0
+            for i in range(N_SLIDES):
+                page.wait_for_selector(f"text={i + 1} / {N_SLIDES}", timeout=60_000)
+                _settle(page)
+                page.screenshot(path=str(ARTIFACTS / f"present-{i + 1}.png"))
+                assert page.locator("[data-testid='stException']").count() == 0
+                overflow = page.evaluate(MAIN_OVERFLOW_JS)
+                assert overflow <= 2, f"slide {i + 1} needs scrolling ({overflow} px)"
+                if i < N_SLIDES - 1:
+                    page.get_by_role("button", name="Next").click()
+        finally:
+            browser.close()

@@ -1,0 +1,116 @@
+"""The report as PDF (Chromium print of the HTML), the `core report` command, the reporting checklist and the
+methods paragraph, on the seeded workspace's real predictions."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.report import build_report, report_from_predictions
+from core.report.checklist import ITEMS, TO_BE_COMPLETED, fill_checklist
+from core.report.format import fmt
+from core.report.pdf import chromium_path, render_pdf
+from core.store import Workspace
+
+PDFTOTEXT, PDFTOPPM = shutil.which("pdftotext"), shutil.which("pdftoppm")
+
+
+def _chromium_or_skip() -> None:
+    try:
+        chromium_path()
+    except Exception as exc:  # the binary is absent on this machine: the only reason to skip
+        pytest.skip(str(exc))
+    if PDFTOTEXT is None or PDFTOPPM is None:
+        pytest.skip("poppler-utils (pdftotext, pdftoppm) is not installed")
+
+
+@pytest.fixture(scope="module")
+def report(_seeded_root):
+    return build_report(Workspace.open(_seeded_root["root"]), _seeded_root["run_id"], _seeded_root["test_set_id"])
+
+
+@pytest.fixture(scope="module")
+def pdf(report, tmp_path_factory):
+    _chromium_or_skip()
+    path = tmp_path_factory.mktemp("pdf") / "report.pdf"
+    path.write_bytes(render_pdf(report))
+    return path
+
+
+def _text(path: Path) -> str:
+    out = subprocess.run([PDFTOTEXT, str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return re.sub(r"\s+", " ", out)
+
+
+def test_pdf_text_has_every_headline_number_and_checklist_item(report, pdf):
+    text = _text(pdf)
+    for h in report["headline"]:
+        for key in ("value", "low", "high"):
+            if h.get(key) is not None:
+                assert fmt(h[key], h["kind"]) in text, (h["key"], key)
+    for item in ITEMS:
+        assert f"{item.standard} {item.number}" in text
+    assert TO_BE_COMPLETED in text and "Methods paragraph (ready to paste)" in text
+    assert "page 1 of" in text  # Chromium's footer numbers the pages
+
+
+def test_pdf_first_page_renders_and_names_no_url(pdf, tmp_path):
+    subprocess.run([PDFTOPPM, "-r", "40", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")], check=True)
+    image = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"), dtype=float)
+    assert image.std() > 5 and (image < 128).mean() > 0.002  # ink on the page, not a blank sheet
+    raw = pdf.read_bytes()
+    assert b"/URI" not in raw and not re.search(r"https?://", _text(pdf))
+
+
+def test_checklist_fills_what_it_knows_and_never_guesses(report, _seeded_root):
+    rows = {f"{r['standard']} {r['item']}": r for r in fill_checklist(report)}
+    assert len(rows) == len(ITEMS)
+    for item in ITEMS:
+        row = rows[f"{item.standard} {item.number}"]
+        assert row["known"] == (item.filler is not None and row["answer"] != TO_BE_COMPLETED)
+        if item.filler is None:
+            assert row["answer"] == TO_BE_COMPLETED
+    assert report["model"]["checkpoint_sha256"] in rows["CLAIM 22"]["answer"]
+    assert "to be completed by the authors" in rows["STARD 8"]["answer"]  # dates are not in the workspace
+    separation = report["test_set"]["patient_separation"]
+    assert separation["known"] and f"{separation['shared_patients']} of the" in rows["CLAIM 21"]["answer"]
+    assert report["failures"]["cases"][0]["image_id"] in rows["CLAIM 37"]["answer"]
+    # A bare predictions table knows no model: the model items go to the authors instead of being guessed.
+    from core.infer.predictions import read_predictions, task_of
+
+    frame, meta = read_predictions(_seeded_root["predictions_path"])
+    bare = {f"{r['standard']} {r['item']}": r for r in fill_checklist(report_from_predictions(frame, task_of(meta)))}
+    for key in ("CLAIM 22", "CLAIM 24", "CLAIM 25", "STARD 10a"):
+        assert bare[key]["answer"] == TO_BE_COMPLETED and not bare[key]["known"]
+
+
+def test_methods_paragraph_names_what_was_used(report):
+    methods = report["methods"]
+    paste = methods["paste"]
+    assert f"{report['evaluation']['bootstrap']['resamples']} resamples of patients" in paste
+    assert "DeLong" in paste and "Wilson" in paste and report["model"]["backbone"] in paste
+    assert report["decision"]["included"] and "Decision-curve analysis" in paste
+    assert any(r.startswith("Vickers AJ") for r in methods["references"])
+    assert any(r.startswith("DeLong ER") for r in methods["references"])
+
+
+def test_report_command_writes_pdf_html_and_rejects_other_suffixes(_seeded_root, tmp_path, capsys):
+    from core.__main__ import main
+
+    html = tmp_path / "r.html"
+    assert main(["report", "--predictions", _seeded_root["predictions_path"], "--out", str(html),
+                 "--bootstrap", "50"]) == 0
+    assert "Reporting checklist" in html.read_text(encoding="utf-8")
+    assert main(["report", "--predictions", _seeded_root["predictions_path"], "--out", str(tmp_path / "r.txt")]) == 2
+    assert "can be written as .pdf, .html or .json" in capsys.readouterr().err
+    _chromium_or_skip()
+    out = tmp_path / "r.pdf"
+    assert main(["report", "--predictions", _seeded_root["predictions_path"], "--out", str(out),
+                 "--bootstrap", "50"]) == 0
+    assert out.read_bytes().startswith(b"%PDF")
