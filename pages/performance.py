@@ -93,7 +93,12 @@ view_name = sticky_select("Binary view (ROC, operating point, PPV/NPV)", names, 
                           container=top_left)
 view = views[names.index(view_name)]
 scores = cached_view_scores(file, task, view)
-model_point = training_operating_point(run_model_card(selection.run))
+try:
+    model_card = run_model_card(selection.run)
+except InputError as exc:  # the predictions stay usable; only the model's own operating point is unknown
+    show_error("The run's model card cannot be read, so its operating point is not shown.", exc, container=top_right)
+    model_card = None
+model_point = training_operating_point(model_card)
 use_model_point(model_point, view, key="perf", container=top_right)
 point = operating_point_ui(scores, key="perf", container=top_right)
 with top_right:

@@ -182,7 +182,8 @@ def test_penalty_entries_name_the_bad_cell_and_warn_about_the_diagonal():
         check_penalty_entries(pd.DataFrame([[0, 1, 1]]), classes)
     warned = check_penalty_entries(pd.DataFrame([[1, 1], [1, 0]]), classes)
     assert any("non-zero" in w for w in warned.warnings)
-    assert any("costs 0" in w for w in check_penalty_entries(pd.DataFrame([[0, 0], [0, 0]]), classes).warnings)
+    with pytest.raises(InputError, match="is all zeros"):
+        check_penalty_entries(pd.DataFrame([[0, 0], [0, 0]]), classes)
 
 
 def test_penalty_effect_and_table():

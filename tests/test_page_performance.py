@@ -174,6 +174,17 @@ def test_operating_point_from_training_is_shown_and_can_be_applied(own_seeded_wo
     assert at.slider(key="perf_threshold").value == pytest.approx(threshold)
 
 
+def test_damaged_model_card_is_named_and_the_page_still_evaluates(own_seeded_workspace):
+    ws = Workspace.open(own_seeded_workspace["root"])
+    card = Path(ws.get_run(own_seeded_workspace["run_id"])["run_dir"]) / "checkpoint" / "model_card.json"
+    card.write_text('{"backbone": "test_efficientnet", ')  # cut short, as by a full disk
+    at = _open(own_seeded_workspace["run_id"], own_seeded_workspace["test_set_id"])
+    assert any("model card cannot be read" in e.value for e in at.error)
+    assert any("model_card.json: not a readable JSON model card" in c.value for c in at.code)
+    assert any("Operating point from training: none stored" in c.value for c in at.caption)
+    assert all(_metrics(at)[label] != "n/a" for label in HEADLINE)
+
+
 def test_site_recalibration_makes_a_new_run_from_the_page(own_seeded_workspace):
     import hashlib
 

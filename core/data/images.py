@@ -69,6 +69,31 @@ def npz_array(ref: str) -> np.ndarray:
 
 
 # -- header checks (ingestion) --------------------------------------------------------------------
+def _too_many_pixels(path: str, w: int, h: int, max_pixels: int) -> str:
+    return f"{path}: image is {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,}"
+
+
+def _header_size_unchecked(path: str) -> tuple[int, int] | None:
+    """(width, height) read by the format plugin alone, for the message when PIL's own bomb check refuses the file
+    (Image.open runs that check before the size is visible). Only the header is parsed; no pixel is decoded."""
+    Image.init()
+    try:
+        with open(path, "rb") as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept is not None and not accept(prefix):
+                    continue
+                fp.seek(0)
+                try:
+                    return tuple(factory(fp, path).size)
+                except (OSError, SyntaxError, ValueError, IndexError, TypeError, struct.error, EOFError):
+                    continue
+    except OSError:
+        return None
+    return None
+
+
 def _open_header(path: str, max_pixels: int) -> Image.Image:
     """Image.open reads only the header; PIL's own bomb check becomes an InputError too.
 
@@ -82,13 +107,19 @@ def _open_header(path: str, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image PIL can read (unknown or corrupt format)") from None
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: image is too large (decompression-bomb guard: {exc})") from None
+        size = _header_size_unchecked(path)
+        if size is None:
+            raise InputError(f"{path}: image is too large: {exc} (decompression-bomb guard; our limit is "
+                             f"{max_pixels:,} pixels)") from None
+        # image_size() passes no real limit; PIL's refusal threshold is then the limit that applied.
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        raise InputError(_too_many_pixels(path, *size, limit) + " (decompression-bomb guard)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: cannot read image header ({exc})") from None
     w, h = im.size
     if w * h > max_pixels:
         im.close()
-        raise InputError(f"{path}: image is {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,}")
+        raise InputError(_too_many_pixels(path, w, h, max_pixels))
     if w < 1 or h < 1:
         im.close()
         raise InputError(f"{path}: image has no pixels ({w}x{h})")

@@ -18,12 +18,23 @@ REFERRAL_LEVELS = ("urgent", "routine", "observation")
 MAX_CLASSES = 1000
 
 
+def costless_mistakes_problem(matrix: np.ndarray) -> str | None:
+    """Why a square penalty matrix in which no mistake costs anything (all zeros off the diagonal) is useless, or
+    None: every weighted error would be 0, so every model and decision rule would look perfect."""
+    off_diagonal = matrix[~np.eye(matrix.shape[0], dtype=bool)]
+    if off_diagonal.size and off_diagonal.any():
+        return None
+    return ("is all zeros" if not matrix.any() else "costs 0 for every mistake") + (
+        ": no error would cost anything, so every model and decision rule would look perfect; give at least one "
+        "mistake (a cell off the diagonal) a cost above 0")
+
+
 def penalty_problem(matrix: np.ndarray) -> str | None:
-    """Why a square penalty matrix (rows = true, columns = predicted) cannot be used, or None."""
+    """Why a square penalty matrix (rows = true, columns = predicted) cannot be used in a task or a file, or None."""
     if not np.isfinite(matrix).all() or (matrix < 0).any():
         return "entries must be finite and non-negative"
-    if not matrix.any():
-        return "is all zeros: no error would cost anything, so every decision rule would look perfect"
+    if costless_mistakes_problem(matrix):
+        return costless_mistakes_problem(matrix)
     diagonal = np.diag(matrix)
     if diagonal.any():
         i = int(np.flatnonzero(diagonal)[0])
@@ -248,11 +259,20 @@ def task_from_dict(data: dict, source: str = "task definition") -> Task:
         raise InputError(f"{source}: missing field {exc.args[0]!r} (needs at least 'classes')") from None
     except TypeError:
         raise InputError(f"{source}: 'classes' must be a list of names") from None
+    # str(None) would make a class called "None"; a number is a label value, not a name (JSON null, 1, true).
+    unnamed = [i + 1 for i, c in enumerate(data["classes"]) if not isinstance(c, str)]
+    if unnamed:
+        bad = data["classes"][unnamed[0] - 1]
+        raise InputError(f"{source}: class name number {unnamed[0]} is {json.dumps(bad)}, not text; write every "
+                         "class name in quotes, e.g. [\"CNV\", \"DME\"]")
     penalty = data.get("penalty_matrix") or ()
     try:
         penalty = tuple(tuple(float(x) for x in row) for row in penalty)
     except (TypeError, ValueError):
         raise InputError(f"{source}: 'penalty_matrix' must be a list of rows of numbers") from None
+    if len({len(row) for row in penalty}) > 1:
+        raise InputError(f"{source}: 'penalty_matrix' rows differ in length ({[len(row) for row in penalty]}); "
+                         f"it must be {len(classes)}x{len(classes)}, rows = true class, columns = called class")
     views = []
     for v in data.get("binary_views") or []:
         try:
@@ -268,6 +288,15 @@ def task_from_dict(data: dict, source: str = "task definition") -> Task:
         rest = tuple(c for c in classes if c not in urgent)
         if urgent and rest:
             views.append(BinaryView("urgent referral vs rest", urgent, rest))
+    try:
+        return _task(data, name, classes, levels, penalty, views)
+    except InputError as exc:  # the Task's own checks name the task; a file's reader also needs the file
+        if source == "task definition":
+            raise
+        raise InputError(f"{source}: {exc}") from None
+
+
+def _task(data: dict, name: str, classes: tuple, levels: dict, penalty: tuple, views: list) -> Task:
     return Task(
         name=name,
         title=str(data.get("title") or name),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.tasks import penalty_problem
+from core.data.tasks import costless_mistakes_problem, penalty_problem
 from core.errors import InputError
 
 DECISION_RULES = ("argmax", "min_penalty")
@@ -28,6 +28,16 @@ def check_penalty_matrix(penalty, k: int | None = None, source: str = "penalty m
         raise InputError(f"{source}: must be {k}x{k} for {k} classes, got {matrix.shape[0]}x{matrix.shape[1]}")
     if not np.isfinite(matrix).all() or (matrix < 0).any():
         raise InputError(f"{source}: entries must be finite and non-negative")
+    return matrix
+
+
+def refuse_costless_mistakes(matrix: np.ndarray, source: str = "penalty matrix") -> np.ndarray:
+    """`matrix` unchanged, or an InputError naming `source` when no mistake costs anything (an all-zero matrix, or
+    zeros everywhere off the diagonal). Every place that puts a matrix into use calls this: the editor, the
+    workspace setting, the report; files and task definitions refuse it through penalty_problem."""
+    problem = costless_mistakes_problem(matrix)
+    if problem:
+        raise InputError(f"{source} {problem}")
     return matrix
 
 

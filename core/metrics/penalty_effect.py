@@ -14,7 +14,7 @@ from core.errors import InputError
 from core.metrics import headline
 from core.metrics.intervals import Interval
 from core.metrics.penalties import (DecisionComparison, check_penalty_matrix, confusion_counts, decide,
-                                    weighted_error)
+                                    refuse_costless_mistakes, weighted_error)
 
 # The weighted error is a mean penalty per image; the page shows it per this many patients (one image each).
 PATIENTS_PER_COST = 1000
@@ -32,7 +32,8 @@ def check_penalty_entries(values, classes: Sequence[str]) -> PenaltyCheck:
     """Validate an edited grid (rows = true class, columns = called class, in `classes` order).
 
     InputError names the first bad cell (empty, not a number, negative, infinite). A non-zero diagonal
-    (a correct call that costs something) and a matrix whose mistakes all cost 0 are allowed with a warning.
+    (a correct call that costs something) is allowed with a warning; a matrix whose mistakes all cost 0
+    is refused (every weighted error would be 0).
     """
     classes = [str(c) for c in classes]
     k = len(classes)
@@ -60,9 +61,7 @@ def check_penalty_entries(values, classes: Sequence[str]) -> PenaltyCheck:
     if diagonal:
         warnings.append(f"correct calls of {', '.join(diagonal)} have a non-zero penalty: the weighted error then "
                         "charges for being right (usually the diagonal is 0)")
-    off = matrix[~np.eye(k, dtype=bool)]
-    if off.size and not off.any():
-        warnings.append("every mistake costs 0, so the weighted error is 0 whatever the model does")
+    refuse_costless_mistakes(matrix)
     return PenaltyCheck(matrix, tuple(warnings))
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from core.data.tasks import Task
 from core.errors import InputError
-from core.metrics.penalties import check_penalty_matrix
+from core.metrics.penalties import check_penalty_matrix, refuse_costless_mistakes
 from core.store import Workspace
 
 # The workspace setting: {task name: {"name": str, "matrix": [[...]]}}.
@@ -22,7 +22,7 @@ def stored_penalty(task: Task, name: str | None, matrix) -> tuple[str, np.ndarra
     if matrix is None:
         return None
     try:
-        return name or UNNAMED_PENALTY, check_penalty_matrix(matrix, task.num_classes)
+        return name or UNNAMED_PENALTY, refuse_costless_mistakes(check_penalty_matrix(matrix, task.num_classes))
     except InputError:
         return None
 
@@ -38,14 +38,16 @@ def resolve_penalty(ws: Workspace | None, task: Task, penalty=None,
     """(name, matrix) of the penalty matrix to use: the one given, else the workspace's active matrix for this task
     (set on the Penalties page), else the task's default."""
     if penalty is not None:
-        return penalty_name or "custom", check_penalty_matrix(penalty, task.num_classes,
-                                                              "penalty matrix for the report")
+        source = "penalty matrix for the report"
+        return penalty_name or "custom", refuse_costless_mistakes(
+            check_penalty_matrix(penalty, task.num_classes, source), source)
     return saved_penalty(ws, task) or (DEFAULT_PENALTY_NAME, task.penalty())
 
 
 def save_active_penalty(ws: Workspace, task: Task, name: str, matrix) -> list[list[float]]:
     """Make `matrix` the workspace's active matrix for this task (written only when it changed); returns its rows."""
-    rows = np.asarray(matrix, dtype=float).tolist()
+    source = f"penalty matrix {name!r} for task {task.name!r}"
+    rows = refuse_costless_mistakes(check_penalty_matrix(matrix, task.num_classes, source), source).tolist()
     saved = ws.get_setting(ACTIVE_PENALTY_SETTING, {}) or {}
     if saved.get(task.name) != {"name": name, "matrix": rows}:
         saved[task.name] = {"name": name, "matrix": rows}

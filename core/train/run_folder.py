@@ -78,11 +78,13 @@ def training_class_counts(config: dict) -> tuple[dict | None, str]:
 
 
 def run_model_card(run: dict | None) -> dict | None:
-    """The run's model card (checkpoint/model_card.json), or None when the run has no checkpoint (yet)."""
+    """The run's model card (checkpoint/model_card.json), or None when the run has no checkpoint (yet).
+
+    A card that is there but damaged is an InputError naming the file and the fault (core.models.read_card), not a
+    silent None: the pages would otherwise drop the model's operating point without a word."""
     folder = _run_dir(run)
     if folder is None or not (folder / "checkpoint" / "model_card.json").is_file():
         return None
-    try:
-        return json.loads((folder / "checkpoint" / "model_card.json").read_text())
-    except (OSError, ValueError):
-        return None
+    from core.models.checkpoint import read_card
+
+    return read_card(folder / "checkpoint" / "model_card.json")

@@ -328,11 +328,17 @@ def _task_file(tmp: Path, text: str) -> Path:
 for _name, _text, _expect in (
         ("task-classes-as-one-string", 'classes = "CNVDMEX"', r"task\.toml: 'classes' must be a list of class names"),
         ("task-classes-as-a-table", "[classes]\nCNV = 1\nDME = 2", r"task\.toml: 'classes' must be a list"),
-        ("task-classes-differ-only-in-case", 'classes = ["CNV", "cnv", "DME"]', r"'CNV' and 'cnv' differ only in case"),
-        ("task-empty-class-name", 'classes = ["CNV", " ", "DME"]', r"class name number 2 is empty"),
-        ("task-penalty-all-zeros", 'classes = ["A", "B"]\npenalty_matrix = [[0, 0], [0, 0]]', r"is all zeros"),
+        ("task-classes-differ-only-in-case", 'classes = ["CNV", "cnv", "DME"]',
+         r"task\.toml: task 'custom': classes 'CNV' and 'cnv' differ only in case"),
+        ("task-empty-class-name", 'classes = ["CNV", " ", "DME"]', r"task\.toml: .*class name number 2 is empty"),
+        ("task-class-name-not-text", 'classes = ["CNV", 2, "DME"]',
+         r"task\.toml: class name number 2 is 2, not text; write every class name in quotes"),
+        ("task-penalty-ragged-rows", 'classes = ["A", "B"]\npenalty_matrix = [[0, 1], [1]]',
+         r"task\.toml: 'penalty_matrix' rows differ in length \(\[2, 1\]\); it must be 2x2"),
+        ("task-penalty-all-zeros", 'classes = ["A", "B"]\npenalty_matrix = [[0, 0], [0, 0]]',
+         r"task\.toml: .*penalty matrix is all zeros"),
         ("task-penalty-nonzero-diagonal", 'classes = ["A", "B"]\npenalty_matrix = [[1, 1], [1, 0]]',
-         r"has 1 on its diagonal \(row 1\): a correct call must cost 0")):
+         r"task\.toml: .*has 1 on its diagonal \(row 1\): a correct call must cost 0")):
     hostile(_name, "message-task", _expect)(lambda tmp, text=_text: _task_file(tmp, text))
 
 
@@ -355,3 +361,32 @@ for _name, _card, _expect in (
         ("card-num-classes-as-text", '{"backbone": "b", "num_classes": "four", "head": "linear"}',
          r"model_card\.json: 'format_version' and 'num_classes' of the model card must be whole numbers")):
     hostile(_name, "message-card", _expect)(lambda tmp, text=_card: text)
+
+
+# Matrices put into use from the Penalties page's editor, the workspace setting or a report call (4x4, OCT classes).
+for _name, _matrix, _expect in (
+        ("penalty-edit-all-zeros", [[0] * 4] * 4, r"penalty matrix.* is all zeros: no error would cost anything"),
+        ("penalty-edit-mistakes-cost-nothing", np.eye(4).tolist(),
+         r"penalty matrix.* costs 0 for every mistake: no error would cost anything")):
+    hostile(_name, "message-penalty-use", _expect)(lambda tmp, m=_matrix: m)
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height pixels (a few dozen bytes on disk: a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
+
+
+# Above PIL's own refusal threshold (2 x MAX_IMAGE_PIXELS), so PIL refuses before the size is known.
+@hostile("png-bomb-header-20000x20000", "message-image",
+         r"bomb\.png: image is 20000x20000 = 400,000,000 pixels, above the limit of 50,000,000 "
+         r"\(decompression-bomb guard\)")
+def _(tmp: Path) -> Path:
+    return _png_header(tmp / "bomb.png", 20000, 20000)
