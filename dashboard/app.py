@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 import streamlit as st  # noqa: E402
 
 from core.store.access import allowed  # noqa: E402
+from dashboard import state  # noqa: E402
 from dashboard.access_ui import sign_in_gate, signed_in_sidebar  # noqa: E402
 from dashboard.common import PAGES, READER_PAGE, apply_style, get_workspace, restore_selection  # noqa: E402
 
@@ -20,8 +21,6 @@ apply_style()
 actor = sign_in_gate(get_workspace())  # stops here with the sign-in form until someone is signed in
 staff = allowed(actor, "view_results")
 restore_selection()
-
-from dashboard import state  # noqa: E402
 
 # ?present=1 (a shared presentation link, a kiosk): open presentation mode with no sidebar.
 presenting = st.query_params.get(state.PRESENT_PARAM) == "1"
