@@ -34,7 +34,7 @@ for section, filename, title, icon in PAGES:
 page = st.navigation(sections, position="sidebar" if staff and not presenting else "hidden")
 if not staff:
     st.sidebar.page_link(pages[READER_PAGE])
-if not presenting:
+if not presenting and page.url_path != pages["present.py"].url_path:  # slides: navigation widgets only
     signed_in_sidebar(get_workspace(), actor)
 if staff or page.url_path == pages[READER_PAGE].url_path:
     page.run()

@@ -54,9 +54,9 @@ def test_readers_slide_says_what_the_model_and_each_reader_found(seeded_workspac
 
 def test_shareable_url_opens_presentation_mode(own_seeded_workspace):
     ids = own_seeded_workspace
-    from tests.conftest import APP_PATH
+    from tests.apptest import signed_in_app
 
-    at = AppTest.from_file(APP_PATH, default_timeout=120)
+    at = signed_in_app(timeout=120)  # slides show results: a researcher or admin is signed in
     at.query_params["present"] = "1"
     at.query_params["run"] = ids["run_id"]
     at.query_params["test_set"] = ids["test_set_id"]
