@@ -114,7 +114,7 @@ def _cost(report: dict) -> Slide:
         low, high = _num(weighted.get("low")) * 1000, _num(weighted.get("high")) * 1000
         ci = (f" ({_num(weighted.get('confidence') or 0.95):.0%} confident: between {low:,.0f} and {high:,.0f})" if math.isfinite(low) and math.isfinite(high)
               else "")
-        facts.append(Fact(f"Weighted error: about {per_1000:,.0f} penalty points per 1,000 patients scanned{ci}.",
+        facts.append(Fact(f"Weighted error: about {per_1000:,.0f} penalty points per 1,000 scans read{ci}.",
                           f"Each mistake costs points from the clinic's penalty table (\u201c{penalty}\u201d): "
                           "missing urgent disease costs most. Lower is better; 0 is perfect."))
     decision = report.get("decision") or {}
@@ -124,7 +124,7 @@ def _cost(report: dict) -> Slide:
         facts.append(Fact(f"Net benefit at the clinic's threshold ({at['threshold']:.2f}): {at['net_benefit']:.3f}, "
                           f"against {at['net_benefit_all']:.3f} for referring everyone and 0 for referring no one.",
                           "Net benefit counts correct referrals minus false ones weighted by how much the clinic "
-                          "minds them: per 1,000 patients, the model is worth "
+                          "minds them: per 1,000 scans, the model is worth "
                           f"{gain:+,.0f} correct referrals beyond the best simple policy."))
     if not facts:
         facts.append(Fact("No cost analysis: this report has no penalty matrix or binary view."))
