@@ -64,7 +64,18 @@ def _cached_map(record: dict, case: dict):
     return None, None
 
 
-slides = build_slides(report)
+def _shift() -> dict | None:
+    """The cached dataset audit's shift verdict for this test set against the training data (never runs one)."""
+    from core.audit.jobs import audit_state
+
+    try:
+        audit = audit_state(ws, test_set_id, (report.get("model") or {}).get("training_dataset_id"))
+    except (InputError, OSError):
+        return None
+    return (audit.get("report") or {}).get("shift") if audit.get("status") == "done" else None
+
+
+slides = build_slides(report, _shift())
 position = min(max(int(st.session_state.get(state.PRESENT_SLIDE, 0)), 0), len(slides) - 1)
 
 

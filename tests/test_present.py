@@ -93,3 +93,13 @@ def test_failure_slide_shows_a_cached_map_and_says_when_there_is_none(own_seeded
     at = open_page(PAGE, timeout=120, run_id=ids["run_id"], test_set_id=ids["test_set_id"])
     captions = _failure_captions(at)
     assert "(from the Explain page's cache)" in captions[0] and "Map not computed" in captions[1]
+
+
+def test_what_is_not_known_says_the_audit_shift_verdict(seeded_workspace):
+    ids = seeded_workspace
+    report = build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"])
+    unknown = {s.key: s for s in build_slides(report)}["unknown"]
+    assert any("has not been checked" in f.text for f in unknown.facts)
+    flagged = {s.key: s for s in build_slides(report, {"flagged": True, "reasons": ["brightness differs"]})}
+    assert any(f.text.startswith("Shift warning") and "brightness differs" in f.text
+               for f in flagged["unknown"].facts)

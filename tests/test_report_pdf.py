@@ -114,3 +114,29 @@ def test_report_command_writes_pdf_html_and_rejects_other_suffixes(_seeded_root,
     assert main(["report", "--predictions", _seeded_root["predictions_path"], "--out", str(out),
                  "--bootstrap", "50"]) == 0
     assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_mrmc_result_reaches_the_methods_paragraph_when_an_aided_study_exists(workspace):
+    from core.readers.aided_study import create_aided_study, join_aided
+    from core.report.html import render_html
+    from core.report.methods import methods_section
+    from core.report.mrmc_section import mrmc_section
+    from tests.test_readers_aided_study import _end_washout, _images, _predictions, _read_all
+
+    assert mrmc_section(workspace, "ts-demo") == {"included": False,
+                                                  "reason": "no aided-reading (MRMC) study on this test set"}
+    aided_id = create_aided_study(workspace, "ts-demo", _images(), "oct-kermany", _predictions(), washout_days=1.0,
+                                  name="aid")
+    assert not mrmc_section(workspace, "ts-demo")["included"]  # nobody has finished both sessions
+    for reader, (before, after) in {"dr_a": ("NORMAL", "CNV"), "dr_b": ("DRUSEN", "DME")}.items():
+        _read_all(workspace, join_aided(workspace, aided_id, reader), answer=before, confidence=3)
+        _end_washout(workspace, aided_id, reader)
+        _read_all(workspace, join_aided(workspace, aided_id, reader), answer=after, confidence=5)
+    section = mrmc_section(workspace, "ts-demo")
+    assert section["included"] and section["readers"] and section["cases"] == 12 and section["sentences"]
+    report = {"evaluation": {"n_images": 12}, "options": {}, "mrmc": section}
+    methods = methods_section(report)
+    assert section["summary"] in methods["paste"] and "Obuchowski-Rockette" in methods["paste"]
+    assert any(r.startswith("Obuchowski NA") for r in methods["references"])
+    body = render_html({**report, "methods": methods})
+    assert "Aided-reading study (MRMC)" in body and section["sentences"][0].replace("'", "&#x27;") in body

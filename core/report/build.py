@@ -257,6 +257,10 @@ def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, thr
                                      test_set={"id": test_set_id})
     report["test_set"] = to_jsonable(describe_test_set(ws, test_set_id, report["evaluation"], meta))
     report["test_set"]["patient_separation"] = to_jsonable(patient_separation(ws, card, frame))
+    if include_readers and task.kind != "multilabel":
+        from core.report.mrmc_section import mrmc_section
+
+        report["mrmc"] = to_jsonable(mrmc_section(ws, test_set_id))
     report["notices"] = _notices(report["test_set"], card, report["readers"])
     report["labels"]["synthetic_data"] = bool(report["test_set"].get("synthetic"))
     report["methods"] = to_jsonable(methods_section(report))

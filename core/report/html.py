@@ -237,6 +237,13 @@ def _section_bodies(report: dict) -> dict[str, str]:
                              + figures.html("readers_weighted") + t("paired"))
     elif options.get("include_readers") and readers.get("reason"):
         bodies["readers"] = f"<p class=\"muted\">No reader comparison: {esc(readers['reason'])}.</p>"
+    mrmc = report.get("mrmc") or {}
+    if mrmc.get("included"):
+        bodies["readers"] += ("<h3>Aided-reading study (MRMC)</h3><ul class=\"tight\">"
+                              + "".join(f"<li>{esc(s)}</li>" for s in mrmc.get("sentences") or [])
+                              + f"</ul><p class=\"table-note\">{esc(mrmc.get('method'))}; study "
+                                f"\u201c{esc(mrmc.get('study'))}\u201d, {len(mrmc.get('readers') or [])} readers, "
+                                f"{esc(mrmc.get('cases'))} cases.</p>")
     return bodies
 
 

@@ -114,6 +114,9 @@ REFERENCES = {
                "Med Decis Making 2006;26:565-574.",
     "mcnemar": "McNemar Q. Note on the sampling error of the difference between correlated proportions or "
                "percentages. Psychometrika 1947;12:153-157.",
+    "obuchowski": "Obuchowski NA, Rockette HE. Hypothesis testing of diagnostic accuracy for multiple readers and "
+                  "multiple tests: an ANOVA approach with dependent observations. Commun Stat Simul Comput "
+                  "1995;24:285-308.",
     "stard": "Bossuyt PM, Reitsma JB, Bruns DE, et al. STARD 2015: an updated list of essential items for reporting "
              "diagnostic accuracy studies. BMJ 2015;351:h5527.",
     "claim": "Tejani AS, Klontzas ME, Gatti AA, et al. Checklist for Artificial Intelligence in Medical Imaging "
@@ -130,6 +133,8 @@ def references(methods: list[str], report: dict) -> list[str]:
         keys.append("kermany")
     if (report.get("decision") or {}).get("included"):
         keys.append("vickers")
+    if (report.get("mrmc") or {}).get("included"):
+        keys.append("obuchowski")
     return [REFERENCES[k] for k in keys + ["stard", "claim"]]
 
 

@@ -114,7 +114,7 @@ def _cost(report: dict) -> Slide:
         low, high = _num(weighted.get("low")) * 1000, _num(weighted.get("high")) * 1000
         ci = (f" ({_num(weighted.get('confidence') or 0.95):.0%} confident: between {low:,.0f} and {high:,.0f})" if math.isfinite(low) and math.isfinite(high)
               else "")
-        facts.append(Fact(f"Weighted error: about {per_1000:,.0f} penalty points per 1,000 patients scanned{ci}.",
+        facts.append(Fact(f"Weighted error: about {per_1000:,.0f} penalty points per 1,000 scans read{ci}.",
                           f"Each mistake costs points from the clinic's penalty table (\u201c{penalty}\u201d): "
                           "missing urgent disease costs most. Lower is better; 0 is perfect."))
     decision = report.get("decision") or {}
@@ -124,7 +124,7 @@ def _cost(report: dict) -> Slide:
         facts.append(Fact(f"Net benefit at the clinic's threshold ({at['threshold']:.2f}): {at['net_benefit']:.3f}, "
                           f"against {at['net_benefit_all']:.3f} for referring everyone and 0 for referring no one.",
                           "Net benefit counts correct referrals minus false ones weighted by how much the clinic "
-                          "minds them: per 1,000 patients, the model is worth "
+                          "minds them: per 1,000 scans, the model is worth "
                           f"{gain:+,.0f} correct referrals beyond the best simple policy."))
     if not facts:
         facts.append(Fact("No cost analysis: this report has no penalty matrix or binary view."))
@@ -141,8 +141,21 @@ def _failures(report: dict) -> Slide:
     return Slide("failures", "Where it fails", facts, cases=cases)
 
 
-def _unknown(report: dict) -> Slide:
-    facts = [Fact(str(n)) for n in report.get("notices") or []]
+def _shift_fact(shift: dict | None) -> Fact:
+    """The dataset audit's shift verdict (test set against the training data), or that no audit was run."""
+    if not shift:
+        return Fact("Whether these test scans differ from the training scans (dataset shift) has not been checked.",
+                    "Run the audit on the Test sets page: a model can do worse on scans unlike those it learnt from.")
+    if shift.get("flagged"):
+        return Fact("Shift warning: the audit found the test scans differ from the training scans ("
+                    + "; ".join(map(str, shift.get("reasons") or [])) + ").",
+                    "A model can do worse on scans unlike those it learnt from: these numbers may not carry over.")
+    return Fact("The audit found no sign that the test scans differ from the training scans.",
+                "That lowers, but does not remove, the risk that the numbers will not carry over.")
+
+
+def _unknown(report: dict, shift: dict | None = None) -> Slide:
+    facts = [Fact(str(n)) for n in report.get("notices") or []] + [_shift_fact(shift)]
     for key, meaning in LAY_MEANINGS.items():
         entry = _headline(report, key)
         if entry and entry.get("value") is not None:
@@ -153,9 +166,10 @@ def _unknown(report: dict) -> Slide:
               if not (("synthetic" in line.lower() and "synthetic" in said)
                       or ("simulated" in line.lower() and "simulated" in said))]
     facts.extend(Fact(str(line)) for line in limits[:2])
-    return Slide("unknown", "What is not known", facts[:7])
+    return Slide("unknown", "What is not known", facts[:8])
 
 
-def build_slides(report: dict) -> list[Slide]:
-    """The story of one model on one test set, in the order a stakeholder hears it."""
-    return [_what(report), _readers(report), _cost(report), _failures(report), _unknown(report)]
+def build_slides(report: dict, shift: dict | None = None) -> list[Slide]:
+    """The story of one model on one test set, in the order a stakeholder hears it. shift: the dataset audit's
+    shift section ({"flagged", "reasons"}) of the test set against the training data, when one was run."""
+    return [_what(report), _readers(report), _cost(report), _failures(report), _unknown(report, shift)]
