@@ -211,6 +211,8 @@ class Workspace:
                 "SELECT id FROM datasets WHERE source=? AND fingerprint=? AND role=? AND task=?",
                 (str(source), fingerprint, role, task)).fetchone()
             if existing:
+                # Registering an archived one again shows it again (core/store/lifecycle.py archives).
+                con.execute("UPDATE datasets SET archived=NULL WHERE id=?", (existing["id"],))
                 return existing["id"]
             dataset_id = dataset_id or new_id("ds" if role == "dataset" else "ts", name)
             con.execute(
