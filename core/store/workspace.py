@@ -83,7 +83,11 @@ def _add_archived_columns(con: sqlite3.Connection) -> None:
     for table in ("runs", "datasets"):
         columns = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
         if "archived" not in columns:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN archived REAL")
+            try:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN archived REAL")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it first
+                    raise
     con.commit()
 
 
