@@ -82,7 +82,7 @@ def _new_form(ws: Workspace, row: dict, task) -> None:
     if not models:
         st.info("An aided session shows a model's output: run a model on this test set first.")
         return
-    runs = {r["id"]: r for r in ws.list_runs()}
+    runs = {r["id"]: r for r in ws.list_runs(include_archived=True)}
     n_images = int(row.get("n_images") or 1)
     with st.form("rs_aided_new"):
         model = st.selectbox("Model whose output the aided session shows", range(len(models)), key="rs_aided_model",

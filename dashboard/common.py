@@ -216,6 +216,17 @@ def test_set_choice_label(record: dict) -> str:
             f"...{record['id'][-4:]})")
 
 
+def offered_predictions(ws: Workspace) -> tuple[list[dict], dict[str, dict], dict[str, dict]]:
+    """The predictions rows a picker offers, and every run and test set by id (archived ones included, for
+    names). Archived runs and test sets (core/store/lifecycle.py) are kept for the records that use them, not
+    offered."""
+    runs = {r["id"]: r for r in ws.list_runs(include_archived=True)}
+    test_sets = {d["id"]: d for d in ws.list_datasets(include_archived=True)}
+    rows = [r for r in ws.list_predictions() if not (runs.get(r["run_id"], {}).get("archived")
+                                                   or test_sets.get(r["dataset_id"], {}).get("archived"))]
+    return rows, runs, test_sets
+
+
 def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection | None:
     """Pick a run x test set that has predictions; the choice follows the user across pages.
     Returns the choice with its predictions, or None (having said why)."""
@@ -231,11 +242,7 @@ def select_evaluation(ws: Workspace, key: str = "eval") -> EvaluationSelection |
         st.info("No predictions yet. Train a model on the **Train** page, then run it on a test set on the "
                 "**Test sets** page.", icon=":material/info:")
         return None
-    runs = {r["id"]: r for r in ws.list_runs(include_archived=True)}
-    test_sets = {d["id"]: d for d in ws.list_datasets(include_archived=True)}
-    # Archived runs and test sets (core/store/lifecycle.py) are kept for the records that use them, not offered.
-    rows = [r for r in rows if not (runs.get(r["run_id"], {}).get("archived")
-                                    or test_sets.get(r["dataset_id"], {}).get("archived"))]
+    rows, runs, test_sets = offered_predictions(ws)
     if not rows:
         st.info("Every run or test set with predictions is archived: restore one with `python -m core runs "
                 "restore RUN_ID`, or run a model on a test set on the **Test sets** page.", icon=":material/info:")

@@ -171,7 +171,7 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
     specificity with intervals, their point on the model's ROC, LRs and weighted error next to the model's,
     and agreement with the model. Only called once core says the reader is done."""
     task = study.task
-    runs = {r["id"]: r for r in ws.list_runs()}
+    runs = {r["id"]: r for r in ws.list_runs(include_archived=True)}
     models = _predictions_for(ws, study.test_set_id)
     cols = st.columns(2)
     views = [v.name for v in task.binary_views]

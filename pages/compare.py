@@ -11,7 +11,7 @@ from core.metrics.dashboard import available_views, urgent_view
 from core.metrics.run_compare import data_size_label, learning_curve
 from core.plots import PointMarker, compare_roc_figure, learning_curve_figure, metric_bars_figure, series_colors
 from dashboard import state
-from dashboard.common import PredictionsFile, get_workspace, load_predictions, remember_selection
+from dashboard.common import PredictionsFile, get_workspace, load_predictions, offered_predictions, remember_selection
 from dashboard.downloads import figure_downloads, table_download
 from core.train.run_folder import run_config, run_training_images
 from dashboard.evaluation import active_penalty, aligned_runs, comparison_tables, run_view_scores
@@ -29,13 +29,11 @@ st.caption("Two or more trained models on the same test set, on the images they 
            "when runs differ in how much training data they used (full vs limited, TL100...TL10).")
 
 ws = get_workspace()
-rows = ws.list_predictions()
+rows, runs, test_sets = offered_predictions(ws)
 if not rows:
     st.info("No predictions yet. Train models on the **Train** page and run them on a test set on the **Test sets** "
             "page.", icon=":material/info:")
     st.stop()
-runs = {r["id"]: r for r in ws.list_runs()}
-test_sets = {d["id"]: d for d in ws.list_datasets()}
 test_ids = sorted({r["dataset_id"] for r in rows},
                   key=lambda t: -sum(1 for r in rows if r["dataset_id"] == t))
 current = st.session_state.get(state.TEST_SET_ID)

@@ -76,9 +76,6 @@ live_panel(ws, run, smoothing, runs)
 
 with st.expander("Configuration (config.json)"):
     st.json(run.get("config") or {}, expanded=False)
-manage_panel(ws, RUN, run, key="train_manage",
-             disabled_reason="Cancel the run (above) before you rename, archive or delete it."
-             if run["status"] in ACTIVE else None)
 
 if run["status"] == "succeeded":
     summary = run_summary(read_events(run["run_dir"]))
@@ -118,3 +115,7 @@ if run["status"] == "succeeded":
         inference_panel(ws, run_id, test_set_id, key="train")
     st.page_link(str(ROOT / "pages" / "test_sets.py"), label="Add or preview test sets",
                  icon=":material/folder_open:")
+
+manage_panel(ws, RUN, run, key="train_manage",
+             disabled_reason="Cancel the run (above) before you rename, archive or delete it."
+             if run["status"] in ACTIVE else None)

@@ -79,8 +79,11 @@ def test_hostile_or_broken_zip_registers_nothing(workspace, folder, tmp_path, na
 def test_bad_image_fails_strictly_and_is_listed_with_skip_bad(workspace, folder):
     truncate(write_image(folder / "NORMAL" / "NORMAL-9-1.png", seed=99), keep=0.3)
     data = _zip_bytes(folder)
-    with pytest.raises(InputError, match="problem"):
+    with pytest.raises(InputError, match="problem") as info:
         ingest_upload(workspace, "scans.zip", data)
+    # Named as the user sent it, in words: no server path, no parameter name.
+    assert "scans.zip/NORMAL/NORMAL-9-1.png" in str(info.value), str(info.value)
+    assert str(workspace.root) not in str(info.value) and "skip_bad" not in str(info.value)
     assert workspace.list_datasets() == [] and _uploads(workspace) == []
     result = ingest_upload(workspace, "scans.zip", data, skip_bad=True)
     meta = result.record["meta"]

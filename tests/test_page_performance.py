@@ -202,3 +202,19 @@ def test_site_recalibration_makes_a_new_run_from_the_page(own_seeded_workspace):
     assert any("this run is unchanged" in s.value for s in at.success)
     assert list(_table(at, "images", "sensitivity", "specificity")[""].str.split().str[0]) == ["before", "after"]
     assert hashlib.sha256(card_path.read_bytes()).hexdigest() == before
+
+
+def test_runs_with_the_same_name_are_told_apart_and_archived_ones_are_not_offered(tmp_path, monkeypatch):
+    from core.store import Workspace
+    from core.store.lifecycle import archive_run
+
+    ids = build_workspace(tmp_path / "ws", n=200, runs=[{"name": "lite0", "separation": 2.0},
+                                                        {"name": "lite0", "separation": 1.0},
+                                                        {"name": "old try", "separation": 0.5}])
+    monkeypatch.setenv("CORE_WORKSPACE", ids["root"])
+    archive_run(Workspace.open(ids["root"]), ids["run_ids"][2])
+    at = _open(ids["run_ids"][0], ids["test_set_id"])
+    labels = at.selectbox(key="perf_run").options
+    assert len(labels) == 2 and len(set(labels)) == 2, labels  # the archived run is not offered
+    assert all(label.startswith("lite0 (") for label in labels)
+    assert {ids["run_ids"][0][-4:], ids["run_ids"][1][-4:]} == {label.rsplit("...", 1)[1][:4] for label in labels}

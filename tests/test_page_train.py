@@ -35,6 +35,16 @@ def _smoothed_loss(at: AppTest) -> list[float]:
     return trace["y"]
 
 
+def _tiny_recipe(at: AppTest, epochs: int, name: str) -> None:
+    """The 32 px test model with an Adam head on the CPU: a run that takes seconds per epoch."""
+    at.selectbox(key="train_backbone_features").set_value("test_efficientnet").run()
+    at.selectbox(key="train_head_fit").set_value("adam").run()
+    at.number_input(key="train_epochs_features").set_value(epochs)
+    at.number_input(key="train_size_test_efficientnet").set_value(32)
+    at.selectbox(key="train_device").set_value("cpu")
+    at.text_input(key="train_name").input(name)
+
+
 def test_form_and_seeded_run(own_seeded_workspace):
     ws = Workspace.open(own_seeded_workspace["root"])
     seeded = ws.get_run(own_seeded_workspace["run_id"])
@@ -92,15 +102,10 @@ def test_failed_run_shows_its_error(own_seeded_workspace):
 def test_start_a_tiny_run_and_follow_it(own_seeded_workspace):
     ws = Workspace.open(own_seeded_workspace["root"])
     at = _page()
-    at.selectbox(key="train_backbone_features").set_value("test_efficientnet").run()
-    at.selectbox(key="train_head_fit").set_value("adam")
     at.selectbox(key="train_framing").set_value("letterbox")
     at.selectbox(key="train_operating_rule").set_value("sensitivity").run()
     at.slider(key="train_target_sensitivity").set_value(0.9)
-    at.number_input(key="train_epochs_features").set_value(1)
-    at.number_input(key="train_size_test_efficientnet").set_value(32)
-    at.selectbox(key="train_device").set_value("cpu")
-    at.text_input(key="train_name").input("tiny page run")
+    _tiny_recipe(at, epochs=1, name="tiny page run")
     before = {r["id"] for r in ws.list_runs()}
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -182,12 +187,7 @@ def test_a_second_click_on_start_is_refused_and_names_the_first_run(own_seeded_w
 
     ws = Workspace.open(own_seeded_workspace["root"])
     at = _page()
-    at.selectbox(key="train_backbone_features").set_value("test_efficientnet").run()
-    at.selectbox(key="train_head_fit").set_value("adam").run()
-    at.number_input(key="train_epochs_features").set_value(1000)
-    at.number_input(key="train_size_test_efficientnet").set_value(32)
-    at.selectbox(key="train_device").set_value("cpu")
-    at.text_input(key="train_name").input("clicked twice")
+    _tiny_recipe(at, epochs=1000, name="clicked twice")
     before = {r["id"] for r in ws.list_runs()}
     at.button(key="train_start").click().run()
     (first,) = [r["id"] for r in ws.list_runs() if r["id"] not in before]

@@ -91,6 +91,11 @@ def test_progress_phases():
     assert training.latest_val["accuracy"] == 0.75 and training.device == "cpu" and training.epoch == 2
     assert run_progress([], "queued").phase == "waiting"
     assert run_progress(events, "succeeded").fraction == 1.0
+    assert run_progress(events, "succeeded").images_per_s == 120.0  # no extraction stats: the steps' rate
+    # Features mode, finished: the backbone's extraction rate (400 images in 8 s), not the head's 120 images/s.
+    extracted = events[:3] + [{"type": "extract", "done": 40, "total": 40, "computed": 400, "cached": 0,
+                               "seconds": 8.0, "time": 5.0}] + events[4:]
+    assert run_progress(extracted, "succeeded").images_per_s == pytest.approx(50.0)
     # The logistic head: all features in, then a status message and no steps.
     fitting = events[:4] + [{"type": "status", "status": "running", "message": "fitting the logistic head",
                              "time": 5.5}]

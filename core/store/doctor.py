@@ -96,7 +96,8 @@ def check_workspace(ws: Workspace, fix: bool = False) -> Checkup:
     report.problems += _integrity(ws)
     if report.problems:
         return report  # a damaged registry: nothing below can be trusted
-    datasets, runs, predictions = ws.list_datasets(), ws.list_runs(), ws.list_predictions()
+    datasets, runs = ws.list_datasets(include_archived=True), ws.list_runs(include_archived=True)
+    predictions = ws.list_predictions()
     for row in datasets:
         if not Path(row["source"]).exists():
             report.problems.append(f"dataset {row['id']} ({row['name']}): its files are gone ({row['source']})")

@@ -110,15 +110,21 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _archive_if_used(ws: Workspace, table: str, record_id: str, users: list[str]) -> Removal | None:
+    """Archive (not delete) a record that others use; None when nothing uses it."""
+    if not users:
+        return None
+    ws.set_archived(table, record_id, True)
+    return Removal(record_id, "archived", tuple(users))
+
+
 def delete_run(ws: Workspace, run_id: str, *, actor=None) -> Removal:
     """Delete a finished run and its folder; a run that other records use is archived instead."""
     run = _run(ws, run_id)
     check_permission(actor, "delete", "run", run_id)
     _not_active(run, "delete")
-    users = users_of_run(ws, run_id)
-    if users:
-        ws.set_archived("runs", run_id, True)
-        return Removal(run_id, "archived", tuple(users))
+    if archived := _archive_if_used(ws, "runs", run_id, users_of_run(ws, run_id)):
+        return archived
     removed = []
     run_dir = Path(run["run_dir"])
     if run_dir.exists() and _inside(run_dir, ws.runs_dir):  # never a folder outside the workspace
@@ -155,10 +161,8 @@ def delete_test_set(ws: Workspace, dataset_id: str, *, actor=None) -> Removal:
     from is never touched. A test set other records use is archived instead."""
     record = _test_set(ws, dataset_id)
     check_permission(actor, "delete", "test_set", dataset_id)
-    users = users_of_test_set(ws, dataset_id)
-    if users:
-        ws.set_archived("datasets", dataset_id, True)
-        return Removal(dataset_id, "archived", tuple(users))
+    if archived := _archive_if_used(ws, "datasets", dataset_id, users_of_test_set(ws, dataset_id)):
+        return archived
     removed = []
     source = Path(record["source"])
     shared = any(d["id"] != dataset_id and d["source"] == record["source"]

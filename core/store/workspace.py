@@ -83,7 +83,11 @@ def _add_archived_columns(con: sqlite3.Connection) -> None:
     for table in ("runs", "datasets"):
         columns = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
         if "archived" not in columns:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN archived REAL")
+            try:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN archived REAL")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it first
+                    raise
     con.commit()
 
 
@@ -211,6 +215,8 @@ class Workspace:
                 "SELECT id FROM datasets WHERE source=? AND fingerprint=? AND role=? AND task=?",
                 (str(source), fingerprint, role, task)).fetchone()
             if existing:
+                # Registering an archived one again shows it again (core/store/lifecycle.py archives).
+                con.execute("UPDATE datasets SET archived=NULL WHERE id=?", (existing["id"],))
                 return existing["id"]
             dataset_id = dataset_id or new_id("ds" if role == "dataset" else "ts", name)
             con.execute(

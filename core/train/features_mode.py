@@ -32,11 +32,14 @@ def _features_for_run(ctx: RunContext, extractor, preprocessing: dict, amp: torc
     rows = np.concatenate([data.train_rows, data.val_rows, data.test_rows])
     fit_rows = training_rows(ctx)
     started = time.perf_counter()
-    every = max(1, cfg.batch_size * 4)
+    last_written = [0.0]
 
     def progress(done, total):
-        if done == total or done % every < max(cfg.batch_size, 32):
-            elapsed = time.perf_counter() - started
+        # Every batch, at most twice a second: the bar, rate and ETA move with the backbone, not in jumps.
+        now = time.perf_counter()
+        if done == total or now - last_written[0] >= 0.5:
+            last_written[0] = now
+            elapsed = now - started
             rate = done / elapsed if elapsed > 0 else None
             ctx.events.write("extract", done=done, total=total, images_per_s=rate, elapsed_s=elapsed,
                              eta_s=(total - done) / rate if rate else None)

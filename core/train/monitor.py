@@ -37,6 +37,14 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _extraction_rate(extracts: list[dict]) -> float | None:
+    """Images per second of the backbone's feature extraction (the final extract record's computed count and
+    seconds); None when every feature came from the cache or no extraction happened."""
+    final = next((e for e in reversed(extracts) if e.get("computed") is not None), None)
+    computed, seconds = (_number(final.get("computed")), _number(final.get("seconds"))) if final else (None, None)
+    return computed / seconds if computed and seconds else None
+
+
 def run_progress(events: list[dict], status: str | None = None) -> RunProgress:
     """Summarise a run's events for a progress bar. `status` is the registry status, when known."""
     steps = [e for e in events if e.get("type") == "step"]
@@ -53,6 +61,10 @@ def run_progress(events: list[dict], status: str | None = None) -> RunProgress:
     common = dict(message=message, device=device, latest_val=latest_val, epoch=epoch, images_per_s=images_per_s)
 
     if status in ("succeeded", "failed", "cancelled"):
+        backbone_rate = _extraction_rate(extracts)
+        if backbone_rate is not None:
+            # Features mode: the backbone's pass is what a deployment pays per image, not the head's epochs.
+            common["images_per_s"] = backbone_rate
         done = int(steps[-1].get("step") or 0) if steps else None
         total = int(steps[-1].get("total_steps") or 0) if steps else None
         return RunProgress("finished", 1.0 if status == "succeeded" else
