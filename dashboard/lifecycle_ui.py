@@ -10,6 +10,7 @@ import streamlit as st
 from core.errors import InputError
 from core.store import Workspace
 from core.store import lifecycle
+from dashboard.access_ui import current_actor
 from dashboard.widgets import plain, show_error
 
 _DONE = "lifecycle_done"  # the outcome of the last action, shown once after the rerun
@@ -44,7 +45,7 @@ def manage_panel(ws: Workspace, kind: Kind, record: dict, key: str, *, disabled_
         col_name, col_button = st.columns([3, 1], vertical_alignment="bottom")
         new_name = col_name.text_input("New name", value=record["name"], key=f"{key}_name_{record['id']}")
         if col_button.button("Rename", key=f"{key}_rename_{record['id']}", icon=":material/edit:"):
-            _act(lambda: kind.rename(ws, record["id"], new_name), "Renamed to {}.")
+            _act(lambda: kind.rename(ws, record["id"], new_name, actor=current_actor()), "Renamed to {}.")
         st.caption(f"Archive hides the {kind.noun} from every list and picker and keeps its files. Delete removes "
                    f"it and its files from the workspace; a {kind.noun} that {kind.users_note} use is archived "
                    "instead.")
@@ -53,10 +54,10 @@ def manage_panel(ws: Workspace, kind: Kind, record: dict, key: str, *, disabled_
         col_archive, col_delete = st.columns(2)
         if col_archive.button("Archive", key=f"{key}_archive_{record['id']}", disabled=not confirmed,
                               icon=":material/archive:"):
-            _act(lambda: kind.archive(ws, record["id"]), f"Archived the {kind.noun}.")
+            _act(lambda: kind.archive(ws, record["id"], actor=current_actor()), f"Archived the {kind.noun}.")
         if col_delete.button("Delete", key=f"{key}_delete_{record['id']}", disabled=not confirmed,
                              type="primary", icon=":material/delete:"):
-            _act(lambda: kind.delete(ws, record["id"]), None, kind=kind)
+            _act(lambda: kind.delete(ws, record["id"], actor=current_actor()), None, kind=kind)
 
 
 def _act(action: Callable, message: str | None, kind: Kind | None = None) -> None:

@@ -119,3 +119,19 @@ def test_runs_command_line(workspace):
     assert "[archived]" in cli("list", "--all").stdout
     missing = cli("delete", "run-nope")
     assert missing.returncode == 2 and "no run with id 'run-nope'" in missing.stderr
+
+
+def test_roles_decide_who_may_delete_rename_or_archive(workspace):
+    from core.store.access import ADMIN, READER, RESEARCHER, AccessDenied, Actor
+
+    run_id = _finished_run(workspace, "old try")
+    reader, researcher = Actor("r1", READER), Actor("res", RESEARCHER)
+    for call in (lambda a: rename_run(workspace, run_id, "x", actor=a), lambda a: archive_run(workspace, run_id, actor=a),
+                 lambda a: delete_run(workspace, run_id, actor=a)):
+        with pytest.raises(AccessDenied, match=f"run {run_id}: not allowed"):
+            call(reader)
+    with pytest.raises(AccessDenied, match="delete data needs the role admin"):
+        delete_run(workspace, run_id, actor=researcher)  # destroying files is for admins
+    assert workspace.get_run(run_id) is not None and (workspace.runs_dir / run_id).exists()
+    assert rename_run(workspace, run_id, "renamed", actor=researcher) == "renamed"
+    assert delete_run(workspace, run_id, actor=Actor("boss", ADMIN)).outcome == "deleted"

@@ -30,6 +30,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "replace_readings": _STAFF,
     "create_study": _STAFF,
     "view_results": _STAFF,  # every page but the Reader study page
+    "edit_records": _STAFF,  # rename, archive or restore a run or test set (nothing is destroyed)
     "delete_data": frozenset({ADMIN}),
     "manage_users": frozenset({ADMIN}),
     "choose_workspace": frozenset({ADMIN}),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InputError
+from core.store.access import SHELL, AccessDenied, Actor, require
 from core.store.workspace import Workspace
 
 ACTIVE = ("queued", "running")
@@ -23,11 +24,13 @@ class Removal:
     removed_files: tuple[str, ...] = ()
 
 
-def check_permission(actor, action: str, kind: str, record_id: str) -> None:
-    """The one place where who may rename / archive / delete is decided (roles are wired here).
-
-    `actor` is None for the command line and for a dashboard without sign-in: allowed."""
-    return None
+def check_permission(actor: Actor, action: str, kind: str, record_id: str) -> None:
+    """The one place where who may rename / archive / delete is decided: deleting destroys files, so it needs
+    the `delete_data` permission (admins); renaming and archiving keep everything (`edit_records`)."""
+    try:
+        require(actor, "delete_data" if action == "delete" else "edit_records")
+    except AccessDenied as exc:
+        raise AccessDenied(f"{kind} {record_id}: {exc}") from None
 
 
 # -- who uses what -----------------------------------------------------------------------------------
@@ -87,7 +90,7 @@ def _clean_name(name: str) -> str:
     return name
 
 
-def rename_run(ws: Workspace, run_id: str, name: str, *, actor=None) -> str:
+def rename_run(ws: Workspace, run_id: str, name: str, *, actor: Actor = SHELL) -> str:
     run = _run(ws, run_id)
     check_permission(actor, "rename", "run", run_id)
     name = _clean_name(name)
@@ -95,7 +98,7 @@ def rename_run(ws: Workspace, run_id: str, name: str, *, actor=None) -> str:
     return name
 
 
-def archive_run(ws: Workspace, run_id: str, *, actor=None, restore: bool = False) -> None:
+def archive_run(ws: Workspace, run_id: str, *, actor: Actor = SHELL, restore: bool = False) -> None:
     """Hide a finished run from every list and picker (kept with its files); restore=True shows it again."""
     run = _run(ws, run_id)
     check_permission(actor, "restore" if restore else "archive", "run", run_id)
@@ -118,7 +121,7 @@ def _archive_if_used(ws: Workspace, table: str, record_id: str, users: list[str]
     return Removal(record_id, "archived", tuple(users))
 
 
-def delete_run(ws: Workspace, run_id: str, *, actor=None) -> Removal:
+def delete_run(ws: Workspace, run_id: str, *, actor: Actor = SHELL) -> Removal:
     """Delete a finished run and its folder; a run that other records use is archived instead."""
     run = _run(ws, run_id)
     check_permission(actor, "delete", "run", run_id)
@@ -142,7 +145,7 @@ def _test_set(ws: Workspace, dataset_id: str) -> dict:
     return record
 
 
-def rename_test_set(ws: Workspace, dataset_id: str, name: str, *, actor=None) -> str:
+def rename_test_set(ws: Workspace, dataset_id: str, name: str, *, actor: Actor = SHELL) -> str:
     _test_set(ws, dataset_id)
     check_permission(actor, "rename", "test_set", dataset_id)
     name = _clean_name(name)
@@ -150,13 +153,13 @@ def rename_test_set(ws: Workspace, dataset_id: str, name: str, *, actor=None) ->
     return name
 
 
-def archive_test_set(ws: Workspace, dataset_id: str, *, actor=None, restore: bool = False) -> None:
+def archive_test_set(ws: Workspace, dataset_id: str, *, actor: Actor = SHELL, restore: bool = False) -> None:
     _test_set(ws, dataset_id)
     check_permission(actor, "restore" if restore else "archive", "test_set", dataset_id)
     ws.set_archived("datasets", dataset_id, not restore)
 
 
-def delete_test_set(ws: Workspace, dataset_id: str, *, actor=None) -> Removal:
+def delete_test_set(ws: Workspace, dataset_id: str, *, actor: Actor = SHELL) -> Removal:
     """Delete a test set and the copy of its images the workspace holds (an upload); a server folder it was read
     from is never touched. A test set other records use is archived instead."""
     record = _test_set(ws, dataset_id)
