@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.tasks import Task
 from tests._server import CHROMIUM_ARGS, chromium_path, running_server
 
 TRACE = bool(os.environ.get("LOAD_TRACE"))  # print every interaction to stderr
@@ -106,9 +107,9 @@ def _median(values) -> float:
 
 
 # -- the study and its readers, made with the product's own functions ---------------------------------
-def prepare_study(workspace: Path, plan: LoadPlan) -> tuple[str, list[list[str]], tuple[str, ...]]:
+def prepare_study(workspace: Path, plan: LoadPlan) -> tuple[str, list[list[str]], Task]:
     """Seed the workspace (tests.seed), create a study over its whole test set and join every reader code.
-    Returns (study id, reader codes per reader slot, the task's classes)."""
+    Returns (study id, reader codes per reader slot, the study's task)."""
     from core.data.demo import ensure_demo
     from core.readers import create_study, join_study
     from core.store import Workspace
@@ -123,7 +124,7 @@ def prepare_study(workspace: Path, plan: LoadPlan) -> tuple[str, list[list[str]]
     codes = [[f"load-r{slot + 1}-{n + 1}" for n in range(plan.codes_per_reader)] for slot in range(plan.readers)]
     for code in (c for slot in codes for c in slot):
         join_study(ws, study_id, code)
-    return study_id, codes, tuple(test_set.task.classes)
+    return study_id, codes, test_set.task
 
 
 class Session:
@@ -252,10 +253,12 @@ def _stored_at(db: Path, study_id: str, reader_id: str, image_id: str, label: st
 
 async def reader(session: Session, url: str, workspace: Path, db: Path, study_id: str, codes: list[str],
                  classes: tuple[str, ...], end: float, answers: list[Answer], seed: int) -> None:
-    """Grade the study image after image (a random class each), moving to the next code when one is done."""
+    """Grade the study image after image (a random class each), moving to the next code when one is done. The
+    first code is already signed in (warm-up)."""
     rng = random.Random(seed)
-    for code in codes:
-        await sign_in(session, url, "reader", code)
+    for n, code in enumerate(codes):
+        if n:
+            await sign_in(session, url, "reader", code)
         while time.time() < end:
             done, total = await _progress(session.page)
             image_id = await asyncio.to_thread(_next_image, workspace, study_id, code)
@@ -275,13 +278,12 @@ async def reader(session: Session, url: str, workspace: Path, db: Path, study_id
         await sign_out_reader(session)
 
 
-async def researcher(session: Session, url: str, classes: tuple[str, ...], end: float, steps: dict[str, int],
-                     seed: int) -> None:
+async def researcher(session: Session, url: str, workspace: Path, task: Task, end: float,
+                     steps: dict[str, int], seed: int) -> None:
     """Alternate between the Performance page (threshold slider moved by keys) and the Penalties page (a cell
     of the matrix edited), a few interactions per visit."""
     rng = random.Random(seed)
-    await sign_in(session, url, "researcher")
-    await session.open(f"{url}/performance")
+    k = task.num_classes
     while time.time() < end:
         slider = session.page.locator("input[type='range'][aria-label^='Threshold: a case is positive']")
         for _ in range(4):
@@ -295,25 +297,42 @@ async def researcher(session: Session, url: str, classes: tuple[str, ...], end: 
         for _ in range(2):
             if time.time() >= end:
                 return
-            await session.interact("penalty edit", lambda: _edit_penalty_cell(session.page, rng, len(classes)))
+            row, col, value = rng.randrange(k), rng.randrange(k - 1), rng.randint(1, 9)
+            col += col >= row  # off the diagonal
+            await session.interact("penalty edit", lambda: _edit_penalty_cell(session.page, row, col, value))
             steps["penalty edit"] = steps.get("penalty edit", 0) + 1
+            # Another researcher may have saved theirs since; with one researcher every edit must be there.
+            if await asyncio.to_thread(_penalty_in_use, workspace, task, row, col) == value:
+                steps["penalty edit in use"] = steps.get("penalty edit in use", 0) + 1
         await session.switch_page("performance")
 
 
-async def _edit_penalty_cell(page, rng: random.Random, k: int) -> None:
-    """Type a new cost into an off-diagonal cell of the Penalties page's matrix editor. The grid is a canvas: click
-    its first data cell, walk to the cell with the arrow keys, open the cell editor with Enter, type, commit."""
+async def _researcher_warm_up(session: Session, url: str) -> None:
+    await sign_in(session, url, "researcher")
+    await session.open(f"{url}/performance")
+
+
+async def _edit_penalty_cell(page, row: int, col: int, value: float) -> None:
+    """Type `value` into cell (row, col) of the Penalties page's matrix editor. The grid is a canvas: click its
+    first data cell, walk to the cell with the arrow keys, open the cell editor with Enter, type, commit."""
     grid = page.locator("[class*='st-key-pen_editor_'] [data-testid='stDataFrameResizable']")
     box = await grid.bounding_box(timeout=TIMEOUT_MS)
-    row, col = rng.randrange(k), rng.randrange(k - 1)
-    col += col >= row  # off the diagonal
     await page.mouse.click(box["x"] + GRID_INDEX_PX + 30, box["y"] + GRID_HEADER_PX + GRID_ROW_PX / 2)
     for key in ["ArrowRight"] * col + ["ArrowDown"] * row + ["Enter"]:
         await page.wait_for_timeout(150)
         await page.keyboard.press(key)
     editor = page.locator("input.gdg-input")
-    await editor.fill(str(rng.choice([1, 2, 3, 4, 5])))
+    await editor.fill(str(value))
     await editor.press("Enter")
+
+
+def _penalty_in_use(workspace: Path, task: Task, row: int, col: int) -> float | None:
+    """The entry of the penalty matrix the workspace now has in use (the Penalties page's edit lands there)."""
+    from core.report.active_penalty import saved_penalty
+    from core.store import Workspace
+
+    saved = saved_penalty(Workspace.open(workspace), task)
+    return None if saved is None else float(saved[1][row, col])
 
 
 # The matrix editor's geometry in CSS pixels (Streamlit's default row height; the index column holds a class name).
@@ -323,17 +342,17 @@ GRID_HEADER_PX, GRID_ROW_PX, GRID_INDEX_PX = 35, 35, 100
 # -- the whole run ----------------------------------------------------------------------------------------
 def run_load(workspace: Path, plan: LoadPlan, log_path: Path, screenshots: Path | None = None) -> LoadResult:
     """Prepare the study, start the server, drive the sessions for plan.duration_s, check the registry."""
-    study_id, codes, classes = prepare_study(workspace, plan)
+    study_id, codes, task = prepare_study(workspace, plan)
     from core.store import Workspace
 
     db = Workspace.open(workspace).db_path
     with running_server(workspace, log_path) as url:
-        result = asyncio.run(_drive(url, workspace, db, plan, study_id, codes, classes, screenshots))
+        result = asyncio.run(_drive(url, workspace, db, plan, study_id, codes, task, screenshots))
     check_storage(db, result)
     return result
 
 
-async def _drive(url, workspace, db, plan, study_id, codes, classes, screenshots) -> LoadResult:
+async def _drive(url, workspace, db, plan, study_id, codes, task, screenshots) -> LoadResult:
     from playwright.async_api import async_playwright
 
     answers: list[Answer] = []
@@ -349,11 +368,20 @@ async def _drive(url, workspace, db, plan, study_id, codes, classes, screenshots
             page.set_default_timeout(TIMEOUT_MS)
             sessions.append(Session(page, f"reader {n + 1}" if n < plan.readers else
                                     f"researcher {n - plan.readers + 1}", reruns, errors))
+        # Warm-up, not measured: every session signs in and loads its first page (a cold page takes long).
+        warm_up = [sign_in(sessions[n], url, "reader", codes[n][0]) for n in range(plan.readers)]
+        warm_up += [_researcher_warm_up(sessions[plan.readers + n], url) for n in range(plan.researchers)]
+        outcomes = await asyncio.gather(*warm_up, return_exceptions=True)
+        failed = [f"{s.name} (warm-up): {o!r}"[:600] for s, o in zip(sessions, outcomes) if isinstance(o, BaseException)]
+        if failed:
+            await browser.close()
+            return LoadResult(plan, study_id, 0.0, answers, reruns, steps, errors + failed)
+        reruns.clear()
         start = time.time()
         end = start + plan.duration_s
-        tasks = [reader(sessions[n], url, workspace, db, study_id, codes[n], classes, end, answers, seed=n)
+        tasks = [reader(sessions[n], url, workspace, db, study_id, codes[n], task.classes, end, answers, seed=n)
                  for n in range(plan.readers)]
-        tasks += [researcher(sessions[plan.readers + n], url, classes, end, steps, seed=100 + n)
+        tasks += [researcher(sessions[plan.readers + n], url, workspace, task, end, steps, seed=100 + n)
                   for n in range(plan.researchers)]
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         elapsed = time.time() - start
