@@ -15,10 +15,9 @@ What is measured:
 from __future__ import annotations
 
 import asyncio
-import json
+import os
 import random
 import re
-import os
 import sqlite3
 import sys
 import time
@@ -236,11 +235,12 @@ def _next_image(workspace: Path, study_id: str, reader_id: str) -> str | None:
     return None if item is None else item.image_id
 
 
-def _stored_at(db: Path, study_id: str, reader_id: str, image_id: str, label: str, until: float) -> float | None:
-    """Poll SQLite for the answer row; its `answered` time once it holds `label`, None if it never comes."""
+def _stored_at(db: Path, study_id: str, reader_id: str, image_id: str, label: str, until: list[float]) -> float | None:
+    """Poll SQLite for the answer row; its `answered` time once it holds `label`, None if it has not come by
+    until[0] (the caller shortens that once the click's rerun finished: the answer is stored before it ends)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        while time.time() < until:
+        while time.time() < until[0]:
             row = con.execute("SELECT label, answered FROM answers WHERE study_id=? AND reader_id=? AND image_id=?",
                               (study_id, reader_id, image_id)).fetchone()
             if row is not None and row[0] == label:
@@ -267,9 +267,11 @@ async def reader(session: Session, url: str, workspace: Path, db: Path, study_id
             index = rng.randrange(len(classes))
             answer = Answer(code, image_id, classes[index], time.time())
             answers.append(answer)
+            until = [time.time() + TIMEOUT_MS / 1000]
             poll = asyncio.create_task(asyncio.to_thread(_stored_at, db, study_id, code, image_id, classes[index],
-                                                         time.time() + TIMEOUT_MS / 1000))
+                                                         until))
             await session.interact("answer", lambda: session.page.locator(f".st-key-rs_class_{index} button").click())
+            until[0] = min(until[0], time.time() + 5)
             answer.stored = await poll
             if await _progress(session.page) == (done + 1, total):
                 answer.acknowledged = time.time()
@@ -372,7 +374,8 @@ async def _drive(url, workspace, db, plan, study_id, codes, task, screenshots) -
         warm_up = [sign_in(sessions[n], url, "reader", codes[n][0]) for n in range(plan.readers)]
         warm_up += [_researcher_warm_up(sessions[plan.readers + n], url) for n in range(plan.researchers)]
         outcomes = await asyncio.gather(*warm_up, return_exceptions=True)
-        failed = [f"{s.name} (warm-up): {o!r}"[:600] for s, o in zip(sessions, outcomes) if isinstance(o, BaseException)]
+        failed = [f"{session.name} (warm-up): {outcome!r}"[:600] for session, outcome in zip(sessions, outcomes)
+                  if isinstance(outcome, BaseException)]
         if failed:
             await browser.close()
             return LoadResult(plan, study_id, 0.0, answers, reruns, steps, errors + failed)
