@@ -280,25 +280,29 @@ async def reader(session: Session, url: str, workspace: Path, db: Path, study_id
         await sign_out_reader(session)
 
 
+RESEARCHER_PAGES = ("penalties", "performance")  # researcher n starts on page n % 2, then alternates
+
+
 async def researcher(session: Session, url: str, workspace: Path, task: Task, end: float,
-                     steps: dict[str, int], seed: int) -> None:
-    """Alternate between the Performance page (threshold slider moved by keys) and the Penalties page (a cell
-    of the matrix edited), a few interactions per visit."""
+                     steps: dict[str, int], seed: int, first_page: int) -> None:
+    """Alternate between the Penalties page (a cell of the matrix edited) and the Performance page (threshold
+    slider moved by keys), two interactions per visit, through the sidebar."""
     rng = random.Random(seed)
     k = task.num_classes
-    while time.time() < end:
-        slider = session.page.locator("input[type='range'][aria-label^='Threshold: a case is positive']")
-        for _ in range(4):
-            if time.time() >= end:
-                return
-            key = rng.choice(["ArrowRight", "ArrowLeft", "PageUp", "PageDown"])
-            await slider.focus()
-            await session.interact("threshold", lambda: slider.press(key))
-            steps["threshold"] = steps.get("threshold", 0) + 1
-        await session.switch_page("penalties")
+    for visit in range(first_page, 10**9):
+        page = RESEARCHER_PAGES[visit % 2]
+        if visit > first_page:
+            await session.switch_page(page)
         for _ in range(2):
             if time.time() >= end:
                 return
+            if page == "performance":
+                slider = session.page.locator("input[type='range'][aria-label^='Threshold: a case is positive']")
+                key = rng.choice(["ArrowRight", "ArrowLeft", "PageUp", "PageDown"])
+                await slider.focus()
+                await session.interact("threshold", lambda: slider.press(key))
+                steps["threshold"] = steps.get("threshold", 0) + 1
+                continue
             row, col, value = rng.randrange(k), rng.randrange(k - 1), rng.randint(1, 9)
             col += col >= row  # off the diagonal
             await session.interact("penalty edit", lambda: _edit_penalty_cell(session.page, row, col, value))
@@ -306,12 +310,11 @@ async def researcher(session: Session, url: str, workspace: Path, task: Task, en
             # Another researcher may have saved theirs since; with one researcher every edit must be there.
             if await asyncio.to_thread(_penalty_in_use, workspace, task, row, col) == value:
                 steps["penalty edit in use"] = steps.get("penalty edit in use", 0) + 1
-        await session.switch_page("performance")
 
 
-async def _researcher_warm_up(session: Session, url: str) -> None:
+async def _researcher_warm_up(session: Session, url: str, first_page: int) -> None:
     await sign_in(session, url, "researcher")
-    await session.open(f"{url}/performance")
+    await session.open(f"{url}/{RESEARCHER_PAGES[first_page]}")
 
 
 async def _edit_penalty_cell(page, row: int, col: int, value: float) -> None:
@@ -372,7 +375,7 @@ async def _drive(url, workspace, db, plan, study_id, codes, task, screenshots) -
                                     f"researcher {n - plan.readers + 1}", reruns, errors))
         # Warm-up, not measured: every session signs in and loads its first page (a cold page takes long).
         warm_up = [sign_in(sessions[n], url, "reader", codes[n][0]) for n in range(plan.readers)]
-        warm_up += [_researcher_warm_up(sessions[plan.readers + n], url) for n in range(plan.researchers)]
+        warm_up += [_researcher_warm_up(sessions[plan.readers + n], url, n % 2) for n in range(plan.researchers)]
         outcomes = await asyncio.gather(*warm_up, return_exceptions=True)
         failed = [f"{session.name} (warm-up): {outcome!r}"[:600] for session, outcome in zip(sessions, outcomes)
                   if isinstance(outcome, BaseException)]
@@ -384,7 +387,8 @@ async def _drive(url, workspace, db, plan, study_id, codes, task, screenshots) -
         end = start + plan.duration_s
         tasks = [reader(sessions[n], url, workspace, db, study_id, codes[n], task.classes, end, answers, seed=n)
                  for n in range(plan.readers)]
-        tasks += [researcher(sessions[plan.readers + n], url, workspace, task, end, steps, seed=100 + n)
+        tasks += [researcher(sessions[plan.readers + n], url, workspace, task, end, steps, seed=100 + n,
+                             first_page=n % 2)
                   for n in range(plan.researchers)]
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         elapsed = time.time() - start

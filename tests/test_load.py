@@ -26,6 +26,7 @@ def test_concurrent_readers_and_researcher_lose_no_answer(tmp_path):
     assert not result.duplicated, result.duplicated
     assert result.unacknowledged_rows == 0
     assert all(a.stored is not None for a in result.acknowledged)
-    assert result.researcher_steps.get("threshold", 0) >= 1
-    # One researcher: each edit of the matrix must be the one the workspace has in use right after.
-    assert result.researcher_steps.get("penalty edit in use", 0) == result.researcher_steps.get("penalty edit", 0)
+    # The researcher starts on the Penalties page, so at least one edit is made however slow the machine; with one
+    # researcher, each edit must be the matrix the workspace has in use right after it.
+    assert result.researcher_steps.get("penalty edit", 0) >= 1
+    assert result.researcher_steps.get("penalty edit in use", 0) == result.researcher_steps["penalty edit"]
