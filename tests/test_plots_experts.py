@@ -174,3 +174,13 @@ def test_a_zero_width_interval_is_not_shown_as_information():
     assert interval({"value": 1.0, "low": 1.0, "high": 1.0}) == "1.000 (no interval: the interval has zero width)"
     assert interval_text(0.83, 0.44, 0.97) == "0.83 (0.44 to 0.97)"
     assert interval_text(math.inf, 7.01, math.inf) == "∞ (7.01 to ∞)"
+
+
+def test_dashboard_cards_and_legends_drop_zero_width_intervals():
+    from core.metrics.intervals import Interval
+    from core.plots.roc import auc_label
+    from dashboard.evaluation_ui import interval_text as card_text
+
+    point = Interval(1.0, 1.0, 1.0, "DeLong", n=10, reason="")
+    assert "1.000 to 1.000" not in auc_label("run", point) and "no interval" in auc_label("run", point)
+    assert card_text(point, percent=False) == "1.000 (no interval: the interval has zero width)"
