@@ -279,3 +279,25 @@ def test_answer_controls_keep_the_keys_working_and_acknowledge_each_answer(ws, s
     first = item_at(ws, study, reader, 1).image_id
     assert own_answer(ws, study, reader, first)["label"] == classes[2]
     assert int(own_answer(ws, study, reader, first)["confidence"]) == 4
+
+
+def test_compare_with_model_starts_on_the_run_selected_elsewhere(ws, study, own_seeded_workspace):
+    """A newer model's predictions on the same test set head the list; the selected run is still the default."""
+    import shutil
+
+    seeded = own_seeded_workspace
+    newer = ws.predictions_path("run-newer-copy", seeded["test_set_id"])
+    shutil.copyfile(seeded["predictions_path"], newer)
+    time.sleep(0.01)
+    ws.record_predictions("run-newer-copy", seeded["test_set_id"], newer, 1)
+    assert ws.list_predictions()[0]["run_id"] == "run-newer-copy"
+    reader = f"cmp-{uuid.uuid4().hex[:6]}"
+    at = open_page(PAGE, timeout=120, run_id=seeded["run_id"])
+    at.selectbox(key="rs_study").set_value(study)
+    at.text_input(key="rs_reader_code").input(reader)
+    at.button(key="rs_join").click().run()
+    _grade(at, 0)
+    at.button(key="rs_end_early").click().run()
+    at.button(key="rs_end_confirm").click().run()
+    _ok(at)
+    assert at.selectbox(key="rs_results_model").value["run_id"] == seeded["run_id"]
