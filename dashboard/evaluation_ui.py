@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.errors import InputError
 from core.metrics import BinaryScores, Interval, OperatingPoint
+from core.metrics.intervals import informative_bounds
 from core.store import Workspace
 from dashboard import state
 from dashboard.common import EvaluationSelection, remember_selection, select_evaluation, thumbnail
@@ -53,6 +54,8 @@ def interval_text(interval: Interval, percent: bool = True) -> str:
     """'91.2% (95% CI 89.0%-93.1%)', or the value with the reason it has no interval."""
     if interval.value is None or math.isnan(interval.value):
         return "n/a" + (f": {interval.reason}" if interval.reason else "")
+    if not informative_bounds(interval.low, interval.high):  # none, or zero width: not shown as information
+        return f"{_fmt(interval.value, percent)} (no interval: {interval.reason or 'the interval has zero width'})"
     return (f"{_fmt(interval.value, percent)} ({interval.confidence:.0%} CI {_fmt(interval.low, percent)}"
             f"-{_fmt(interval.high, percent)})")
 
@@ -66,11 +69,12 @@ def metric_card(container, label: str, interval: Interval | None, percent: bool 
     method = f"{interval.confidence:.0%} interval: {interval.method}" + (f". {interval.reason}" if interval.reason
                                                                            else "")
     container.metric(label, _fmt(interval.value, percent), help=(help + "\n\n" if help else "") + method)
-    if interval.value is not None and math.isfinite(interval.value):
+    if interval.value is not None and not math.isnan(interval.value) and informative_bounds(interval.low,
+                                                                                             interval.high):
         container.caption(f"{interval.confidence:.0%} CI {_fmt(interval.low, percent)} to "
                           f"{_fmt(interval.high, percent)}")
-    elif interval.reason:
-        container.caption(interval.reason)
+    elif interval.reason or interval.value is not None and not math.isnan(interval.value):
+        container.caption(interval.reason or "No interval: it has zero width.")
 
 
 def with_interval_text(frame: pd.DataFrame, metrics: Sequence[str], percent: bool = True) -> pd.DataFrame:

@@ -206,6 +206,7 @@ def _answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, label: 
         st.session_state[state.READER_ERROR] = str(exc)
         return
     st.session_state[state.READER_POSITION] = None
+    st.session_state[state.READER_SAVED] = {"label": label}
 
 
 def _retry_unsaved(ws: Workspace, study_id: str, reader_id: str) -> None:
@@ -254,6 +255,11 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
     shown = st.session_state.get(state.READER_SHOWN) or {}
     if shown.get("image_id") != item.image_id:
         st.session_state[state.READER_SHOWN] = {"image_id": item.image_id, "at": time.time()}
+    saved = st.session_state.pop(state.READER_SAVED, None)
+    if saved:
+        # Feedback for every answer, keyboard or click: the reader's own call, never the truth.
+        st.toast(f"Saved: {plain(saved['label'])}", icon=":material/check:")
+        st.caption(f"Last answer saved: {plain(saved['label'])}")
     mine = own_answer(ws, study.id, reader_id, item.image_id)
     left, right = st.columns([3, 1], gap="large")
     with right:
@@ -263,8 +269,10 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
         confidence_key = f"rs_confidence_{study.id}_{item.position}"
         if mine and mine.get("confidence") and confidence_key not in st.session_state:
             st.session_state[confidence_key] = int(mine["confidence"])
-        st.radio("Confidence (optional)", CONFIDENCE_LEVELS, index=None, key=confidence_key, horizontal=True,
-                 format_func=CONFIDENCE_WORDS.get)
+        # Buttons, not radio inputs: Streamlit drops un-modified shortcut keys while focus is in an <input>, so
+        # after a click on a confidence radio the keys 1-4 did nothing.
+        st.segmented_control("Confidence (optional)", CONFIDENCE_LEVELS, key=confidence_key,
+                             format_func=CONFIDENCE_WORDS.get)
         st.markdown("**Your call**" + (" (keys " + f"1-{len(study.task.classes)})" if len(study.task.classes) <= 9
                                        else ""))
         for index, label in enumerate(study.task.classes):

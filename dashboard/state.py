@@ -47,6 +47,7 @@ READER_FLASH = "rs_flash"
 READER_AIDED_PENDING = "rs_aided_pending"  # an aided-vs-unaided study just created, selected on the next run
 READER_AIDED_STUDY = "rs_aided_study"
 READER_ERROR = "rs_error"
+READER_SAVED = "rs_saved"  # {"label", "position"}: the answer just stored, acknowledged on the next run
 READER_UNSAVED = "rs_unsaved"  # an answer the workspace could not store yet (full disk...): retried, never acknowledged
 
 # -- data, training -----------------------------------------------------------------------------------------

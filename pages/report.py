@@ -10,6 +10,7 @@ from core.errors import InputError
 from core.readers import list_readings
 from core.report import (SECTIONS, build_report, render_html, report_figures, report_json, report_name,
                          section_tables, write_report)
+from core.metrics.intervals import informative_bounds
 from core.report.format import fmt
 from core.report.pdf import chromium_path, render_pdf
 from dashboard import state
@@ -121,7 +122,8 @@ headline = report.get("headline") or []
 cards = st.columns(max(len(headline), 1))
 for card, item in zip(cards, headline):
     card.metric(item["label"], fmt(item.get("value"), item["kind"]), help=plain(item.get("note") or ""))
-    if item.get("low") is not None and item.get("high") is not None:
+    if item.get("low") is not None and item.get("high") is not None and informative_bounds(item["low"],
+                                                                                            item["high"]):
         card.caption(f"{float(item.get('confidence') or confidence):.0%} CI {fmt(item['low'], item['kind'])} to "
                      f"{fmt(item['high'], item['kind'])} ({plain(item.get('method'))})")
     elif item.get("reason"):

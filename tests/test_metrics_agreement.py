@@ -140,5 +140,15 @@ def test_kappa_string_labels_and_undefined_case():
 def test_kappa_interval_contains_estimate(pairs, weights):
     a, b = np.array(pairs).T
     result = cohen_kappa(a, b, weights, labels=range(4))
-    if not math.isnan(result.value):
-        assert -1.0 <= result.kappa.low <= result.value <= result.kappa.high <= 1.0
+    if not math.isnan(result.value) and math.isnan(result.kappa.low):
+        assert result.kappa.reason.startswith("no interval")  # never a zero-width interval
+    elif not math.isnan(result.value):
+        assert -1.0 <= result.kappa.low < result.kappa.high <= 1.0
+        assert result.kappa.low <= result.value <= result.kappa.high
+
+
+def test_kappa_with_one_rater_constant_says_why_there_is_no_interval():
+    """It showed "kappa 0.00 (0.00 to 0.00)"."""
+    result = cohen_kappa(["a"] * 6 + ["b"] * 4, ["a"] * 10)
+    assert result.value == 0.0 and math.isnan(result.kappa.low) and math.isnan(result.kappa.high)
+    assert "single category" in result.kappa.reason

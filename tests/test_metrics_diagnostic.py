@@ -91,7 +91,10 @@ def test_specificity_one_gives_infinite_lr_and_finite_koopman_lower_limit():
         low, _ = confint_proportions_2indep(20, 25, 0, 30, compare="ratio", method="score", correction=False)
     assert koop.lr_positive.low == pytest.approx(low, rel=1e-6)
     log = diagnostic_metrics(tp=20, fp=0, fn=5, tn=30, lr_ci="log")
-    assert log.lr_positive.value == math.inf and math.isnan(log.lr_positive.low) and log.lr_positive.reason
+    # The log interval is undefined with a zero cell: it switches to the Koopman bound and says so (it showed
+    # "LR+ infinity" with no interval).
+    assert log.lr_positive.value == math.inf and log.lr_positive.low == pytest.approx(low, rel=1e-6)
+    assert log.lr_positive.high == math.inf and "zero cell" in log.lr_positive.method
     adjusted = diagnostic_metrics(tp=20, fp=0, fn=5, tn=30, lr_ci="adjusted_log")
     assert math.isfinite(adjusted.lr_positive.high) and adjusted.lr_positive.reason
 

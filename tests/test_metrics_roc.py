@@ -188,3 +188,20 @@ def test_operating_point_metrics_and_bad_targets():
         cached.threshold_for_sensitivity(1.5)
     with pytest.raises(InputError):
         cached.at_threshold("high")
+
+
+def test_complete_separation_gives_a_one_sided_exact_bound_not_a_point():
+    """AUC 1 has DeLong variance 0: "1.000 (95% CI 1.000 to 1.000)" is replaced by an exact one-sided bound."""
+    from core.metrics.roc import SEPARATION_METHOD, roc_auc
+
+    truth = np.r_[np.ones(50), np.zeros(50)]
+    scores = np.r_[np.linspace(0.6, 1.0, 50), np.linspace(0.0, 0.4, 50)]
+    auc = roc_auc(truth, scores)
+    # Clopper-Pearson one-sided lower bound for 50/50 at alpha/2 = 0.025 is 0.025 ** (1/50) = 0.92889;
+    # its square bounds the AUC.
+    assert auc.value == 1.0 and auc.high == 1.0
+    assert auc.low == pytest.approx(0.92889 ** 2, abs=1e-4) and auc.method == SEPARATION_METHOD
+    from scipy.stats import beta
+    assert auc.low == pytest.approx(beta.ppf(0.025, 50, 1) ** 2, rel=1e-9)
+    reverse = roc_auc(truth, -scores)
+    assert reverse.value == 0.0 and reverse.low == 0.0 and reverse.high == pytest.approx(1 - auc.low)

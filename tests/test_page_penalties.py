@@ -116,3 +116,16 @@ def test_presets_and_saved_matrices(seeded):
     assert "Saved: my clinic" in at.selectbox(key="pen_preset_oct-kermany").options
     at.button(key="pen_delete").click().run()
     assert "my clinic" not in ws.list_penalties("oct-kermany")
+
+
+def test_confusion_matrices_get_half_the_page_each(seeded):
+    """In thirds of the page the cells were too narrow for "1,000 / 100%"; each matrix now has a half-width column
+    (tests/test_plots_layout.py proves the text fits at that width)."""
+    at = _open(seeded)
+    charts = {}
+    for column in at.columns:
+        for chart in column.get("plotly_chart"):
+            key = chart.proto.id.split("-")[-1] if not getattr(chart, "key", None) else chart.key
+            charts[str(key)] = round(float(column.weight), 2)
+    for name in ("confusion-argmax", "confusion-min-penalty", "confusion-change"):
+        assert any(k.endswith(name) and weight == 0.5 for k, weight in charts.items()), charts

@@ -257,3 +257,47 @@ def test_test_set_picker_defaults_to_one_a_model_has_seen(ws, own_seeded_workspa
     assert ws.list_datasets(role="test_set")[0]["name"] == "fresh upload"
     at = _ok(_open())
     assert at.selectbox(key="rs_test_set").value == own_seeded_workspace["test_set_id"]
+
+
+def test_answer_controls_keep_the_keys_working_and_acknowledge_each_answer(ws, study):
+    """Confidence is a row of buttons, not radio inputs (Streamlit ignores shortcut keys while an <input> has
+    focus), every class button carries its key, and each stored answer is acknowledged on the page."""
+    from core.readers import get_study, item_at, own_answer
+
+    reader = f"dr-{uuid.uuid4().hex[:6]}"
+    at = _join(study, reader)
+    assert not [r for r in at.radio if str(r.key).startswith("rs_confidence")]
+    (confidence,) = [w for w in at.get("button_group") if str(w.proto.id).find("rs_confidence") >= 0]
+    classes = get_study(ws, study).task.classes
+    assert [at.button(key=f"rs_class_{i}").proto.shortcut for i in range(len(classes))] == \
+        [str(i + 1) for i in range(len(classes))]
+    at.session_state[f"rs_confidence_{study}_1"] = 4  # what a click on "4" in the button row sets
+    _grade(at, 2)
+    assert f"Last answer saved: {classes[2]}" in [c.value for c in at.caption]
+    assert [t.value for t in at.toast] == [f"Saved: {classes[2]}"]
+    assert _caption(at) == "Image 2 of 6"
+    first = item_at(ws, study, reader, 1).image_id
+    assert own_answer(ws, study, reader, first)["label"] == classes[2]
+    assert int(own_answer(ws, study, reader, first)["confidence"]) == 4
+
+
+def test_compare_with_model_starts_on_the_run_selected_elsewhere(ws, study, own_seeded_workspace):
+    """A newer model's predictions on the same test set head the list; the selected run is still the default."""
+    import shutil
+
+    seeded = own_seeded_workspace
+    newer = ws.predictions_path("run-newer-copy", seeded["test_set_id"])
+    shutil.copyfile(seeded["predictions_path"], newer)
+    time.sleep(0.01)
+    ws.record_predictions("run-newer-copy", seeded["test_set_id"], newer, 1)
+    assert ws.list_predictions()[0]["run_id"] == "run-newer-copy"
+    reader = f"cmp-{uuid.uuid4().hex[:6]}"
+    at = open_page(PAGE, timeout=120, run_id=seeded["run_id"])
+    at.selectbox(key="rs_study").set_value(study)
+    at.text_input(key="rs_reader_code").input(reader)
+    at.button(key="rs_join").click().run()
+    _grade(at, 0)
+    at.button(key="rs_end_early").click().run()
+    at.button(key="rs_end_confirm").click().run()
+    _ok(at)
+    assert at.selectbox(key="rs_results_model").value["run_id"] == seeded["run_id"]

@@ -161,3 +161,26 @@ def test_reader_roc_is_square():
     xs = sorted((b["x0"] + b["x1"]) / 2 for b in boxes["xticks"])
     ys = sorted((b["y0"] + b["y1"]) / 2 for b in boxes["yticks"])
     assert xs[-1] - xs[0] == pytest.approx(ys[-1] - ys[0], rel=0.02)
+
+
+def test_a_zero_width_interval_is_not_shown_as_information():
+    """Dashboard (interval_text) and report (core.report.format) both drop "0.00 (0.00 to 0.00)"."""
+    from core.report.format import interval
+
+    assert interval_text(0.0, 0.0, 0.0, reason="one rater used one category") == \
+        "0.00 (no interval: one rater used one category)"
+    assert interval({"value": 1.0, "low": 1.0, "high": 1.0, "reason": "complete separation"}) == \
+        "1.000 (no interval: complete separation)"
+    assert interval({"value": 1.0, "low": 1.0, "high": 1.0}) == "1.000 (no interval: the interval has zero width)"
+    assert interval_text(0.83, 0.44, 0.97) == "0.83 (0.44 to 0.97)"
+    assert interval_text(math.inf, 7.01, math.inf) == "∞ (7.01 to ∞)"
+
+
+def test_dashboard_cards_and_legends_drop_zero_width_intervals():
+    from core.metrics.intervals import Interval
+    from core.plots.roc import auc_label
+    from dashboard.evaluation_ui import interval_text as card_text
+
+    point = Interval(1.0, 1.0, 1.0, "DeLong", n=10, reason="")
+    assert "1.000 to 1.000" not in auc_label("run", point) and "no interval" in auc_label("run", point)
+    assert card_text(point, percent=False) == "1.000 (no interval: the interval has zero width)"

@@ -46,6 +46,16 @@ class Interval:
         return f"{text}: {self.reason}" if self.reason else text
 
 
+def informative_bounds(low, high) -> bool:
+    """Whether an interval's bounds say something: both known and not one point. The one rule the dashboard and
+    the report follow; a zero-width "1.000 to 1.000" is not shown as an interval (its reason is)."""
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        return False
+    return not (math.isnan(low) or math.isnan(high)) and high > low
+
+
 def check_open_fraction(value, name: str, example: str = "") -> float:
     """`value` as a float strictly inside (0, 1), or an InputError naming `name` (e.g. confidence, prevalence)."""
     try:

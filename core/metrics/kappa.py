@@ -106,9 +106,18 @@ def kappa_from_table(table, weights: str | None = None, confidence: float = 0.95
     se = math.sqrt(max(float(result.var_kappa), 0.0))
     se_null = math.sqrt(max(float(result.var_kappa0), 0.0))
     half = normal_quantile(level) * se
-    reason = "" if se > 0 else "the variance estimate is zero (too few or too uniform ratings)"
-    interval = Interval(kappa, max(-1.0, kappa - half), min(1.0, kappa + half), method, n=n, confidence=level,
-                        reason=reason)
+    # One rater with a single category: kappa is fixed by the margins (statsmodels' variance is rounding noise).
+    one_category = (counts.sum(axis=1) > 0).sum() == 1 or (counts.sum(axis=0) > 0).sum() == 1
+    if se > 0 and not one_category:
+        interval = Interval(kappa, max(-1.0, kappa - half), min(1.0, kappa + half), method, n=n,
+                            confidence=level)
+        reason = ""
+    else:
+        # A zero-width "0.00 (0.00 to 0.00)" would read as certainty; say why there is no interval instead.
+        reason = ("no interval: one rater used a single category for every case, so kappa is fixed by the "
+                  "margins and its large-sample variance is 0" if one_category
+                  else "no interval: the large-sample variance estimate is 0 (too few or too uniform ratings)")
+        interval = Interval(kappa, math.nan, math.nan, method, n=n, confidence=level, reason=reason)
     if se_null > 0:
         z = kappa / se_null
         p = float(2.0 * stats.norm.sf(abs(z)))

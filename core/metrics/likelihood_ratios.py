@@ -46,6 +46,12 @@ def ratio_ci(x1: int, n1: int, x2: int, n2: int, method: str = "log", confidence
     value = _plain_ratio(x1, n1, x2, n2)
     if method == "koopman":
         low, high, reason = _koopman(x1, n1, x2, n2, level, parts)
+    elif method == "log" and (x1 == 0 or x2 == 0):
+        # The log interval is undefined with a zero cell ("LR+ infinity", no interval); the Koopman score interval
+        # stays informative there (a finite lower limit for an infinite ratio), so the zero cell switches to it
+        # and the method says so.
+        low, high, reason = _koopman(x1, n1, x2, n2, level, parts)
+        label = f"{_METHOD_LABELS['koopman']} (zero cell: the log interval is undefined)"
     elif method == "log":
         low, high, reason = _log_interval(x1, n1, x2, n2, level, 0.0, parts)
     else:

@@ -102,7 +102,28 @@ def _empty_auc(m: int, n: int, level: float) -> AucEstimate:
                        reason=f"no {missing} cases: AUC is undefined", n_positive=m, n_negative=n)
 
 
+SEPARATION_METHOD = "exact one-sided (Clopper-Pearson bounds on sensitivity and specificity, Bonferroni)"
+
+
+def separation_bound(m: int, n: int, level: float) -> float:
+    """One-sided lower confidence bound for the AUC when the sample separates the classes completely (AUC 1).
+
+    DeLong's variance is 0 there, so its interval is the point. A threshold between the groups has sensitivity
+    m/m and specificity n/n; their exact (Clopper-Pearson) one-sided lower bounds at alpha/2 each are
+    (alpha/2)^(1/m) and (alpha/2)^(1/n), and a monotone ROC curve through that point has area at least
+    sensitivity x specificity, so AUC >= the product with confidence `level` (conservative).
+    """
+    alpha = 1.0 - level
+    return float((alpha / 2) ** (1.0 / m) * (alpha / 2) ** (1.0 / n))
+
+
 def _auc_estimate(auc: float, variance: float, m: int, n: int, level: float) -> AucEstimate:
+    if variance == 0.0 and auc in (0.0, 1.0):
+        bound = separation_bound(m, n, level)
+        low, high = (bound, 1.0) if auc == 1.0 else (0.0, 1.0 - bound)
+        return AucEstimate(float(auc), low, high, SEPARATION_METHOD, n=m + n, confidence=level,
+                           reason="complete separation: DeLong's variance is 0, so the bound is one-sided exact",
+                           variance=0.0, n_positive=m, n_negative=n)
     if not math.isfinite(variance):
         return AucEstimate(float(auc), math.nan, math.nan, "DeLong", n=m + n, confidence=level,
                            reason=_TOO_FEW, n_positive=m, n_negative=n)

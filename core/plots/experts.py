@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.metrics.intervals import informative_bounds
 from core.plots.style import (BLUE, OPERATING_POINT_COLOR, REFERENCE_GREY, apply_layout, series_color)
 
 MODEL_ID = "model"
@@ -38,10 +39,14 @@ def _number(value, digits: int = 2) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
-def interval_text(value, low, high, digits: int = 2) -> str:
-    """'0.83 (0.44 to 0.97)'; 'n/a' where a bound is not estimable ('to', since bounds may be negative)."""
-    if all(_number(b) == "n/a" for b in (low, high)):
-        return _number(value, digits)
+def interval_text(value, low, high, digits: int = 2, reason: str = "") -> str:
+    """'0.83 (0.44 to 0.97)'; 'n/a' where a bound is not estimable ('to', since bounds may be negative). No bounds,
+    or a zero-width interval (core.metrics.intervals.informative_bounds): the value and 'no interval'."""
+    if all(_number(b) == "n/a" for b in (low, high)) or (
+            not informative_bounds(low, high) and _number(low) != "n/a" and _number(high) != "n/a"):
+        if _number(value) == "n/a":
+            return "n/a"
+        return f"{_number(value, digits)} (no interval" + (f": {reason})" if reason else ")")
     return f"{_number(value, digits)} ({_number(low, digits)} to {_number(high, digits)})"
 
 

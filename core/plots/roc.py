@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.metrics.diagnostic import DiagnosticMetrics
-from core.metrics.intervals import Interval
+from core.metrics.intervals import Interval, informative_bounds
 from core.metrics.operating import OperatingPoint, RocCurve
 from core.plots.style import (OPERATING_POINT_COLOR, REFERENCE_GREY, base_layout, safe_text, series_color,
                               series_dash)
@@ -51,6 +51,8 @@ def auc_label(name: str, auc: Interval | None) -> str:
         return name
     if auc.value is None or (isinstance(auc.value, float) and math.isnan(auc.value)):
         return f"{name}: AUC n/a" + (f" ({auc.reason})" if auc.reason else "")
+    if not informative_bounds(auc.low, auc.high):
+        return f"{name}: AUC {auc.value:.3f} (no interval" + (f": {auc.reason})" if auc.reason else ")")
     return (f"{name}: AUC {auc.value:.3f} ({auc.confidence:.0%} CI {auc.low:.3f}-{auc.high:.3f}, "
             f"{auc.method})")
 

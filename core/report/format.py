@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from core.metrics.intervals import informative_bounds
+
 
 @dataclass(frozen=True)
 class Table:
@@ -86,10 +88,11 @@ def interval(entry: dict | None, kind: str = "number", notes: list[str] | None =
         return "n/a" + (cite(reason, notes) if reason else "")
     text = fmt(value, kind)
     low, high = entry.get("low"), entry.get("high")
-    if _float(low) is not None and _float(high) is not None:
+    if _float(low) is not None and _float(high) is not None and informative_bounds(_float(low), _float(high)):
         level = float(entry.get("confidence") or 0.95)
         text += f" ({level:.0%} CI {fmt(low, kind)} to {fmt(high, kind)})"
-    elif reason:
+    else:
+        reason = reason or "the interval has zero width"
         text += " (no interval" + (cite(reason, notes) + ")" if notes is not None else f": {reason})")
     return text
 
