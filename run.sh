@@ -17,7 +17,7 @@ setup() {
     local want
     want=$(sha256sum requirements.txt | cut -d' ' -f1)
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        echo "==> installing requirements (about 2 minutes the first time)"
+        echo "==> installing requirements (2-3 minutes and 6.6 GB the first time)"
         "$VENV/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
         "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt
         echo "$want" > "$stamp"
