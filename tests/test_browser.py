@@ -108,7 +108,7 @@ def _session_token(page) -> str:
 def _sign_in_first_admin(page, server: str) -> str:
     """The seeded workspace has no user: the first start asks for the local admin password. Returns the token."""
     page.goto(server, wait_until="networkidle")
-    _settle(page)
+    page.get_by_text("Set the local admin password").wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "first_start.png"), full_page=True)
     page.get_by_label("Password", exact=True).fill("browser-admin-pw")
     page.get_by_label("Password again", exact=True).fill("browser-admin-pw")
