@@ -34,6 +34,17 @@ def require_ui(action: str) -> Actor:
     return actor
 
 
+def reader_code_input(key: str, max_chars: int) -> str:
+    """The reader code: a signed-in reader reads under their own user name only (no typing another's code);
+    researchers and admins type the code of the reader at the screen."""
+    actor = current_actor()
+    if actor is not None and actor.role == READER:
+        st.markdown(f"Reading as **{plain(actor.user_id)}**")
+        return actor.user_id
+    return st.text_input("Your name or reader code", key=key, max_chars=max_chars,
+                         help="Use the same code each time: re-entering it resumes where you stopped.")
+
+
 def _oidc_configured() -> bool:
     try:
         return "auth" in st.secrets

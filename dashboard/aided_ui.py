@@ -12,9 +12,10 @@ from core.readers import get_study, passwords_configured
 from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aided_study, join_aided,
                                       list_aided_studies, model_output, reader_phase)
 from core.store import Workspace
+from core.store.access import allowed
 from dashboard.common import load_predictions
 from dashboard import state
-from dashboard.access_ui import current_actor
+from dashboard.access_ui import current_actor, reader_code_input
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import _predictions_for, reader_results_view
 from dashboard.reader_ui import enter_session, join_or_explain, pick_test_set
@@ -45,7 +46,7 @@ def aided_start_screen(ws: Workspace) -> None:
     st.caption("Each reader grades the same images twice, in separate sessions: first **unaided** (no model "
                "output), then, after a washout, **aided** (the model's output shown) in a fresh order. Your "
                "unaided answers are never shown in the aided session, and results appear only after both.")
-    reader_id = st.text_input("Your name or reader code", key="rs_aided_code", max_chars=50)
+    reader_id = reader_code_input("rs_aided_code", 50)
     password = st.text_input("Password", type="password", key="rs_aided_password") \
         if passwords_configured(ws) else None
     picked = pick_test_set(ws, key="rs_aided_test_set")
@@ -56,7 +57,8 @@ def aided_start_screen(ws: Workspace) -> None:
     studies = {s.id: f"{s.name} (washout {s.washout_days:g} days)" for s in list_aided_studies(ws, test_set_id)}
     if state.READER_AIDED_PENDING in st.session_state:
         st.session_state[state.READER_AIDED_STUDY] = st.session_state.pop(state.READER_AIDED_PENDING)
-    studies[NEW] = "New aided-vs-unaided study..."
+    if allowed(current_actor(), "create_study"):
+        studies[NEW] = "New aided-vs-unaided study..."
     chosen = st.selectbox("Study", list(studies), format_func=studies.get, key=state.READER_AIDED_STUDY)
     if chosen == NEW:
         _new_form(ws, row, task)

@@ -15,9 +15,9 @@ from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_stud
                           record_answer)
 from core.readers.ui_support import reader_study_on
 from core.store import Workspace
-from core.store.access import READER, allowed, any_formal_study
+from core.store.access import allowed, any_formal_study
 from dashboard import state
-from dashboard.access_ui import current_actor
+from dashboard.access_ui import current_actor, reader_code_input
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers
 from dashboard.widgets import plain, show_error
@@ -120,13 +120,7 @@ def enter_session(session: dict) -> None:
 def start_screen(ws: Workspace) -> None:
     """Identify the reader, pick or create a study, and join it (or resume where they stopped)."""
     st.subheader("1. Who is reading?")
-    actor = current_actor()
-    if actor is not None and actor.role == READER:  # a signed-in reader reads under their own name only
-        reader_id = actor.user_id
-        st.markdown(f"Reading as **{plain(reader_id)}**")
-    else:
-        reader_id = st.text_input("Your name or reader code", key="rs_reader_code", max_chars=64,
-                                  help="Use the same code each time: re-entering it resumes where you stopped.")
+    reader_id = reader_code_input("rs_reader_code", 64)
     password = None
     if passwords_configured(ws) or any_formal_study(ws):
         password = st.text_input("Password", type="password", key="rs_password",
@@ -147,7 +141,7 @@ def start_screen(ws: Workspace) -> None:
         st.session_state[state.READER_STUDY] = st.session_state.pop(state.READER_PENDING_STUDY)
     labels = {s["id"]: f"{s['name']} - created {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['created']))} "
                        f"({s['n_readers']} reader(s), {s['n_done']} finished)" for s in studies}
-    if allowed(actor, "create_study"):
+    if allowed(current_actor(), "create_study"):
         labels[NEW_STUDY] = "New study..."
     study_id = st.selectbox("Study", list(labels), format_func=labels.get, key="rs_study")
     if study_id == NEW_STUDY:

@@ -106,6 +106,10 @@ def _median(values) -> float:
 
 
 # -- the study and its readers, made with the product's own functions ---------------------------------
+def researcher_name(n: int) -> str:
+    return f"load-researcher-{n + 1}"
+
+
 def prepare_study(workspace: Path, plan: LoadPlan) -> tuple[str, list[list[str]], Task]:
     """Seed the workspace (tests.seed), create a study over its whole test set and join every reader code.
     Returns (study id, reader codes per reader slot, the study's task)."""
@@ -121,8 +125,13 @@ def prepare_study(workspace: Path, plan: LoadPlan) -> tuple[str, list[list[str]]
     test_set = load_registered(ws, seeded["test_set_id"])
     study_id = create_study(ws, seeded["test_set_id"], test_set, test_set.task, name="load test")
     codes = [[f"load-r{slot + 1}-{n + 1}" for n in range(plan.codes_per_reader)] for slot in range(plan.readers)]
+    from core.store.access import READER, RESEARCHER, SHELL, set_user
+
     for code in (c for slot in codes for c in slot):
+        set_user(ws, code, READER, PASSWORD, actor=SHELL)
         join_study(ws, study_id, code)
+    for n in range(plan.researchers):
+        set_user(ws, researcher_name(n), RESEARCHER, PASSWORD, actor=SHELL)
     return study_id, codes, test_set.task
 
 
@@ -137,6 +146,7 @@ class Session:
         self._finished = asyncio.Event()
         self._finished.set()
         self.kind = "page load"
+        self.token: str | None = None  # the sign-in token (sign_in sets it)
         page.on("websocket", self._watch)
 
     def _watch(self, ws) -> None:
@@ -184,7 +194,12 @@ class Session:
             self._errors.append(f"{self.name} ({kind}): {(await errors.first.inner_text())[:500]}")
 
     async def open(self, url: str) -> None:
-        """A fresh page load (a new Streamlit session for this browser tab)."""
+        """A fresh page load (a new Streamlit session for this browser tab), signed in by the URL's token."""
+        if self.token:
+            from dashboard.state import SESSION_PARAM
+
+            url = f"{url}{'&' if '?' in url else '?'}{SESSION_PARAM}={self.token}"
+
         async def go():
             await self.page.goto(url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
             await self.page.wait_for_selector("[data-testid='stMain']", timeout=TIMEOUT_MS)
@@ -197,22 +212,39 @@ class Session:
 
 
 # -- signing in: the one function for it ------------------------------------------------------------------
+PASSWORD = "load-test-pw"  # every load-test user's password (prepare_study creates the users)
+
+
 async def sign_in(session: Session, url: str, role: str, identity: str | None = None) -> None:
-    """Every step by which a browser session identifies itself. Today: a researcher needs none; a reader types
-    their reader code on the Reader study page and starts (their study is the one they joined). When sign-in and
-    roles exist, this is the only place to change."""
+    """Every step by which a browser session identifies itself: the sign-in form with the user's name and password
+    (prepare_study made the users), then the token the app puts in the URL rides along on later page loads. A reader
+    then starts (or resumes) their study on the Reader study page, where they read under their own name."""
+    session.token = None
+    await session.open(url)
+    form = session.page.locator("[data-testid='stForm']")
+    await form.get_by_label("User name", exact=True).fill(identity or session.name)
+    await form.get_by_label("Password", exact=True).fill(PASSWORD)
+    await session.interact("sign-in", lambda: form.get_by_role("button", name="Sign in").click())
+    await session.page.get_by_text("Signed in as").first.wait_for(timeout=TIMEOUT_MS)
+    session.token = _url_token(session.page.url)
     if role != "reader":
         return
-    await session.open(f"{url}/reader_study")
-    code = session.page.locator(".st-key-rs_reader_code input")
-    await code.fill(identity)
-    await session.interact("sign-in", lambda: code.press("Enter"))
+    await session.page.get_by_text(f"Reading as {identity}").first.wait_for(timeout=TIMEOUT_MS)
     await session.interact("sign-in", lambda: session.page.locator(".st-key-rs_join button").click())
     await session.page.locator("[data-testid='stProgress']").wait_for(timeout=TIMEOUT_MS)
 
 
+def _url_token(page_url: str) -> str | None:
+    from urllib.parse import parse_qs, urlparse
+
+    from dashboard.state import SESSION_PARAM
+
+    return (parse_qs(urlparse(page_url).query).get(SESSION_PARAM) or [None])[0]
+
+
 async def sign_out_reader(session: Session) -> None:
-    await session.interact("sign-in", lambda: session.page.locator(".st-key-rs_sign_out button").click())
+    await session.interact("sign-in", lambda: session.page.locator(".st-key-sign_out button").click())
+    session.token = None
 
 
 # -- the two kinds of user ----------------------------------------------------------------------------------
@@ -313,7 +345,7 @@ async def researcher(session: Session, url: str, workspace: Path, task: Task, en
 
 
 async def _researcher_warm_up(session: Session, url: str, first_page: int) -> None:
-    await sign_in(session, url, "researcher")
+    await sign_in(session, url, "researcher", researcher_name(int(session.name.split()[-1]) - 1))
     await session.open(f"{url}/{RESEARCHER_PAGES[first_page]}")
 
 

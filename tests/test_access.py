@@ -133,6 +133,10 @@ def test_server_folders_only_under_the_data_roots(workspace, tmp_path, monkeypat
     # The workspace setting adds roots; the server's own shell (the command line) may register any folder.
     workspace.set_setting("data_roots", [str(tmp_path / "private")])
     assert check_server_folder(workspace, outside, actor=admin) == outside.resolve()
+    # A dashboard user who calls themself like the shell is still a dashboard user.
+    monkeypatch.delenv("CORE_DATA_ROOTS")
+    with pytest.raises(AccessDenied, match="outside the folders"):
+        check_server_folder(workspace, tmp_path / "anywhere", actor=Actor(SHELL.user_id, ADMIN))
     assert check_server_folder(workspace, tmp_path / "anywhere", actor=SHELL) == (tmp_path / "anywhere").resolve()
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +60,10 @@ class AccessDenied(InputError, PermissionError):
 class Actor:
     user_id: str
     role: str
+    shell: bool = False  # True only for SHELL; no sign-in ever sets it
 
 
-SHELL = Actor("server shell", ADMIN)  # the command line and scripts on the server itself
+SHELL = Actor("server shell", ADMIN, shell=True)  # the command line and scripts on the server itself
 
 
 def allowed(actor: Actor | None, action: str) -> bool:
@@ -79,19 +81,12 @@ def require(actor: Actor | None, action: str) -> None:
 
 
 # -- users -------------------------------------------------------------------------------------------------
-class _Users:
-    def __init__(self, ws: Workspace):
-        self.ws = ws
-
-    def __enter__(self):
-        self._ctx = self.ws.connect()
-        con = self._ctx.__enter__()
+@contextmanager
+def _Users(ws: Workspace):  # noqa: N802 - reads like the table it opens
+    with ws.connect() as con:
         for statement in filter(str.strip, _SCHEMA.split(";")):  # executescript would end the transaction
             con.execute(statement)
-        return con
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+        yield con
 
 
 def _clean_user_id(user_id: str) -> str:
@@ -218,7 +213,7 @@ def check_server_folder(ws: Workspace, folder: str | Path, *, actor: Actor) -> P
     folders under `data_roots` (a symlink pointing out of a root is refused)."""
     require(actor, "register_server_folder")
     path = Path(folder).expanduser().resolve()
-    if actor == SHELL:
+    if actor.shell:
         return path
     roots = data_roots(ws)
     if not any(path == root or path.is_relative_to(root) for root in roots):
@@ -236,6 +231,10 @@ def is_formal_study(ws: Workspace, study_id: str) -> bool:
     return study_id in (ws.get_setting(FORMAL_STUDIES_SETTING, []) or [])
 
 
+def any_formal_study(ws: Workspace) -> bool:
+    return bool(ws.get_setting(FORMAL_STUDIES_SETTING, []))
+
+
 def mark_formal_study(ws: Workspace, study_id: str, formal: bool = True, *, actor: Actor) -> None:
     """A formal study admits only readers with a password (set by an admin)."""
     require(actor, "create_study")
@@ -250,7 +249,3 @@ def open_workspace_as(root: str | Path, *, actor: Actor) -> Workspace:
     if target.exists() and not target.is_dir():
         raise InputError(f"{target} exists and is not a folder")
     return Workspace.open(target.resolve())
-
-
-def any_formal_study(ws: Workspace) -> bool:
-    return bool(ws.get_setting(FORMAL_STUDIES_SETTING, []))
