@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import ARTIFACTS, CHROMIUM, seeded_server  # noqa: F401 (the fixture)
+from dashboard.state import SESSION_PARAM
+from tests.test_browser import ARTIFACTS, CHROMIUM, _sign_in_first_admin, seeded_server  # noqa: F401
 
 pytestmark = pytest.mark.browser
 N_SLIDES = 5
@@ -36,7 +37,8 @@ def test_every_slide_fits_a_kiosk_screen(seeded_server):  # noqa: F811
                                           "--disable-background-networking", "--disable-component-update"])
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
         try:
-            page.goto(f"{url}/?present=1&run={ids['run_id']}&test_set={ids['test_set_id']}",
+            token = _sign_in_first_admin(page, url)  # the slides show results: staff only
+            page.goto(f"{url}/?present=1&run={ids['run_id']}&test_set={ids['test_set_id']}&{SESSION_PARAM}={token}",
                       wait_until="networkidle")
             page.wait_for_selector("[data-testid='stMain']", timeout=60_000)
             _settle(page)

@@ -19,7 +19,7 @@ from core.data.loading import load_dataset
 from core.data.readers import read_path, upload_types
 from core.data.readers.registry import file_types_text, format_for_file
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
-from core.errors import InputError, storage_error
+from core.errors import InputError, StorageError, storage_error
 from core.store import Workspace
 from core.store.access import SHELL, Actor, check_server_folder, require
 from core.store.workspace import new_id
@@ -119,9 +119,12 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
             source = saved
         result = _register(ws, ds, name=(name or PurePath(str(file_name)).name).strip(), source=source, role=role,
                            skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix})
+    except StorageError:  # about the workspace's disk, not the upload: its paths are the point
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     except InputError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise InputError(_as_uploaded(str(exc), (folder / "data", saved, folder), str(file_name))) from None
+        raise InputError(_as_uploaded(str(exc), (folder / "data", saved), str(file_name))) from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -153,7 +156,8 @@ def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set"
 
 def _as_uploaded(message: str, stored: tuple[Path, ...], file_name: str) -> str:
     """A problem in an upload named by the file the user sent ("clinic.zip/CNV/x.png"), not by the server
-    paths it was stored under (longest first: the extracted folder, the saved file, the upload folder)."""
+    paths it was stored under (longest first: the extracted folder, the saved file). The upload folder itself is
+    left as it is: a message naming it is about the workspace (e.g. its free space), not about the upload."""
     for path in sorted((str(p) for p in stored), key=len, reverse=True):
         message = message.replace(path, file_name)
     return message
