@@ -275,3 +275,13 @@ def duplicates_notice(ev, report: dict | None) -> None:
                      width="stretch")
         st.caption("Each group of identical images keeps its first image; the class calls and the operating "
                    "point are the page's.")
+
+
+def cached_shift(ws: Workspace, test_set_id: str, report: dict) -> dict | None:
+    """The cached dataset audit's shift verdict for this test set against the report's training data, or None
+    (never runs an audit): what presentation mode says about shift."""
+    try:
+        audit = audit_state(ws, test_set_id, (report.get("model") or {}).get("training_dataset_id"))
+    except (InputError, OSError):
+        return None
+    return (audit.get("report") or {}).get("shift") if audit.get("status") == "done" else None

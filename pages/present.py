@@ -9,6 +9,7 @@ import streamlit as st
 from core.errors import InputError
 from core.report.slides import build_slides
 from dashboard import state
+from dashboard.audit_ui import cached_shift
 from dashboard.common import ROOT, get_workspace, thumbnail
 from dashboard.widgets import plain
 
@@ -64,18 +65,7 @@ def _cached_map(record: dict, case: dict):
     return None, None
 
 
-def _shift() -> dict | None:
-    """The cached dataset audit's shift verdict for this test set against the training data (never runs one)."""
-    from core.audit.jobs import audit_state
-
-    try:
-        audit = audit_state(ws, test_set_id, (report.get("model") or {}).get("training_dataset_id"))
-    except (InputError, OSError):
-        return None
-    return (audit.get("report") or {}).get("shift") if audit.get("status") == "done" else None
-
-
-slides = build_slides(report, _shift())
+slides = build_slides(report, cached_shift(ws, test_set_id, report))
 position = min(max(int(st.session_state.get(state.PRESENT_SLIDE, 0)), 0), len(slides) - 1)
 
 

@@ -177,8 +177,12 @@ def test_operating_point_from_training_is_shown_and_can_be_applied(own_seeded_wo
 def test_damaged_model_card_is_named_and_the_page_still_evaluates(own_seeded_workspace):
     ws = Workspace.open(own_seeded_workspace["root"])
     card = Path(ws.get_run(own_seeded_workspace["run_id"])["run_dir"]) / "checkpoint" / "model_card.json"
+    intact = card.read_text()  # the copy's registry points at the shared run folder: put the card back after
     card.write_text('{"backbone": "test_efficientnet", ')  # cut short, as by a full disk
-    at = _open(own_seeded_workspace["run_id"], own_seeded_workspace["test_set_id"])
+    try:
+        at = _open(own_seeded_workspace["run_id"], own_seeded_workspace["test_set_id"])
+    finally:
+        card.write_text(intact)
     assert any("model card cannot be read" in e.value for e in at.error)
     assert any("model_card.json: not a readable JSON model card" in c.value for c in at.code)
     assert any("Operating point from training: none stored" in c.value for c in at.caption)
