@@ -34,7 +34,7 @@ def _chromium() -> str:
 
 def rendered_boxes(fig: go.Figure, width: int, height: int | None = None, screenshot: str | None = None) -> dict:
     """Boxes (x0, x1, y0, y1 in CSS pixels) of the figure's text drawn `width` pixels wide."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # a pinned requirement: imported, never skipped
     fig = go.Figure(fig)
     fig.update_layout(width=width, height=height or fig.layout.height or 450)
     html = ("<html><head><meta charset='utf-8'><script>" + plotly.offline.get_plotlyjs() + "</script></head>"

@@ -29,7 +29,6 @@ def seeded_server(tmp_path_factory):
     """(url, ids): the real server on a freshly seeded workspace, and that workspace's ids (tests.seed)."""
     if chromium_path() is None:
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package to run the browser test")
-    pytest.importorskip("playwright.sync_api")
     from tests.seed import seed_workspace
 
     root = tmp_path_factory.mktemp("browser") / "workspace"

@@ -16,7 +16,6 @@ pytestmark = pytest.mark.browser
 def test_concurrent_readers_and_researcher_lose_no_answer(tmp_path):
     if chromium_path() is None:
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package to run the load test")
-    pytest.importorskip("playwright.async_api")
     result = run_load(tmp_path / "workspace", LoadPlan(readers=2, researchers=1, duration_s=15),
                       tmp_path / "server.log")
     print(result.summary())
