@@ -59,7 +59,32 @@ def seeded_workspace(_seeded_root, monkeypatch):
     anything (settings, readings, studies, runs, test sets, maps) takes own_seeded_workspace instead.
     Returns the dict from tests.seed.seed_workspace (root, dataset_id, test_set_id, run_id, predictions_path)."""
     monkeypatch.setenv("CORE_WORKSPACE", _seeded_root["root"])
-    return _seeded_root
+    before = _files(_seeded_root["root"])
+    yield _seeded_root
+    after = _files(_seeded_root["root"])
+    changed = sorted(set(before.items()) ^ set(after.items()))
+    assert not changed, ("this test wrote into the shared seeded workspace (take own_seeded_workspace): "
+                         f"{sorted({path for path, _ in changed})[:10]}")
+
+
+def _files(root: str) -> dict[str, object]:
+    """(size, mtime) of every file under root, and the registry's rows outside the sign-in tables (which signing in
+    writes by design)."""
+    import sqlite3
+
+    base = Path(root)
+    state: dict[str, object] = {str(p.relative_to(base)): (p.stat().st_size, p.stat().st_mtime_ns)
+                                for p in base.rglob("*") if p.is_file() and not p.name.startswith("registry.sqlite")}
+    con = sqlite3.connect(f"file:{base / 'registry.sqlite'}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            rows = tuple(map(tuple, con.execute(f'SELECT * FROM "{table}"')))
+            if rows and table not in ("users", "user_sessions"):  # tables made on first use hold no rows
+                state[f"registry:{table}"] = hash(rows)
+    finally:
+        con.close()
+    return state
 
 
 @pytest.fixture

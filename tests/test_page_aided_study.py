@@ -13,10 +13,11 @@ PAGE = "../pages/reader_study.py"
 
 
 @pytest.fixture
-def ws(seeded_workspace):
+def ws(own_seeded_workspace):
+    """A private copy of the seeded workspace: every test here creates a study and stores readings."""
     from core.store import Workspace
 
-    return Workspace.open(seeded_workspace["root"])
+    return Workspace.open(own_seeded_workspace["root"])
 
 
 def _aided_study(ws, seeded, washout: float) -> str:
@@ -54,8 +55,8 @@ def _grade_all(at: AppTest, n: int, class_index: int) -> AppTest:
     return _ok(at.button(key="rs_finish").click().run())
 
 
-def test_unaided_then_aided_session(ws, seeded_workspace):
-    aided_id = _aided_study(ws, seeded_workspace, washout=0.0)
+def test_unaided_then_aided_session(ws, own_seeded_workspace):
+    aided_id = _aided_study(ws, own_seeded_workspace, washout=0.0)
     reader = f"dr-{uuid.uuid4().hex[:6]}"
     at = _join(aided_id, reader)
     assert any("Unaided session: the model's output is not shown" in c.value for c in at.caption)
@@ -71,8 +72,8 @@ def test_unaided_then_aided_session(ws, seeded_workspace):
     assert any("confusion matrix" in m.value for m in at.markdown)
 
 
-def test_washout_keeps_the_aided_session_closed(ws, seeded_workspace):
-    aided_id = _aided_study(ws, seeded_workspace, washout=28.0)
+def test_washout_keeps_the_aided_session_closed(ws, own_seeded_workspace):
+    aided_id = _aided_study(ws, own_seeded_workspace, washout=28.0)
     at = _grade_all(_join(aided_id, f"dr-{uuid.uuid4().hex[:6]}"), 4, class_index=1)
     assert any("opens after the washout" in i.value for i in at.info)
     assert not _has_model_output(at)

@@ -17,7 +17,8 @@ def _decision_chart(at):
     raise AssertionError("no decision curve on the page")
 
 
-def test_decision_curve_tab(seeded_workspace):
+def test_decision_curve_tab(own_seeded_workspace):
+    seeded_workspace = own_seeded_workspace  # the page stores what it is given: keep it out of the shared workspace
     at = open_page("../pages/performance.py", run_id=seeded_workspace["run_id"],
                    test_set_id=seeded_workspace["test_set_id"])
     assert "Decision curve" in [t.label for t in at.tabs]

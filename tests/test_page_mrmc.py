@@ -75,7 +75,7 @@ def test_planning_reacts_to_the_inputs():
     assert at.metric[0].value != before
 
 
-@pytest.mark.usefixtures("seeded_workspace")
+@pytest.mark.usefixtures("own_seeded_workspace")
 def test_experts_page_has_the_mrmc_tab():
     at = open_page("../pages/experts.py", timeout=120)
     assert [t.label for t in at.tabs][:3] == ["Readers vs model", "Readings: import and export", "MRMC study"]

@@ -35,7 +35,8 @@ def _table(at: AppTest, *columns: str):
     raise AssertionError(f"no table with columns {columns}")
 
 
-def test_headline_cards_charts_and_tables_render(seeded_workspace):
+def test_headline_cards_charts_and_tables_render(own_seeded_workspace):
+    seeded_workspace = own_seeded_workspace  # opening the page saves the selection: keep it out of the shared workspace
     at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
     metrics = _metrics(at)
     assert all(label in metrics for label in HEADLINE)
@@ -77,7 +78,8 @@ def test_threshold_moves_every_number_and_follows_the_user(own_seeded_workspace)
     assert _metrics(again)["Specificity"] == "100.0%"
 
 
-def test_target_sensitivity_sets_the_operating_point(seeded_workspace):
+def test_target_sensitivity_sets_the_operating_point(own_seeded_workspace):
+    seeded_workspace = own_seeded_workspace  # the page stores what it is given: keep it out of the shared workspace
     at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
     at.radio(key="perf_rule").set_value("sensitivity").run()
     at.slider(key="perf_target_sens").set_value(1.0).run()
@@ -87,7 +89,8 @@ def test_target_sensitivity_sets_the_operating_point(seeded_workspace):
     at.radio(key="perf_rule").set_value("threshold").run()
 
 
-def test_confusion_cell_lists_its_cases_with_thumbnails(seeded_workspace):
+def test_confusion_cell_lists_its_cases_with_thumbnails(own_seeded_workspace):
+    seeded_workspace = own_seeded_workspace  # the page stores what it is given: keep it out of the shared workspace
     at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
     at.slider(key="perf_threshold").set_value(0.0).run()  # every case called urgent: cells off the diagonal fill
     at.selectbox(key="perf_cell_true").set_value("NORMAL").run()
@@ -100,7 +103,8 @@ def test_confusion_cell_lists_its_cases_with_thumbnails(seeded_workspace):
     at.slider(key="perf_threshold").set_value(0.5).run()
 
 
-def test_penalty_matrix_in_use_drives_the_weighted_error(seeded_workspace):
+def test_penalty_matrix_in_use_drives_the_weighted_error(own_seeded_workspace):
+    seeded_workspace = own_seeded_workspace  # opening the page saves the selection: keep it out of the shared workspace
     uniform = (np.ones((4, 4)) - np.eye(4)).tolist()
     at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"],
                penalty_matrix={"oct-kermany": uniform}, penalty_matrix_name={"oct-kermany": "uniform"})

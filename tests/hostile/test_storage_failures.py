@@ -65,9 +65,10 @@ def test_cli_on_a_full_disk_names_the_workspace_and_the_cause_without_a_tracebac
                      r"the disk \(or your quota\) is full", stderr), stderr
 
 
-def test_reader_page_keeps_an_unstored_answer_and_retries_it(seeded_workspace, monkeypatch):
+def test_reader_page_keeps_an_unstored_answer_and_retries_it(own_seeded_workspace, monkeypatch):
     """The failure is injected at the core call (a full disk cannot be made inside the test process, where
     pytest itself writes files); the storage message is the one record_answer gives on a full disk (above)."""
+    seeded_workspace = own_seeded_workspace  # the page stores what it is given: keep it out of the shared workspace
     from core.data import load_dataset
     from core.store import Workspace
     from dashboard import reader_ui
