@@ -20,6 +20,7 @@ from dashboard import state
 from dashboard.access_ui import current_actor, reader_code_input
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers
+from dashboard.lifecycle_ui import STUDY, manage_panel, restore_panel, show_lifecycle_message
 from dashboard.widgets import plain, show_error
 
 NEW_STUDY = "__new__"
@@ -144,6 +145,11 @@ def start_screen(ws: Workspace) -> None:
     if allowed(current_actor(), "create_study"):
         labels[NEW_STUDY] = "New study..."
     study_id = st.selectbox("Study", list(labels), format_func=labels.get, key="rs_study")
+    if allowed(current_actor(), "edit_records"):  # staff tidy studies here; readers never see these controls
+        show_lifecycle_message()
+        if study_id != NEW_STUDY:
+            manage_panel(ws, STUDY, next(s for s in studies if s["id"] == study_id), key="rs_manage")
+        restore_panel(ws, STUDY, key="rs_restore")
     if study_id == NEW_STUDY:
         _new_study_form(ws, row, task)
         return

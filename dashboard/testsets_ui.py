@@ -17,6 +17,7 @@ from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, regis
 from core.data.tasks import list_tasks
 from core.errors import SKIP_BAD_HINT, InputError, run_job
 from core.store import Workspace
+from core.train.progress import measured_rate
 from dashboard import state
 from dashboard.access_ui import current_actor
 from dashboard.audit_ui import start_audit_after_adding
@@ -165,6 +166,9 @@ def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> No
         job["total"] = len(ds)
 
         def progress(done: int, total: int) -> None:
+            point = (time.time(), int(done))
+            job.setdefault("first_batch", point)  # the rate is measured from here: model loading is not in it
+            job["last_batch"] = point
             job["done"], job["total"] = int(done), int(total)
 
         frame = predict(run_id, ds, workspace=ws, dataset_id=test_set_id, progress=progress)
@@ -192,15 +196,25 @@ def get_job(ws: Workspace, run_id: str, test_set_id: str) -> dict | None:
     return _job_store()["jobs"].get(_job_key(ws, run_id, test_set_id))
 
 
-def _job_progress(job: dict) -> None:
+def job_progress_text(job: dict, now: float) -> tuple[float, str]:
+    """(fraction done, text) of a background inference job: the rate measured over its batches, the time left
+    counting down from the last batch."""
     done, total = job.get("done") or 0, job.get("total")
-    elapsed = time.time() - job["started"]
-    if total:
-        eta = elapsed / done * (total - done) if done else None
-        text = f"Running the model: {done:,} / {total:,} images" + (f", about {eta:.0f} s left" if eta else "")
-        st.progress(min(1.0, done / total), text=text)
-    else:
-        st.progress(0.0, text="Loading the model and the test set...")
+    if not total:
+        return 0.0, "Loading the model and the test set..."
+    rate, eta = (measured_rate(job["first_batch"], job["last_batch"], total, now=now)
+                 if "first_batch" in job else (None, None))
+    text = f"Running the model: {done:,} / {total:,} images"
+    if rate is not None:
+        text += f" ({rate:,.1f} images/s), about {eta:.0f} s left"
+    elif done < total:
+        text += ", measuring the rate on the first batches"
+    return min(1.0, done / total), text
+
+
+def _job_progress(job: dict) -> None:
+    fraction, text = job_progress_text(job, time.time())
+    st.progress(fraction, text=text)
 
 
 def open_performance(run_id: str, test_set_id: str, key: str) -> None:

@@ -10,13 +10,13 @@ import streamlit as st
 from core.data.demo import demo_status
 from core.data.ingest import registered_task
 from core.data.tasks import get_task, list_tasks
-from core.plots.training import training_curves_figure
+from core.plots.training import cv_curve_figure, training_curves_figure
 from core.store import Workspace
 from core.train import cancel_run, read_events, reconcile_runs
 from core.metrics.model_operating_point import DEFAULT_TARGET_SENSITIVITY, OPERATING_RULES
 from core.models.preprocess import DEFAULT_FRAMING, FRAMINGS
 from core.train.config import BALANCE, HEAD_FITS, HEADS, MAX_VIEWS, VAL_METRICS, RunConfig, default_backbone
-from core.train.monitor import run_progress, training_curves
+from core.train.monitor import cv_curve, run_progress, training_curves
 from dashboard import state
 from dashboard.access_ui import current_actor
 from dashboard.widgets import show_error, sticky_select
@@ -207,13 +207,21 @@ def _progress_text(progress, status: str) -> str:
         return "Queued: the run process is starting or waiting for a free device slot"
     if progress.phase == "extracting features" and progress.total:
         return f"Extracting features (cached for later runs): {progress.done:,} / {progress.total:,} images"
+    if progress.phase == "fitting the head" and progress.total:
+        if progress.done >= progress.total:
+            return (f"Fitting the head: cross-validation done ({progress.total} folds); final fit on every "
+                    "training image")
+        return (f"Fitting the head: fold {progress.done} of {progress.total} of patient-grouped cross-validation, "
+                "then the final fit")
     if progress.phase == "fitting the head":
         return "Fitting the head: logistic regression, strength chosen by patient-grouped cross-validation"
     if progress.phase == "training" and progress.total:
         return f"Training: step {progress.done:,} / {progress.total:,} (epoch {progress.epoch})"
     if progress.phase == "finished":
         return f"Finished: {status}"
-    return "Starting (loading the model and the data)..."
+    if progress.message:
+        return f"Starting: {progress.message}"
+    return "Starting: the run process is loading PyTorch"
 
 
 def changed_statuses(ws: Workspace, shown: dict[str, str]) -> dict[str, str]:
@@ -248,11 +256,16 @@ def _panel_body(ws: Workspace, run_id: str, smoothing: float, shown: dict[str, s
     cols[4].metric(f"Best {run.get('best_metric_name') or 'metric'}", f"{best:.4f}" if best is not None else "-")
     if progress.message and status in ACTIVE:
         st.text(progress.message)
-    curves = training_curves(events, smoothing)
-    if curves.empty:
-        st.caption("Curves appear after the first training steps.")
-    else:
+    curves, cv = training_curves(events, smoothing), cv_curve(events)
+    if not curves.empty:
         st.plotly_chart(training_curves_figure(curves, smoothing), key=f"train_curves_{run_id}", width="stretch")
+    elif not cv.empty:
+        # The logistic head has no steps: its curve is held-out log loss by strength, filled in fold by fold.
+        st.plotly_chart(cv_curve_figure(cv), key=f"train_cv_{run_id}", width="stretch")
+    elif (run.get("config") or {}).get("head_fit") == "logistic" and run.get("mode") == "features":
+        st.caption("The cross-validation curve appears after the first fold of the head's fit.")
+    else:
+        st.caption("Curves appear after the first training steps.")
     if status in ACTIVE:
         if st.button("Cancel run", key=f"train_cancel_{run_id}", icon=":material/stop_circle:"):
             outcome = cancel_run(run_id, ws, actor=current_actor())

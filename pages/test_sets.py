@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.audit_ui import audit_section
 from dashboard.common import ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
-from dashboard.lifecycle_ui import TEST_SET, manage_panel, show_lifecycle_message
+from dashboard.lifecycle_ui import TEST_SET, manage_panel, restore_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
 
 
@@ -27,8 +27,10 @@ show_added_message()
 show_lifecycle_message()
 
 test_sets = ws.list_datasets(role="test_set")
+restore_panel(ws, TEST_SET, key="testsets_restore")
 if not test_sets:
-    st.info("No test set yet: add one above.", icon=":material/info:")
+    st.info("No test set to show: add one above." if TEST_SET.archived(ws) else "No test set yet: add one above.",
+            icon=":material/info:")
     st.stop()
 by_id = {t["id"]: t for t in test_sets}
 

@@ -13,7 +13,7 @@ from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
 from dashboard.access_ui import current_actor
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, test_set_choice_label
-from dashboard.lifecycle_ui import RUN, manage_panel, show_lifecycle_message
+from dashboard.lifecycle_ui import RUN, manage_panel, restore_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
 from dashboard.widgets import show_error
@@ -57,8 +57,10 @@ if started := st.session_state.pop(state.TRAIN_STARTED, None):
 st.subheader("Runs")
 show_lifecycle_message()
 runs = ws.list_runs()
+restore_panel(ws, RUN, key="train_restore")
 if not runs:
-    st.info("No runs yet: start one above.", icon=":material/info:")
+    st.info("No runs to show: start one above." if RUN.archived(ws) else "No runs yet: start one above.",
+            icon=":material/info:")
     st.stop()
 st.dataframe(run_table(runs), hide_index=True, width="stretch",
              column_config={"best value": st.column_config.NumberColumn(format="%.4f")})

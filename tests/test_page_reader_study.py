@@ -301,3 +301,27 @@ def test_compare_with_model_starts_on_the_run_selected_elsewhere(ws, study, own_
     at.button(key="rs_end_confirm").click().run()
     _ok(at)
     assert at.selectbox(key="rs_results_model").value["run_id"] == seeded["run_id"]
+
+
+def test_staff_rename_archive_and_restore_a_study_readers_never_see_the_controls(ws, study):
+    from core.readers import list_studies
+
+    at = _open()
+    at.selectbox(key="rs_study").set_value(study).run()
+    at.text_input(key=f"rs_manage_name_{study}").input("renamed study").run()
+    _ok(at.button(key=f"rs_manage_rename_{study}").click().run())
+    assert any("Renamed to “renamed study”" in s.value for s in at.success)
+    assert any(o.startswith("renamed study - ") for o in at.selectbox(key="rs_study").options)
+    assert at.button(key=f"rs_manage_archive_{study}").disabled  # until the confirmation is ticked
+    at.checkbox(key=f"rs_manage_confirm_{study}").check().run()
+    _ok(at.button(key=f"rs_manage_archive_{study}").click().run())
+    assert at.selectbox(key="rs_study").options == ["New study..."] and list_studies(ws) == []
+    assert at.selectbox(key="rs_restore_archived").value == study
+    assert at.selectbox(key="rs_restore_archived").options == [f"renamed study ({study})"]
+    _ok(at.button(key="rs_restore_restore").click().run())
+    assert any("Restored the reader study “renamed study”" in s.value for s in at.success)
+    assert any(o.startswith("renamed study - ") for o in at.selectbox(key="rs_study").options)
+
+    reader = open_page(PAGE, timeout=120, role="reader")
+    keys = [w.key or "" for kind in ("button", "checkbox", "text_input", "selectbox") for w in reader.get(kind)]
+    assert not any(k.startswith(("rs_manage", "rs_restore")) for k in keys), keys

@@ -166,7 +166,11 @@ def test_delete_an_uploaded_test_set_and_archive_a_used_one(own_seeded_workspace
     at.checkbox(key=f"testsets_manage_confirm_{used}").check().run()
     at.button(key=f"testsets_manage_delete_{used}").click().run()
     assert any("Archived the test set instead" in s.value for s in at.success)
-    assert ws.get_dataset(used)["archived"] and any("No test set yet" in i.value for i in at.info)
+    assert ws.get_dataset(used)["archived"] and any("No test set to show" in i.value for i in at.info)
+    assert at.selectbox(key="testsets_restore_archived").value == used  # and back with one click
+    at.button(key="testsets_restore_restore").click().run()
+    assert not at.exception and not ws.get_dataset(used)["archived"]
+    assert at.selectbox(key="testsets_preview").value == used
 
 
 def test_runs_with_the_same_name_are_told_apart(own_seeded_workspace):

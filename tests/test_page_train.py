@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import Workspace
-from core.train import reconcile_runs
+from core.train import read_events, reconcile_runs
 from tests.apptest import signed_in_app
 
 FINISH_TIMEOUT_S = 300  # generous: the machine running the suite may be busy
@@ -230,7 +232,12 @@ def test_rename_archive_and_delete_runs_with_confirmation(own_seeded_workspace):
     assert not at.exception
     assert any("Archived the run instead" in s.value and "predictions" in s.value for s in at.success)
     assert ws.get_run(seeded)["archived"] and Path(ws.get_run(seeded)["run_dir"]).exists()
-    assert [r["id"] for r in ws.list_runs()] == [] and any("No runs yet" in i.value for i in at.info)
+    assert [r["id"] for r in ws.list_runs()] == [] and any("No runs to show" in i.value for i in at.info)
+    # The archived run is one click from coming back (it said "No runs yet" with no way back but the CLI).
+    assert at.selectbox(key="train_restore_archived").value == seeded
+    at.button(key="train_restore_restore").click().run()
+    assert not at.exception and not ws.get_run(seeded)["archived"]
+    assert at.selectbox(key="train_selected_run").options and any("Restored the run" in s.value for s in at.success)
 
 
 def _live_panel_script(root: str, selected: str, shown: dict) -> None:
@@ -263,3 +270,31 @@ def test_the_live_panel_reruns_the_page_when_any_shown_run_changes_status(own_se
 
     assert changed_statuses(ws, {other: "succeeded", selected: "queued"}) == {}  # nothing new: no rerun
     assert changed_statuses(ws, {other: "running"}) == {other: "succeeded"}
+
+
+def test_a_logistic_head_shows_its_cross_validation_curve_fold_by_fold(own_seeded_workspace):
+    """The default head has no epochs: its live curve is held-out log loss by strength, filled in per fold."""
+    ws = Workspace.open(own_seeded_workspace["root"])
+    at = _page()
+    _tiny_recipe(at, epochs=1, name="tiny logistic run")
+    at.selectbox(key="train_head_fit").set_value("logistic").run()
+    before = {r["id"] for r in ws.list_runs()}
+    at.button(key="train_start").click().run()
+    (run,) = [r for r in ws.list_runs() if r["id"] not in before]
+    deadline = time.time() + FINISH_TIMEOUT_S
+    while ws.get_run(run["id"])["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(1)
+        reconcile_runs(ws)
+    assert ws.get_run(run["id"])["status"] == "succeeded", ws.get_run(run["id"])["error"]
+    folds = read_events(ws.get_run(run["id"])["run_dir"], "cv_fold")
+    assert [e["fold"] for e in folds] == list(range(1, folds[-1]["folds"] + 1)) and len(folds) >= 2
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Patient-grouped cross-validation of the logistic head" in _chart_titles(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    chosen = next(t for t in spec["data"] if t["name"] == "chosen")
+    summary = json.loads((Path(ws.get_run(run["id"])["run_dir"]) / "summary.json").read_text())
+    chosen_x = chosen["x"] if isinstance(chosen["x"], list) else np.frombuffer(  # plotly's typed-array form
+        base64.b64decode(chosen["x"]["bdata"]), dtype=chosen["x"]["dtype"]).tolist()
+    assert chosen_x == [summary["probe"]["C"]]
+    assert not any("Curves appear" in c.value for c in at.caption)

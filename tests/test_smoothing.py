@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core.errors import InputError
-from core.train.monitor import run_progress, training_curves
+from core.train.monitor import cv_curve, run_progress, training_curves
+from core.train.progress import measured_rate
 from core.train.smoothing import ema_smooth
 
 
@@ -103,6 +104,27 @@ def test_progress_phases():
     assert run_progress(events[:4], "running").phase == "extracting features"
 
 
+def test_logistic_head_fit_moves_fold_by_fold_and_draws_its_curve():
+    folds = [{"type": "cv_fold", "fold": k, "folds": 5, "eta_s": 2.0 * (6 - k), "time": 5.5 + k,
+              "log_loss": [{"C": 0.01, "log_loss": 0.9 - 0.01 * k}, {"C": 0.1, "log_loss": 0.6},
+                           {"C": 1.0, "log_loss": 0.8}]} for k in range(1, 6)]
+    events = _events()[:4] + folds[:2]
+    fitting = run_progress(events, "running")
+    assert (fitting.phase, fitting.done, fitting.total) == ("fitting the head", 2, 5)
+    assert fitting.fraction == pytest.approx(2 / 6) and fitting.eta_s == 8.0  # five folds, then the final fit
+    curve = cv_curve(events)
+    assert list(curve.C) == [0.01, 0.1, 1.0] and list(curve.log_loss) == pytest.approx([0.88, 0.6, 0.8])
+    assert set(curve.folds_done) == {2} and not curve.chosen.any()
+    done = cv_curve(_events()[:4] + folds + [{"type": "cv", "C": 0.1, "log_loss": 0.6, "chosen": True},
+                                             {"type": "cv", "C": 1.0, "log_loss": 0.8, "chosen": False}])
+    assert list(done.chosen) == [False, True, False] and list(done.log_loss)[0] == pytest.approx(0.85)
+    # A run from before fold records: the final per-C records alone.
+    old = cv_curve([{"type": "cv", "C": 1.0, "log_loss": 0.8, "chosen": False},
+                    {"type": "cv", "C": 0.1, "log_loss": 0.6, "chosen": True}])
+    assert list(old.C) == [0.1, 1.0] and list(old.chosen) == [True, False]
+    assert cv_curve(_events()).empty
+
+
 def test_curves_table_smooths_each_series_separately():
     curves = training_curves(_events(), smoothing=0.6)
     train_loss = curves[(curves.split == "train") & (curves.metric == "loss")]
@@ -113,3 +135,27 @@ def test_curves_table_smooths_each_series_separately():
     # A missing accuracy (None) is left out, not plotted as zero.
     assert len(curves[(curves.split == "train") & (curves.metric == "accuracy")]) == 1
     assert training_curves([], 0.6).empty
+
+
+def test_rate_comes_from_the_batches_and_the_time_left_counts_down():
+    # 32 images done 4 s after the first batch of 32: 8 images/s, 96 left = 12 s, less the time since that batch.
+    assert measured_rate((100.0, 32), (104.0, 64), 160) == (8.0, 12.0)
+    assert measured_rate((100.0, 32), (104.0, 64), 160, now=110.0) == (8.0, 6.0)
+    assert measured_rate((100.0, 32), (104.0, 64), 160, now=200.0) == (8.0, 0.0)
+    assert measured_rate((100.0, 32), (100.0, 32), 160) == (None, None)  # one batch: no rate yet
+
+
+def test_inference_time_left_does_not_grow_while_a_batch_is_on_its_way():
+    from dashboard.testsets_ui import job_progress_text
+
+    # The reported defect: stuck at 64/160, the estimate grew from 23 s to 51 s (elapsed since the start, model
+    # loading included, over images done). Measured per batch it counts down.
+    job = {"status": "running", "started": 80.0, "done": 64, "total": 160, "first_batch": (100.0, 32),
+           "last_batch": (104.0, 64)}
+    fraction, text = job_progress_text(job, now=105.0)
+    assert fraction == pytest.approx(0.4) and "64 / 160 images (8.0 images/s), about 11 s left" in text
+    assert "about 1 s left" in job_progress_text(job, now=115.0)[1]
+    first_only = {**job, "done": 32, "last_batch": (100.0, 32)}
+    assert "measuring the rate" in job_progress_text(first_only, now=101.0)[1]
+    assert job_progress_text({"status": "running", "started": 80.0, "done": 0, "total": None}, 81.0)[1].startswith(
+        "Loading the model")

@@ -135,3 +135,63 @@ def test_roles_decide_who_may_delete_rename_or_archive(workspace):
     assert workspace.get_run(run_id) is not None and (workspace.runs_dir / run_id).exists()
     assert rename_run(workspace, run_id, "renamed", actor=researcher) == "renamed"
     assert delete_run(workspace, run_id, actor=Actor("boss", ADMIN)).outcome == "deleted"
+
+
+def _study(ws: Workspace, name: str) -> str:
+    from core.readers import create_study
+
+    return create_study(ws, "ts-1", ["a.png", "b.png", "c.png"], "oct-kermany", name=name)
+
+
+def test_a_study_no_reader_joined_is_deleted_one_with_answers_is_archived_and_closed(workspace):
+    from core.readers import join_study, list_studies, record_answer
+    from core.readers.lifecycle import archive_study, delete_study, rename_study, users_of_study
+
+    empty, graded = _study(workspace, "pilot"), _study(workspace, "main study")
+    join_study(workspace, graded, "dr-a")
+    record_answer(workspace, graded, "dr-a", "a.png", "CNV")
+    assert users_of_study(workspace, empty) == [] and users_of_study(workspace, graded) == ["1 answer(s) by 1 reader(s)"]
+    assert delete_study(workspace, empty).outcome == "deleted"
+    with workspace.connect() as con:  # its image list went with it
+        assert con.execute("SELECT COUNT(*) FROM study_items WHERE study_id=?", (empty,)).fetchone()[0] == 0
+    removal = delete_study(workspace, graded)
+    assert removal.outcome == "archived" and removal.users == ("1 answer(s) by 1 reader(s)",)
+    assert [s["id"] for s in list_studies(workspace)] == []  # hidden from the pickers
+    assert [s["id"] for s in list_studies(workspace, include_archived=True)] == [graded]
+    with workspace.connect() as con:  # the clinician's answer is kept
+        assert con.execute("SELECT label FROM answers WHERE study_id=?", (graded,)).fetchone()[0] == "CNV"
+    with pytest.raises(InputError, match="'main study' was archived: it takes no more readers or answers"):
+        record_answer(workspace, graded, "dr-a", "b.png", "DME")
+    with pytest.raises(InputError, match="was archived"):
+        join_study(workspace, graded, "dr-b")
+    archive_study(workspace, graded, restore=True)
+    record_answer(workspace, graded, "dr-a", "b.png", "DME")  # open again
+    other = _study(workspace, "second")
+    with pytest.raises(InputError, match="a reader study named 'main study' already exists"):
+        rename_study(workspace, other, " MAIN  study ")
+    assert rename_study(workspace, other, "  second   reading ") == "second reading"
+
+
+def test_studies_command_line_and_roles(workspace):
+    from core.readers.lifecycle import delete_study, rename_study
+    from core.store.access import READER, RESEARCHER, AccessDenied, Actor
+
+    study_id = _study(workspace, "tidy me")
+    with pytest.raises(AccessDenied, match=f"reader study {study_id}: not allowed"):
+        rename_study(workspace, study_id, "x", actor=Actor("r1", READER))
+    with pytest.raises(AccessDenied, match="delete data needs the role admin"):
+        delete_study(workspace, study_id, actor=Actor("res", RESEARCHER))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "core", "studies", "--workspace", str(workspace.root), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    listed = cli("list")
+    assert listed.returncode == 0 and study_id in listed.stdout and "0 reader(s), 0 finished" in listed.stdout
+    assert cli("rename", study_id, "tidied").returncode == 0
+    assert cli("archive", study_id).returncode == 0 and study_id not in cli("list").stdout
+    assert "tidied  [archived]" in cli("list", "--all").stdout
+    assert cli("restore", study_id).returncode == 0 and "[archived]" not in cli("list").stdout
+    assert cli("delete", study_id).stdout.strip() == f"deleted {study_id}"
+    missing = cli("delete", "study-nope")
+    assert missing.returncode == 2 and "reader study 'study-nope' does not exist" in missing.stderr

@@ -86,6 +86,17 @@ def test_only_original_rows_are_scored_out_of_fold():
     assert not np.isnan(fit.oof_probabilities).any()
 
 
+def test_each_fold_reports_the_curve_so_far_and_the_last_is_the_final_curve():
+    x, y = _blobs(k=3)
+    seen = []
+    fit = fit_logistic_probe(x, y, np.arange(len(x)) // 2, num_classes=3,
+                             on_fold=lambda done, folds, losses: seen.append((done, folds, dict(losses))))
+    assert [(d, f) for d, f, _ in seen] == [(i, 5) for i in range(1, 6)]
+    assert all(set(losses) == set(DEFAULT_CS) for _, _, losses in seen)
+    assert seen[-1][2] == pytest.approx(fit.cv_log_loss)  # all folds pooled: the curve C was chosen on
+    assert seen[0][2] != pytest.approx(fit.cv_log_loss)   # one fold's held-out rows only
+
+
 def test_probe_refuses_one_class_and_mismatched_rows():
     with pytest.raises(InputError, match="one class"):
         fit_logistic_probe(np.ones((4, 3)), np.zeros(4), np.arange(4), num_classes=2)

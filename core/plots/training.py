@@ -40,3 +40,27 @@ def training_curves_figure(curves: pd.DataFrame, smoothing: float | None = None,
                       legend={"orientation": "h", "y": -0.25}, title={"text": "Training curves" + caption,
                                                                      "font": {"size": 14}})
     return fig
+
+
+def cv_curve_figure(cv: pd.DataFrame, height: int = 320) -> go.Figure:
+    """The logistic head's cross-validation curve (core.train.monitor.cv_curve's table): held-out log loss against
+    the regularisation strength C on a log axis, the chosen C marked. Draws, computes nothing."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=cv["C"], y=cv["log_loss"], mode="lines+markers", name="held-out log loss",
+                             line={"color": SPLIT_COLOURS["validation"], "width": 2.5},
+                             hovertemplate="C %{x:g}: log loss %{y:.4f}<extra></extra>"))
+    chosen = cv[cv["chosen"]]
+    if not chosen.empty:
+        fig.add_trace(go.Scatter(x=chosen["C"], y=chosen["log_loss"], mode="markers", name="chosen",
+                                 marker={"symbol": "star", "size": 16, "color": SPLIT_COLOURS["train"]},
+                                 hovertemplate="chosen C %{x:g}: log loss %{y:.4f}<extra></extra>"))
+    folds_done, folds = (cv["folds_done"].iloc[0], cv["folds"].iloc[0]) if len(cv) else (None, None)
+    progress = (f" - {int(folds_done)} of {int(folds)} folds" if folds_done is not None and folds_done == folds_done
+                and folds_done < folds else "")
+    fig.update_xaxes(type="log", title_text="Regularisation strength C (inverse; larger = weaker)")
+    fig.update_yaxes(title_text="Held-out log loss (lower is better)")
+    fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 60, "b": 50},
+                      legend={"orientation": "h", "y": -0.3},
+                      title={"text": "Patient-grouped cross-validation of the logistic head" + progress,
+                             "font": {"size": 14}})
+    return fig

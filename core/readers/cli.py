@@ -10,6 +10,9 @@ from pathlib import Path
 from core.errors import InputError
 from core.metrics.mrmc_design import DESIGNS
 from core.metrics.mrmc_figures import COVARIANCES, FIGURES
+from core.readers import lifecycle
+from core.readers.study import list_studies
+from core.store.lifecycle_cli import LifecycleCommands, add_lifecycle_command
 
 
 def register(subparsers) -> None:
@@ -34,6 +37,15 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="result.json",
                         help="where to write the result (default: print to standard output)")
     parser.set_defaults(func=run_mrmc)
+    add_lifecycle_command(subparsers, STUDIES)
+
+
+# `python -m core studies list|rename|archive|restore|delete`: the runs' clean-up commands, for reader studies.
+STUDIES = LifecycleCommands(
+    "studies", "reader study", "readers' answers or an aided study",
+    lambda ws, everything: list_studies(ws, include_archived=everything),
+    lifecycle.rename_study, lifecycle.archive_study, lifecycle.delete_study,
+    status=lambda s: f"{s['n_readers']} reader(s), {s['n_done']} finished")
 
 
 def run_mrmc(args: argparse.Namespace) -> int:

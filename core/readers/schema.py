@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS reader_studies (
     task TEXT NOT NULL,                   -- the task as JSON (custom tasks are not in the presets)
     subset_size INTEGER NOT NULL,
     seed INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    archived REAL                         -- NULL = shown, a time = archived then (hidden, kept)
 );
 CREATE TABLE IF NOT EXISTS study_items (
     study_id TEXT NOT NULL,
@@ -70,3 +71,9 @@ def ensure_schema(con: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             con.execute(statement)
+    if "archived" not in {r[1] for r in con.execute("PRAGMA table_info(reader_studies)")}:
+        try:  # a workspace made before studies could be archived
+            con.execute("ALTER TABLE reader_studies ADD COLUMN archived REAL")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it first
+                raise

@@ -82,6 +82,7 @@ class Study:
     subset_size: int
     seed: int
     created: float
+    archived: float | None = None  # when staff archived it (hidden from the pickers, kept)
 
 
 def stable_seed(*parts) -> int:
@@ -166,7 +167,16 @@ def _study(con, study_id: str) -> Study:
     if row is None:
         raise InputError(f"reader study {study_id!r} does not exist")
     return Study(row["id"], row["name"], row["test_set_id"], task_from_dict(json.loads(row["task"])),
-                 row["subset_size"], row["seed"], row["created"])
+                 row["subset_size"], row["seed"], row["created"], row["archived"])
+
+
+def _open_study(con, study_id: str) -> Study:
+    """The study, refused when archived: an archived study takes no more readers and no more answers."""
+    study = _study(con, study_id)
+    if study.archived is not None:
+        raise InputError(f"reader study {study.name!r} was archived: it takes no more readers or answers "
+                         "(staff can restore it on the Reader study page)")
+    return study
 
 
 def get_study(ws: Workspace, study_id: str) -> Study:
@@ -175,17 +185,18 @@ def get_study(ws: Workspace, study_id: str) -> Study:
         return _study(con, study_id)
 
 
-def list_studies(ws: Workspace, test_set_id: str | None = None) -> list[dict]:
-    """Studies (newest first) with how many readers joined and finished."""
+def list_studies(ws: Workspace, test_set_id: str | None = None, *, include_archived: bool = False) -> list[dict]:
+    """Studies (newest first) with how many readers joined and finished; archived ones only when asked."""
     with ws.connect() as con:
         ensure_schema(con)
         rows = con.execute(
-            "SELECT s.id, s.name, s.test_set_id, s.subset_size, s.seed, s.created, "
+            "SELECT s.id, s.name, s.test_set_id, s.subset_size, s.seed, s.created, s.archived, "
             "json_extract(s.task, '$.name') AS task, COUNT(r.reader_id) AS n_readers, "
             "SUM(CASE WHEN r.status != 'reading' THEN 1 ELSE 0 END) AS n_done "
             "FROM reader_studies s LEFT JOIN readers r ON r.study_id = s.id "
-            "WHERE (? IS NULL OR s.test_set_id = ?) GROUP BY s.id ORDER BY s.created DESC",
-            (test_set_id, test_set_id)).fetchall()
+            "WHERE (? IS NULL OR s.test_set_id = ?) AND (? OR s.archived IS NULL) "
+            "GROUP BY s.id ORDER BY s.created DESC",
+            (test_set_id, test_set_id, include_archived)).fetchall()
     return [{**dict(r), "n_done": int(r["n_done"] or 0)} for r in rows]
 
 
@@ -219,7 +230,7 @@ def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | Non
     authenticate_reader(ws, reader_id, password, required=is_formal_study(ws, study_id))
     with ws.connect() as con:
         ensure_schema(con)
-        study = _study(con, study_id)
+        study = _open_study(con, study_id)
         row = con.execute("SELECT * FROM readers WHERE study_id=? AND reader_id=?", (study_id, reader_id)).fetchone()
         if row is not None:
             order = json.loads(row["item_order"])
@@ -317,7 +328,7 @@ def record_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, l
             raise InputError(f"seconds must be a non-negative number, got {seconds!r}")
     with ws.connect() as con:
         ensure_schema(con)
-        study = _study(con, study_id)
+        study = _open_study(con, study_id)
         row = _reader(con, study_id, reader_id)
         if row["status"] != READING:
             raise InputError(f"reader {reader_id!r} has finished study {study_id!r}; answers are locked")

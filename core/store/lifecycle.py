@@ -1,4 +1,5 @@
-"""Cleaning up: rename, archive and delete runs and test sets; a record others use is archived, never destroyed."""
+"""Cleaning up: rename, archive and delete runs and test sets; a record others use is archived, never destroyed.
+(Reader studies follow the same rules in core/readers/lifecycle.py.)"""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from core.errors import InputError
 from core.store.access import SHELL, AccessDenied, Actor, require
@@ -81,7 +83,7 @@ def _not_active(run: dict, action: str) -> None:
                          f"{action} it")
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str) -> str:
     name = " ".join(str(name or "").split())
     if not name:
         raise InputError("a new name must not be empty")
@@ -93,7 +95,7 @@ def _clean_name(name: str) -> str:
 def rename_run(ws: Workspace, run_id: str, name: str, *, actor: Actor = SHELL) -> str:
     run = _run(ws, run_id)
     check_permission(actor, "rename", "run", run_id)
-    name = _clean_name(name)
+    name = clean_name(name)
     ws.rename("runs", run["id"], name)
     return name
 
@@ -113,11 +115,11 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _archive_if_used(ws: Workspace, table: str, record_id: str, users: list[str]) -> Removal | None:
+def archive_if_used(record_id: str, users: list[str], archive: Callable[[], None]) -> Removal | None:
     """Archive (not delete) a record that others use; None when nothing uses it."""
     if not users:
         return None
-    ws.set_archived(table, record_id, True)
+    archive()
     return Removal(record_id, "archived", tuple(users))
 
 
@@ -126,7 +128,7 @@ def delete_run(ws: Workspace, run_id: str, *, actor: Actor = SHELL) -> Removal:
     run = _run(ws, run_id)
     check_permission(actor, "delete", "run", run_id)
     _not_active(run, "delete")
-    if archived := _archive_if_used(ws, "runs", run_id, users_of_run(ws, run_id)):
+    if archived := archive_if_used(run_id, users_of_run(ws, run_id), lambda: ws.set_archived("runs", run_id, True)):
         return archived
     removed = []
     run_dir = Path(run["run_dir"])
@@ -148,7 +150,7 @@ def _test_set(ws: Workspace, dataset_id: str) -> dict:
 def rename_test_set(ws: Workspace, dataset_id: str, name: str, *, actor: Actor = SHELL) -> str:
     _test_set(ws, dataset_id)
     check_permission(actor, "rename", "test_set", dataset_id)
-    name = _clean_name(name)
+    name = clean_name(name)
     ws.rename("datasets", dataset_id, name)
     return name
 
@@ -164,7 +166,8 @@ def delete_test_set(ws: Workspace, dataset_id: str, *, actor: Actor = SHELL) -> 
     from is never touched. A test set other records use is archived instead."""
     record = _test_set(ws, dataset_id)
     check_permission(actor, "delete", "test_set", dataset_id)
-    if archived := _archive_if_used(ws, "datasets", dataset_id, users_of_test_set(ws, dataset_id)):
+    if archived := archive_if_used(dataset_id, users_of_test_set(ws, dataset_id),
+                                   lambda: ws.set_archived("datasets", dataset_id, True)):
         return archived
     removed = []
     source = Path(record["source"])

@@ -110,6 +110,8 @@ def train_features_mode(ctx: RunContext, progress_factory) -> dict:
     if channels_last:
         extractor.to(memory_format=torch.channels_last)
     preprocessing = preprocess_config(cfg.backbone, cfg.image_size, framing=cfg.framing)
+    ctx.events.write("status", status="running", stage="first batch", message="feature extraction: checking the "
+                     "cache and reading the first batch of images")
     features, cache_stats = _features_for_run(ctx, extractor, preprocessing, amp, channels_last)
     if features is None:
         return {"cancelled": True, "epochs_run": 0}
@@ -145,8 +147,16 @@ def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tup
     started = time.perf_counter()
     ctx.events.write("status", status="running", message=f"fitting the logistic head on {len(rows)} images "
                      f"({len(x)} rows with acquisition views); strength chosen by patient-grouped CV")
+
+    def fold_done(done: int, folds: int, losses: dict[float, float]) -> None:
+        # The cross-validation curve as it fills in, fold by fold, with the rate the folds take.
+        elapsed = time.perf_counter() - started
+        ctx.events.write("cv_fold", fold=done, folds=folds, elapsed_s=elapsed,
+                         eta_s=elapsed / done * (folds - done + 1),  # + the final fit on every image
+                         log_loss=[{"C": c, "log_loss": v} for c, v in losses.items()])
+
     fit = fit_logistic_probe(x, y, groups, num_classes=ctx.num_classes, kind=ctx.kind, balance=cfg.balance,
-                             seed=cfg.seed, original=original)
+                             seed=cfg.seed, original=original, on_fold=fold_done)
     for c, loss in fit.cv_log_loss.items():
         ctx.events.write("cv", C=c, log_loss=loss, chosen=c == fit.C)
     head = create_head(feature_dim, ctx.num_classes, "linear").to(ctx.device)

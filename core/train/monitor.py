@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from core.train.progress import measured_rate
 from core.train.smoothing import DEFAULT_SMOOTHING, ema_smooth
 
 CURVE_METRICS = ("loss", "accuracy")
 CURVE_COLUMNS = ["split", "metric", "step", "epoch", "value", "smoothed"]
+CV_COLUMNS = ["C", "log_loss", "folds_done", "folds", "chosen"]
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,18 @@ def run_progress(events: list[dict], status: str | None = None) -> RunProgress:
     last_step_time = steps[-1].get("time", 0) if steps else None
     if extracts and (last_step_time is None or last_extract_time > last_step_time):
         done, total = int(extracts[-1].get("done") or 0), int(extracts[-1].get("total") or 0)
-        if total and done >= total and any(e.get("time", 0) > last_extract_time for e in statuses):
-            # Features are in; the logistic head is being fitted (cross-validated, no steps to count).
-            return RunProgress("fitting the head", None, None, None, None, **common)
+        folds = [e for e in events if e.get("type") == "cv_fold" and e.get("time", 0) > last_extract_time]
+        if total and done >= total and (folds or any(e.get("time", 0) > last_extract_time for e in statuses)):
+            # Features are in; the logistic head is being fitted: cross-validation folds, then the final fit.
+            if not folds:
+                return RunProgress("fitting the head", None, None, None, None, **common)
+            fold, n_folds = int(folds[-1].get("fold") or 0), int(folds[-1].get("folds") or 0)
+            return RunProgress("fitting the head", fold / (n_folds + 1) if n_folds else None, fold, n_folds,
+                               _number(folds[-1].get("eta_s")), **common)
         first = extracts[0]
-        eta = None
-        elapsed = float(extracts[-1].get("time", 0)) - float(first.get("time", 0))
-        gained = done - int(first.get("done") or 0)
-        if gained > 0 and elapsed > 0 and total:
-            rate = gained / elapsed
-            eta = (total - done) / rate
+        rate, eta = measured_rate((float(first.get("time", 0)), int(first.get("done") or 0)),
+                                  (float(last_extract_time or 0), done), total)
+        if rate is not None:
             common["images_per_s"] = rate
         return RunProgress("extracting features", done / total if total else None, done, total, eta, **common)
     if steps:
@@ -111,3 +115,21 @@ def training_curves(events: list[dict], smoothing: float = DEFAULT_SMOOTHING) ->
     for _, index in frame.groupby(["split", "metric"]).groups.items():
         frame.loc[index, "smoothed"] = ema_smooth(frame.loc[index, "value"].to_numpy(), smoothing)
     return frame[CURVE_COLUMNS]
+
+
+def cv_curve(events: list[dict]) -> pd.DataFrame:
+    """The logistic head's cross-validation curve: held-out log loss by regularisation strength C, from the latest
+    fold record (pooled over the folds done so far); `chosen` marks the C kept once the fit is done."""
+    folds = [e for e in events if e.get("type") == "cv_fold"]
+    chosen = {float(e["C"]) for e in events if e.get("type") == "cv" and e.get("chosen") and e.get("C") is not None}
+    if not folds:
+        # Runs from before fold records: the final per-C records alone.
+        rows = [{"C": float(e["C"]), "log_loss": _number(e.get("log_loss")), "folds_done": None, "folds": None}
+                for e in events if e.get("type") == "cv" and e.get("C") is not None]
+    else:
+        last = folds[-1]
+        rows = [{"C": float(p["C"]), "log_loss": _number(p.get("log_loss")), "folds_done": int(last["fold"]),
+                 "folds": int(last["folds"])} for p in last.get("log_loss") or [] if p.get("C") is not None]
+    frame = pd.DataFrame(rows, columns=CV_COLUMNS[:-1]).dropna(subset=["log_loss"])
+    frame["chosen"] = frame["C"].isin(chosen)
+    return frame.sort_values("C").reset_index(drop=True)[CV_COLUMNS]

@@ -139,13 +139,16 @@ def _splits(y: np.ndarray, groups: np.ndarray, folds: int, seed: int, multilabel
 
 def fit_logistic_probe(features, targets, groups, *, num_classes: int, kind: str = "multiclass",
                        balance: str = "none", seed: int = 0, Cs=DEFAULT_CS, folds: int = DEFAULT_FOLDS,
-                       original=None) -> ProbeFit:
+                       original=None, on_fold=None) -> ProbeFit:
     """Choose C by grouped k-fold CV (mean held-out log loss on original rows), then refit on every row.
 
     features (n, d); targets class indices (n,) or a 0/1 matrix (n, k) for multi-label; groups (n,) patient ids
     (every view of an image and every image of a patient share one); `original` (n,) marks rows that are images
     as stored (not augmented views): only they are scored and returned out of fold. With fewer than 2 groups no CV
     is possible and the middle C is used.
+
+    `on_fold(done, folds, {C: held-out log loss so far})`, when given, is called after each fold: the curve a live
+    view draws while the fit goes on (the held-out rows of the folds done so far, pooled as at the end).
     """
     x = np.asarray(features, dtype=np.float64)
     # Centred features give the same model (the intercept is not penalised) but lbfgs converges ~5x faster on
@@ -171,15 +174,20 @@ def fit_logistic_probe(features, targets, groups, *, num_classes: int, kind: str
     oof_by_c: dict[float, np.ndarray] = {}
     if splits:
         oof = {c: np.full((len(x), num_classes), np.nan) for c in Cs}
-        for train, held in splits:
+        scored_so_far = np.zeros(len(x), dtype=bool)
+        for done, (train, held) in enumerate(splits, start=1):
             held = held[original[held]]
-            if len(held) == 0 or (not multilabel and len(np.unique(y[train])) < 2):
-                continue
-            fitter = _Fitter(Cs[0], balanced, seed, n_out)
-            for c in Cs:  # warm-started path from strong to weak regularisation
-                fitter.set_C(c)
-                fitter.fit(x[train], y[train], multilabel)
-                oof[c][held] = fitter.probabilities(x[held], multilabel, num_classes)
+            if len(held) and (multilabel or len(np.unique(y[train])) >= 2):
+                fitter = _Fitter(Cs[0], balanced, seed, n_out)
+                for c in Cs:  # warm-started path from strong to weak regularisation
+                    fitter.set_C(c)
+                    fitter.fit(x[train], y[train], multilabel)
+                    oof[c][held] = fitter.probabilities(x[held], multilabel, num_classes)
+                scored_so_far[held] = True
+            if on_fold is not None:
+                rows = np.flatnonzero(scored_so_far)
+                on_fold(done, len(splits), {c: _log_loss(oof[c][rows], y[rows], multilabel) for c in Cs}
+                        if len(rows) else {})
         scored = ~np.isnan(oof[Cs[0]][oof_rows]).any(axis=1)
         if scored.any():
             rows = oof_rows[scored]

@@ -7,6 +7,23 @@ import time
 from core.train.events import EventWriter
 
 
+def measured_rate(first: tuple[float, int], last: tuple[float, int], total: int | None,
+                  now: float | None = None) -> tuple[float | None, float | None]:
+    """(items per second, seconds left) from two progress points (time, items done): the rate is what the batches
+    between them measured, so start-up time before `first` never enters it, and the time left counts down from
+    the last batch instead of growing while the next one is on its way. (None, None) before two points differ."""
+    (t0, d0), (t1, d1) = first, last
+    if d1 <= d0 or t1 <= t0:
+        return None, None
+    rate = (d1 - d0) / (t1 - t0)
+    if not total:
+        return rate, None
+    left = (total - d1) / rate
+    if now is not None:
+        left = max(0.0, left - max(0.0, now - t1))
+    return rate, left
+
+
 class Progress:
     """Turns training steps into raw event records.
 

@@ -1,0 +1,84 @@
+"""Cleaning up reader studies: rename, archive, restore, delete, by the rules core/store/lifecycle.py sets for runs
+and test sets (who may, confirmation in the UI, and a study whose answers exist is archived, never destroyed:
+clinicians' gradings are data no one can make again)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from core.errors import InputError
+from core.readers.schema import ensure_schema
+from core.readers.study import get_study
+from core.store import Workspace
+from core.store.access import SHELL, Actor, is_formal_study, mark_formal_study
+from core.store.lifecycle import Removal, archive_if_used, check_permission, clean_name
+
+KIND = "reader study"
+
+
+def users_of_study(ws: Workspace, study_id: str) -> list[str]:
+    """What would be lost with the study: its readers' answers, the readings it produced, the aided study it is
+    part of."""
+    with ws.connect() as con:
+        ensure_schema(con)
+        answers = con.execute("SELECT COUNT(*) AS n, COUNT(DISTINCT reader_id) AS readers FROM answers "
+                              "WHERE study_id=?", (study_id,)).fetchone()
+        readers = con.execute("SELECT COUNT(*) FROM readers WHERE study_id=?", (study_id,)).fetchone()[0]
+        readings = con.execute("SELECT COUNT(*) FROM readings WHERE source=?", (f"study:{study_id}",)).fetchone()[0]
+        try:
+            aided = con.execute("SELECT id FROM aided_studies WHERE unaided_study_id=? OR aided_study_id=?",
+                                (study_id, study_id)).fetchall()
+        except sqlite3.OperationalError:  # no aided study was ever created in this workspace
+            aided = []
+    users = []
+    if answers["n"]:
+        users.append(f"{answers['n']} answer(s) by {answers['readers']} reader(s)")
+    elif readers:
+        users.append(f"{readers} reader(s) joined")
+    if readings:
+        users.append(f"{readings} reading(s) in the readers' results")
+    users += [f"aided study {row[0]}" for row in aided]
+    return users
+
+
+def rename_study(ws: Workspace, study_id: str, name: str, *, actor: Actor = SHELL) -> str:
+    """A new name; readers pick a study by its name, so two studies never share one."""
+    get_study(ws, study_id)
+    check_permission(actor, "rename", KIND, study_id)
+    name = clean_name(name)
+    with ws.connect() as con:
+        taken = con.execute("SELECT name FROM reader_studies WHERE lower(trim(name))=? AND id!=?",
+                            (name.lower(), study_id)).fetchone()
+        if taken is not None:
+            raise InputError(f"a reader study named {taken[0]!r} already exists: choose another name")
+        con.execute("UPDATE reader_studies SET name=? WHERE id=?", (name, study_id))
+    return name
+
+
+def _set_archived(ws: Workspace, study_id: str, archived: bool) -> None:
+    with ws.connect() as con:
+        con.execute("UPDATE reader_studies SET archived=? WHERE id=?", (time.time() if archived else None, study_id))
+
+
+def archive_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL, restore: bool = False) -> None:
+    """Hide a study from the pickers and close it to readers (answers kept); restore=True opens it again."""
+    get_study(ws, study_id)
+    check_permission(actor, "restore" if restore else "archive", KIND, study_id)
+    _set_archived(ws, study_id, not restore)
+
+
+def delete_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL) -> Removal:
+    """Delete a study no reader has joined (its image list goes with it); a study with readers, answers or a
+    place in an aided study is archived instead."""
+    get_study(ws, study_id)
+    check_permission(actor, "delete", KIND, study_id)
+    if archived := archive_if_used(study_id, users_of_study(ws, study_id),
+                                   lambda: _set_archived(ws, study_id, True)):
+        return archived
+    if is_formal_study(ws, study_id):
+        mark_formal_study(ws, study_id, formal=False, actor=actor)
+    with ws.connect() as con:
+        con.execute("DELETE FROM study_items WHERE study_id=?", (study_id,))
+        con.execute("DELETE FROM reader_studies WHERE id=?", (study_id,))
+    return Removal(study_id, "deleted")
