@@ -75,3 +75,19 @@ def test_roc_plot_area_is_square(width):
     ys = sorted((b["y0"] + b["y1"]) / 2 for b in boxes["yticks"])
     # Ticks 0.0 .. 1.0 on both axes: the distance from 0 to 1 is the same on screen.
     assert xs[-1] - xs[0] == pytest.approx(ys[-1] - ys[0], rel=0.02)
+
+
+@pytest.mark.parametrize("width", [HALF_WIDTH, 900])
+def test_reader_roc_plot_area_is_square(width):
+    """The Experts page's and the report's readers-on-the-ROC figure (one function draws both)."""
+    from core.plots.experts import reader_roc_figure
+
+    x = np.linspace(0, 1, 50)
+    points = pd.DataFrame({"reader_id": ["dr-a", "a reader with a long code"], "fpr": [0.1, 0.3],
+                           "fpr_low": [0.05, 0.2], "fpr_high": [0.2, 0.4], "tpr": [0.8, 0.9],
+                           "tpr_low": [0.7, 0.8], "tpr_high": [0.9, 0.95], "kind": ["human", "human"]})
+    boxes = rendered_boxes(reader_roc_figure({"fpr": x, "tpr": np.sqrt(x)}, points, title="Readers"), width, 520)
+    xs = sorted((b["x0"] + b["x1"]) / 2 for b in boxes["xticks"])
+    ys = sorted((b["y0"] + b["y1"]) / 2 for b in boxes["yticks"])
+    assert len(xs) >= 3 and len(ys) >= 3
+    assert xs[-1] - xs[0] == pytest.approx(ys[-1] - ys[0], rel=0.02)

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from core.metrics.intervals import informative_bounds
 from core.plots.style import (BLUE, OPERATING_POINT_COLOR, REFERENCE_GREY, apply_layout, series_color)
+from core.plots.roc import SQUARE_UNIT_AXES
 
 MODEL_ID = "model"
 MODEL_COLOR = BLUE
@@ -121,9 +122,8 @@ def reader_roc_figure(roc: dict, points: pd.DataFrame, model_point: dict | None 
     view = roc.get("view", "")
     apply_layout(fig, title=title or f"ROC, {_label(view)}: the model and the readers (95% intervals)",
                  x_title="1 - specificity (false-positive rate)", y_title="Sensitivity (true-positive rate)",
-                 height=height)
-    fig.update_xaxes(range=[-0.02, 1.02], constrain="domain")
-    fig.update_yaxes(range=[-0.02, 1.02], scaleanchor="x", scaleratio=1)
+                 height=height, legend_below=True)  # a legend at the side left half a column 150 px wide
+    fig.update_layout(**SQUARE_UNIT_AXES)
     return fig
 
 

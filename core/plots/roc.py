@@ -102,6 +102,10 @@ def _marker_traces(points: Sequence[PointMarker]) -> list[dict]:
 
 
 _UNIT_AXIS = {"range": [-0.01, 1.01], "tickformat": ".1f"}
+# 1 - specificity and sensitivity share a scale: the plot area is square, and whichever side has less room sets
+# its size (constrain="domain" on both) instead of the other axis's range stretching past 0..1.
+SQUARE_UNIT_AXES = {"xaxis": {**_UNIT_AXIS, "constrain": "domain"},
+                    "yaxis": {**_UNIT_AXIS, "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"}}
 
 
 def roc_figure(series: Sequence[RocSeries], points: Sequence[PointMarker] = (), title: str | None = None,
@@ -122,8 +126,7 @@ def roc_figure(series: Sequence[RocSeries], points: Sequence[PointMarker] = (), 
     data += _marker_traces(points)
     layout = base_layout(title=title, x_title="1 - specificity (false-positive rate)",
                          y_title="Sensitivity (true-positive rate)", height=height, legend_below=True,
-                         xaxis={**_UNIT_AXIS, "constrain": "domain"},
-                         yaxis={**_UNIT_AXIS, "scaleanchor": "x", "scaleratio": 1})
+                         **SQUARE_UNIT_AXES)
     return go.Figure(data=data, layout=layout)
 
 
