@@ -13,7 +13,7 @@ from core.errors import InputError, StorageError
 from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_study, end_early, finish, item_at,
                           join_study, list_studies, next_item, own_answer, passwords_configured, progress,
                           record_answer)
-from core.readers.ui_support import reader_study_on
+from core.readers.ui_support import open_reading_of, reader_study_on
 from core.store import Workspace
 from core.store.access import allowed, any_formal_study
 from dashboard import state
@@ -25,7 +25,7 @@ from dashboard.widgets import plain, show_error
 
 NEW_STUDY = "__new__"
 DISPLAY_PIXELS = 900  # long side of the shown image: small scans are enlarged so detail is visible
-CONFIDENCE_WORDS = {1: "1 - a guess", 2: "2", 3: "3", 4: "4", 5: "5 - certain"}
+CONFIDENCE_HELP = "1 = a guess, 5 = certain"  # in the label: "1 - a guess" on the segment pushed 5 out of the column
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -116,6 +116,18 @@ def enter_session(session: dict) -> None:
     st.session_state[state.READER_SESSION] = session
     st.session_state[state.READER_POSITION] = None
     st.session_state.pop(state.READER_SHOWN, None)
+
+
+def resume_own_reading(ws: Workspace, reader_id: str) -> dict | None:
+    """Re-enter the study `reader_id` is still reading (None when there is none), with a welcome-back note."""
+    study_id = open_reading_of(ws, reader_id)
+    if study_id is None:
+        return None
+    status = progress(ws, study_id, reader_id)
+    enter_session({"study_id": study_id, "reader_id": reader_id})
+    st.session_state[state.READER_FLASH] = (f"Welcome back: {status.answered} of {status.total} already graded; "
+                                            "carry on where you stopped.")
+    return st.session_state[state.READER_SESSION]
 
 
 def start_screen(ws: Workspace) -> None:
@@ -247,6 +259,11 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
     st.progress(prog.fraction, text=f"{prog.answered} of {prog.total} images graded")
     if state.READER_ERROR in st.session_state:
         show_error("That answer was not saved.", InputError(st.session_state.pop(state.READER_ERROR)))
+    saved = st.session_state.pop(state.READER_SAVED, None)
+    if saved:
+        # Feedback for every answer, keyboard or click, the last one too: the reader's own call, never the truth.
+        st.toast(f"Saved: {plain(saved['label'])}", icon=":material/check:")
+        st.caption(f"Last answer saved: {plain(saved['label'])}")
     position = st.session_state.get(state.READER_POSITION)
     item = item_at(ws, study.id, reader_id, position) if position else next_item(ws, study.id, reader_id)
     if item is None:
@@ -255,11 +272,6 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
     shown = st.session_state.get(state.READER_SHOWN) or {}
     if shown.get("image_id") != item.image_id:
         st.session_state[state.READER_SHOWN] = {"image_id": item.image_id, "at": time.time()}
-    saved = st.session_state.pop(state.READER_SAVED, None)
-    if saved:
-        # Feedback for every answer, keyboard or click: the reader's own call, never the truth.
-        st.toast(f"Saved: {plain(saved['label'])}", icon=":material/check:")
-        st.caption(f"Last answer saved: {plain(saved['label'])}")
     mine = own_answer(ws, study.id, reader_id, item.image_id)
     left, right = st.columns([3, 1], gap="large")
     with right:
@@ -271,8 +283,7 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
             st.session_state[confidence_key] = int(mine["confidence"])
         # Buttons, not radio inputs: Streamlit drops un-modified shortcut keys while focus is in an <input>, so
         # after a click on a confidence radio the keys 1-4 did nothing.
-        st.segmented_control("Confidence (optional)", CONFIDENCE_LEVELS, key=confidence_key,
-                             format_func=CONFIDENCE_WORDS.get)
+        st.segmented_control(f"Confidence (optional; {CONFIDENCE_HELP})", CONFIDENCE_LEVELS, key=confidence_key)
         st.markdown("**Your call**" + (" (keys " + f"1-{len(study.task.classes)})" if len(study.task.classes) <= 9
                                        else ""))
         for index, label in enumerate(study.task.classes):
@@ -284,11 +295,11 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
         if mine:
             st.caption("Answered already; choose a class to change your answer.")
         nav = st.columns(2)
+        # No icons: in a quarter-width column they cut "Resume" to "Resu...".
         nav[0].button("Back", key="rs_previous", disabled=item.position == 1, on_click=_go,
-                      args=(item.position - 1,), icon=":material/arrow_back:", width="stretch")
+                      args=(item.position - 1,), width="stretch")
         nav[1].button("Resume", key="rs_next", help="Go to the first image you have not graded yet", on_click=_go,
-                      args=(None,), disabled=not position,
-                      icon=":material/arrow_forward:", width="stretch")
+                      args=(None,), disabled=not position, width="stretch")
         _end_early_controls(ws, study, reader_id)
     with left:
         try:

@@ -6,17 +6,23 @@ import streamlit as st
 
 from core.errors import InputError
 from core.readers import get_study, progress
+from core.store.access import READER
 from dashboard.aided_ui import after_session, aided_start_screen
 from dashboard.common import ensure_demo_ui, get_workspace
 from dashboard.experts_ui import reader_results_view
 from dashboard import state
-from dashboard.reader_ui import header, reading_screen, start_screen
+from dashboard.access_ui import current_actor
+from dashboard.reader_ui import header, reading_screen, resume_own_reading, start_screen
 from dashboard.widgets import show_error
 
 st.title("Reader study")
 ws = get_workspace()
 ensure_demo_ui(ws)
 session = st.session_state.get(state.READER_SESSION)
+if session is None and current_actor().role == READER:
+    # A signed-in reader reads under their own name: after a reload (the browser session's sign-in survives it),
+    # back to the study they are in the middle of, without choosing it again.
+    session = resume_own_reading(ws, current_actor().user_id)
 
 if session is None:
     st.caption("Grade images yourself and see how you compare with the model. The study is **blinded**: no true "

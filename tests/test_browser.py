@@ -139,3 +139,82 @@ def test_a_signed_in_reader_stays_signed_in_after_a_reload(server):
             assert fresh.get_by_text("Readers grade images only").count() > 0
         finally:
             browser.close()
+
+
+def _answers(ws, study_id: str, reader: str) -> list[tuple[str, int | None]]:
+    with ws.connect() as con:
+        return [(r["label"], r["confidence"]) for r in con.execute(
+            "SELECT label, confidence FROM answers WHERE study_id=? AND reader_id=? ORDER BY answered",
+            (study_id, reader))]
+
+
+def _wait_for(condition, seconds: float = 60.0, what: str = "") -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"waited {seconds:.0f} s for {what}")
+        time.sleep(0.2)
+
+
+def test_keyboard_answers_after_a_confidence_click_are_all_stored_and_a_reload_resumes(seeded_server):
+    """Item 12 of the first-afternoon walk: after clicking a confidence radio, keys 1-4 did nothing (2 of 10 presses
+    lost, no feedback), and a reload logged the reader out of the study."""
+    from playwright.sync_api import sync_playwright
+
+    from core.data import load_dataset
+    from core.readers import create_study
+    from core.store import Workspace
+    from core.store.access import READER, SHELL, has_users, set_user
+
+    server, ids = seeded_server
+    ws = Workspace.open(_ROOTS[server])
+    row = ws.get_dataset(ids["test_set_id"])
+    study_id = create_study(ws, row["id"], load_dataset(row["source"], "oct-kermany"), "oct-kermany",
+                            subset_size=10, seed=11, name="keyboard study", actor=SHELL)
+    classes = ("CNV", "DME", "DRUSEN", "NORMAL")
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        try:
+            if not has_users(ws):
+                _sign_in_first_admin(page, server)
+            set_user(ws, "reader-keys", READER, "reader-keys-pw", actor=SHELL)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(server, wait_until="networkidle")
+            _settle(page)
+            page.get_by_label("User name", exact=True).fill("reader-keys")
+            page.get_by_label("Password", exact=True).fill("reader-keys-pw")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_text("Reading as").wait_for(timeout=60_000)
+            page.locator(".st-key-rs_join button").click()  # the newest study, ours, is the one selected
+            for i in range(10):
+                if i == 5:  # a reload mid-study: straight back to the next image, no "Start or resume" click
+                    page.reload(wait_until="networkidle")
+                    _settle(page)
+                    assert page.locator(".st-key-rs_join").count() == 0
+                page.get_by_text(f"Image {i + 1} of 10").wait_for(timeout=60_000)
+                if i == 5:
+                    page.screenshot(path=str(ARTIFACTS / "reader_resumed_after_reload.png"), full_page=True)
+                    # All five confidence levels fit the column the class buttons fill ("5" was cut off).
+                    five = page.locator("[class*='st-key-rs_confidence_'] button").filter(has_text="5").first
+                    column = page.locator(".st-key-rs_class_0 button").bounding_box()
+                    box = five.bounding_box()
+                    assert box["x"] + box["width"] <= column["x"] + column["width"] + 1, (box, column)
+                    resume = page.locator(".st-key-rs_next button").first
+                    assert resume.evaluate("b => b.scrollWidth <= b.clientWidth"), "the Resume label is cut off"
+                confidence = 1 + i % 5
+                page.locator("[class*='st-key-rs_confidence_'] button").filter(
+                    has_text=str(confidence)).first.click()
+                _wait_for(lambda: page.locator("[class*='st-key-rs_confidence_'] button[kind*='Active']").count()
+                          or page.locator("[class*='st-key-rs_confidence_'] [aria-checked='true'], "
+                                          "[class*='st-key-rs_confidence_'] [aria-pressed='true']").count(),
+                          30, "the confidence click to register")
+                page.keyboard.press(str(1 + i % 4))  # focus is on the confidence button the reader just clicked
+                _wait_for(lambda: len(_answers(ws, study_id, "reader-keys")) == i + 1, 60, f"answer {i + 1}")
+                # Every press acknowledged on screen, the last one too (it had no feedback).
+                page.get_by_text(f"Last answer saved: {classes[i % 4]}").wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "reader_keyboard_done.png"), full_page=True)
+            assert _answers(ws, study_id, "reader-keys") == [(classes[i % 4], 1 + i % 5) for i in range(10)]
+            page.get_by_text("All 10 images graded").wait_for(timeout=60_000)
+        finally:
+            browser.close()
