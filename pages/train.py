@@ -12,7 +12,7 @@ from core.train.launcher import DuplicateRunError
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
 from dashboard.access_ui import current_actor
-from dashboard.common import ROOT, ensure_demo_ui, get_workspace, test_set_choice_label
+from dashboard.common import ROOT, ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
 from dashboard.lifecycle_ui import RUN, manage_panel, restore_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
 from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
@@ -69,8 +69,9 @@ ids = list(by_id)
 if st.session_state.get(SELECTED) not in ids:
     active = [r["id"] for r in runs if r["status"] in ACTIVE]
     st.session_state[SELECTED] = (active or ids)[0]
-run_id = st.selectbox("Run", ids, key=SELECTED,
-                      format_func=lambda i: f"{by_id[i]['name']} - {by_id[i]['status']} ({i})")
+# The status is in the table and the panel below, which follow it live: a status in the picker's label went stale
+# ("queued" next to a table that said "running").
+run_id = st.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_choice_label(by_id[i]))
 run = by_id[run_id]
 smoothing = st.slider("Curve smoothing (TensorBoard-style; 0 = raw)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01,
                       key="train_smoothing")

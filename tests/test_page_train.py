@@ -298,3 +298,6 @@ def test_a_logistic_head_shows_its_cross_validation_curve_fold_by_fold(own_seede
         base64.b64decode(chosen["x"]["bdata"]), dtype=chosen["x"]["dtype"]).tolist()
     assert chosen_x == [summary["probe"]["C"]]
     assert not any("Curves appear" in c.value for c in at.caption)
+    # The out-of-fold accuracy is the logistic head's validation accuracy (the panel showed "-").
+    val = next(e for e in read_events(ws.get_run(run["id"])["run_dir"], "epoch") if e.get("split") == "val")
+    assert {m.label: m.value for m in at.metric}["Validation accuracy"] == f"{val['accuracy']:.3f}"

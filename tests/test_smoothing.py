@@ -102,6 +102,12 @@ def test_progress_phases():
                              "time": 5.5}]
     assert run_progress(fitting, "running").phase == "fitting the head"
     assert run_progress(events[:4], "running").phase == "extracting features"
+    # A stage message is shown until progress records follow it (it stayed under the bar for the whole extraction).
+    staged = [{"type": "status", "status": "running", "stage": "first batch", "message": "reading the first batch",
+               "time": 1.5}]
+    assert run_progress(events[:1] + staged, "running").message == "reading the first batch"
+    assert run_progress(events[:1] + staged + events[1:3], "running").message is None
+    assert run_progress(fitting, "running").message == "fitting the logistic head"
 
 
 def test_logistic_head_fit_moves_fold_by_fold_and_draws_its_curve():

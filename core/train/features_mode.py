@@ -173,7 +173,9 @@ def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tup
     test_y = data.targets(data.test_rows)
     test_scores, _ = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test else ({},
                                                                                                            None)
-    ctx.events.write("epoch", epoch=1, phase="val", scores=cv_scores, metric=cfg.val_metric, best=True)
+    # The out-of-fold scores are the logistic head's validation: the live panel's "Validation accuracy" reads them.
+    ctx.events.write("epoch", split="val", epoch=1, metric=cfg.val_metric, metric_value=cv_scores.get(cfg.val_metric),
+                     best=True, validation="out-of-fold", **cv_scores)
     summary = {"best_epoch": 1, "epochs_run": 1, "metric": cfg.val_metric,
                "best_metric": cv_scores.get(cfg.val_metric, math.nan), "val": cv_scores, "test": test_scores,
                "cancelled": False, "stopped_early": False, "head_fit": "logistic", "probe": fit.summary(),

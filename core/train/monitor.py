@@ -54,8 +54,12 @@ def run_progress(events: list[dict], status: str | None = None) -> RunProgress:
     statuses = [e for e in events if e.get("type") == "status"]
     vals = [e for e in events if e.get("type") == "epoch" and e.get("split") == "val"]
     trains = [e for e in events if e.get("type") == "epoch" and e.get("split") == "train"]
-    message = next((e.get("message") or e.get("error") for e in reversed(statuses)
-                    if e.get("message") or e.get("error")), None)
+    said = next((e for e in reversed(statuses) if e.get("message") or e.get("error")), None)
+    moved = max((float(e.get("time") or 0) for e in events if e.get("type") in ("step", "extract", "cv_fold")),
+                default=None)
+    # A stage message ("reading the first batch") is news until progress records follow it; then it is stale.
+    message = (said.get("message") or said.get("error")) if said and (
+        said.get("error") or moved is None or float(said.get("time") or 0) >= moved) else None
     device = next((e.get("device") for e in reversed(statuses) if e.get("device")), None)
     latest_val = {k: v for k, v in vals[-1].items() if k not in ("type", "time")} if vals else None
     epoch = max([int(e.get("epoch") or 0) for e in steps + trains], default=0) or None
