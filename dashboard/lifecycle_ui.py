@@ -25,19 +25,19 @@ class Kind:
     rename: Callable
     archive: Callable
     delete: Callable
-    users_note: str                # what makes a record "used"
+    users_note: str                # the clause saying when a record counts as in use
     archived: Callable             # (ws) -> the archived records, newest first
     keeps: str = "keeps its files"  # what archiving keeps
 
 
 RUN = Kind("run", lifecycle.rename_run, lifecycle.archive_run, lifecycle.delete_run,
-           "predictions, recalibrated runs or reports",
+           "that predictions, recalibrated runs or reports use",
            lambda ws: [r for r in ws.list_runs(include_archived=True) if r.get("archived")])
 TEST_SET = Kind("test set", lifecycle.rename_test_set, lifecycle.archive_test_set, lifecycle.delete_test_set,
-                "predictions, reader studies or reports",
+                "that predictions, reader studies or reports use",
                 lambda ws: [d for d in ws.list_datasets(role="test_set", include_archived=True) if d.get("archived")])
 STUDY = Kind("reader study", study_lifecycle.rename_study, study_lifecycle.archive_study,
-             study_lifecycle.delete_study, "readers' answers or an aided study",
+             study_lifecycle.delete_study, "that a reader has joined, or that is part of an aided study,",
              lambda ws: [s for s in list_studies(ws, include_archived=True) if s.get("archived")],
              keeps="keeps every answer and closes it to readers")
 
@@ -59,7 +59,7 @@ def manage_panel(ws: Workspace, kind: Kind, record: dict, key: str, *, disabled_
             _act(lambda: kind.rename(ws, record["id"], new_name, actor=current_actor()),
                  lambda name: f"Renamed to “{plain(name)}”.")
         st.caption(f"Archive hides the {kind.noun} from every list and picker and {kind.keeps}. Delete removes "
-                   f"it from the workspace; a {kind.noun} that {kind.users_note} use is archived instead.")
+                   f"it from the workspace; a {kind.noun} {kind.users_note} is archived instead.")
         confirmed = st.checkbox(f"Yes, archive or delete {kind.noun} “{plain(record['name'])}”",
                                 key=f"{key}_confirm_{record['id']}")
         col_archive, col_delete = st.columns(2)

@@ -157,26 +157,26 @@ def start_screen(ws: Workspace) -> None:
     if allowed(current_actor(), "create_study"):
         labels[NEW_STUDY] = "New study..."
     study_id = st.selectbox("Study", list(labels), format_func=labels.get, key="rs_study")
-    if allowed(current_actor(), "edit_records"):  # staff tidy studies here; readers never see these controls
+    staff = allowed(current_actor(), "edit_records")  # staff tidy studies here; readers never see these controls
+    if staff:
         show_lifecycle_message()
-        if study_id != NEW_STUDY:
-            manage_panel(ws, STUDY, next(s for s in studies if s["id"] == study_id), key="rs_manage")
-        restore_panel(ws, STUDY, key="rs_restore")
     if study_id == NEW_STUDY:
         _new_study_form(ws, row, task)
-        return
-    if st.button("Start or resume reading", key="rs_join", type="primary", icon=":material/play_arrow:"):
+    elif st.button("Start or resume reading", key="rs_join", type="primary", icon=":material/play_arrow:"):
         # A reader code belongs to one study per test set: re-entering it resumes that study, whatever is selected.
         joined = reader_study_on(ws, test_set_id, reader_id) if reader_id.strip() else None
         session = join_or_explain(lambda: join_study(ws, joined or study_id, reader_id, password))
-        if session is None:
-            return
-        enter_session({"study_id": session.study_id, "reader_id": session.reader_id})
-        if session.resumed:
-            elsewhere = " (in the study you joined before)" if session.study_id != study_id else ""
-            st.session_state[state.READER_FLASH] = (f"Welcome back{elsewhere}: {session.answered} of {session.total} "
-                                            "already graded.")
-        st.rerun()
+        if session is not None:
+            enter_session({"study_id": session.study_id, "reader_id": session.reader_id})
+            if session.resumed:
+                elsewhere = " (in the study you joined before)" if session.study_id != study_id else ""
+                st.session_state[state.READER_FLASH] = (f"Welcome back{elsewhere}: {session.answered} of "
+                                                        f"{session.total} already graded.")
+            st.rerun()
+    if staff:  # below the main action: tidying is the rarer task
+        if study_id != NEW_STUDY:
+            manage_panel(ws, STUDY, next(s for s in studies if s["id"] == study_id), key="rs_manage")
+        restore_panel(ws, STUDY, key="rs_restore")
 
 
 def _new_study_form(ws: Workspace, row: dict, task: Task) -> None:

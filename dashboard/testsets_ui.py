@@ -206,7 +206,8 @@ def job_progress_text(job: dict, now: float) -> tuple[float, str]:
                  if "first_batch" in job else (None, None))
     text = f"Running the model: {done:,} / {total:,} images"
     if rate is not None:
-        text += f" ({rate:,.1f} images/s), about {eta:.0f} s left"
+        text += f" ({rate:,.1f} images/s), " + (f"about {eta:.0f} s left" if eta >= 0.5 else
+                                                 "the next batch is almost done")
     elif done < total:
         text += ", measuring the rate on the first batches"
     return min(1.0, done / total), text

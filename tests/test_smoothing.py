@@ -161,6 +161,7 @@ def test_inference_time_left_does_not_grow_while_a_batch_is_on_its_way():
     fraction, text = job_progress_text(job, now=105.0)
     assert fraction == pytest.approx(0.4) and "64 / 160 images (8.0 images/s), about 11 s left" in text
     assert "about 1 s left" in job_progress_text(job, now=115.0)[1]
+    assert "the next batch is almost done" in job_progress_text(job, now=130.0)[1]  # not "about 0 s left"
     first_only = {**job, "done": 32, "last_batch": (100.0, 32)}
     assert "measuring the rate" in job_progress_text(first_only, now=101.0)[1]
     assert job_progress_text({"status": "running", "started": 80.0, "done": 0, "total": None}, 81.0)[1].startswith(
