@@ -82,6 +82,24 @@ def _sign_in_first_admin(page, server: str) -> str:
     return _session_token(page)
 
 
+def _signed_in_reader(browser, page, server: str, ws, name: str):
+    """A new page on which reader `name` (made here, as a reader user with a password) signed in through the form;
+    `page` makes the first admin if the workspace has no user yet."""
+    from core.store.access import READER, SHELL, has_users, set_user
+
+    if not has_users(ws):
+        _sign_in_first_admin(page, server)
+    set_user(ws, name, READER, f"{name}-pw", actor=SHELL)
+    fresh = browser.new_page(viewport={"width": 1400, "height": 1400})
+    fresh.goto(server, wait_until="networkidle")
+    _settle(fresh)
+    fresh.get_by_label("User name", exact=True).fill(name)
+    fresh.get_by_label("Password", exact=True).fill(f"{name}-pw")
+    fresh.get_by_role("button", name="Sign in").click()
+    fresh.get_by_text("Reading as").wait_for(timeout=60_000)
+    return fresh
+
+
 def test_every_page_renders_without_error(server):
     from playwright.sync_api import sync_playwright
 
@@ -110,23 +128,13 @@ def test_a_signed_in_reader_stays_signed_in_after_a_reload(server):
     from playwright.sync_api import sync_playwright
 
     from core.store import Workspace
-    from core.store.access import READER, SHELL, has_users, set_user
 
     ws = Workspace.open(_ROOTS[server])
     with sync_playwright() as p:
         browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         try:
-            if not has_users(ws):
-                _sign_in_first_admin(page, server)
-            set_user(ws, "reader-r1", READER, "reader-r1-pw", actor=SHELL)
-            fresh = browser.new_page(viewport={"width": 1400, "height": 1400})
-            fresh.goto(server, wait_until="networkidle")
-            _settle(fresh)
-            fresh.get_by_label("User name", exact=True).fill("reader-r1")
-            fresh.get_by_label("Password", exact=True).fill("reader-r1-pw")
-            fresh.get_by_role("button", name="Sign in").click()
-            fresh.get_by_text("Reading as").wait_for(timeout=60_000)
+            fresh = _signed_in_reader(browser, page, server, ws, "reader-r1")
             _session_token(fresh)
             fresh.reload(wait_until="networkidle")
             _settle(fresh)
@@ -164,7 +172,7 @@ def test_keyboard_answers_after_a_confidence_click_are_all_stored_and_a_reload_r
     from core.data import load_dataset
     from core.readers import create_study
     from core.store import Workspace
-    from core.store.access import READER, SHELL, has_users, set_user
+    from core.store.access import SHELL
 
     server, ids = seeded_server
     ws = Workspace.open(_ROOTS[server])
@@ -176,16 +184,7 @@ def test_keyboard_answers_after_a_confidence_click_are_all_stored_and_a_reload_r
         browser = _launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         try:
-            if not has_users(ws):
-                _sign_in_first_admin(page, server)
-            set_user(ws, "reader-keys", READER, "reader-keys-pw", actor=SHELL)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(server, wait_until="networkidle")
-            _settle(page)
-            page.get_by_label("User name", exact=True).fill("reader-keys")
-            page.get_by_label("Password", exact=True).fill("reader-keys-pw")
-            page.get_by_role("button", name="Sign in").click()
-            page.get_by_text("Reading as").wait_for(timeout=60_000)
+            page = _signed_in_reader(browser, page, server, ws, "reader-keys")
             page.locator(".st-key-rs_join button").click()  # the newest study, ours, is the one selected
             for i in range(10):
                 if i == 5:  # a reload mid-study: straight back to the next image, no "Start or resume" click
