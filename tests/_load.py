@@ -70,7 +70,8 @@ class LoadResult:
         return [a for a in self.answers if a.acknowledged is not None]
 
     def stored_per_second(self) -> float:
-        return sum(a.stored is not None for a in self.answers) / self.elapsed_s
+        # A run that failed in its warm-up has no window (0 s): report 0, so the summary shows the failure itself.
+        return sum(a.stored is not None for a in self.answers) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def click_to_stored_p95(self) -> float:
         return _p95([a.stored - a.clicked for a in self.answers if a.stored is not None])
@@ -229,9 +230,14 @@ async def sign_in(session: Session, url: str, role: str, identity: str | None = 
     session.token = _url_token(session.page.url)
     if role != "reader":
         return
-    await session.page.get_by_text(f"Reading as {identity}").first.wait_for(timeout=TIMEOUT_MS)
-    await session.interact("sign-in", lambda: session.page.locator(".st-key-rs_join button").click())
-    await session.page.locator("[data-testid='stProgress']").wait_for(timeout=TIMEOUT_MS)
+    # prepare_study joined every code: a signed-in reader with a study under way lands in it (the grading screen's
+    # progress bar); one who has not joined yet starts from the Reader study page's start screen.
+    grading, start = session.page.locator("[data-testid='stProgress']"), session.page.locator(".st-key-rs_join button")
+    await grading.or_(start).first.wait_for(timeout=TIMEOUT_MS)
+    if not await grading.count():
+        await session.page.get_by_text(f"Reading as {identity}").first.wait_for(timeout=TIMEOUT_MS)
+        await session.interact("sign-in", start.click)
+        await grading.wait_for(timeout=TIMEOUT_MS)
 
 
 def _url_token(page_url: str) -> str | None:
