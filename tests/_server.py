@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,14 +13,31 @@ from pathlib import Path
 from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def chromium_path() -> str | None:
-    """Debian's Chromium (or CHROMIUM_PATH), else one on PATH; None when there is none."""
-    return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    """The Chromium the product prints its PDF with (core.report.pdf.chromium_path: $CHROMIUM_PATH, Debian's, one on
+    PATH); None when there is none."""
+    from core.errors import InputError
+    from core.report.pdf import chromium_path as product_chromium
+
+    try:
+        return product_chromium()
+    except InputError:
+        return None
+
+
+def require_chromium(what: str) -> str:
+    """Chromium's path, or a skip saying how to get it: a missing browser is the one reason a browser test skips."""
+    import pytest
+
+    path = chromium_path()
+    if path is None:
+        pytest.skip(f"no Chromium (looked at $CHROMIUM_PATH, /usr/bin/chromium, PATH): install Debian's 'chromium' "
+                    f"package to run {what}")
+    return path
 
 
 def _free_port() -> int:

@@ -4,15 +4,10 @@ does not overlap at the width a page gives the figure, instead of trusting a scr
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import plotly.graph_objects as go
 import plotly.offline
-import pytest
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+from tests._server import CHROMIUM_ARGS, require_chromium
 
 _MEASURE = """() => {
   const box = (el) => { const r = el.getBoundingClientRect();
@@ -25,11 +20,6 @@ _MEASURE = """() => {
 }"""
 
 
-def _chromium() -> str:
-    path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if not path:
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package to run the layout tests")
-    return path
 
 
 def rendered_boxes(fig: go.Figure, width: int, height: int | None = None, screenshot: str | None = None) -> dict:
@@ -42,7 +32,7 @@ def rendered_boxes(fig: go.Figure, width: int, height: int | None = None, screen
             "Plotly.newPlot('f', f.data, f.layout, {staticPlot: true}).then(() => { window.done = true; });"
             "</script></body></html>")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=require_chromium("the layout tests"), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width + 20, "height": (height or 450) + 20})
             page.set_content(html)

@@ -10,7 +10,7 @@ import pytest
 
 from dashboard.common import PAGES
 from dashboard.state import SESSION_PARAM
-from tests._server import CHROMIUM, CHROMIUM_ARGS, ROOT, ServerFailed, chromium_path, running_server
+from tests._server import CHROMIUM_ARGS, ROOT, ServerFailed, chromium_path, require_chromium, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -27,8 +27,7 @@ def server(seeded_server):
 @pytest.fixture(scope="module")
 def seeded_server(tmp_path_factory):
     """(url, ids): the real server on a freshly seeded workspace, and that workspace's ids (tests.seed)."""
-    if chromium_path() is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package to run the browser test")
+    require_chromium("the browser tests")
     from tests.seed import seed_workspace
 
     root = tmp_path_factory.mktemp("browser") / "workspace"

@@ -8,14 +8,13 @@ from __future__ import annotations
 import pytest
 
 from tests._load import LoadPlan, run_load
-from tests._server import CHROMIUM, chromium_path
+from tests._server import require_chromium
 
 pytestmark = pytest.mark.browser
 
 
 def test_concurrent_readers_and_researcher_lose_no_answer(tmp_path):
-    if chromium_path() is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package to run the load test")
+    require_chromium("the load test")
     result = run_load(tmp_path / "workspace", LoadPlan(readers=2, researchers=1, duration_s=15),
                       tmp_path / "server.log")
     print(result.summary())

@@ -3,14 +3,10 @@ no scrolling, one screenshot per slide under test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import shutil
-import time
-from pathlib import Path
-
 import pytest
 
 from dashboard.state import SESSION_PARAM
-from tests.test_browser import ARTIFACTS, CHROMIUM, _sign_in_first_admin, seeded_server  # noqa: F401
+from tests.test_browser import ARTIFACTS, _launch, _settle, _sign_in_first_admin, seeded_server  # noqa: F401
 
 pytestmark = pytest.mark.browser
 N_SLIDES = 5
@@ -19,22 +15,13 @@ MAIN_OVERFLOW_JS = ("() => { const m = document.querySelector(\"[data-testid=stM
                     "return m.scrollHeight - m.clientHeight; }")
 
 
-def _settle(page) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline and page.locator("[data-testid='stStatusWidget']").count():
-        time.sleep(0.5)
-    time.sleep(1.0)
-
-
 def test_every_slide_fits_a_kiosk_screen(seeded_server):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
     url, ids = seeded_server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run",
-                                          "--disable-background-networking", "--disable-component-update"])
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
         try:
             token = _sign_in_first_admin(page, url)  # the slides show results: staff only

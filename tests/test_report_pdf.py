@@ -4,30 +4,17 @@ methods paragraph, on the seeded workspace's real predictions."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from core.report import build_report, report_from_predictions
 from core.report.checklist import ITEMS, TO_BE_COMPLETED, fill_checklist
 from core.report.format import fmt
-from core.report.pdf import chromium_path, render_pdf
+from core.report.pdf import render_pdf
 from core.store import Workspace
-
-PDFTOTEXT, PDFTOPPM = shutil.which("pdftotext"), shutil.which("pdftoppm")
-
-
-def _chromium_or_skip() -> None:
-    try:
-        chromium_path()
-    except Exception as exc:  # the binary is absent on this machine: the only reason to skip
-        pytest.skip(str(exc))
-    if PDFTOTEXT is None or PDFTOPPM is None:
-        pytest.skip("poppler-utils (pdftotext, pdftoppm) is not installed")
+from tests._server import require_chromium
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +24,21 @@ def report(_seeded_root):
 
 @pytest.fixture(scope="module")
 def pdf(report, tmp_path_factory):
-    _chromium_or_skip()
+    require_chromium("the PDF tests")  # the PDF is Chromium's print: no browser, no PDF to read
     path = tmp_path_factory.mktemp("pdf") / "report.pdf"
     path.write_bytes(render_pdf(report))
     return path
 
 
 def _text(path: Path) -> str:
-    out = subprocess.run([PDFTOTEXT, str(path), "-"], capture_output=True, text=True, check=True).stdout
+    """The PDF's text layer, every page, read with PDFium (pypdfium2, a pinned requirement)."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(str(path))
+    try:
+        out = " ".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()
     return re.sub(r"\s+", " ", out)
 
 
@@ -60,9 +54,15 @@ def test_pdf_text_has_every_headline_number_and_checklist_item(report, pdf):
     assert "page 1 of" in text  # Chromium's footer numbers the pages
 
 
-def test_pdf_first_page_renders_and_names_no_url(pdf, tmp_path):
-    subprocess.run([PDFTOPPM, "-r", "40", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")], check=True)
-    image = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"), dtype=float)
+def test_pdf_first_page_renders_and_names_no_url(pdf):
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(str(pdf))
+    try:
+        first = document[0].render(scale=40 / 72).to_pil()  # 40 dpi
+    finally:
+        document.close()
+    image = np.asarray(first.convert("L"), dtype=float)
     assert image.std() > 5 and (image < 128).mean() > 0.002  # ink on the page, not a blank sheet
     raw = pdf.read_bytes()
     assert b"/URI" not in raw and not re.search(r"https?://", _text(pdf))
@@ -109,7 +109,7 @@ def test_report_command_writes_pdf_html_and_rejects_other_suffixes(_seeded_root,
     assert "Reporting checklist" in html.read_text(encoding="utf-8")
     assert main(["report", "--predictions", _seeded_root["predictions_path"], "--out", str(tmp_path / "r.txt")]) == 2
     assert "can be written as .pdf, .html or .json" in capsys.readouterr().err
-    _chromium_or_skip()
+    require_chromium("the PDF tests")
     out = tmp_path / "r.pdf"
     assert main(["report", "--predictions", _seeded_root["predictions_path"], "--out", str(out),
                  "--bootstrap", "50"]) == 0
