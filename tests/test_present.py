@@ -107,3 +107,21 @@ def test_what_is_not_known_says_the_audit_shift_verdict(seeded_workspace):
     flagged = {s.key: s for s in build_slides(report, {"flagged": True, "reasons": ["brightness differs"]})}
     assert any(f.text.startswith("Shift warning") and "brightness differs" in f.text
                for f in flagged["unknown"].facts)
+
+
+def test_slides_show_only_informative_intervals_and_count_the_cases_they_show(seeded_workspace):
+    import copy
+
+    ids = seeded_workspace
+    report = build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"])
+    flat = copy.deepcopy(report)
+    for h in flat["headline"]:
+        if h.get("value") is not None:
+            h["low"] = h["high"] = h["value"]  # zero width: "between 100% and 100%" said nothing
+    texts = " ".join(f.text for s in build_slides(flat) for f in s.facts)
+    assert "confident" not in texts
+    assert "confident" in " ".join(f.text for s in build_slides(report) for f in s.facts)
+    two = copy.deepcopy(report)
+    two["failures"]["cases"] = two["failures"]["cases"][:2]
+    failures = next(s for s in build_slides(two) if s.key == "failures")
+    assert "Two of them:" in failures.facts[0].text  # it said "Three of them:" whatever it showed

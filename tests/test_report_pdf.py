@@ -140,3 +140,21 @@ def test_mrmc_result_reaches_the_methods_paragraph_when_an_aided_study_exists(wo
     assert any(r.startswith("Obuchowski NA") for r in methods["references"])
     body = render_html({**report, "methods": methods})
     assert "Aided-reading study (MRMC)" in body and section["sentences"][0].replace("'", "&#x27;") in body
+
+
+def test_a_threshold_of_zero_is_reported_as_zero_and_missing_bounds_are_not_called_zero_width(report):
+    import copy
+
+    from core.report.checklist import fill_checklist
+    from core.report.format import interval
+    from core.report.methods import methods_section
+
+    zero = copy.deepcopy(report)
+    zero["options"]["threshold"] = 0.0
+    assert "score threshold of 0." in methods_section(zero)["paste"] and "of 0.5." not in methods_section(zero)["paste"]
+    assert any("at least 0 (report threshold)" in row["answer"] for row in fill_checklist(zero))
+    assert interval({"value": 0.5, "low": None, "high": None}, "proportion") == "50.0%"
+    assert interval({"value": 1.0, "low": 1.0, "high": 1.0}, "proportion") == \
+        "100.0% (no interval: the interval has zero width)"
+    assert interval({"value": 0.5, "low": None, "high": None, "reason": "one class only"}, "proportion") == \
+        "50.0% (no interval: one class only)"

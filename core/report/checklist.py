@@ -126,7 +126,7 @@ def _reference_standard(r: dict) -> str:
 
 def _operating_point(r: dict) -> str:
     options = r.get("options") or {}
-    threshold = float(options.get("threshold") or 0.5)
+    threshold = float(options.get("threshold", 0.5))  # 0.0 is a threshold too
     point = _model(r).get("operating_point") or {}
     text = f"A case is positive when its score is at least {threshold:g} (report threshold)."
     stored = point.get("threshold")

@@ -88,11 +88,12 @@ def interval(entry: dict | None, kind: str = "number", notes: list[str] | None =
         return "n/a" + (cite(reason, notes) if reason else "")
     text = fmt(value, kind)
     low, high = entry.get("low"), entry.get("high")
-    if _float(low) is not None and _float(high) is not None and informative_bounds(_float(low), _float(high)):
+    if informative_bounds(low, high):
         level = float(entry.get("confidence") or 0.95)
-        text += f" ({level:.0%} CI {fmt(low, kind)} to {fmt(high, kind)})"
-    else:
-        reason = reason or "the interval has zero width"
+        return text + f" ({level:.0%} CI {fmt(low, kind)} to {fmt(high, kind)})"
+    if not reason and _float(low) is not None and _float(high) is not None:
+        reason = "the interval has zero width"  # both bounds, one point
+    if reason:  # bounds missing without a reason: the value alone (no interval was asked for)
         text += " (no interval" + (cite(reason, notes) + ")" if notes is not None else f": {reason})")
     return text
 

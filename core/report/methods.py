@@ -160,7 +160,7 @@ def paste_ready(report: dict, methods: list[str] | None = None) -> str:
                + (f" from {patients} patients" if patients else "") + f") for the task "
                f"“{task.get('title') or task.get('name')}”"
                + (", whose images are synthetic" if test_set.get("synthetic") else "") + ".")
-    out.append(f"Binary calls used a score threshold of {float(options.get('threshold') or 0.5):g}.")
+    out.append(f"Binary calls used a score threshold of {float(options.get('threshold', 0.5)):g}.")
     stats = []
     if _used(methods, "wilson"):
         stats.append("Wilson score intervals for proportions (1927)")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from core.metrics.intervals import informative_bounds
 from core.report.format import fmt
+
+_COUNT_WORDS = {1: "One", 2: "Two", 3: "Three"}  # failure cases shown: up to three
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ def _headline(report: dict, key: str) -> dict | None:
 
 
 def _ci(entry: dict | None) -> str:
-    if not entry or entry.get("low") is None or entry.get("high") is None:
-        return ""
+    if not entry or not informative_bounds(entry.get("low"), entry.get("high")):
+        return ""  # no interval, or a zero-width one ("between 100% and 100%" says nothing)
     level = _num(entry.get("confidence") or 0.95)
     return (f" (we are {level:.0%} confident the true value lies between {fmt(entry['low'], entry['kind'])} and "
             f"{fmt(entry['high'], entry['kind'])})")
@@ -112,8 +115,8 @@ def _cost(report: dict) -> Slide:
     if weighted and weighted.get("value") is not None:
         per_1000 = _num(weighted["value"]) * 1000
         low, high = _num(weighted.get("low")) * 1000, _num(weighted.get("high")) * 1000
-        ci = (f" ({_num(weighted.get('confidence') or 0.95):.0%} confident: between {low:,.0f} and {high:,.0f})" if math.isfinite(low) and math.isfinite(high)
-              else "")
+        ci = (f" ({_num(weighted.get('confidence') or 0.95):.0%} confident: between {low:,.0f} and {high:,.0f})"
+              if informative_bounds(low, high) else "")
         facts.append(Fact(f"Weighted error: about {per_1000:,.0f} penalty points per 1,000 scans read{ci}.",
                           f"Each mistake costs points from the clinic's penalty table (\u201c{penalty}\u201d): "
                           "missing urgent disease costs most. Lower is better; 0 is perfect."))
@@ -137,7 +140,7 @@ def _failures(report: dict) -> Slide:
     if not cases:
         return Slide("failures", "Where it fails", [Fact(str(f.get("reason") or "No misclassified case."))])
     facts = [Fact(f"The model was wrong on {f.get('n_errors')} of {(report.get('evaluation') or {}).get('n_images')} "
-                  "scans. Three of them:", f"Chosen by a fixed rule, not by hand: {f.get('rule')}.")]
+                  f"scans. {_COUNT_WORDS.get(len(cases), len(cases))} of them:", f"Chosen by a fixed rule, not by hand: {f.get('rule')}.")]
     return Slide("failures", "Where it fails", facts, cases=cases)
 
 
