@@ -4,12 +4,14 @@ are the cache keys themselves), plus the session's view of the active penalty ma
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from core.data.tasks import BinaryView, Task
 from core.infer.predictions import evaluation_arrays
 from core.metrics import BinaryScores, Interval, ReliabilityBins, reliability_bins, top_label_reliability
 from core.metrics import headline
+from core.metrics.headline import HEADLINE_RESAMPLES
 from core.metrics.dashboard import EvaluationArrays, PrecisionRecall, class_aucs, precision_recall, view_scores
 from core.metrics.referral import binary_view_data
 from core.metrics.roc import AucEstimate
@@ -153,3 +155,33 @@ def run_view_scores(sources: RunSources, view: BinaryView) -> dict[str, BinarySc
     from core.metrics.run_compare import view_curves
 
     return view_curves(aligned_runs(sources), view)
+
+
+@st.cache_data(show_spinner="Collecting the report's numbers...", max_entries=16)
+def _cached_report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, penalty_rows: tuple | None,
+                   penalty_name: str | None, threshold: float, include_readers: bool, include_penalties: bool,
+                   bootstrap: int, seed: int, confidence: float, lr_ci: str, title: str,
+                   readings: pd.DataFrame | None) -> dict:
+    from core.report import build_report
+
+    return build_report(Workspace.open(root), run_id, test_set_id, penalty=penalty_rows, threshold=threshold,
+                        include_readers=include_readers, bootstrap=bootstrap, seed=seed, confidence=confidence,
+                        include_penalties=include_penalties, penalty_name=penalty_name, lr_ci=lr_ci,
+                        readings=readings, title=title or None)
+
+
+def session_report(ws: Workspace, run_id: str, test_set_id: str, predictions_mtime: float, task: Task,
+                   threshold: float, *, include_readers: bool = True, include_penalties: bool = True,
+                   bootstrap: int = HEADLINE_RESAMPLES, seed: int = 0, confidence: float = 0.95, lr_ci: str = "log",
+                   title: str = "") -> dict:
+    """The stakeholder report (core.report.build_report) with the penalty matrix in use in this session and the
+    readings stored now, cached per choice: the Report page and presentation mode both show this one."""
+    from core.readers import list_readings
+
+    single_label = task.kind != "multilabel"
+    penalty_name, penalty = active_penalty(ws, task) if single_label else (None, None)
+    readings = list_readings(ws, test_set_id) if include_readers and single_label else None
+    return _cached_report(str(ws.root), run_id, test_set_id, predictions_mtime,
+                          tuple(map(tuple, penalty.tolist())) if penalty is not None else None, penalty_name,
+                          float(threshold), bool(include_readers), bool(include_penalties), int(bootstrap),
+                          int(seed), float(confidence), lr_ci, title.strip(), readings)

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.errors import InputError
+from core.infer.predictions import task_of
 from core.report.slides import build_slides
 from dashboard import state
 from dashboard.audit_ui import cached_shift
-from dashboard.common import ROOT, get_workspace, thumbnail
+from dashboard.common import ROOT, PredictionsFile, get_workspace, load_predictions, thumbnail
+from dashboard.evaluation import session_report
 from dashboard.widgets import plain
-
-
-@st.cache_data(show_spinner="Preparing the presentation...", max_entries=8)
-def _report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, threshold: float) -> dict:
-    """build_report with the workspace's active penalty, cached per predictions file version and threshold."""
-    from core.report import build_report
-    from core.store import Workspace
-
-    return build_report(Workspace.open(root), run_id, test_set_id, threshold=threshold)
-
 
 st.html(f"<style>{(ROOT / 'assets' / 'present.css').read_text()}</style>")  # our own static CSS only
 ws = get_workspace()
@@ -35,8 +25,10 @@ if row is None:
              "TEST_SET.", icon=":material/error:")
     st.stop()
 try:
-    report = _report(str(ws.root), run_id, test_set_id, Path(row["path"]).stat().st_mtime,
-                     float(selection.threshold_or_default))
+    # The Report page's numbers: the penalty matrix in use in this session and the readings stored now.
+    file = PredictionsFile.at(row["path"])
+    task = task_of(load_predictions(file)[1], (ws.get_run(run_id) or {}).get("task"))
+    report = session_report(ws, run_id, test_set_id, file.mtime, task, float(selection.threshold_or_default))
 except (InputError, OSError) as exc:
     st.error("The presentation could not be prepared.", icon=":material/error:")
     st.code(str(exc), language=None, wrap_lines=True)

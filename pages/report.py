@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-
-import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
-from core.readers import list_readings
-from core.report import (SECTIONS, build_report, render_html, report_figures, report_json, report_name,
+from core.report import (SECTIONS, render_html, report_figures, report_json, report_name,
                          section_tables, write_report)
 from core.metrics.intervals import informative_bounds
 from core.report.format import fmt
 from core.report.pdf import chromium_path, render_pdf
 from dashboard import state
 from dashboard.common import get_workspace, remember_selection
-from dashboard.evaluation import active_penalty
+from dashboard.evaluation import session_report
 from dashboard.evaluation_ui import evaluation_or_stop
 from dashboard.widgets import plain
 
 CONFIDENCE_LEVELS = (0.80, 0.90, 0.95, 0.99)
 LR_METHOD_LABELS = {"log": "log (Simel 1991)", "koopman": "Koopman score (1984)",
                     "adjusted_log": "adjusted log (+0.5 per cell)"}
-
-
-@st.cache_data(show_spinner="Collecting the report's numbers...", max_entries=16)
-def _report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, penalty_rows: tuple | None,
-            penalty_name: str | None, threshold: float, include_readers: bool, include_penalties: bool,
-            bootstrap: int, seed: int, confidence: float, lr_ci: str, title: str, readings: pd.DataFrame | None):
-    """build_report, cached per choice; the predictions file's mtime and the readings are part of the key."""
-    from core.store import Workspace
-
-    return build_report(Workspace.open(root), run_id, test_set_id, penalty=penalty_rows, threshold=threshold,
-                        include_readers=include_readers, bootstrap=bootstrap, seed=seed, confidence=confidence,
-                        include_penalties=include_penalties, penalty_name=penalty_name, lr_ci=lr_ci,
-                        readings=readings, title=title or None)
 
 
 st.title("Report")
@@ -75,14 +59,10 @@ with st.container(border=True):
                              key="report_lr_ci")
     title = row[3].text_input("Report title", value="Model evaluation report", max_chars=120, key="report_title")
 
-penalty_name, penalty = active_penalty(ws, task) if single_label else (None, None)
-readings = list_readings(ws, selection.dataset_id) if include_readers and single_label else None
 try:
-    report = _report(str(ws.root), selection.run_id, selection.dataset_id,
-                     selection.file.mtime,
-                     tuple(map(tuple, penalty.tolist())) if penalty is not None else None, penalty_name,
-                     float(threshold), bool(include_readers), bool(include_penalties), int(bootstrap), int(seed),
-                     float(confidence), lr_ci, title.strip(), readings)
+    report = session_report(ws, selection.run_id, selection.dataset_id, selection.file.mtime, task, threshold,
+                            include_readers=include_readers, include_penalties=include_penalties,
+                            bootstrap=bootstrap, seed=seed, confidence=confidence, lr_ci=lr_ci, title=title)
 except InputError as exc:
     st.error("The report could not be built.", icon=":material/error:")
     st.code(str(exc), language=None, wrap_lines=True)
@@ -112,7 +92,8 @@ if cols[3].button("Save a copy in the workspace", key="report_save", icon=":mate
     saved = write_report(ws, report)
     st.success("Saved the HTML report and its JSON in the workspace's reports folder:", icon=":material/check:")
     st.code(str(saved), language=None)
-st.caption(f"Penalty matrix: {plain(penalty_name or 'n/a')} (change it on the **Penalties** page). The HTML file "
+st.caption(f"Penalty matrix: {plain((report.get('penalty') or {}).get('name') or 'n/a')} (change it on the "
+           "**Penalties** page). The HTML file "
            "embeds plotly.js (about 5 MB) so that it needs no network.")
 
 st.subheader("Preview")

@@ -125,3 +125,15 @@ def test_slides_show_only_informative_intervals_and_count_the_cases_they_show(se
     two["failures"]["cases"] = two["failures"]["cases"][:2]
     failures = next(s for s in build_slides(two) if s.key == "failures")
     assert "Two of them:" in failures.facts[0].text  # it said "Three of them:" whatever it showed
+
+
+def test_slides_use_the_penalty_matrix_in_use_in_the_session(own_seeded_workspace):
+    """The Report page and the slides share one cached report: a matrix chosen on the Penalties page reaches both
+    (the slides used the workspace's saved matrix, cached without it)."""
+    uniform = [[0.0 if i == j else 1.0 for j in range(4)] for i in range(4)]
+    ids = own_seeded_workspace
+    at = open_page(PAGE, timeout=120, run_id=ids["run_id"], test_set_id=ids["test_set_id"],
+                   penalty_matrix={"oct-kermany": uniform}, penalty_matrix_name={"oct-kermany": "all mistakes alike"})
+    while "What it would cost" not in " ".join(m.value for m in at.markdown):
+        at.button(key="present_next").click().run()
+    assert plain("“all mistakes alike”") in _texts(at)
