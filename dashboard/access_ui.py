@@ -22,18 +22,6 @@ def current_actor() -> Actor | None:
     return st.session_state.get(state.ACTOR)
 
 
-def require_ui(action: str) -> Actor:
-    """The signed-in actor when they may do `action`; otherwise an error on the page and the page stops."""
-    actor = current_actor()
-    if not allowed(actor, action):
-        try:
-            require(actor, action)
-        except AccessDenied as exc:
-            st.error(plain(exc), icon=":material/block:")
-        st.stop()
-    return actor
-
-
 def reader_code_input(key: str, max_chars: int) -> str:
     """The reader code: a signed-in reader reads under their own user name only (no typing another's code);
     researchers and admins type the code of the reader at the screen."""

@@ -114,7 +114,6 @@ def researcher_name(n: int) -> str:
 def prepare_study(workspace: Path, plan: LoadPlan) -> tuple[str, list[list[str]], Task]:
     """Seed the workspace (tests.seed), create a study over its whole test set and join every reader code.
     Returns (study id, reader codes per reader slot, the study's task)."""
-    from core.data.demo import ensure_demo
     from core.readers import create_study, join_study
     from core.store import Workspace
     from tests.seed import seed_workspace
@@ -321,7 +320,7 @@ async def reader(session: Session, url: str, workspace: Path, db: Path, study_id
 RESEARCHER_PAGES = ("penalties", "performance")  # researcher n starts on page n % 2, then alternates
 
 
-async def researcher(session: Session, url: str, workspace: Path, task: Task, end: float,
+async def researcher(session: Session, workspace: Path, task: Task, end: float,
                      steps: dict[str, int], seed: int, first_page: int) -> None:
     """Alternate between the Penalties page (a cell of the matrix edited) and the Performance page (threshold
     slider moved by keys), two interactions per visit, through the sidebar."""
@@ -350,8 +349,8 @@ async def researcher(session: Session, url: str, workspace: Path, task: Task, en
                 steps["penalty edit in use"] = steps.get("penalty edit in use", 0) + 1
 
 
-async def _researcher_warm_up(session: Session, url: str, first_page: int) -> None:
-    await sign_in(session, url, "researcher", researcher_name(int(session.name.split()[-1]) - 1))
+async def _researcher_warm_up(session: Session, url: str, n: int, first_page: int) -> None:
+    await sign_in(session, url, "researcher", researcher_name(n))
     await session.open(f"{url}/{RESEARCHER_PAGES[first_page]}")
 
 
@@ -413,7 +412,7 @@ async def _drive(url, workspace, db, plan, study_id, codes, task, screenshots) -
                                     f"researcher {n - plan.readers + 1}", reruns, errors))
         # Warm-up, not measured: every session signs in and loads its first page (a cold page takes long).
         warm_up = [sign_in(sessions[n], url, "reader", codes[n][0]) for n in range(plan.readers)]
-        warm_up += [_researcher_warm_up(sessions[plan.readers + n], url, n % 2) for n in range(plan.researchers)]
+        warm_up += [_researcher_warm_up(sessions[plan.readers + n], url, n, n % 2) for n in range(plan.researchers)]
         outcomes = await asyncio.gather(*warm_up, return_exceptions=True)
         failed = [f"{session.name} (warm-up): {outcome!r}"[:600] for session, outcome in zip(sessions, outcomes)
                   if isinstance(outcome, BaseException)]
@@ -425,7 +424,7 @@ async def _drive(url, workspace, db, plan, study_id, codes, task, screenshots) -
         end = start + plan.duration_s
         tasks = [reader(sessions[n], url, workspace, db, study_id, codes[n], task.classes, end, answers, seed=n)
                  for n in range(plan.readers)]
-        tasks += [researcher(sessions[plan.readers + n], url, workspace, task, end, steps, seed=100 + n,
+        tasks += [researcher(sessions[plan.readers + n], workspace, task, end, steps, seed=100 + n,
                              first_page=n % 2)
                   for n in range(plan.researchers)]
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)

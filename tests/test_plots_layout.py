@@ -91,3 +91,16 @@ def test_reader_roc_plot_area_is_square(width):
     ys = sorted((b["y0"] + b["y1"]) / 2 for b in boxes["yticks"])
     assert len(xs) >= 3 and len(ys) >= 3
     assert xs[-1] - xs[0] == pytest.approx(ys[-1] - ys[0], rel=0.02)
+
+
+@pytest.mark.parametrize("width", [HALF_WIDTH, 900])
+def test_cross_validation_curve_legend_and_axis_titles_stay_clear(width):
+    from core.plots.training import cv_curve_figure
+
+    cv = pd.DataFrame({"C": [0.0003, 0.001, 0.01, 0.1, 1.0], "log_loss": [0.7, 0.6, 0.4, 0.35, 0.5],
+                       "folds_done": [3] * 5, "folds": [5] * 5, "chosen": [False, False, False, True, False]})
+    fig = cv_curve_figure(cv)
+    boxes = rendered_boxes(fig, width, fig.layout.height)
+    assert not any(overlaps(legend, title) for legend in boxes["legend"] for title in boxes["xtitle"])
+    (ytitle,) = boxes["ytitle"]
+    assert ytitle["y0"] >= 0 and ytitle["y1"] <= fig.layout.height  # the axis title is not cut off

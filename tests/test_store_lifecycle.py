@@ -167,7 +167,7 @@ def test_a_study_no_reader_joined_is_deleted_one_with_answers_is_archived_and_cl
     archive_study(workspace, graded, restore=True)
     record_answer(workspace, graded, "dr-a", "b.png", "DME")  # open again
     other = _study(workspace, "second")
-    with pytest.raises(InputError, match="a reader study named 'main study' already exists"):
+    with pytest.raises(InputError, match="a reader study named 'MAIN study' already exists"):  # case aside
         rename_study(workspace, other, " MAIN  study ")
     assert rename_study(workspace, other, "  second   reading ") == "second reading"
 

@@ -33,8 +33,8 @@ def penalty_problem(matrix: np.ndarray) -> str | None:
     """Why a square penalty matrix (rows = true, columns = predicted) cannot be used in a task or a file, or None."""
     if not np.isfinite(matrix).all() or (matrix < 0).any():
         return "entries must be finite and non-negative"
-    if costless_mistakes_problem(matrix):
-        return costless_mistakes_problem(matrix)
+    if problem := costless_mistakes_problem(matrix):
+        return problem
     diagonal = np.diag(matrix)
     if diagonal.any():
         i = int(np.flatnonzero(diagonal)[0])

@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.plots.style import base_layout
+
 # Okabe-Ito blue and orange: distinguishable with every common colour-vision deficiency.
 SPLIT_COLOURS = {"train": "#0072B2", "validation": "#E69F00"}
 _PANELS = (("loss", "Loss (cross-entropy)"), ("accuracy", "Accuracy (fraction correct)"))
@@ -42,7 +44,7 @@ def training_curves_figure(curves: pd.DataFrame, smoothing: float | None = None,
     return fig
 
 
-def cv_curve_figure(cv: pd.DataFrame, height: int = 320) -> go.Figure:
+def cv_curve_figure(cv: pd.DataFrame, height: int = 360) -> go.Figure:
     """The logistic head's cross-validation curve (core.train.monitor.cv_curve's table): held-out log loss against
     the regularisation strength C on a log axis, the chosen C marked. Draws, computes nothing."""
     fig = go.Figure()
@@ -57,10 +59,9 @@ def cv_curve_figure(cv: pd.DataFrame, height: int = 320) -> go.Figure:
     folds_done, folds = (cv["folds_done"].iloc[0], cv["folds"].iloc[0]) if len(cv) else (None, None)
     progress = (f" - {int(folds_done)} of {int(folds)} folds" if folds_done is not None and folds_done == folds_done
                 and folds_done < folds else "")
-    fig.update_xaxes(type="log", title_text="Regularisation strength C (inverse; larger = weaker)")
-    fig.update_yaxes(title_text="Held-out log loss (lower is better)")
-    fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 60, "b": 50},
-                      legend={"orientation": "h", "y": -0.3},
-                      title={"text": "Patient-grouped cross-validation of the logistic head" + progress,
-                             "font": {"size": 14}})
+    # The shared layout: its legend below is anchored under the axis title (a fixed y = -0.3 can cover it).
+    fig.update_layout(base_layout(title="Patient-grouped cross-validation of the logistic head" + progress,
+                                  x_title="Regularisation strength C (inverse; larger = weaker)",
+                                  y_title="Held-out log loss (lower: better)", height=height, legend_below=True,
+                                  xaxis={"type": "log"}))
     return fig

@@ -5,11 +5,9 @@ clinicians' gradings are data no one can make again)."""
 from __future__ import annotations
 
 import sqlite3
-import time
 
-from core.errors import InputError
 from core.readers.schema import ensure_schema
-from core.readers.study import get_study
+from core.readers.study import get_study, refuse_taken_name
 from core.store import Workspace
 from core.store.access import SHELL, Actor, is_formal_study, mark_formal_study
 from core.store.lifecycle import Removal, archive_if_used, check_permission, clean_name
@@ -48,24 +46,16 @@ def rename_study(ws: Workspace, study_id: str, name: str, *, actor: Actor = SHEL
     check_permission(actor, "rename", KIND, study_id)
     name = clean_name(name)
     with ws.connect() as con:
-        taken = con.execute("SELECT name FROM reader_studies WHERE lower(trim(name))=? AND id!=?",
-                            (name.lower(), study_id)).fetchone()
-        if taken is not None:
-            raise InputError(f"a reader study named {taken[0]!r} already exists: choose another name")
-        con.execute("UPDATE reader_studies SET name=? WHERE id=?", (name, study_id))
+        refuse_taken_name(con, name, other_than=study_id)
+    ws.rename("reader_studies", study_id, name)
     return name
-
-
-def _set_archived(ws: Workspace, study_id: str, archived: bool) -> None:
-    with ws.connect() as con:
-        con.execute("UPDATE reader_studies SET archived=? WHERE id=?", (time.time() if archived else None, study_id))
 
 
 def archive_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL, restore: bool = False) -> None:
     """Hide a study from the pickers and close it to readers (answers kept); restore=True opens it again."""
     get_study(ws, study_id)
     check_permission(actor, "restore" if restore else "archive", KIND, study_id)
-    _set_archived(ws, study_id, not restore)
+    ws.set_archived("reader_studies", study_id, not restore)
 
 
 def delete_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL) -> Removal:
@@ -74,7 +64,7 @@ def delete_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL) -> Remov
     get_study(ws, study_id)
     check_permission(actor, "delete", KIND, study_id)
     if archived := archive_if_used(study_id, users_of_study(ws, study_id),
-                                   lambda: _set_archived(ws, study_id, True)):
+                                   lambda: ws.set_archived("reader_studies", study_id, True)):
         return archived
     if is_formal_study(ws, study_id):
         mark_formal_study(ws, study_id, formal=False, actor=actor)

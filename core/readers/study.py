@@ -144,12 +144,10 @@ def create_study(ws: Workspace, test_set_id: str, images, task: str | Task, subs
     name = name.strip() or f"{test_set_id}: {size} images, seed {seed}"
     with ws.connect() as con:
         ensure_schema(con)
-        # Readers pick a study by its name: two studies of one name could not be told apart.
-        taken = {row[0] for row in con.execute("SELECT lower(trim(name)) FROM reader_studies").fetchall()}
-        if chosen_name and name.strip().lower() in taken:
-            raise InputError(f"a reader study named {name.strip()!r} already exists: choose another name")
+        if chosen_name:
+            refuse_taken_name(con, name)
         default, copy = name, 2
-        while name.strip().lower() in taken:  # a default name is numbered instead of refused
+        while study_named(con, name) is not None:  # a default name is numbered instead of refused
             name, copy = f"{default} ({copy})", copy + 1
         con.execute("INSERT INTO reader_studies (id, name, test_set_id, task, subset_size, seed, created) "
                     "VALUES (?,?,?,?,?,?,?)",
@@ -160,6 +158,19 @@ def create_study(ws: Workspace, test_set_id: str, images, task: str | Task, subs
     if formal:
         mark_formal_study(ws, study_id, actor=actor)
     return study_id
+
+
+def study_named(con, name: str, other_than: str | None = None) -> str | None:
+    """The name of a study (other than `other_than`) called `name`, case and surrounding spaces ignored."""
+    row = con.execute("SELECT name FROM reader_studies WHERE lower(trim(name))=lower(trim(?)) AND id IS NOT ?",
+                      (name, other_than)).fetchone()
+    return None if row is None else row[0]
+
+
+def refuse_taken_name(con, name: str, other_than: str | None = None) -> None:
+    """Readers pick a study by its name: two studies of one name could not be told apart."""
+    if study_named(con, name, other_than) is not None:
+        raise InputError(f"a reader study named {name.strip()!r} already exists: choose another name")
 
 
 def _study(con, study_id: str) -> Study:

@@ -11,7 +11,6 @@ TO_BE_COMPLETED = "To be completed by the authors."
 # al. 2024) revises wording: authors check the numbers against the form their journal asks for.
 CLAIM_NUMBERING_NOTE = ("CLAIM item numbers follow the 42-item checklist (Mongan, Moy & Kahn 2020) whose topics the "
                         "CLAIM 2024 update (Tejani et al. 2024) keeps; check them against the form your journal uses.")
-STANDARDS = {"STARD": "STARD 2015 (Bossuyt et al. 2015)", "CLAIM": "CLAIM 2024 (Tejani et al. 2024)"}
 
 
 @dataclass(frozen=True)

@@ -138,10 +138,9 @@ def references(methods: list[str], report: dict) -> list[str]:
     return [REFERENCES[k] for k in keys + ["stard", "claim"]]
 
 
-def paste_ready(report: dict, methods: list[str] | None = None) -> str:
-    """One paragraph for a paper's methods section, written from the run and the statistics actually used."""
-    methods = interval_methods({"evaluation": report.get("evaluation") or {}, "readers": report.get("readers") or {}}) \
-        if methods is None else methods
+def paste_ready(report: dict, methods: list[str]) -> str:
+    """One paragraph for a paper's methods section, written from the run and the statistics actually used
+    (`methods`: interval_methods of the report's results)."""
     model = report.get("model") or {}
     test_set = report.get("test_set") or {}
     options = report.get("options") or {}

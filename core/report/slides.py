@@ -25,7 +25,6 @@ class Slide:
     title: str
     facts: list[Fact]
     cases: list[dict] = field(default_factory=list)  # failure cases (image_id, true, predicted, probability)
-    note: str = ""
 
 
 def _num(value) -> float:

@@ -292,15 +292,15 @@ class Workspace:
             con.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     def set_archived(self, table: str, record_id: str, archived: bool) -> None:
-        """Hide ('archived' = now) or show again (NULL) a run or a dataset in every list."""
-        if table not in ("runs", "datasets"):
-            raise ValueError(f"only runs and datasets are archived, not {table!r}")
+        """Hide ('archived' = now) or show again (NULL) a run, a dataset or a reader study in every list."""
+        if table not in ("runs", "datasets", "reader_studies"):
+            raise ValueError(f"only runs, datasets and reader studies are archived, not {table!r}")
         with self.connect() as con:
             con.execute(f"UPDATE {table} SET archived=? WHERE id=?", (time.time() if archived else None, record_id))
 
     def rename(self, table: str, record_id: str, name: str) -> None:
-        if table not in ("runs", "datasets"):
-            raise ValueError(f"only runs and datasets are renamed here, not {table!r}")
+        if table not in ("runs", "datasets", "reader_studies"):
+            raise ValueError(f"only runs, datasets and reader studies are renamed here, not {table!r}")
         with self.connect() as con:
             con.execute(f"UPDATE {table} SET name=? WHERE id=?", (name, record_id))
 

@@ -18,6 +18,7 @@ from core.train.features import FeatureCache, cached_view_features, file_digest
 from core.train.probe import fit_logistic_probe
 from core.models.precision import inference_precision
 from core.train.recipe import EpochSampler, balanced_weights, build_loss, build_optimizer, current_lr
+from core.train.progress import measured_rate
 from core.train.scores import BestTracker, score_predictions
 
 EVAL_BATCH = 4096
@@ -31,18 +32,15 @@ def _features_for_run(ctx: RunContext, extractor, preprocessing: dict, amp: torc
     precision = str(amp or torch.float32).replace("torch.", "")
     rows = np.concatenate([data.train_rows, data.val_rows, data.test_rows])
     fit_rows = training_rows(ctx)
-    started = time.perf_counter()
     last_written = [0.0]
 
     def progress(done, total):
-        # Every batch, at most twice a second: the bar, rate and ETA move with the backbone, not in jumps.
+        # Every batch, at most twice a second: the bar moves with the backbone, not in jumps; the rate and time left
+        # are measured from these records' times (core.train.monitor).
         now = time.perf_counter()
         if done == total or now - last_written[0] >= 0.5:
             last_written[0] = now
-            elapsed = now - started
-            rate = done / elapsed if elapsed > 0 else None
-            ctx.events.write("extract", done=done, total=total, images_per_s=rate, elapsed_s=elapsed,
-                             eta_s=(total - done) / rate if rate else None)
+            ctx.events.write("extract", done=done, total=total)
 
     views, stats = cached_view_features(
         FeatureCache(ctx.workspace.cache_dir / "features"), data.dataset, [rows] + [fit_rows] * cfg.views,
@@ -110,7 +108,7 @@ def train_features_mode(ctx: RunContext, progress_factory) -> dict:
     if channels_last:
         extractor.to(memory_format=torch.channels_last)
     preprocessing = preprocess_config(cfg.backbone, cfg.image_size, framing=cfg.framing)
-    ctx.events.write("status", status="running", stage="first batch", message="feature extraction: checking the "
+    ctx.events.write("status", status="running", message="feature extraction: checking the "
                      "cache and reading the first batch of images")
     features, cache_stats = _features_for_run(ctx, extractor, preprocessing, amp, channels_last)
     if features is None:
@@ -151,8 +149,8 @@ def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tup
     def fold_done(done: int, folds: int, losses: dict[float, float]) -> None:
         # The cross-validation curve as it fills in, fold by fold, with the rate the folds take.
         elapsed = time.perf_counter() - started
-        ctx.events.write("cv_fold", fold=done, folds=folds, elapsed_s=elapsed,
-                         eta_s=elapsed / done * (folds - done + 1),  # + the final fit on every image
+        _, left = measured_rate((0.0, 0), (elapsed, done), folds + 1)  # the folds, then the final fit on every image
+        ctx.events.write("cv_fold", fold=done, folds=folds, elapsed_s=elapsed, eta_s=left,
                          log_loss=[{"C": c, "log_loss": v} for c, v in losses.items()])
 
     fit = fit_logistic_probe(x, y, groups, num_classes=ctx.num_classes, kind=ctx.kind, balance=cfg.balance,

@@ -60,8 +60,7 @@ def execute_run(run_dir: str | Path, workspace: Workspace, *, resume: bool = Fal
         if main:
             write_status(run_dir, workspace, run_id, status="running", started=time.time(), error=None,
                          finished=None)
-            append_event(run_dir, "status", status="running", stage="reading the dataset",
-                         message=f"reading the dataset ({cfg.data})")
+            append_event(run_dir, "status", status="running", message=f"reading the dataset ({cfg.data})")
         summary = run_training(cfg, run_dir, workspace, resume=resume, listener=listener, dist=dist, log=log)
         if main:
             status = "cancelled" if summary.get("cancelled") else "succeeded"

@@ -74,7 +74,7 @@ def run_training(config: RunConfig | dict, run_dir: str | Path | None = None,
         import torch
 
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    events.write("status", status="running", stage="loading the model", message=f"loading the {cfg.backbone} "
+    events.write("status", status="running", message=f"loading the {cfg.backbone} "
                  f"backbone{' and its weights' if cfg.pretrained else ''} on {device}", device=str(device),
                  world_size=dist.world_size,
                  amp=str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else None,
