@@ -150,3 +150,16 @@ def test_a_formal_study_requires_reader_passwords(workspace):
     with pytest.raises(PermissionError, match="this study is formal"):
         join_study(workspace, formal, "dr-a", "wrong-pw")
     assert join_study(workspace, formal, "dr-a", "reader-pw").reader_id == "dr-a"
+
+
+def test_a_reader_account_takes_only_a_name_a_study_would_take(workspace):
+    """A signed-in reader grades under their user name: an account whose name no study accepts is refused when it
+    is made, not at the first study (a 70-character or SIMULATED- name could sign in and never grade)."""
+    from core.errors import InputError
+    from core.store.access import READER, RESEARCHER, SHELL, list_users, set_user
+
+    for name in ("x" * 70, "SIMULATED-dr-a"):
+        with pytest.raises(InputError, match="reader code"):
+            set_user(workspace, name, READER, "long-enough-pw", actor=SHELL)
+    set_user(workspace, "x" * 70, RESEARCHER, "long-enough-pw", actor=SHELL)  # staff names are not reader codes
+    assert [u["user_id"] for u in list_users(workspace)] == ["x" * 70]

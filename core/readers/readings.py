@@ -14,13 +14,11 @@ from core.data.tasks import Task, get_task
 from core.errors import InputError
 from core.readers.schema import ensure_schema
 from core.store import Workspace
-from core.store.access import SHELL, Actor, require
+from core.store.access import MAX_READER_ID_LENGTH, SHELL, SIMULATED_PREFIX, Actor, require  # noqa: F401
 
 READINGS_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
 REQUIRED_READING_COLUMNS = tuple(READINGS_COLUMNS[:3])  # seconds is optional
-SIMULATED_PREFIX = "SIMULATED-"
 MAX_LISTED_PROBLEMS = 10
-MAX_READER_ID_LENGTH = 64
 # Wide files must not carry the truth next to the readers' columns: a column named like this is
 # almost surely not a reader, and silently treating it as one would put the truth among the readers.
 _NOT_READER_COLUMNS = {"label", "truth", "true_label", "diagnosis", "patient_id", "path", "split", "seconds"}

@@ -14,8 +14,8 @@ import pandas as pd
 from core.data.tasks import Task, get_task, task_from_dict
 from core.errors import InputError
 from core.readers.auth import authenticate_reader
-from core.store.access import SHELL, Actor, is_formal_study, mark_formal_study, require
-from core.readers.readings import MAX_READER_ID_LENGTH, READINGS_COLUMNS, SIMULATED_PREFIX
+from core.store.access import SHELL, Actor, clean_reader_code, is_formal_study, mark_formal_study, require
+from core.readers.readings import READINGS_COLUMNS
 from core.readers.schema import ensure_schema
 from core.readers.tables import reader_report
 from core.store import Workspace, new_id
@@ -211,17 +211,6 @@ def list_studies(ws: Workspace, test_set_id: str | None = None, *, include_archi
     return [{**dict(r), "n_done": int(r["n_done"] or 0)} for r in rows]
 
 
-def _clean_reader_id(reader_id: str) -> str:
-    reader_id = str(reader_id or "").strip()
-    if not reader_id:
-        raise InputError("reader: give a name or a reader code")
-    if len(reader_id) > MAX_READER_ID_LENGTH:
-        raise InputError(f"reader code: at most {MAX_READER_ID_LENGTH} characters")
-    if reader_id.upper().startswith(SIMULATED_PREFIX):
-        raise InputError(f"reader code: {SIMULATED_PREFIX!r} is reserved for simulated readers")
-    return reader_id
-
-
 def _reader(con, study_id: str, reader_id: str):
     row = con.execute("SELECT * FROM readers WHERE study_id=? AND reader_id=?", (study_id, reader_id)).fetchone()
     if row is None:
@@ -237,7 +226,7 @@ def _answered(con, study_id: str, reader_id: str) -> set[str]:
 def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | None = None) -> ReaderSession:
     """Identify a reader and open (or resume) their session. Their order is a permutation of the study's
     images seeded by (study seed, reader code): stable across restarts, different between readers."""
-    reader_id = _clean_reader_id(reader_id)
+    reader_id = clean_reader_code(reader_id)
     authenticate_reader(ws, reader_id, password, required=is_formal_study(ws, study_id))
     with ws.connect() as con:
         ensure_schema(con)

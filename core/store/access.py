@@ -89,6 +89,23 @@ def _Users(ws: Workspace):  # noqa: N802 - reads like the table it opens
         yield con
 
 
+# Reader codes: a signed-in reader reads under their user name, so these rules hold for reader accounts too.
+MAX_READER_ID_LENGTH = 64
+SIMULATED_PREFIX = "SIMULATED-"  # reserved for the simulated readers' codes
+
+
+def clean_reader_code(reader_id: str) -> str:
+    """A reader code as stored with answers and readings (the one owner of its rules), or an InputError."""
+    reader_id = str(reader_id or "").strip()
+    if not reader_id:
+        raise InputError("reader: give a name or a reader code")
+    if len(reader_id) > MAX_READER_ID_LENGTH:
+        raise InputError(f"reader code: at most {MAX_READER_ID_LENGTH} characters")
+    if reader_id.upper().startswith(SIMULATED_PREFIX):
+        raise InputError(f"reader code: {SIMULATED_PREFIX!r} is reserved for simulated readers")
+    return reader_id
+
+
 def _clean_user_id(user_id: str) -> str:
     user_id = str(user_id or "").strip()
     if not user_id:
@@ -112,6 +129,8 @@ def list_users(ws: Workspace) -> list[dict]:
 def _write_user(ws: Workspace, user_id: str, role: str, password: str | None) -> None:
     if role not in ROLES:
         raise InputError(f"role {role!r}: choose one of {', '.join(ROLES)}")
+    if role == READER:  # a reader grades under this name: one that no study would take is refused here
+        clean_reader_code(user_id)
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise InputError(f"password for {user_id!r}: needs at least {MIN_PASSWORD_LENGTH} characters")
     stored = hash_password(password) if password is not None else (None,) * 5
