@@ -104,10 +104,12 @@ effect = penalty_effect(arrays.truth, arrays.probabilities, matrix, arrays.patie
 comparison = effect.comparison
 st.subheader("Effect on the model")
 cards = st.columns(4)
-metric_card(cards[0], "Weighted error, most probable class", effect.argmax_weighted_error, percent=False,
+# Short labels: a quarter-width card cut the longer ones to "Weighted error, most probable c...".
+metric_card(cards[0], "Weighted error (argmax)", effect.argmax_weighted_error, percent=False,
             help="Mean penalty per image when the model calls its most probable class (argmax).")
-metric_card(cards[1], "Weighted error, penalty-minimising rule", effect.min_penalty_weighted_error, percent=False,
-            help="Calls that minimise the expected penalty given the model's probabilities (Bayes decision).")
+metric_card(cards[1], "Weighted error (penalty rule)", effect.min_penalty_weighted_error, percent=False,
+            help="Mean penalty per image with the calls that minimise the expected penalty given the model's "
+                 "probabilities (the penalty-minimising rule, a Bayes decision).")
 cards[2].metric(f"Cost per {effect.per_patients:,} patients", f"{effect.argmax_cost:,.0f}",
                 delta=(f"{-effect.cost_saved:,.0f} with the penalty-minimising rule" if round(effect.cost_saved)
                        else None), delta_color="inverse",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TORCH_NUM_THREADS", "2")
+# A test that opens the default workspace without a fixture gets a throwaway one, never the repository's
+# ./workspace (a clean clone's suite left an empty registry there for the user's first launch to find).
+os.environ["CORE_WORKSPACE"] = tempfile.mkdtemp(prefix="core-tests-workspace-")  # even when set: not yours
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"

@@ -10,8 +10,8 @@ from tests.apptest import open_page
 
 PAGE = "../pages/penalties.py"
 EDITOR = "pen_editor_oct-kermany_0"
-ARGMAX = "Weighted error, most probable class"
-RULE = "Weighted error, penalty-minimising rule"
+ARGMAX = "Weighted error (argmax)"
+RULE = "Weighted error (penalty rule)"
 
 
 def _open(seeded: dict, **state) -> AppTest:

@@ -280,3 +280,24 @@ def test_cached_predictions_follow_the_image_ids_of_the_folder_given(probe_run, 
     assert set(as_folder["image_id"]) == set(load_dataset(oct_folder / "test").table["image_id"])
     assert set(as_split["image_id"]) == set(as_folder["image_id"])
     assert not any(i.startswith("test/") for i in as_split["image_id"])
+
+
+def test_the_report_describes_a_logistic_head_by_its_fit_not_by_epochs(probe_run):
+    """The report's model card said "Epochs: 1 run of 30 planned; Optimiser adam, learning rate 0.001" for a head
+    that is fitted exactly by logistic regression."""
+    from core.report.checklist import fill_checklist
+    from core.report.methods import paste_ready
+    from core.report.model_card import head_fitting, model_card
+    from core.report.tables import model_card_table
+
+    ws = probe_run["ws"]
+    shutil.copytree(probe_run["run"], ws.runs_dir / "probe-run")
+    card = model_card(ws, "probe-run")
+    fitted = head_fitting(card)
+    assert fitted.startswith("L2 logistic regression fitted exactly (no epochs), strength C = ")
+    assert f"C = {probe_run['summary']['probe']['C']:g}" in fitted and "cross-validation on 24" in fitted
+    rows = dict(model_card_table({"model": card}).rows)
+    assert rows["Head fitting"] == fitted and "Epochs" not in rows and "Optimiser" not in rows
+    assert any(r["answer"].startswith(f"Head: {fitted}") for r in fill_checklist({"model": card}))
+    assert f"its new head: {fitted}." in paste_ready({"model": card}, [])
+    assert head_fitting({**card, "head_fit": "adam"}) is None

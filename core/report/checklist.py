@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from core.report.model_card import head_fitting
+
 TO_BE_COMPLETED = "To be completed by the authors."
 # CLAIM item numbers follow the published 42-item checklist (Mongan, Moy & Kahn 2020); the 2024 update (Tejani et
 # al. 2024) revises wording: authors check the numbers against the form their journal asks for.
@@ -243,9 +245,10 @@ def _training(r: dict) -> str | None:
     m = _model(r)
     if not m:
         return None
-    return (f"Optimiser {m.get('optimizer')}, learning rate {m.get('learning_rate')}, batch {m.get('batch_size')}, "
-            f"{m.get('epochs_run')} of {m.get('epochs')} epochs, class balancing {m.get('balancing')}, seed "
-            f"{m.get('seed')}, device {m.get('device')}.")
+    fitted = head_fitting(m)
+    how = (f"Head: {fitted}" if fitted else f"Optimiser {m.get('optimizer')}, learning rate {m.get('learning_rate')}, "
+           f"batch {m.get('batch_size')}, {m.get('epochs_run')} of {m.get('epochs')} epochs")
+    return f"{how}, class balancing {m.get('balancing')}, seed {m.get('seed')}, device {m.get('device')}."
 
 
 def _model_selection(r: dict) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.report.model_card import head_fitting
+
 # Below this many test images (or cases of a class) intervals are wide enough that the report should say so.
 SMALL_TEST_SET = 200
 LR_METHOD_TEXT = {
@@ -153,7 +155,8 @@ def paste_ready(report: dict, methods: list[str]) -> str:
                    f"weights: {model.get('weights_source')}, input {model.get('image_size')} px, seed "
                    f"{model.get('seed')}) was trained on “{model.get('training_dataset')}” "
                    f"({model.get('training_images')} training and {model.get('validation_images')} validation "
-                   f"images) and selected by validation {model.get('validation_metric')}.")
+                   f"images)" + (f"; its new head: {fitted}." if (fitted := head_fitting(model)) else
+                                 f" and selected by validation {model.get('validation_metric')}."))
     patients = evaluation.get("n_patients")
     out.append(f"It was evaluated on the test set “{test_set.get('name')}” ({evaluation.get('n_images')} images"
                + (f" from {patients} patients" if patients else "") + f") for the task "

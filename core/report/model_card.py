@@ -70,6 +70,10 @@ def model_card(ws: Workspace, run_id: str) -> dict:
         "best_epoch": summary.get("best_epoch"),
         "stopped_early": summary.get("stopped_early"),
         "optimizer": config.get("optimizer"),
+        # The default features-mode head is fitted exactly (no epochs, no optimiser): what the card says instead.
+        "head_fit": summary.get("head_fit") or config.get("head_fit"),
+        "head_strength": (summary.get("probe") or {}).get("C"),
+        "validation_scheme": summary.get("validation"),
         "learning_rate": config.get("lr"),
         "batch_size": config.get("batch_size"),
         "data_limit": _data_limit(config),
@@ -91,6 +95,16 @@ def model_card(ws: Workspace, run_id: str) -> dict:
         "preprocessing": card.get("preprocessing") or None,
         "operating_point": card.get("operating_point") or None,
     }
+
+
+def head_fitting(m: dict) -> str | None:
+    """How a logistic head was fitted, in words (the report's model card, checklist and methods paragraph); None
+    for a head trained in epochs, which those describe by optimiser and epochs."""
+    if m.get("head_fit") != "logistic":
+        return None
+    strength = f", strength C = {m['head_strength']:g}" if m.get("head_strength") is not None else ""
+    scheme = m.get("validation_scheme") or "patient-grouped cross-validation"
+    return f"L2 logistic regression fitted exactly (no epochs){strength}, chosen by {scheme}"
 
 
 def describe_test_set(ws: Workspace, test_set_id: str, evaluation: dict, predictions_meta: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.report.format import Table, cite, plain_value, flat_interval, interval, number, percent
+from core.report.model_card import head_fitting
 
 # -- the tables ---------------------------------------------------------------------------------------------
 def headline_table(report: dict) -> Table:
@@ -28,10 +29,11 @@ def model_card_table(report: dict) -> Table | None:
         ["Weights source", plain_value(m.get("weights_source"))],
         ["Head", plain_value(m.get("head"))],
         ["Image size", f"{m['image_size']} px" if m.get("image_size") else "\u2014"],
-        ["Epochs", f"{plain_value(m.get('epochs_run'))} run of {plain_value(m.get('epochs'))} planned"
-                   + (" (stopped early)" if m.get("stopped_early") else "")],
-        ["Optimiser", f"{plain_value(m.get('optimizer'))}, learning rate {plain_value(m.get('learning_rate'))}, "
-                      f"batch {plain_value(m.get('batch_size'))}"],
+        *([["Head fitting", fitted]] if (fitted := head_fitting(m)) else [
+            ["Epochs", f"{plain_value(m.get('epochs_run'))} run of {plain_value(m.get('epochs'))} planned"
+                       + (" (stopped early)" if m.get("stopped_early") else "")],
+            ["Optimiser", f"{plain_value(m.get('optimizer'))}, learning rate {plain_value(m.get('learning_rate'))}, "
+                          f"batch {plain_value(m.get('batch_size'))}"]]),
         ["Training data", training],
         ["Data limit", plain_value(m.get("data_limit"))],
         ["Class balancing", plain_value(m.get("balancing"))],
