@@ -118,7 +118,8 @@ def check_workspace(ws: Workspace, fix: bool = False) -> Checkup:
     sources = [Path(r["source"]).resolve() for r in datasets]
     orphans += [p for p in sorted(ws.uploads_dir.glob("upload-*")) if not _under(p.resolve(), sources)]
     registered_runs = {Path(r["run_dir"]).resolve() for r in runs}
-    run_orphans = [p for p in sorted(ws.runs_dir.iterdir()) if p.is_dir() and p.resolve() not in registered_runs]
+    run_orphans = [p for p in sorted(ws.runs_dir.iterdir())
+                   if p.is_dir() and p.resolve() not in registered_runs and p != ws.slots_dir]
     now = time.time()
     for path in orphans:
         # An upload younger than an hour may still be being written by a live server: never removed then.

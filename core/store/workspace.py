@@ -151,6 +151,11 @@ class Workspace:
         return self.root / "runs"
 
     @property
+    def slots_dir(self) -> Path:
+        """The launcher's device-slot lock files (not a run folder)."""
+        return self.runs_dir / ".slots"
+
+    @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
 

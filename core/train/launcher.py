@@ -269,7 +269,7 @@ def acquire_slot(ws: Workspace, kind: str, run_dir: Path | None = None, run_id: 
                  poll_s: float = 0.5, on_wait=None):
     """Block until a device slot is free; returns the held lock file (released when closed or when the
     process dies, so a killed run never blocks the queue), or None if the run was cancelled meanwhile."""
-    lock_dir = ws.runs_dir / ".slots"
+    lock_dir = ws.slots_dir
     lock_dir.mkdir(parents=True, exist_ok=True)
     waited = False
     while True:

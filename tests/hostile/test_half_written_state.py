@@ -109,3 +109,13 @@ def test_doctor_reports_a_damaged_registry(workspace):
     report = check_workspace(workspace)
     assert report.problems and re.search(r"registry .*: (integrity check|cannot be checked)", report.problems[0])
     assert _doctor(workspace.root).returncode == 1
+
+
+def test_doctor_does_not_call_the_launchers_slot_folder_an_unlisted_run(workspace):
+    from core.store.doctor import check_workspace
+    from core.train.launcher import acquire_slot
+
+    slot = acquire_slot(workspace, "cpu")  # what every run does: a lock file under runs/.slots
+    slot.close()
+    assert workspace.slots_dir.is_dir()
+    assert not any(".slots" in note for note in check_workspace(workspace).notes)
