@@ -210,7 +210,11 @@ CXR_KERMANY = Task(
         BinaryView("pneumonia vs normal", ("BACTERIAL", "VIRAL"), ("NORMAL",)),
         BinaryView("bacterial vs viral", ("BACTERIAL",), ("VIRAL",)),
     ),
-    aliases=(("bacteria", "BACTERIAL"), ("virus", "VIRAL")),
+    # Kermany's file names say bacteria/virus; common re-exports of the set name their class folders
+    # PNEUMONIA_BACTERIAL / PNEUMONIA_VIRAL.
+    aliases=(("bacteria", "BACTERIAL"), ("virus", "VIRAL"), ("pneumonia_bacterial", "BACTERIAL"),
+             ("pneumonia_viral", "VIRAL"), ("pneumonia-bacterial", "BACTERIAL"), ("pneumonia-viral", "VIRAL"),
+             ("bacterial pneumonia", "BACTERIAL"), ("viral pneumonia", "VIRAL")),
     description="Pneumonia (bacterial or viral) vs normal, and bacterial vs viral pneumonia.",
 )
 

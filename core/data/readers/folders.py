@@ -16,7 +16,6 @@ from core.data.readers.registry import DatasetFormat
 from core.data.tasks import Task, get_task
 from core.errors import InputError
 
-OCT_CLASSES = {"CNV", "DME", "DRUSEN", "NORMAL"}
 # OCT2017 names its files CLASS-PATIENT-N.jpeg; the patient number is shared across classes.
 _CLASS_PATIENT_N = re.compile(r"^(?P<cls>[^-]+)-(?P<patient>[^-]+)-(?P<n>\d+)$")
 # Chest X-ray: person1_bacteria_1.jpeg / person1_virus_6.jpeg; NORMAL: IM-0115-0001 or NORMAL2-IM-1427-0001.
@@ -94,12 +93,26 @@ def looks_like_image_folder(root: Path) -> bool:
     return any(image_files(f.path, root)[:1] for f in folders)
 
 
+def _labels_of(task: Task, names: set[str]) -> set[str] | None:
+    """The task's classes the folder names stand for (aliases included); None if a name is not one of them."""
+    try:
+        return {task.canonical_label(n) for n in names}
+    except InputError:
+        return None
+
+
 def detect_folder_task(folders: list[ClassFolder]) -> str | None:
-    """oct-kermany or cxr-kermany when the class folder names are those of Kermany's datasets."""
+    """oct-kermany or cxr-kermany when the class folder names are those of Kermany's datasets (or a common
+    re-export's: NORMAL / PNEUMONIA_BACTERIAL / PNEUMONIA_VIRAL)."""
     names = {f.name.upper() for f in folders}
     if "PNEUMONIA" in names and names <= {"NORMAL", "PNEUMONIA"}:
         return "cxr-kermany"
-    if len(names) >= 2 and names <= OCT_CLASSES:
+    cxr = get_task("cxr-kermany")
+    labels = _labels_of(cxr, names)
+    if len(names) >= 2 and labels is not None and labels - {"NORMAL"}:
+        return "cxr-kermany"
+    oct_task = get_task("oct-kermany")
+    if len(names) >= 2 and names <= {c.upper() for c in oct_task.classes}:
         return "oct-kermany"
     return None
 
@@ -116,11 +129,18 @@ def _cxr_row(stem: str, folder_name: str, task: Task) -> tuple[str, str | None]:
         if kind is None:
             raise InputError("pneumonia image whose name says neither 'bacteria' nor 'virus' "
                              "(expected e.g. person1_bacteria_1.jpeg)")
-        person = _CXR_PERSON.search(stem)
-        return task.canonical_label(kind[1].lower()), (person[1].lower() if person else None)
+        return task.canonical_label(kind[1].lower()), _cxr_patient(stem)
+    return task.canonical_label(folder_name), _cxr_patient(stem)
+
+
+def _cxr_patient(stem: str) -> str | None:
+    """The child a Kermany chest X-ray file name names: person12 for pneumonia, IM-0115 for normal images
+    (NORMAL2-IM-1427 and IM-1427 share one id: if they are one child, a split must not separate them)."""
+    person = _CXR_PERSON.search(stem)
+    if person:
+        return person[1].lower()
     normal = _CXR_NORMAL.search(stem)
-    # NORMAL2-IM-1427 and IM-1427 share one id: if they are one child, a split must not separate them.
-    return task.canonical_label(folder_name), (f"IM-{normal[1]}" if normal else None)
+    return f"IM-{normal[1]}" if normal else None
 
 
 def read_image_folder(root: Path, task: Task | str | None, *, skip_bad: bool, max_pixels: int,
@@ -137,10 +157,28 @@ def read_image_folder(root: Path, task: Task | str | None, *, skip_bad: bool, ma
                   and "PNEUMONIA" not in {c.upper() for c in task_obj.classes})
     if task_obj is None:
         task_obj = custom_task(root.name, {f.name for f in folders})
+    listed_files = {folder.path: image_files(folder.path, root) for folder in folders}
+    if not cxr_naming:
+        refused = []
+        for folder in folders:
+            if not listed_files[folder.path]:
+                continue  # noted below as an empty class folder
+            try:
+                task_obj.canonical_label(folder.name)
+            except InputError:
+                refused.append(f"{folder.split}/{folder.name}" if folder.split else folder.name)
+        if refused:
+            listed = ", ".join(f"'{r}'" for r in sorted(set(refused)))
+            plural = "s" if len(set(refused)) > 1 else ""
+            raise InputError(f"{root}: class folder{plural} {listed}: unknown label{plural} for task "
+                             f"{task_obj.name!r} (its classes: {', '.join(task_obj.classes)}"
+                             f"{'; also accepted: ' + ', '.join(k for k, _ in task_obj.aliases) if task_obj.aliases else ''})")
+    # Kermany's chest X-ray file names carry the child (person12_..., IM-0115-...) under any class-folder naming.
+    cxr_files = detected == "cxr-kermany" or task_obj.name == "cxr-kermany"
     log = ProblemLog(source, skip_bad)
     rows = []
     for folder in folders:
-        files = image_files(folder.path, root)
+        files = listed_files[folder.path]
         where = f"{folder.split}/{folder.name}" if folder.split else folder.name
         if not files:
             log.add(f"{folder.path}: empty class folder '{where}' (no .jpeg/.png/.tif/.bmp images)")
@@ -158,6 +196,8 @@ def read_image_folder(root: Path, task: Task | str | None, *, skip_bad: bool, ma
                 except InputError as exc:
                     log.add(f"{full}: {exc}")
                     continue
+            elif cxr_files:
+                patient = _cxr_patient(stem)
             else:
                 patient = _class_patient(stem, folder.name)
             rows.append((rel, full, label, patient, folder.split))
