@@ -175,3 +175,16 @@ def _launch_or_error(config, workspace):
         return launch_run(config, workspace)
     except DuplicateRunError as exc:
         return exc
+
+
+def test_a_finished_child_is_reaped_without_anyone_asking(workspace):
+    # A dashboard server that starts runs must not collect <defunct> children (issue 22 item 7): the child here
+    # fails at once (its run folder has no config) and nobody calls reconcile_runs.
+    from core.store.processes import process_state
+    from core.train.launcher import _spawn
+
+    run_id = workspace.create_run(config={"backbone": "test_efficientnet", "mode": "features", "task": "x"})
+    proc = _spawn(run_id, workspace.runs_dir / run_id, workspace, resume=False)
+    _wait(lambda: proc.returncode is not None, timeout=60, what="the child to exit")
+    assert proc.returncode != 0
+    assert process_state(proc.pid) is None  # gone from the process table, not a zombie ('Z')

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +97,9 @@ def _spawn(run_id: str, run_dir: Path, ws: Workspace, resume: bool) -> subproces
         proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     _CHILDREN[run_id] = proc
+    # Reap the child the moment it exits (a dashboard server otherwise keeps one <defunct> process per finished
+    # run); Popen keeps its exit code for reconcile_runs.
+    threading.Thread(target=proc.wait, name=f"reap-{run_id}", daemon=True).start()
     write_status(run_dir, ws, run_id, pid=proc.pid, proc_start=process_start_token(proc.pid))
     return proc
 
