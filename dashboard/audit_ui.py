@@ -15,6 +15,7 @@ import streamlit as st
 from core.audit.duplicates import without_duplicates
 from core.audit.jobs import FULL, audit_state, start_audit
 from core.errors import InputError
+from core.metrics.intervals import p_value_text
 from core.store import Workspace
 from dashboard.common import ROOT
 
@@ -108,9 +109,13 @@ def _shift_block(shift: dict) -> None:
                    f"{domain['threshold']:.2f}.")
     else:
         st.caption("Domain classifier not computed yet (run the full audit below).")
-    tests = pd.DataFrame([{"property": t["property"], "test": t["test"], "statistic": round(t["statistic"], 4),
-                           "p value": t["p_value"], "flagged": t["flagged"]} for t in shift["tests"]])
-    st.dataframe(tests, hide_index=True, width="stretch")
+    st.dataframe(shift_tests_table(shift), hide_index=True, width="stretch")
+
+
+def shift_tests_table(shift: dict) -> pd.DataFrame:
+    """The per-property shift tests as shown: p-values as text ("< 0.001", never a row of zeros)."""
+    return pd.DataFrame([{"property": t["property"], "test": t["test"], "statistic": round(t["statistic"], 4),
+                          "p value": p_value_text(t["p_value"]), "flagged": t["flagged"]} for t in shift["tests"]])
 
 
 def audit_report_view(report: dict, key: str) -> None:

@@ -56,6 +56,14 @@ def informative_bounds(low, high) -> bool:
     return not (math.isnan(low) or math.isnan(high)) and high > low
 
 
+def p_value_text(p, floor: float = 0.001) -> str:
+    """A p-value as a reader meets it: "< 0.001" below the floor (never 0 or a row of zeros), else three decimals;
+    "not computed" when missing."""
+    if p is None or not math.isfinite(float(p)):
+        return "not computed"
+    return f"< {floor:g}" if float(p) < floor else f"{float(p):.3f}"
+
+
 def check_open_fraction(value, name: str, example: str = "") -> float:
     """`value` as a float strictly inside (0, 1), or an InputError naming `name` (e.g. confidence, prevalence)."""
     try:

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from core.errors import InputError
-from core.metrics.intervals import check_open_fraction
+from core.metrics.intervals import check_open_fraction, p_value_text
 from core.metrics.mrmc_design import DESIGNS, StudyLayout, arrange_readings
 from core.metrics.mrmc_figures import COVARIANCES, FIGURES, block_figures
 
@@ -285,7 +285,8 @@ def _treatment_words(name: str) -> str:
 
 
 def _p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    text = p_value_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def describe_difference(result: MrmcResult, reference: str | None = None) -> list[str]:

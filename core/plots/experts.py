@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.metrics.intervals import informative_bounds
-from core.plots.style import (BLUE, OPERATING_POINT_COLOR, REFERENCE_GREY, apply_layout, series_color)
+from core.plots.style import (BLUE, OPERATING_POINT_COLOR, REFERENCE_GREY, apply_layout, log_ticks,
+                               series_color)
 from core.plots.roc import SQUARE_UNIT_AXES
 
 MODEL_ID = "model"
@@ -196,7 +197,8 @@ def lr_forest_figure(table: pd.DataFrame, title: str | None = None, height: int 
                 error_x={"type": "data", "symmetric": False, "array": [shown_high - value],
                          "arrayminus": [value - shown_low], "color": colors[reader], "thickness": 1.8, "width": 5},
                 hovertemplate=text + "<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(type="log", range=[lo_edge, hi_edge], row=1, col=col,
+        tickvals, ticktext = log_ticks(lo_edge, hi_edge)
+        fig.update_xaxes(type="log", range=[lo_edge, hi_edge], row=1, col=col, tickvals=tickvals, ticktext=ticktext,
                          title_text=f"{measure} (log scale; 1 = no information)")
     method = ", ".join(sorted({str(m) for m in table.get("method", pd.Series(dtype=str)).dropna()}))
     apply_layout(fig, title=title or f"Likelihood ratios with 95% intervals: {_label(method)}",

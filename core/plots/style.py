@@ -27,6 +27,23 @@ def safe_text(text) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def log_ticks(low_exp: float, high_exp: float, max_ticks: int = 7) -> tuple[list[float], list[str]]:
+    """Tick values and labels for a log axis spanning 10**low_exp..10**high_exp: 1-2-5 steps thinned to at most
+    `max_ticks`, each labelled in full ("0.2", "1", "50"). Plotly's own minor labels on a short log range read
+    "2 3 ... 9 1 2 3" with no decade shown."""
+    import math
+
+    values = [m * 10.0 ** e for e in range(math.floor(low_exp) - 1, math.ceil(high_exp) + 1) for m in (1, 2, 5)]
+    inside = [v for v in values if low_exp <= math.log10(v) <= high_exp]
+    for keep in ((1, 2, 5), (1, 5), (1,)):
+        chosen = [v for v in inside if round(v / 10 ** math.floor(math.log10(v) + 1e-9)) in keep]
+        if len(chosen) <= max_ticks:
+            break
+    while len(chosen) > max_ticks:
+        chosen = chosen[::2]
+    return chosen, [f"{v:.4g}" for v in chosen]
+
+
 def series_color(index: int) -> str:
     """The colour of the index-th series (classes, runs, readers)."""
     return _LINE_ORDER[index % len(_LINE_ORDER)]
