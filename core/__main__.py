@@ -16,7 +16,7 @@ from core.errors import STORAGE_ERRNOS, InputError, storage_error
 # module pulls in torch, scikit-learn and Captum, and made every command wait 8 s before it started
 # (tests/test_cli_hub.py checks this table against what the modules register).
 COMMANDS = {
-    "core.data.cli": ("demo-data", "inspect"),
+    "core.data.cli": ("demo-data", "inspect", "add-data"),
     "core.audit.cli": ("audit",),
     "core.train.cli": ("train",),
     "core.infer.cli": ("predict", "recalibrate"),
@@ -25,6 +25,7 @@ COMMANDS = {
     "core.readers.cli": ("mrmc", "studies"),
     "core.store.cli": ("doctor",),
     "core.store.lifecycle_cli": ("runs",),
+    "core.store.users_cli": ("users",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
 

@@ -17,6 +17,15 @@ class StorageError(InputError):
     names the workspace, what was being stored and the cause; nothing was acknowledged as stored."""
 
 
+class DamagedRegistryError(StorageError):
+    """The workspace registry is not a database or fails SQLite's integrity check; the message says which backup
+    `python -m core doctor --fix` restores (core/store/backup.py)."""
+
+    def __init__(self, message: str, path: object = None):
+        super().__init__(message)
+        self.path = path
+
+
 def storage_error(exc: BaseException, workspace: object, action: str) -> StorageError:
     """A StorageError for an OSError or sqlite3.OperationalError raised while `action` in `workspace`."""
     text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__

@@ -4,14 +4,18 @@ admin's user management. Roles and permissions themselves live in core/store/acc
 
 from __future__ import annotations
 
+import secrets
+
+import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
 from core.readers.auth import remove_reader_password, set_reader_password
 from core.store import Workspace
 from core.store.access import (READER, ROLES, AccessDenied, Actor, allowed, create_first_admin, end_session,
-                               has_users, list_users, remove_user, require, resume_session, set_user, sign_in,
-                               start_session, user_actor)
+                               has_users, list_locks, list_users, remove_user, resume_session, set_user, sign_in,
+                               start_session, unlock, user_actor)
+from core.store.passwords import MIN_PASSWORD_LENGTH, MIN_STAFF_PASSWORD_LENGTH
 from dashboard import state
 from dashboard.widgets import plain
 
@@ -22,15 +26,25 @@ def current_actor() -> Actor | None:
     return st.session_state.get(state.ACTOR)
 
 
-def reader_code_input(key: str, max_chars: int) -> str:
-    """The reader code: a signed-in reader reads under their own user name only (no typing another's code);
-    researchers and admins type the code of the reader at the screen."""
+def reader_code() -> str | None:
+    """The code the signed-in user grades under: a reader's own user name (shown), nothing typed. Staff do not
+    grade (core.store.access: `grade` is the reader's alone), so for them None and nothing is shown."""
     actor = current_actor()
-    if actor is not None and actor.role == READER:
-        st.markdown(f"Reading as **{plain(actor.user_id)}**")
-        return actor.user_id
-    return st.text_input("Your name or reader code", key=key, max_chars=max_chars,
-                         help="Use the same code each time: re-entering it resumes where you stopped.")
+    if not allowed(actor, "grade"):
+        return None
+    st.markdown(f"Reading as **{plain(actor.user_id)}**")
+    return actor.user_id
+
+
+def _client() -> str:
+    """This browser's identity for sign-in throttling: its IP address where Streamlit sees one (not on localhost),
+    else a random id kept for this browser session."""
+    address = st.context.ip_address
+    if isinstance(address, str) and address:  # (AppTest's stand-in runtime gives a mock object: not an address)
+        return f"ip {address}"
+    if state.CLIENT_ID not in st.session_state:
+        st.session_state[state.CLIENT_ID] = secrets.token_hex(8)
+    return f"session {st.session_state[state.CLIENT_ID]}"
 
 
 def _oidc_configured() -> bool:
@@ -99,7 +113,8 @@ def _sign_in_forms(ws: Workspace) -> None:
     st.title("OpenKermany")
     if not has_users(ws):
         st.subheader("Set the local admin password")
-        st.caption(f"First start of workspace {plain(ws.root)}: the admin adds researchers and readers.")
+        st.caption(f"First start of workspace {plain(ws.root)}: the admin adds researchers and readers. "
+                   f"A password has at least {MIN_STAFF_PASSWORD_LENGTH} characters.")
         with st.form("first_admin"):
             name = st.text_input("Admin user name", value="admin", key="first_admin_name")
             password = st.text_input("Password", type="password", key="first_admin_password")
@@ -121,7 +136,7 @@ def _sign_in_forms(ws: Workspace) -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         if st.form_submit_button("Sign in"):
             try:
-                _remember(ws, sign_in(ws, name, password))
+                _remember(ws, sign_in(ws, name, password, client=_client()))
                 st.rerun()
             except AccessDenied as exc:
                 st.error(plain(exc))
@@ -148,7 +163,9 @@ def users_admin(ws: Workspace, actor: Actor) -> None:
             name = cols[0].text_input("User name (or the e-mail of an organisation sign-on)", key="user_name")
             role = cols[1].selectbox("Role", ROLES, index=ROLES.index(READER), key="user_role")
             password = cols[2].text_input("Password (empty: organisation sign-on only)", type="password",
-                                          key="user_password")
+                                          key="user_password",
+                                          help=f"At least {MIN_STAFF_PASSWORD_LENGTH} characters for admins and "
+                                               f"researchers, {MIN_PASSWORD_LENGTH} for readers.")
             if st.form_submit_button("Add or update user"):
                 try:
                     set_user(ws, name, role, password or None, actor=actor)
@@ -162,6 +179,7 @@ def users_admin(ws: Workspace, actor: Actor) -> None:
             if cols[1].button("Remove", key="user_remove", icon=":material/delete:"):
                 remove_user(ws, doomed, actor=actor)
                 st.rerun()
+        _locks_admin(ws, actor)
         st.markdown("**Reader-study passwords** (per reader code; a formal study admits only readers with one)")
         with st.form("reader_password"):
             cols = st.columns(2)
@@ -169,13 +187,30 @@ def users_admin(ws: Workspace, actor: Actor) -> None:
             password = cols[1].text_input("Password (empty: remove it)", type="password", key="reader_pw_value")
             if st.form_submit_button("Set reader password"):
                 try:
-                    require(actor, "manage_users")
                     if password:
-                        set_reader_password(ws, code, password)
+                        set_reader_password(ws, code, password, actor=actor)
                         st.success(f"Password set for reader {plain(code.strip())}.")
                     else:
-                        removed = remove_reader_password(ws, code)
+                        removed = remove_reader_password(ws, code, actor=actor)
                         st.info(f"Reader {plain(code.strip())}: " + ("password removed." if removed else
                                                                       "had no password."))
                 except (InputError, AccessDenied) as exc:
                     st.error(plain(exc))
+
+
+def _locks_admin(ws: Workspace, actor: Actor) -> None:
+    """Names and browsers locked after failed sign-ins, each with an Unlock button (admins)."""
+    locks = list_locks(ws, actor=actor)
+    if not locks:
+        st.caption("No sign-in is locked.")
+        return
+    st.markdown("**Locked sign-ins** (too many failed attempts)")
+    st.dataframe(pd.DataFrame([{"locked": f"{lock['kind']}: {lock['key']}", "minutes left": lock["minutes_left"],
+                                "locks in a row": lock["strikes"]} for lock in locks]),
+                 hide_index=True, width="stretch", key="user_locks")
+    labels = {(lock["kind"], lock["key"]): f"{lock['kind']}: {lock['key']}" for lock in locks}
+    cols = st.columns([3, 1])
+    chosen = cols[0].selectbox("Unlock", list(labels), format_func=labels.get, key="user_unlock_choice")
+    if cols[1].button("Unlock", key="user_unlock", icon=":material/lock_open:"):
+        unlock(ws, chosen[1], chosen[0], actor=actor)
+        st.rerun()

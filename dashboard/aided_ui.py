@@ -9,16 +9,16 @@ import streamlit as st
 
 from core.errors import InputError
 from core.readers import get_study, passwords_configured
-from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aided_study, join_aided,
-                                      list_aided_studies, model_output, reader_phase)
+from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aided_study, get_aided_study,
+                                      join_aided, list_aided_studies, model_output, reader_phase)
 from core.store import Workspace
 from core.store.access import allowed
 from dashboard.common import load_predictions
 from dashboard import state
-from dashboard.access_ui import current_actor, reader_code_input
+from dashboard.access_ui import current_actor, reader_code
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import _predictions_for, reader_results_view
-from dashboard.reader_ui import enter_session, join_or_explain, pick_test_set
+from dashboard.reader_ui import STAFF_NOTE, enter_session, join_or_explain, pick_test_set, study_progress_view
 from dashboard.widgets import plain, show_error
 
 NEW = "__new_aided__"
@@ -46,9 +46,11 @@ def aided_start_screen(ws: Workspace) -> None:
     st.caption("Each reader grades the same images twice, in separate sessions: first **unaided** (no model "
                "output), then, after a washout, **aided** (the model's output shown) in a fresh order. Your "
                "unaided answers are never shown in the aided session, and results appear only after both.")
-    reader_id = reader_code_input("rs_aided_code", 50)
+    reader_id = reader_code()  # None for staff: they create studies and follow them, never grade
+    if reader_id is None:
+        st.info(STAFF_NOTE, icon=":material/supervisor_account:")
     password = st.text_input("Password", type="password", key="rs_aided_password") \
-        if passwords_configured(ws) else None
+        if reader_id is not None and passwords_configured(ws) else None
     picked = pick_test_set(ws, key="rs_aided_test_set")
     if picked is None:
         return
@@ -63,6 +65,11 @@ def aided_start_screen(ws: Workspace) -> None:
     if chosen == NEW:
         _new_form(ws, row, task)
         return
+    if reader_id is None:
+        aided = get_aided_study(ws, chosen)
+        study_progress_view(ws, aided.unaided_study_id, key="rs_aided_progress_unaided", title="Unaided sessions")
+        study_progress_view(ws, aided.aided_study_id, key="rs_aided_progress_aided", title="Aided sessions")
+        return
     if reader_id.strip():
         try:
             _explain_phase(*reader_phase(ws, chosen, reader_id))
@@ -70,7 +77,7 @@ def aided_start_screen(ws: Workspace) -> None:
             show_error("That reader code cannot be used here.", exc)
             return
     if st.button("Start or resume my session", key="rs_aided_join", type="primary", icon=":material/play_arrow:"):
-        session = join_or_explain(lambda: join_aided(ws, chosen, reader_id, password))
+        session = join_or_explain(lambda: join_aided(ws, chosen, reader_id, password, actor=current_actor()))
         if session is None:
             return
         if session.phase in (UNAIDED, AIDED):
@@ -130,7 +137,7 @@ def after_session(ws: Workspace, session: dict) -> None:
         st.success("Unaided session closed. Your aided session is open now (the washout has passed).",
                    icon=":material/task_alt:")
         if st.button("Start the aided session", key="rs_aided_next", type="primary"):
-            _enter(join_aided(ws, session["aided_id"], session["base_reader"]))
+            _enter(join_aided(ws, session["aided_id"], session["base_reader"], actor=current_actor()))
             st.rerun()
         return
     _explain_phase(phase, opens)

@@ -9,17 +9,41 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
     sys.path.insert(0, str(ROOT))
 
+import sqlite3  # noqa: E402
+
 import streamlit as st  # noqa: E402
 
+from core.errors import STORAGE_ERRNOS, DamagedRegistryError, InputError, StorageError, storage_error  # noqa: E402
 from core.store.access import allowed  # noqa: E402
+from core.store.workspace import is_storage_failure  # noqa: E402
 from dashboard import state  # noqa: E402
 from dashboard.access_ui import sign_in_gate, signed_in_sidebar  # noqa: E402
-from dashboard.common import PAGES, READER_PAGE, apply_style, get_workspace, restore_selection  # noqa: E402
+from dashboard.common import (PAGE_ACTIONS, PAGES, READER_PAGE, apply_style, get_workspace, restore_selection,  # noqa: E402
+                              workspace_root)
+from dashboard.widgets import show_error  # noqa: E402
+
+# The headline over a problem no page handled itself, by kind (the detail below it is the core's plain message).
+_HEADLINES = ((DamagedRegistryError, "The workspace registry is damaged: nothing can be shown until it is restored."),
+              (StorageError, "The workspace cannot be used right now."),
+              (InputError, "This page could not be shown."))
 
 
 def main() -> None:
     st.set_page_config(page_title="OpenKermany", page_icon=str(ROOT / "assets" / "logo.svg"), layout="wide")
     apply_style()
+    try:
+        _route()
+    except (InputError, OSError, sqlite3.OperationalError) as exc:
+        # Before sign-in too (a damaged or read-only workspace): a plain message, never a traceback. Bugs (any
+        # other exception) still reach Streamlit, whose details .streamlit/config.toml hides from users.
+        if not isinstance(exc, InputError):
+            if (exc.errno not in STORAGE_ERRNOS) if isinstance(exc, OSError) else not is_storage_failure(exc):
+                raise
+            exc = storage_error(exc, workspace_root(), "storing what this page changed")
+        show_error(next(text for kind, text in _HEADLINES if isinstance(exc, kind)), exc)
+
+
+def _route() -> None:
     actor = sign_in_gate(get_workspace())  # stops here with the sign-in form until someone is signed in
     staff = allowed(actor, "view_results")
     restore_selection()
@@ -29,6 +53,8 @@ def main() -> None:
     sections: dict[str, list] = {}
     pages = {}
     for section, filename, title, icon in PAGES:
+        if filename in PAGE_ACTIONS and not allowed(actor, PAGE_ACTIONS[filename]):
+            continue
         default = filename == ("present.py" if presenting and staff else "home.py" if staff else READER_PAGE)
         pages[filename] = st.Page(ROOT / "pages" / filename, title=title, icon=icon, default=default)
         sections.setdefault(section, []).append(pages[filename])

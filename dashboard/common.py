@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (section, file in pages/, title, icon). The navigation and the tests both read this list.
 PAGES: list[tuple[str, str, str, str]] = [
     ("Overview", "home.py", "Home", ":material/home:"),
+    ("Overview", "audit_trail.py", "Audit trail", ":material/history:"),  # admins only (read_audit)
     ("Model", "train.py", "Train", ":material/model_training:"),
     ("Model", "test_sets.py", "Test sets", ":material/folder_open:"),
     ("Evaluate", "performance.py", "Performance", ":material/monitoring:"),
@@ -37,6 +38,8 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("Explain", "present.py", "Present", ":material/co_present:"),
 ]
 READER_PAGE = "reader_study.py"  # the one page a reader (role in core/store/access.py) may open
+# Pages listed only for those core allows the action (core.store.access.PERMISSIONS); the page refuses others too.
+PAGE_ACTIONS = {"audit_trail.py": "read_audit"}
 
 
 

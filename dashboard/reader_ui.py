@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import streamlit as st
 from PIL import Image
 
@@ -13,11 +14,12 @@ from core.errors import InputError, StorageError
 from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_study, end_early, finish, item_at,
                           join_study, list_studies, next_item, own_answer, passwords_configured, progress,
                           record_answer)
+from core.readers.study import study_progress
 from core.readers.ui_support import open_reading_of, reader_study_on
 from core.store import Workspace
 from core.store.access import allowed, any_formal_study
 from dashboard import state
-from dashboard.access_ui import current_actor, reader_code_input
+from dashboard.access_ui import current_actor, reader_code
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers
 from dashboard.lifecycle_ui import STUDY, manage_panel, restore_panel, show_lifecycle_message
@@ -130,15 +132,24 @@ def resume_own_reading(ws: Workspace, reader_id: str) -> dict | None:
     return st.session_state[state.READER_SESSION]
 
 
+STAFF_NOTE = ("Readers grade under their own reader account (an admin adds it on the Home page), signed in as "
+              "themselves: nobody grades or changes answers for another reader. Here you create studies and follow "
+              "their progress.")
+
+
 def start_screen(ws: Workspace) -> None:
-    """Identify the reader, pick or create a study, and join it (or resume where they stopped)."""
-    st.subheader("1. Who is reading?")
-    reader_id = reader_code_input("rs_reader_code", 64)
+    """A reader picks a study and joins it (or resumes where they stopped); staff pick or create a study and see
+    its progress: they never grade as a reader."""
+    reader_id = reader_code()  # None for staff
     password = None
-    if passwords_configured(ws) or any_formal_study(ws):
-        password = st.text_input("Password", type="password", key="rs_password",
-                                 help="This workspace asks every reader for their password.")
-    st.subheader("2. Which study?")
+    if reader_id is not None:
+        st.subheader("1. Who is reading?")
+        if passwords_configured(ws) or any_formal_study(ws):
+            password = st.text_input("Password", type="password", key="rs_password",
+                                     help="This workspace asks every reader for their reader-study password.")
+        st.subheader("2. Which study?")
+    else:
+        st.info(STAFF_NOTE, icon=":material/supervisor_account:")
     picked = pick_test_set(ws, key="rs_test_set")
     if picked is None:
         return
@@ -162,10 +173,13 @@ def start_screen(ws: Workspace) -> None:
         show_lifecycle_message()
     if study_id == NEW_STUDY:
         _new_study_form(ws, row, task)
+    elif reader_id is None:
+        study_progress_view(ws, study_id, key="rs_progress")
     elif st.button("Start or resume reading", key="rs_join", type="primary", icon=":material/play_arrow:"):
         # A reader code belongs to one study per test set: re-entering it resumes that study, whatever is selected.
-        joined = reader_study_on(ws, test_set_id, reader_id) if reader_id.strip() else None
-        session = join_or_explain(lambda: join_study(ws, joined or study_id, reader_id, password))
+        joined = reader_study_on(ws, test_set_id, reader_id)
+        session = join_or_explain(lambda: join_study(ws, joined or study_id, reader_id, password,
+                                                     actor=current_actor()))
         if session is not None:
             enter_session({"study_id": session.study_id, "reader_id": session.reader_id})
             if session.resumed:
@@ -177,6 +191,26 @@ def start_screen(ws: Workspace) -> None:
         if study_id != NEW_STUDY:
             manage_panel(ws, STUDY, next(s for s in studies if s["id"] == study_id), key="rs_manage")
         restore_panel(ws, STUDY, key="rs_restore")
+
+
+def study_progress_view(ws: Workspace, study_id: str, key: str, title: str = "Progress") -> None:
+    """Staff's view of a study: each reader code's status and how many images they graded, never the answers."""
+    table = study_progress(ws, study_id, actor=current_actor())
+    st.markdown(f"**{plain(title)}**")
+    if table.empty:
+        st.caption("No reader has joined yet.")
+        return
+    statuses = {"reading": "reading", "finished": "finished", "ended_early": "ended early"}
+    shown = pd.DataFrame({
+        "reader": table["reader_id"],
+        "status": table["status"].map(statuses).fillna(table["status"]),
+        "graded": [f"{a} of {t}" for a, t in zip(table["answered"], table["total"])],
+        "joined": [time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) for t in table["joined"]],
+        "closed": ["" if pd.isna(t) else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+                   for t in table["finished"]],
+    })
+    st.caption(f"{len(table)} reader(s) joined, {int((table['status'] != 'reading').sum())} closed their session.")
+    st.dataframe(shown, hide_index=True, width="stretch", key=key)
 
 
 def _new_study_form(ws: Workspace, row: dict, task: Task) -> None:
@@ -209,7 +243,7 @@ def _answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, label: 
     answer = {"study_id": study_id, "reader_id": reader_id, "image_id": image_id, "label": label,
               "confidence": st.session_state.get(confidence_key), "seconds": seconds}
     try:
-        record_answer(ws, **answer)
+        record_answer(ws, **answer, actor=current_actor())
     except StorageError as exc:  # kept in the page and retried on every rerun; never acknowledged
         st.session_state[state.READER_UNSAVED] = answer
         st.session_state[state.READER_ERROR] = str(exc)
@@ -228,7 +262,7 @@ def _retry_unsaved(ws: Workspace, study_id: str, reader_id: str) -> None:
     if not answer or (answer["study_id"], answer["reader_id"]) != (study_id, reader_id):
         return
     try:
-        record_answer(ws, **answer)
+        record_answer(ws, **answer, actor=current_actor())
     except StorageError as exc:
         show_error(f"Your answer **{plain(answer['label'])}** for this image is kept in this page but is **not "
                    "saved**: the workspace cannot be written. It is tried again on every click; do not close this "
@@ -321,7 +355,7 @@ def _end_early_controls(ws: Workspace, study: Study, reader_id: str) -> None:
     st.warning("End now? You will be analysed on the images graded so far, and cannot grade more in this study.")
     cols = st.columns(2)
     if cols[0].button("Yes, end now", key="rs_end_confirm", type="primary"):
-        end_early(ws, study.id, reader_id)
+        end_early(ws, study.id, reader_id, actor=current_actor())
         st.session_state.pop(state.READER_CONFIRM_END, None)
         st.rerun()
     cols[1].button("Keep reading", key="rs_end_cancel", on_click=lambda: st.session_state.pop(state.READER_CONFIRM_END))
@@ -333,7 +367,7 @@ def _all_graded(ws: Workspace, study: Study, reader_id: str, total: int) -> None
     cols = st.columns(2)
     if cols[0].button("Finish and see my results", key="rs_finish", type="primary", icon=":material/flag:"):
         try:
-            finish(ws, study.id, reader_id)
+            finish(ws, study.id, reader_id, actor=current_actor())
         except InputError as exc:
             show_error("Could not finish.", exc)
             return
@@ -346,7 +380,8 @@ def header(study: Study, reader_id: str) -> None:
     cols = st.columns([4, 1])
     cols[0].markdown(f"**Reader:** {plain(reader_id)}  \n**Study:** {plain(study.name)}")
     if cols[1].button("Switch reader", key="rs_sign_out", icon=":material/logout:"):
-        for key in (state.READER_SESSION, state.READER_POSITION, state.READER_SHOWN, state.READER_CONFIRM_END, "rs_reader_code", "rs_password"):
+        for key in (state.READER_SESSION, state.READER_POSITION, state.READER_SHOWN, state.READER_CONFIRM_END,
+                    "rs_password"):
             st.session_state.pop(key, None)
         st.rerun()
     if state.READER_FLASH in st.session_state:

@@ -89,3 +89,4 @@ def current_selection() -> Selection:
 ACTOR = "actor"  # core.store.access.Actor of the signed-in user; page tests seed it (tests/apptest.py)
 SESSION_TOKEN = "session_token"  # this sign-in's token, also in the URL (query param SESSION_PARAM)
 SESSION_PARAM = "session"
+CLIENT_ID = "sign_in_client"  # random id of this browser session for sign-in throttling when no IP is known

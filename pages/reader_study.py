@@ -27,8 +27,8 @@ if session is None and current_actor().role == READER:
 if session is None:
     st.caption("Grade images yourself and see how you compare with the model. The study is **blinded**: no true "
                "label, no model output and no other reader's answers are shown until you finish (or end early). "
-               "Every answer is saved the moment you give it, so closing the tab or a restart loses nothing: enter "
-               "the same reader code to continue where you stopped.")
+               "Every answer is saved the moment you give it, so closing the tab or a restart loses nothing: sign "
+               "in again to continue where you stopped. Each reader grades only under their own account.")
     modes = {"standard": "Standard study", "aided": "Aided vs unaided (two sessions)"}
     mode = st.radio("Study type", list(modes), format_func=modes.get, horizontal=True, key="rs_mode")
     if mode == "aided":

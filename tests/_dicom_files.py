@@ -1,5 +1,6 @@
 """DICOM files for tests, built with pydicom: any pixel array, photometric, bit depth, sign, rescale, window,
-VOI LUT, frames and transfer syntax (uncompressed, JPEG baseline, JPEG 2000 lossless)."""
+VOI LUT, frames and transfer syntax (uncompressed, JPEG baseline, JPEG 2000 lossless, a declared syntax no decoder
+knows, or a legacy file with neither preamble nor file meta); any further header attributes by keyword."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ def write_dicom(path: str | Path, pixels: np.ndarray, *, photometric: str = "MON
                 bits_stored: int | None = None, slope: float | None = None, intercept: float | None = None,
                 window: tuple[float, float] | None = None, voi_lut: tuple[list[int], list[int]] | None = None,
                 patient_id: str | None = "MRN-0042", patient_name: str = PATIENT_NAME, sop_uid: str | None = None,
-                syntax: str = "explicit", preamble: bool = True) -> Path:
-    """Write `pixels` ((H, W), (frames, H, W) or (H, W, 3)) as a DICOM file; returns the path."""
+                syntax: str = "explicit", preamble: bool = True, attributes: dict | None = None,
+                private_text: str | None = None) -> Path:
+    """Write `pixels` ((H, W), (frames, H, W) or (H, W, 3)) as a DICOM file; returns the path.
+
+    syntax: "explicit", "jpeg", "j2k", "legacy" (implicit VR little endian, no preamble, no file meta: an old
+    ACR-NEMA-style file) or a transfer syntax UID declared over encapsulated junk (e.g. JPEG XL's).
+    attributes: more header attributes by keyword (BurnedInAnnotation, StudyInstanceUID...); private_text: a
+    private tag holding this text."""
     pixels = np.asarray(pixels)
     colour = photometric in ("RGB", "YBR_FULL_422")
     frames = pixels.shape[0] if (pixels.ndim == 3 and not colour) else 1
@@ -59,6 +66,11 @@ def write_dicom(path: str | Path, pixels: np.ndarray, *, photometric: str = "MON
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
         ds.WindowCenterWidthExplanation = f"Set for {patient_name}"
+    for keyword, value in (attributes or {}).items():
+        setattr(ds, keyword, value)
+    if private_text is not None:
+        block = ds.private_block(0x0011, "ACME HOSPITAL", create=True)
+        block.add_new(0x01, "LO", private_text)
     if voi_lut is not None:
         descriptor, data = voi_lut
         item = Dataset()
@@ -84,6 +96,25 @@ def write_dicom(path: str | Path, pixels: np.ndarray, *, photometric: str = "MON
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.PixelData = np.ascontiguousarray(pixels).tobytes()
         ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+    elif syntax == "legacy":
+        ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+        del ds.file_meta
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, implicit_vr=True, little_endian=True)
+        return path
+    elif syntax.startswith("1.2."):
+        # pydicom will not write a transfer syntax it does not know: written as HTJ2K (a UID as long), then swapped.
+        stand_in = "1.2.840.10008.1.2.4.201"
+        assert len(syntax) == len(stand_in), "a declared syntax must be 23 characters long"
+        meta.TransferSyntaxUID = stand_in
+        ds.PixelData = encapsulate([b"\xff\x0a" + bytes(30)])  # a JPEG XL codestream's signature, then nothing
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.preamble = b"\x00" * 128
+        ds.save_as(path, enforce_file_format=True)
+        path.write_bytes(path.read_bytes().replace(stand_in.encode(), syntax.encode(), 1))
+        return path
     else:
         raise ValueError(syntax)
     if "PixelData" in ds and not meta.TransferSyntaxUID.is_compressed:

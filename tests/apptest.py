@@ -9,20 +9,21 @@ from dashboard import state
 from tests.conftest import APP_PATH
 
 
-def signed_in_app(role: str = ADMIN, timeout: int = 180, **session_state) -> AppTest:
-    """The app (not run yet) with a user of `role` signed in (the one place page tests sign in) and
-    `session_state` seeded."""
+def signed_in_app(role: str = ADMIN, timeout: int = 180, *, user: str | None = None, **session_state) -> AppTest:
+    """The app (not run yet) with a user of `role` signed in (the one place page tests sign in; the user name is
+    `user`, default "test-<role>") and `session_state` seeded."""
     at = AppTest.from_file(APP_PATH, default_timeout=timeout)
-    at.session_state[state.ACTOR] = Actor(f"test-{role}", role)
+    at.session_state[state.ACTOR] = Actor(user or f"test-{role}", role)
     for key, value in session_state.items():
         at.session_state[key] = value
     return at
 
 
-def open_page(page: str, timeout: int = 180, role: str = ADMIN, **session_state) -> AppTest:
-    """Run the app signed in as `role` with `session_state` seeded, switch to `page` (e.g.
-    "../pages/performance.py") and check that nothing raised."""
-    at = signed_in_app(role, timeout, **session_state)
+def open_page(page: str, timeout: int = 180, role: str = ADMIN, *, user: str | None = None,
+              **session_state) -> AppTest:
+    """Run the app signed in as `role` (user name `user`, default "test-<role>") with `session_state` seeded,
+    switch to `page` (e.g. "../pages/performance.py") and check that nothing raised."""
+    at = signed_in_app(role, timeout, user=user, **session_state)
     at.run()
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]

@@ -78,7 +78,8 @@ def _files(root: str) -> dict[str, object]:
 
     base = Path(root)
     state: dict[str, object] = {str(p.relative_to(base)): (p.stat().st_size, p.stat().st_mtime_ns)
-                                for p in base.rglob("*") if p.is_file() and not p.name.startswith("registry.sqlite")}
+                                for p in base.rglob("*") if p.is_file() and not p.name.startswith("registry.sqlite")
+                                and p.parent.name != "backups"}  # the registry's rolling backups: taken by design
     con = sqlite3.connect(f"file:{base / 'registry.sqlite'}?mode=ro", uri=True)
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]

@@ -32,7 +32,8 @@ def _images(n: int = 8) -> pd.DataFrame:
 def test_every_action_has_roles_and_the_reader_only_grades():
     assert {a for a, roles in PERMISSIONS.items() if READER in roles} == {"grade"}
     assert {a for a, roles in PERMISSIONS.items() if RESEARCHER not in roles} == {
-        "delete_data", "manage_users", "choose_workspace"}
+        "delete_data", "manage_users", "choose_workspace", "read_audit", "grade"}
+    assert PERMISSIONS["grade"] == {READER}  # staff never grade as a reader (issue 21 item 6)
     with pytest.raises(AccessDenied, match="start run needs the role admin or researcher; 'rita' \\(role reader\\)"):
         require(READER_ACTOR, "start_run")
     with pytest.raises(AccessDenied, match="nobody signed in"):
@@ -163,3 +164,131 @@ def test_a_reader_account_takes_only_a_name_a_study_would_take(workspace):
             set_user(workspace, name, READER, "long-enough-pw", actor=SHELL)
     set_user(workspace, "x" * 70, RESEARCHER, "long-enough-pw", actor=SHELL)  # staff names are not reader codes
     assert [u["user_id"] for u in list_users(workspace)] == ["x" * 70]
+
+
+# -- issue 21 items 5 and 7: sign-in throttling, password lengths, the audit trail -------------------------------
+def _fail(ws, name, times, client=None, now=None):
+    from core.store.access import SignInLocked
+
+    outcomes = []
+    for _ in range(times):
+        try:
+            sign_in(ws, name, "not-the-password", client=client, now=now)
+        except SignInLocked:
+            outcomes.append("locked")
+        except AccessDenied:
+            outcomes.append("refused")
+    return outcomes
+
+
+def test_sign_in_locks_an_account_after_five_failures_for_a_growing_time(workspace):
+    from core.store.access import LOCK_SECONDS, MAX_FAILURES, SignInLocked, list_locks
+
+    admin = create_first_admin(workspace, "boss", "long-password")
+    set_user(workspace, "rita", READER, "reader-pw", actor=admin)
+    t0 = time.time()
+    assert _fail(workspace, "rita", MAX_FAILURES, now=t0) == ["refused"] * (MAX_FAILURES - 1) + ["locked"]
+    with pytest.raises(SignInLocked, match="sign-in is locked for 15 more minutes.*ask an admin to unlock it"):
+        sign_in(workspace, "rita", "reader-pw", now=t0 + 1)  # the right password is refused while locked
+    # Case does not get round it; an unknown name is locked with the same words (nothing tells who exists).
+    with pytest.raises(SignInLocked):
+        sign_in(workspace, "RITA", "reader-pw", now=t0 + 2)
+    assert _fail(workspace, "no-such-user", MAX_FAILURES, now=t0)[-1] == "locked"
+    with pytest.raises(SignInLocked, match="sign-in is locked for 15 more minutes"):
+        sign_in(workspace, "no-such-user", "x", now=t0 + 1)
+    # After the lock the right password works; the next lock of the same name lasts twice as long.
+    assert sign_in(workspace, "rita", "reader-pw", now=t0 + LOCK_SECONDS + 1) == Actor("rita", READER)
+    t1 = t0 + LOCK_SECONDS + 10
+    assert _fail(workspace, "rita", MAX_FAILURES, now=t1)[-1] == "locked"
+    with pytest.raises(SignInLocked, match="locked for 15 more minutes"):  # success cleared the strikes
+        sign_in(workspace, "rita", "reader-pw", now=t1)
+    t2 = t1 + LOCK_SECONDS + 10
+    assert _fail(workspace, "rita", MAX_FAILURES, now=t2)[-1] == "locked"  # no success in between: doubled
+    with pytest.raises(SignInLocked, match="locked for 30 more minutes"):
+        sign_in(workspace, "rita", "reader-pw", now=t2)
+    assert {(lock["kind"], lock["key"]) for lock in list_locks(workspace, actor=admin, now=t2)} >= {
+        ("account", "rita")}
+
+
+def test_sign_in_locks_a_client_that_tries_many_names(workspace):
+    from core.store.access import MAX_FAILURES, SignInLocked
+
+    create_first_admin(workspace, "boss", "long-password")
+    names = [f"guess-{i}" for i in range(MAX_FAILURES)]
+    outcomes = [_fail(workspace, name, 1, client="ip 10.0.0.9")[0] for name in names]
+    assert outcomes[-1] == "locked"
+    with pytest.raises(SignInLocked):  # the client is locked, whichever name, even a right password
+        sign_in(workspace, "boss", "long-password", client="ip 10.0.0.9")
+    assert sign_in(workspace, "boss", "long-password", client="ip 10.0.0.10") == Actor("boss", ADMIN)
+
+
+def test_an_admin_unlocks_from_core_and_the_command_line(workspace, capsys):
+    from core.__main__ import main
+    from core.store.access import MAX_FAILURES, SignInLocked, list_locks, unlock
+
+    admin = create_first_admin(workspace, "boss", "long-password")
+    set_user(workspace, "rita", READER, "reader-pw", actor=admin)
+    set_user(workspace, "rob", RESEARCHER, "research-pass", actor=admin)
+    _fail(workspace, "rita", MAX_FAILURES, client="ip 10.0.0.7")
+    with pytest.raises(AccessDenied, match="manage users needs the role admin"):
+        unlock(workspace, "rita", actor=Actor("rob", RESEARCHER))
+    with pytest.raises(AccessDenied, match="manage users"):
+        list_locks(workspace, actor=Actor("rob", RESEARCHER))
+    assert unlock(workspace, "Rita", actor=admin)  # the name as typed, case ignored
+    with pytest.raises(SignInLocked):  # the client is still locked
+        sign_in(workspace, "rita", "reader-pw", client="ip 10.0.0.7")
+    assert main(["users", "--workspace", str(workspace.root), "list"]) == 0
+    assert "client ip 10.0.0.7" in capsys.readouterr().out
+    assert main(["users", "--workspace", str(workspace.root), "unlock", "--client", "ip 10.0.0.7"]) == 0
+    assert "unlocked ip 10.0.0.7" in capsys.readouterr().out
+    assert sign_in(workspace, "rita", "reader-pw", client="ip 10.0.0.7") == Actor("rita", READER)
+    assert list_locks(workspace, actor=admin) == []
+
+
+def test_staff_passwords_need_twelve_characters_readers_eight(workspace):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="needs at least 12 characters for a staff account"):
+        create_first_admin(workspace, "boss", "eleven-char")
+    admin = create_first_admin(workspace, "boss", "twelve-chars")
+    for role in (ADMIN, RESEARCHER):
+        with pytest.raises(InputError, match="at least 12 characters"):
+            set_user(workspace, "staff", role, "x" * 11, actor=admin)
+        set_user(workspace, "staff", role, "x" * 12, actor=admin)
+    with pytest.raises(InputError, match="needs at least 8 characters for a reader"):
+        set_user(workspace, "rita", READER, "x" * 7, actor=admin)
+    set_user(workspace, "rita", READER, "x" * 8, actor=admin)
+    with pytest.raises(InputError, match="at least 8 characters"):
+        set_reader_password(workspace, "dr-a", "x" * 7)
+    set_reader_password(workspace, "dr-a", "x" * 8)
+
+
+def test_the_audit_trail_records_sign_ins_and_lifecycle_and_cannot_be_edited(workspace):
+    import sqlite3
+
+    from core.readers.lifecycle import rename_study
+    from core.store.audit_trail import APPEND_ONLY, read_trail, trail_csv
+
+    admin = create_first_admin(workspace, "boss", "long-password")
+    sign_in(workspace, "boss", "long-password", client="ip 10.1.1.1")
+    _fail(workspace, "=cmd|calc", 1)  # a name typed on the sign-in form that a spreadsheet would run
+    study_id = create_study(workspace, "ts1", _images(), "oct-kermany", actor=RESEARCHER_ACTOR)
+    rename_study(workspace, study_id, "Pilot 2", actor=RESEARCHER_ACTOR)
+    trail = read_trail(workspace, actor=admin)
+    assert list(trail["action"]) == ["renamed", "study_created", "sign_in_failed", "sign_in", "user_saved"]
+    assert list(trail["user"]) == ["rob", "rob", "=cmd|calc", "boss", "boss"]
+    assert trail["target"].iloc[0] == f"reader study {study_id}" and '"to": "Pilot 2"' in trail["detail"].iloc[0]
+    assert '"client": "ip 10.1.1.1"' in trail["detail"].iloc[3] and trail["time"].str.match(r"\d{4}-\d\d-\d\dT").all()
+    assert list(read_trail(workspace, actor=admin, user="rob")["action"]) == ["renamed", "study_created"]
+    assert read_trail(workspace, actor=admin, since=time.time() + 60).empty
+    assert b"'=cmd|calc" in trail_csv(workspace, actor=admin)  # through the one CSV writer: defused
+    for who in (RESEARCHER_ACTOR, READER_ACTOR):
+        with pytest.raises(AccessDenied, match="read audit needs the role admin"):
+            read_trail(workspace, actor=who)
+    # Append-only even for a statement typed straight into the registry.
+    with workspace.connect() as con:
+        for statement in ("UPDATE audit_trail SET user='someone else'", "DELETE FROM audit_trail",
+                          "DELETE FROM audit_trail WHERE action='sign_in_failed'"):
+            with pytest.raises(sqlite3.DatabaseError, match=APPEND_ONLY):
+                con.execute(statement)
+    assert len(read_trail(workspace, actor=admin)) == 5

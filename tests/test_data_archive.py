@@ -12,7 +12,7 @@ import pytest
 from core.data import load_dataset
 from core.data.archive import MARKER, check_zip, extract_zip, file_sha256
 from core.errors import InputError
-from tests._data_files import image_folder
+from tests._data_files import image_folder, write_image
 
 
 def _zip_folder(folder: Path, zip_path: Path, prefix: str = "") -> Path:
@@ -169,3 +169,21 @@ def test_bad_image_inside_zip_fails_cleanly(tmp_path):
         load_dataset(z, extract_to=tmp_path / "t")
     ds = load_dataset(z, extract_to=tmp_path / "t", skip_bad=True)
     assert len(ds) == 2 and len(ds.problems) == 1 and "broken.png" in ds.problems[0]
+
+
+def test_folder_extracted_from_a_zip_stays_confined_when_read_again(tmp_path, monkeypatch):
+    """An upload's extracted folder, read again as a folder (a registered upload reloaded), is still confined to
+    itself: not even a data root widens it."""
+    secret = write_image(tmp_path / "private" / "patient.png", seed=7)
+    z = tmp_path / "up.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("manifest.csv", f"path,label\na.png,a\nb.png,b\n{secret},b\n")
+        zf.write(write_image(tmp_path / "a.png", seed=1), "a.png")
+        zf.write(write_image(tmp_path / "b.png", seed=2), "b.png")
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path / "private"))
+    first = load_dataset(z, extract_to=tmp_path / "t", skip_bad=True)
+    again = load_dataset(tmp_path / "t", skip_bad=True)
+    assert sorted(again.table["image_id"]) == sorted(first.table["image_id"]) == ["a.png", "b.png"]
+    with pytest.raises(InputError, match=r"line 4 \('.*patient\.png'\)\. Refused: a manifest in an upload may name "
+                                         r"only files inside the upload's own folder"):
+        load_dataset(tmp_path / "t")

@@ -238,6 +238,72 @@ def test_manifest_inside_zip_may_not_point_outside(tmp_path):
         load_dataset(z, extract_to=tmp_path / "t")
 
 
+# A manifest on the server names files only inside its own folder or under a data root (issue 21, item 4).
+def _reaching_manifest(tmp_path, reach: str):
+    """A manifest folder with two good rows and, on line 4, a row naming the image outside it as `reach` says:
+    absolute, ../ or through a symbolic link beside the manifest."""
+    secret = write_image(tmp_path / "private" / "patient.png", seed=7)
+    base = _manifest_dir(tmp_path, ["a.png,cat", "b.png,dog"], header="path,label")
+    if reach == "symlink":
+        (base / "link.png").symlink_to(secret)
+    named = {"absolute": str(secret), "dotdot": "../private/patient.png", "symlink": "link.png"}[reach]
+    with open(base / "manifest.csv", "a") as f:
+        f.write(f"{named},dog\n")
+    return base, named, secret
+
+
+@pytest.mark.parametrize("reach", ["absolute", "dotdot", "symlink"])
+def test_manifest_row_outside_its_folder_is_refused(tmp_path, monkeypatch, reach):
+    monkeypatch.delenv("CORE_DATA_ROOTS", raising=False)
+    base, named, secret = _reaching_manifest(tmp_path, reach)
+    with pytest.raises(InputError) as err:
+        load_dataset(base)
+    message = str(err.value)
+    assert f"manifest.csv: 1 row(s) name an image path that points outside the dataset folder and the data " \
+           f"roots: line 4 ({named!r}). Refused: a manifest may name only files inside its own folder or under a " \
+           f"data root of this server ($CORE_DATA_ROOTS)" in message, message
+    ds = load_dataset(base, skip_bad=True)  # skipped, and said where
+    assert sorted(ds.table["image_id"]) == ["a.png", "b.png"]
+    assert str(secret) not in ds.table["path"].tolist()
+    assert ds.problems == [f"{base / 'manifest.csv'}, line 4: image path {named!r} points outside the dataset "
+                           "folder and the data roots; refused"]
+
+
+def test_manifest_bare_id_found_through_a_symlink_out_is_refused(tmp_path, monkeypatch):
+    """A bare id (APTOS style) found by the index beside the CSV is checked where it points, too."""
+    monkeypatch.delenv("CORE_DATA_ROOTS", raising=False)
+    secret = write_image(tmp_path / "private" / "patient.png", seed=7)
+    base = _manifest_dir(tmp_path, ["a.png,cat", "b.png,dog"], header="path,label")
+    (base / "img").mkdir()
+    (base / "img" / "c.png").symlink_to(secret)
+    (base / "manifest.csv").write_text("path,label\na,cat\nb,dog\nc,dog\n")
+    with pytest.raises(InputError, match=r"line 4 \('c'\)\. Refused"):
+        load_dataset(base)
+    assert sorted(load_dataset(base, skip_bad=True).table["image_id"]) == ["a", "b"]
+
+
+def test_manifest_refusal_reveals_nothing_about_files_outside(tmp_path, monkeypatch):
+    """Outside paths are refused on the path alone: one that exists and one that does not read the same."""
+    monkeypatch.delenv("CORE_DATA_ROOTS", raising=False)
+    base, _, secret = _reaching_manifest(tmp_path, "absolute")
+    ds = load_dataset(base, skip_bad=True)
+    (base / "manifest.csv").write_text(f"path,label\na.png,cat\nb.png,dog\n{secret}.missing,dog\n")
+    gone = load_dataset(base, skip_bad=True)
+    assert [p.replace(".missing", "") for p in gone.problems] == ds.problems
+
+
+def test_manifest_may_name_files_under_a_data_root(tmp_path, monkeypatch):
+    """The data roots ($CORE_DATA_ROOTS) widen what a manifest may name; links inside its folder are fine."""
+    base, named, secret = _reaching_manifest(tmp_path, "absolute")
+    (base / "same.png").symlink_to(base / "a.png")
+    with open(base / "manifest.csv", "a") as f:
+        f.write("same.png,cat\n")
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path / "private"))
+    ds = load_dataset(base)
+    assert ds.table.set_index("image_id").loc[named, "path"] == str(secret.resolve())
+    assert len(ds) == 4 and ds.problems == []
+
+
 # -- MedMNIST .npz ----------------------------------------------------------------------------------
 def _npz(path, labels_shape=(1,), n=(6, 2, 3), k=3, rgb=False, **extra):
     rng = np.random.default_rng(0)

@@ -129,7 +129,7 @@ def test_a_dicom_folder_registered_with_a_chosen_window_is_audited(tmp_path, mon
     at.button(key="testsets_add_folder_button").click().run()
     assert not at.error
     added = ws.get_dataset(at.selectbox(key="testsets_preview").value)
-    assert added["meta"]["dicom"] == {"window": "full", "frames": "refuse"}
+    assert added["meta"]["dicom"] == {"window": "full", "frames": "refuse", "burned_in": "refuse"}
     ds = load_registered(ws, added["id"])
     # full range: the ramp's middle value 128 of 255 stays 128 (the file's window (0, 1) would make it white)
     assert [int(np.asarray(ds.load_image(i))[8, 0]) for i in range(4)] == [128] * 4

@@ -54,3 +54,70 @@ def test_try_the_demo_starts_the_default_run(workspace, monkeypatch):
             break
         time.sleep(1)
     assert workspace.get_run(run["id"])["status"] in ("cancelled", "succeeded")
+
+
+def _damaged_workspace(root):
+    """A workspace with one run and a backup, whose registry is then cut in half (a truncated copy, a failing disk)."""
+    import sqlite3
+
+    from core.store import Workspace
+    from core.store.backup import take_backup
+
+    ws = Workspace.open(root)
+    for i in range(40):  # a registry of several pages, so that half of it is missing pages
+        ws.set_setting(f"note-{i}", "x" * 800)
+    take_backup(ws.db_path)
+    with sqlite3.connect(ws.db_path) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = ws.db_path.read_bytes()
+    ws.db_path.write_bytes(data[: len(data) // 2])
+    return ws
+
+
+def test_a_damaged_registry_shows_a_plain_message_before_sign_in(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import APP_PATH
+
+    ws = _damaged_workspace(tmp_path / "damaged")
+    monkeypatch.setenv("CORE_WORKSPACE", str(ws.root))
+    at = AppTest.from_file(APP_PATH, default_timeout=60).run()  # nobody signed in
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("registry is damaged" in e.value for e in at.error)
+    detail = " ".join(c.value for c in at.code)
+    assert f"the workspace registry {ws.db_path} is damaged (database disk image is malformed)" in detail
+    assert f"python -m core doctor --fix --workspace {ws.root}` to restore the newest good backup from" in detail
+    assert "Traceback" not in detail
+
+
+def test_a_registry_damaged_while_signed_in_shows_a_plain_message(tmp_path, monkeypatch):
+    from core.store import Workspace
+
+    root = tmp_path / "later"
+    Workspace.open(root)
+    monkeypatch.setenv("CORE_WORKSPACE", str(root))
+    at = signed_in_app(timeout=120)
+    _damaged_workspace(root)  # the server opened it before; the damage shows on the next query
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("registry is damaged" in e.value for e in at.error)
+
+
+def test_a_read_only_workspace_shows_a_plain_message(workspace, monkeypatch):
+    """The registry opened the way SQLite opens a file it may not write (as root, chmod cannot make one): every
+    write SQLite attempts fails as on a read-only folder ("attempt to write a readonly database")."""
+    import sqlite3
+    import types
+
+    from core.store import workspace as workspace_module
+
+    def read_only(database, *args, **kwargs):
+        kwargs.pop("uri", None)
+        return sqlite3.connect(f"file:{database}?mode=ro", *args, uri=True, **kwargs)
+
+    monkeypatch.setattr(workspace_module, "sqlite3", types.SimpleNamespace(**{**vars(sqlite3), "connect": read_only}))
+    at = signed_in_app(timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("workspace cannot be used" in e.value for e in at.error)
+    assert any("readonly database" in c.value and "the folder is read-only or not writable" in c.value
+               for c in at.code), [c.value for c in at.code]

@@ -43,11 +43,12 @@ def study(ws, own_seeded_workspace) -> str:
                         name=f"test study {uuid.uuid4().hex[:6]}")
 
 
-def _join(study_id: str, reader: str) -> AppTest:
-    at = _open()
-    at.selectbox(key="rs_study").set_value(study_id)
-    at.text_input(key="rs_reader_code").input(reader)
-    at.button(key="rs_join").click().run()
+def _join(study_id: str, reader: str, **session_state) -> AppTest:
+    """Reader `reader`, signed in as themself, opens the page and starts (or, landing in it, resumes) the study."""
+    at = open_page(PAGE, timeout=120, role="reader", user=reader, **session_state)
+    if [b for b in at.button if b.key == "rs_join"]:  # not reading yet (a signed-in reader resumes by themself)
+        at.selectbox(key="rs_study").set_value(study_id).run()
+        at.button(key="rs_join").click().run()
     return _ok(at)
 
 
@@ -83,7 +84,7 @@ def test_grade_reload_resume_finish_and_see_results(ws, study, own_seeded_worksp
     assert _caption(at) == "Image 3 of 6"
     assert progress(ws, study, reader).answered == 2  # committed at once, not at the end
 
-    # A reload is a new browser session: the reader gives their code again and continues at the same image.
+    # A reload is a new browser session: the signed-in reader continues at the same image.
     at = _join(study, reader)
     assert _caption(at) == "Image 3 of 6"
     at.button(key="rs_previous").click().run()
@@ -204,9 +205,8 @@ def test_password_is_checked_when_the_workspace_has_them(workspace, monkeypatch)
     test_set = load_dataset(workspace.get_dataset(demo["test_set_id"])["source"], "oct-kermany")
     study_id = create_study(workspace, demo["test_set_id"], test_set, "oct-kermany", subset_size=4)
     set_reader_password(workspace, "dr-pw", "correct horse")
-    at = _open()
+    at = open_page(PAGE, timeout=120, role="reader", user="dr-pw")
     at.selectbox(key="rs_study").set_value(study_id)
-    at.text_input(key="rs_reader_code").input("dr-pw")
     at.text_input(key="rs_password").input("wrong one")
     at.button(key="rs_join").click().run()
     assert any("Wrong password" in e.value for e in at.error)
@@ -293,10 +293,7 @@ def test_compare_with_model_starts_on_the_run_selected_elsewhere(ws, study, own_
     ws.record_predictions("run-newer-copy", seeded["test_set_id"], newer, 1)
     assert ws.list_predictions()[0]["run_id"] == "run-newer-copy"
     reader = f"cmp-{uuid.uuid4().hex[:6]}"
-    at = open_page(PAGE, timeout=120, run_id=seeded["run_id"])
-    at.selectbox(key="rs_study").set_value(study)
-    at.text_input(key="rs_reader_code").input(reader)
-    at.button(key="rs_join").click().run()
+    at = _join(study, reader, run_id=seeded["run_id"])
     _grade(at, 0)
     at.button(key="rs_end_early").click().run()
     at.button(key="rs_end_confirm").click().run()
@@ -342,5 +339,32 @@ def test_a_signed_in_reader_who_reloads_is_back_at_the_next_image(ws, study):
     assert [t.value for t in at.title] == ["Reader study"]
     assert _caption(at) == "Image 3 of 6" and not [b for b in at.button if b.key == "rs_join"]
     assert any("Welcome back: 2 of 6 already graded" in t.value for t in at.toast), [t.value for t in at.toast]
-    staff = open_page(PAGE, timeout=120)  # staff may read under several codes: they choose again
-    assert [b for b in staff.button if b.key == "rs_join"]
+
+
+def test_staff_cannot_grade_as_a_reader_and_see_the_progress_instead(ws, study):
+    """Issue 21 item 6: a researcher used to type a reader's code, resume that reader's session and change a
+    stored answer with no password. Staff now get no reader-code box and no way to join; they see each reader's
+    progress (never the answers), and the core refuses an answer from anyone but that reader."""
+    from core.readers import item_at, join_study, own_answer, record_answer
+    from core.store.access import AccessDenied, Actor
+
+    join_study(ws, study, "dr-victim")
+    first = item_at(ws, study, "dr-victim", 1).image_id
+    record_answer(ws, study, "dr-victim", first, "CNV", actor=Actor("dr-victim", "reader"))
+    for role in ("researcher", "admin"):
+        staff = open_page(PAGE, timeout=120, role=role)
+        staff.selectbox(key="rs_study").set_value(study).run()
+        _ok(staff)
+        assert not [b for b in staff.button if b.key in ("rs_join", "rs_aided_join")]
+        assert not [t for t in staff.text_input if t.key in ("rs_reader_code", "rs_aided_code")]
+        assert any("nobody grades or changes answers for another reader" in i.value for i in staff.info)
+        progress_table = next(d.value for d in staff.dataframe if "graded" in d.value.columns)
+        assert progress_table.to_dict("records")[0]["reader"] == "dr-victim"
+        assert progress_table.to_dict("records")[0]["graded"] == "1 of 6"
+        assert "CNV" not in progress_table.to_string()  # progress, never the answers
+        with pytest.raises(AccessDenied, match=f"grade needs the role reader; 'test-{role}' \\(role {role}\\)"):
+            record_answer(ws, study, "dr-victim", first, "NORMAL", actor=Actor(f"test-{role}", role))
+    # Another reader cannot answer for the victim either; the stored answer is untouched.
+    with pytest.raises(AccessDenied, match="only reader 'dr-victim', signed in, may grade as 'dr-victim'"):
+        record_answer(ws, study, "dr-victim", first, "NORMAL", actor=Actor("dr-other", "reader"))
+    assert own_answer(ws, study, "dr-victim", first)["label"] == "CNV"

@@ -123,3 +123,24 @@ def test_bad_creation_input(workspace):
         create_aided_study(workspace, "ts", _images(), "oct-kermany", _predictions(10))
     with pytest.raises(InputError, match="washout"):
         create_aided_study(workspace, "ts", _images(), "oct-kermany", _predictions(), washout_days=-1)
+
+
+def test_staff_cannot_join_or_answer_an_aided_session_as_a_reader(workspace):
+    """Issue 21 item 6, aided studies: a session "<code> [unaided]" belongs to reader <code> alone."""
+    from core.store.access import READER, RESEARCHER, AccessDenied, Actor
+
+    aided_id = create_aided_study(workspace, "ts", _images(4), "oct-kermany", _predictions(4), washout_days=0)
+    with pytest.raises(AccessDenied, match="grade needs the role reader"):
+        join_aided(workspace, aided_id, "dr-a", actor=Actor("rob", RESEARCHER))
+    with pytest.raises(AccessDenied, match="only reader 'dr-a'"):
+        join_aided(workspace, aided_id, "dr-a", actor=Actor("dr-b", READER))
+    session = join_aided(workspace, aided_id, "dr-a", actor=Actor("dr-a", READER))
+    item = next_item(workspace, session.study_id, session.session_code)
+    # The session code is "dr-a [unaided]"; the signed-in reader dr-a answers in it, nobody else does.
+    record_answer(workspace, session.study_id, session.session_code, item.image_id, "CNV", actor=Actor("dr-a", READER))
+    with pytest.raises(AccessDenied, match="only reader 'dr-a'"):
+        record_answer(workspace, session.study_id, session.session_code, item.image_id, "DME",
+                      actor=Actor("dr-a [unaided]", READER))
+    with pytest.raises(AccessDenied):
+        join_study(workspace, session.study_id, session.session_code, actor=Actor("rob", RESEARCHER))
+    assert own_answer(workspace, session.study_id, session.session_code, item.image_id)["label"] == "CNV"

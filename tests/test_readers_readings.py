@@ -153,3 +153,28 @@ def test_list_can_leave_out_simulated_readers(workspace):
     df = pd.DataFrame({"reader_id": ["SIMULATED-x", "human"], "image_id": ["a", "a"], "label": ["CNV", "DME"]})
     store_readings(workspace, "ts", df, "mixed")
     assert list_readings(workspace, "ts", include_simulated=False)["reader_id"].tolist() == ["human"]
+
+
+@pytest.mark.parametrize("text, where", [
+    ("reader_id,image_id,label\nSIMULATED-junior,img000,CNV\ndr_a,img001,DME\n", "line 2"),
+    ("reader_id,image_id,label\nsimulated-junior,img000,CNV\n", "line 2"),
+    ("image_id,dr_a,SIMULATED-expert\nimg000,CNV,DME\n", "SIMULATED-expert"),
+])
+def test_the_simulated_reader_prefix_is_refused_on_import(tmp_path, text, where):
+    """SIMULATED- marks the simulated readers (reports label them so): an imported human reading may not take it."""
+    with pytest.raises(InputError, match=rf"(?s)readings\.csv: 1 problem\(s\).*{where}.*reader code: 'SIMULATED-' is "
+                                         r"reserved for simulated readers") as caught:
+        load_readings(_write(tmp_path, text), "oct-kermany", known_image_ids=IMAGES)
+    assert "nothing was imported" in str(caught.value)
+
+
+def test_an_import_of_readings_is_in_the_audit_trail(workspace, tmp_path):
+    from core.store.access import Actor, create_first_admin
+    from core.store.audit_trail import read_trail
+
+    admin = create_first_admin(workspace, "ada", "a long enough password")
+    frame = load_readings(_write(tmp_path, "reader_id,image_id,label\nr1,img000,CNV\n"), "oct-kermany")
+    store_readings(workspace, "ts1", frame, "grades.csv", actor=Actor("rob", "researcher"))
+    trail = read_trail(workspace, actor=admin, action="readings_stored")
+    assert trail[["user", "role", "target"]].values.tolist() == [["rob", "researcher", "test_set ts1"]]
+    assert '"rows": 1' in trail["detail"].iat[0] and "grades.csv" in trail["detail"].iat[0]

@@ -182,3 +182,37 @@ def test_two_studies_may_not_share_a_name(workspace, study):
     second = create_study(workspace, "ts", _images(), "oct-kermany", subset_size=4, seed=1)
     names = {s["id"]: s["name"] for s in list_studies(workspace)}
     assert names[first] == "ts: 4 images, seed 1" and names[second] == "ts: 4 images, seed 1 (2)"
+
+
+def test_only_the_signed_in_reader_writes_their_session(workspace, study):
+    """Issue 21 item 6: staff resumed a reader's session by typing the code and changed a stored answer. Joining,
+    answering and closing a session are the reader's own (signed in as that reader); every write is refused to
+    staff and to other readers, and nothing stored changes."""
+    from core.store.access import ADMIN, READER, RESEARCHER, AccessDenied, Actor
+    from core.store.audit_trail import read_trail
+    from core.store.access import SHELL
+
+    alice = Actor("alice", READER)
+    researcher, admin, bob = Actor("rob", RESEARCHER), Actor("boss", ADMIN), Actor("bob", READER)
+    for intruder in (researcher, admin, bob):
+        with pytest.raises(AccessDenied):
+            join_study(workspace, study, "alice", actor=intruder)
+    join_study(workspace, study, "alice", actor=alice)
+    first = item_at(workspace, study, "alice", 1).image_id
+    record_answer(workspace, study, "alice", first, "CNV", confidence=4, actor=alice)
+    for intruder, message in ((researcher, "grade needs the role reader; 'rob' \\(role researcher\\)"),
+                              (admin, "grade needs the role reader; 'boss' \\(role admin\\)"),
+                              (bob, "only reader 'alice', signed in, may grade as 'alice'; 'bob'")):
+        with pytest.raises(AccessDenied, match=message):
+            record_answer(workspace, study, "alice", first, "NORMAL", actor=intruder)
+        with pytest.raises(AccessDenied):
+            end_early(workspace, study, "alice", actor=intruder)
+        with pytest.raises(AccessDenied):
+            join_study(workspace, study, "alice", actor=intruder)  # no resuming someone else's session either
+    assert own_answer(workspace, study, "alice", first) == {"label": "CNV", "confidence": 4}
+    assert progress(workspace, study, "alice").status == "reading"
+    record_answer(workspace, study, "alice", first, "DME", actor=alice)  # the reader changes their own answer
+    end_early(workspace, study, "alice", actor=alice)
+    trail = read_trail(workspace, actor=SHELL)
+    assert list(trail["action"])[:4] == ["reader_finished", "answer_changed", "answer_stored", "reader_joined"]
+    assert set(trail["user"][:4]) == {"alice"} and '"before": "CNV"' in trail["detail"].iloc[1]

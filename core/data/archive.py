@@ -12,6 +12,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from core.data.dicom import may_be_unnamed_dicom
 from core.data.images import is_image_name
 from core.errors import STORAGE_ERRNOS, InputError, storage_error
 
@@ -54,6 +55,18 @@ def is_dataset_file(name: str) -> bool:
     return is_image_name(posixpath.basename(name)) or posixpath.splitext(name)[1].lower() in DATA_SUFFIXES
 
 
+def _unnamed_dicom(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bool:
+    """An entry named without a format (PACS exports: no extension, or a UID) whose bytes 128-131 are 'DICM'."""
+    if not may_be_unnamed_dicom(name) or info.flag_bits & 0x1 or info.file_size < 132:
+        return False
+    try:
+        with zf.open(info) as entry:
+            head = entry.read(132)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError, NotImplementedError):
+        return False  # unreadable here: extraction would fail on it too, and it is not data we can tell
+    return head[128:132] == b"DICM"
+
+
 def _safe_name(zip_name: str, info: zipfile.ZipInfo) -> str:
     """The entry's relative posix path, or InputError when it could land outside the target."""
     raw = info.filename
@@ -80,11 +93,16 @@ def check_zip(zip_path: str | Path, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYT
     zip_name = str(zip_path)
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
+            return _checked_entries(zf, zip_name, max_total_bytes, max_entries)
     except FileNotFoundError:
         raise InputError(f"{zip_name}: file not found") from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise InputError(f"{zip_name}: not a readable zip archive ({exc})") from None
+
+
+def _checked_entries(zf: zipfile.ZipFile, zip_name: str, max_total_bytes: int,
+                     max_entries: int) -> list[tuple[zipfile.ZipInfo, str]]:
+    infos = zf.infolist()
     if len(infos) > max_entries:
         raise InputError(f"{zip_name}: {len(infos):,} entries, above the limit of {max_entries:,}")
     files, seen, total, packed, n_images, skipped = [], set(), 0, 0, 0, 0
@@ -92,7 +110,8 @@ def check_zip(zip_path: str | Path, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYT
         name = _safe_name(zip_name, info)  # every entry is checked, also those not extracted
         if info.is_dir() or not name or _ignored(name):
             continue
-        if not is_dataset_file(name):
+        dicom = not is_dataset_file(name) and _unnamed_dicom(zf, info, name)
+        if not (dicom or is_dataset_file(name)):
             skipped += 1
             continue
         if info.flag_bits & 0x1:
@@ -102,7 +121,7 @@ def check_zip(zip_path: str | Path, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYT
         seen.add(name)
         total += info.file_size
         packed += info.compress_size
-        n_images += is_image_name(posixpath.basename(name))
+        n_images += dicom or is_image_name(posixpath.basename(name))
         if total > max_total_bytes:
             raise InputError(f"{zip_name}: expands to more than {max_total_bytes:,} bytes (limit); refusing to extract")
         files.append((info, name))

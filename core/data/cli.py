@@ -1,4 +1,5 @@
-"""Command line for data: `demo-data` writes the synthetic OCT demo set, `inspect` summarises any dataset."""
+"""Command line for data: `demo-data` writes the synthetic OCT demo set, `inspect` summarises any dataset,
+`add-data` registers one in the workspace."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.dicom import FRAME_POLICIES, WINDOWINGS
 from core.errors import InputError
 
 
@@ -38,6 +40,30 @@ def register(subparsers) -> None:
     inspect.add_argument("--fingerprint", action="store_true",
                          help="also compute the content fingerprint (reads every image's bytes)")
     inspect.set_defaults(func=run_inspect)
+
+    add = subparsers.add_parser(
+        "add-data", help="add a dataset or test set to the workspace (a zip is stored de-identified)",
+        description="Register a dataset folder on this machine (read in place), or store a .zip / .csv / .npz "
+                    "in the workspace and register it, as the Test sets page does. DICOM files in a zip are "
+                    "de-identified (DICOM PS3.15 basic profile: PatientID and UIDs pseudonymised with the "
+                    "workspace's key, each file named by its new SOP Instance UID). DICOM files whose "
+                    "BurnedInAnnotation is YES are refused unless --allow-burned-in.")
+    add.add_argument("path", type=Path, help="dataset folder, or a .zip, .csv or .npz to store in the workspace")
+    add.add_argument("--role", choices=("test_set", "dataset"), default="test_set",
+                     help="test_set (default) or dataset (for training)")
+    add.add_argument("--task", default=None, help="task preset name or .json/.toml task file (default: inferred)")
+    add.add_argument("--name", default=None, help="display name (default: the file or folder name)")
+    add.add_argument("--skip-bad", action="store_true",
+                     help="leave out unreadable files (and, in a zip, refused DICOM files), listing them")
+    add.add_argument("--dicom-window", default="file", choices=WINDOWINGS, help="DICOM windowing (default: file)")
+    add.add_argument("--dicom-frames", default="refuse", choices=FRAME_POLICIES,
+                     help="DICOM multi-frame files: refuse (default) or use the first frame")
+    add.add_argument("--allow-burned-in", action="store_true",
+                     help="keep DICOM files whose BurnedInAnnotation is YES (text such as the patient's name may be "
+                          "in the pixels): stored flagged, with PatientIdentityRemoved = NO")
+    add.add_argument("--workspace", type=Path, default=None,
+                     help="workspace folder (default: $CORE_WORKSPACE or ./workspace)")
+    add.set_defaults(func=run_add_data)
 
 
 class ConsoleProgress:
@@ -132,4 +158,32 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"  - {line}")
     if len(ds.problems) > 50:
         print(f"  ... and {len(ds.problems) - 50} more")
+    return 0
+
+
+def run_add_data(args: argparse.Namespace) -> int:
+    from core.data.dicom import DicomOptions
+    from core.data.ingest import ingest_upload, register_folder
+    from core.store import Workspace
+
+    ws = Workspace.open(args.workspace)
+    dicom = DicomOptions(args.dicom_window, args.dicom_frames, "keep" if args.allow_burned_in else "refuse")
+    dicom = None if dicom.is_default else dicom
+    common = {"role": args.role, "task": args.task, "name": args.name, "skip_bad": args.skip_bad, "dicom": dicom}
+    path = args.path.expanduser()
+    if path.is_file():
+        with open(path, "rb") as data:
+            added = ingest_upload(ws, path.name, data, **common)
+    else:
+        added = register_folder(ws, path, **common)
+    record = added.record
+    print(f"{'already registered' if added.reused else 'registered'}: {record['id']} ({record['name']}), "
+          f"{record['n_images']} images, task {record['task']}")
+    kept = record["meta"].get("burned_in_annotation") or []
+    if kept:
+        print(f"warning: {len(kept)} DICOM file(s) kept with burned-in annotation (flagged, "
+              f"PatientIdentityRemoved = NO), e.g. {', '.join(kept[:3])}")
+    problems = record["meta"].get("problems") or []
+    for line in problems[:20]:
+        print(f"  - {line}")
     return 0

@@ -1,14 +1,21 @@
 """DICOM pixels: recognise a file, check it cheaply, decode it to 8-bit with the modality LUT, a chosen window and
-MONOCHROME1 inverted; and write de-identified copies that keep only the pixel data and the fields we use.
+MONOCHROME1 inverted; and write de-identified copies following the DICOM PS3.15 Basic Application Level
+Confidentiality Profile (what is kept, replaced, re-mapped and removed is the tables below), PatientID and UIDs
+pseudonymised with the workspace's key (core/store/secret.py).
 
 Decoding is pydicom's (pylibjpeg decodes JPEG baseline, JPEG-LS and JPEG 2000 transfer syntaxes); the values stay
 in float until the last step, so 12- and 16-bit data are windowed at full depth and only then made 8-bit."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
+import hmac
 import os
-from dataclasses import asdict, dataclass
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +36,15 @@ WINDOWINGS = ("file", "full", *WINDOW_PRESETS)
 FRAME_POLICIES = ("refuse", "first")
 _GREY = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
-DEIDENTIFIED_BY = "OpenKermany: pixel data and used fields only; PatientID hashed"  # LO: <= 64 chars
+BURNED_IN_POLICIES = ("refuse", "keep")
+DEIDENTIFIED_BY = "OpenKermany: PS3.15 basic profile, patient characteristics kept"  # LO: <= 64 chars
+BURNED_IN_KEPT = "Burned-in annotation NOT removed from the pixels"  # 2nd value when such a file is kept
 PATIENT_HASH_PREFIX = "pid-"
+_PSEUDONYM = re.compile(r"^pid-[0-9a-f]{60}$")
+_PATIENT_HEX = 60  # PatientID is LO (at most 64 characters): "pid-" and 240 bits of the HMAC
+# Transfer syntaxes newer than the pydicom in use, named in messages only.
+_NEWER_SYNTAXES = {"1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+                   "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression", "1.2.840.10008.1.2.4.112": "JPEG XL"}
 
 
 @dataclass(frozen=True)
@@ -39,10 +53,13 @@ class DicomOptions:
 
     window: "file" (the file's VOI LUT or Window Center/Width; the full range when it has neither), "full"
     (min to max of the rescaled values), or a preset name in WINDOW_PRESETS. frames: "refuse" multi-frame files
-    with a clear message, or use the "first" frame."""
+    with a clear message, or use the "first" frame. burned_in: at ingestion (core.data.ingest), "refuse" files
+    whose BurnedInAnnotation is YES, or "keep" them (stored flagged, PatientIdentityRemoved = NO); it does not
+    change decoding, so it is left out of the repr (and of the dataset fingerprint built on it)."""
 
     window: str = "file"
     frames: str = "refuse"
+    burned_in: str = field(default="refuse", repr=False)
 
     def __post_init__(self):
         if self.window not in WINDOWINGS:
@@ -50,6 +67,9 @@ class DicomOptions:
         if self.frames not in FRAME_POLICIES:
             raise InputError(f"DICOM multi-frame policy must be one of {', '.join(FRAME_POLICIES)}, "
                              f"got {self.frames!r}")
+        if self.burned_in not in BURNED_IN_POLICIES:
+            raise InputError(f"DICOM burned-in annotation policy must be one of {', '.join(BURNED_IN_POLICIES)}, "
+                             f"got {self.burned_in!r}")
 
     @property
     def is_default(self) -> bool:
@@ -80,14 +100,95 @@ def is_dicom_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in DICOM_SUFFIXES and not os.path.basename(name).startswith(".")
 
 
+def may_be_unnamed_dicom(name: str) -> bool:
+    """A name that says nothing of its format, whose first bytes decide: no extension (PACS exports), or a UID as
+    the name ("1.2.840.113619.2.55.3", whose "extension" is digits). DICOMDIR is an index, not an image."""
+    base = os.path.basename(str(name))
+    suffix = os.path.splitext(base)[1]
+    return (not base.startswith(".") and base.upper() != "DICOMDIR"
+            and (not suffix or suffix[1:].isdigit()))
+
+
 def is_dicom(path: str | Path) -> bool:
-    """A .dcm/.dicom file, or any file with the DICM marker (PACS exports are often extension-less)."""
-    return is_dicom_name(str(path)) or (not os.path.splitext(str(path))[1] and has_dicom_preamble(path))
+    """A .dcm/.dicom file, or a file named without a format (may_be_unnamed_dicom) that has the DICM marker."""
+    return is_dicom_name(str(path)) or (may_be_unnamed_dicom(str(path)) and has_dicom_preamble(path))
 
 
-def hash_patient_id(raw: str) -> str:
-    """The stored form of a DICOM PatientID: never the id itself."""
-    return PATIENT_HASH_PREFIX + hashlib.sha256(f"openkermany-patient\n{raw}".encode()).hexdigest()[:16]
+def _hmac_hex(key: bytes, domain: str, value: str) -> str:
+    return hmac.new(key, f"{domain}\n{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def hash_patient_id(raw: str, key: bytes) -> str:
+    """The stored form of a DICOM PatientID: HMAC-SHA256 under the workspace's key (core.store.secret), its first
+    60 hex digits (240 bits); never the id itself, and not recoverable by trying every MRN without the key."""
+    return PATIENT_HASH_PREFIX + _hmac_hex(key, "patient-id", raw)[:_PATIENT_HEX]
+
+
+def remap_uid(uid: str, key: bytes) -> str:
+    """A UID replaced by its pseudonym: the HMAC of the original under the workspace's key, as a UUID-derived UID
+    under the 2.25 root (ISO/IEC 9834-8), so the files of one study still share their new StudyInstanceUID."""
+    digest = bytes.fromhex(_hmac_hex(key, "uid", str(uid).strip()))
+    return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
+
+
+_KEY: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("openkermany_patient_key", default=None)
+_DEFAULT_ROOTS: dict[tuple[str | None, str], Path] = {}
+
+
+@contextlib.contextmanager
+def workspace_key(key: bytes):
+    """Within this block, PatientIDs read from DICOM headers are hashed with `key` (the workspace's that the data
+    is being added to or read for); core.data.ingest sets it around every load."""
+    token = _KEY.set(key)
+    try:
+        yield key
+    finally:
+        _KEY.reset(token)
+
+
+def current_key() -> bytes:
+    """The key set by workspace_key, else the default workspace's ($CORE_WORKSPACE or ./workspace)."""
+    key = _KEY.get()
+    if key is not None:
+        return key
+    from core.store import Workspace
+    from core.store.secret import patient_key
+
+    where = (os.environ.get("CORE_WORKSPACE"), os.getcwd())
+    if where not in _DEFAULT_ROOTS:  # opening a workspace is not free; this runs once per DICOM header
+        _DEFAULT_ROOTS[where] = Workspace.open().root
+    return patient_key(_DEFAULT_ROOTS[where])
+
+
+def _syntax_name(uid) -> str:
+    name = _NEWER_SYNTAXES.get(str(uid)) or (uid.name if uid.is_transfer_syntax else "")
+    return f"{uid} ({name})" if name and name != str(uid) else f"{uid} (unknown)"
+
+
+def _transfer_syntax(path: str, ds):
+    """The file's transfer syntax, set for a legacy file without Part 10 file meta from how pydicom read it
+    (such files hold uncompressed pixels: implicit VR little endian, or explicit VR); InputError when it is not
+    one this installation can decode."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    syntax = ds.file_meta.get("TransferSyntaxUID", None) if getattr(ds, "file_meta", None) is not None else None
+    if not syntax:
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        syntax = (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little is not False
+                  else ExplicitVRBigEndian)
+        ds.file_meta.TransferSyntaxUID = syntax
+    syntax = UID(str(syntax))
+    if "PixelData" not in ds:
+        return syntax
+    try:
+        decodable = syntax.is_transfer_syntax and get_decoder(syntax).is_available
+    except (NotImplementedError, ValueError):
+        decodable = False
+    if not decodable:
+        raise InputError(f"{path}: DICOM transfer syntax {_syntax_name(syntax)} cannot be decoded here; convert "
+                         "the file to an uncompressed, JPEG, JPEG-LS, JPEG 2000 or RLE transfer syntax")
+    return syntax
 
 
 def _read(path: str, header_only: bool = False):
@@ -103,6 +204,7 @@ def _read(path: str, header_only: bool = False):
         raise InputError(f"{path}: not a readable DICOM file ({exc})") from None
     if "Rows" not in ds or "Columns" not in ds:
         raise InputError(f"{path}: DICOM file without an image (no Rows/Columns; a report or other non-image object)")
+    _transfer_syntax(path, ds)
     return ds
 
 
@@ -138,7 +240,7 @@ def check_dicom(path: str | Path, max_pixels: int, options: DicomOptions = DEFAU
     dims = _check_geometry(path, ds, max_pixels, options)
     if "PixelData" not in ds:
         raise InputError(f"{path}: DICOM file without pixel data")
-    if not ds.file_meta.get("TransferSyntaxUID", None) or not ds.file_meta.TransferSyntaxUID.is_compressed:
+    if not ds.file_meta.TransferSyntaxUID.is_compressed:
         expected = (int(ds.Rows) * int(ds.Columns) * _frames(ds) * int(ds.get("SamplesPerPixel", 1))
                     * int(ds.get("BitsAllocated", 8)) + 7) // 8
         if len(ds.PixelData) < expected:
@@ -220,39 +322,102 @@ def decode_dicom(path: str | Path, max_pixels: int, options: DicomOptions | None
 
 
 # -- header fields the readers use, and de-identified copies ------------------------------------
-def dicom_fields(path: str | Path) -> dict:
-    """The header fields the product uses: sop_instance_uid, patient_id (hashed), modality, bits_stored,
-    photometric, frames. Header only; nothing else of the header leaves this function."""
-    ds = _read(str(path), header_only=True)
+def is_burned_in(ds) -> bool:
+    """True when the header says text is burned into the pixels (BurnedInAnnotation = YES)."""
+    return str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"
+
+
+def _ours(ds) -> bool:
+    """A file this product de-identified: its method is ours and its PatientID is one of our pseudonyms (a header
+    merely claiming our method cannot pass a real id through unhashed: only 60 hex digits pass)."""
+    method = ds.get("DeidentificationMethod", "") or ""
+    return DEIDENTIFIED_BY in ([str(method)] if isinstance(method, str) else [str(m) for m in method])
+
+
+def _patient(ds, key: bytes | None) -> str | None:
     raw = str(ds.get("PatientID", "") or "").strip()
-    ours = str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and \
-        str(ds.get("DeidentificationMethod", "")) == DEIDENTIFIED_BY
-    patient = (raw if ours else hash_patient_id(raw)) if raw else None
-    return {"sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "") or None, "patient_id": patient,
+    if not raw:
+        return None
+    if _ours(ds) and _PSEUDONYM.match(raw):
+        return raw
+    return hash_patient_id(raw, key if key is not None else current_key())
+
+
+def dicom_fields(path: str | Path, key: bytes | None = None) -> dict:
+    """The header fields the product uses: sop_instance_uid, patient_id (hashed with `key`, by default the current
+    workspace's), modality, bits_stored, photometric, frames, burned_in. Header only; nothing else of the header
+    leaves this function."""
+    ds = _read(str(path), header_only=True)
+    return {"sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "") or None, "patient_id": _patient(ds, key),
             "modality": str(ds.get("Modality", "") or "") or None, "bits_stored": int(ds.get("BitsStored", 8)),
-            "photometric": str(ds.get("PhotometricInterpretation", "")).strip().upper(), "frames": _frames(ds)}
+            "photometric": str(ds.get("PhotometricInterpretation", "")).strip().upper(), "frames": _frames(ds),
+            "burned_in": is_burned_in(ds)}
 
 
-# What a de-identified copy keeps: the image pixel module, the modality and VOI LUT fields decoding needs,
-# and the SOP identifiers labels can be matched by. Free-text fields (explanations, descriptions) are not kept.
-_KEPT = ("SOPClassUID", "SOPInstanceUID", "Modality", "SamplesPerPixel", "PhotometricInterpretation", "Rows",
-         "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration",
-         "NumberOfFrames", "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth",
-         "VOILUTFunction", "PixelData")
+# De-identification: DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile, done as a whitelist.
+# KEPT: copied unchanged. What describes the pixels (needed to decode them as they were acquired) ...
+KEPT_PIXEL_DESCRIPTION = (
+    "SOPClassUID", "ImageType", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated",
+    "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration", "NumberOfFrames", "PixelSpacing",
+    "ImagerPixelSpacing", "PixelAspectRatio", "PixelPaddingValue", "PixelPaddingRangeLimit", "RescaleSlope",
+    "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth", "VOILUTFunction", "LossyImageCompression",
+    "LossyImageCompressionRatio", "LossyImageCompressionMethod", "BurnedInAnnotation", "RecognizableVisualFeatures",
+    "PixelData")
+# ... and the acquisition and patient characteristics results are broken down by (subgroups). PatientSex and
+# PatientAge are what the Retain Patient Characteristics Option (113108) keeps; an age over 89 becomes 090Y.
+KEPT_CHARACTERISTICS = ("Modality", "ViewPosition", "ImageLaterality", "Laterality", "PatientSex", "PatientAge",
+                        "Manufacturer", "ManufacturerModelName")
+# Of the LUT sequences, each item's descriptor and data only (their explanations are free text).
+KEPT_LUT_SEQUENCES = ("ModalityLUTSequence", "VOILUTSequence")
 _LUT_ITEM = ("LUTDescriptor", "LUTData", "ModalityLUTType")
+# DUMMY: replaced (action Z/D: the attribute stays, type 2, so the object stays valid). PatientID is the
+# pseudonym (hash_patient_id) when the file has one, else empty.
+DUMMY = {"PatientName": "Anonymous", "PatientID": "", "PatientBirthDate": "", "StudyDate": "", "StudyTime": "",
+         "AccessionNumber": "", "ReferringPhysicianName": "", "StudyID": ""}
+# REMAPPED: (action U) replaced by remap_uid, the same original giving the same new UID within a workspace.
+REMAPPED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+# Everything else is removed (action X): names, ids, dates and times, institutions, physicians, descriptions and
+# comments, sequences, and every private tag.
+# Recorded in the file (PS3.15 E.1.1 and CID 7050): the profile and the options implemented.
+METHOD_CODES = (("113100", "Basic Application Confidentiality Profile"),
+                ("113108", "Retain Patient Characteristics Option"))
+_MAX_AGE_YEARS = 89
 
 
-def deidentified_copy(ds):
-    """A new pydicom Dataset holding only _KEPT (+ LUT sequences' descriptor and data) and the hashed PatientID."""
+def _age(value) -> str:
+    text = str(value or "").strip().upper()
+    match = re.fullmatch(r"(\d{3})([DWMY])", text)
+    if match and match.group(2) == "Y" and int(match.group(1)) > _MAX_AGE_YEARS:
+        return "090Y"  # ages over 89 identify (HIPAA Safe Harbor): one bucket for them all
+    return text if match else ""
+
+
+def _code_item(value: str, meaning: str):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    return item
+
+
+def deidentified_copy(ds, key: bytes, *, keep_burned_in: bool = False):
+    """A new pydicom Dataset following the tables above. A file with BurnedInAnnotation = YES is refused (an
+    InputError naming the flag) unless keep_burned_in; then it keeps the flag, says PatientIdentityRemoved = NO and
+    names in DeidentificationMethod what was not done."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian
 
+    burned_in = is_burned_in(ds)
+    if burned_in and not keep_burned_in:
+        raise BurnedInRefused(BURNED_IN_REFUSED)
     out = Dataset()
-    for keyword in _KEPT:
+    for keyword in KEPT_PIXEL_DESCRIPTION + KEPT_CHARACTERISTICS:
         if keyword in ds:
             out[keyword] = ds[keyword]
-    for seq in ("ModalityLUTSequence", "VOILUTSequence"):
+    if "PatientAge" in out:
+        out.PatientAge = _age(ds.PatientAge)
+    for seq in KEPT_LUT_SEQUENCES:
         if ds.get(seq):
             items = []
             for item in ds[seq].value:
@@ -262,30 +427,55 @@ def deidentified_copy(ds):
                         kept[keyword] = item[keyword]
                 items.append(kept)
             setattr(out, seq, Sequence(items))
-    raw = str(ds.get("PatientID", "") or "").strip()
-    if raw:
-        already = str(ds.get("DeidentificationMethod", "")) == DEIDENTIFIED_BY
-        out.PatientID = raw if already else hash_patient_id(raw)
-    out.PatientIdentityRemoved = "YES"
-    out.DeidentificationMethod = DEIDENTIFIED_BY
+    for keyword, value in DUMMY.items():
+        setattr(out, keyword, value)
+    out.PatientID = _patient(ds, key) or ""
+    for keyword in REMAPPED_UIDS:
+        if str(ds.get(keyword, "") or "").strip():
+            setattr(out, keyword, remap_uid(ds[keyword].value, key))
+    if "SOPInstanceUID" not in out:  # required: one made from the pixels, so the same image gets the same one
+        out.SOPInstanceUID = remap_uid("pixels:" + hashlib.sha256(bytes(ds.get("PixelData", b""))).hexdigest(), key)
+    out.PatientIdentityRemoved = "NO" if burned_in else "YES"
+    out.DeidentificationMethod = [DEIDENTIFIED_BY, BURNED_IN_KEPT] if burned_in else DEIDENTIFIED_BY
+    out.DeidentificationMethodCodeSequence = Sequence([_code_item(*code) for code in METHOD_CODES])
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian)
-    if "SOPClassUID" in ds:
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    if "SOPInstanceUID" in ds:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "SOPClassUID" in out:
+        meta.MediaStorageSOPClassUID = out.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
     out.file_meta = meta
     out.preamble = b"\x00" * _PREAMBLE  # the original preamble may hold another format's header
     return out
 
 
-def deidentify_file(path: str | Path) -> None:
-    """Rewrite a DICOM file in place as its de-identified copy (atomically)."""
+class BurnedInRefused(InputError):
+    """A file with burned-in annotation, refused by the default policy."""
+
+
+BURNED_IN_REFUSED = ("BurnedInAnnotation = YES: text such as the patient's name may be burned into the pixels, "
+                     "which de-identification cannot remove; refused. Leave the file out, or choose to keep files "
+                     "with burned-in annotation (--allow-burned-in) to store it flagged")
+
+
+def deidentify_file(path: str | Path, key: bytes, *, keep_burned_in: bool = False,
+                    rename: bool = True) -> tuple[Path, bool]:
+    """Rewrite a DICOM file as its de-identified copy (atomically), named `<new SOP Instance UID>.dcm` in the same
+    folder (rename=False: in place). Returns the new path and whether burned-in annotation was kept."""
     from core.store.files import write_atomically
 
-    path = str(path)
-    copy = deidentified_copy(_read(path))
-    write_atomically(path, lambda tmp: copy.save_as(tmp, enforce_file_format=True))
+    path = Path(path)
+    copy = deidentified_copy(_read(str(path)), key, keep_burned_in=keep_burned_in)
+    target = path
+    if rename:
+        stem, n = str(copy.SOPInstanceUID), 1
+        target = path.parent / f"{stem}.dcm"
+        while target != path and target.exists():  # two files of one SOP instance: both kept, told apart
+            n += 1
+            target = path.parent / f"{stem}-{n}.dcm"
+    write_atomically(target, lambda tmp: copy.save_as(tmp, enforce_file_format=True))
+    if target != path:
+        path.unlink()
+    return target, is_burned_in(copy)
 
 
 def dicom_files(folder: str | Path) -> list[str]:
@@ -298,17 +488,93 @@ def dicom_files(folder: str | Path) -> list[str]:
     return found
 
 
-def deidentify_tree(folder: str | Path, skip_bad: bool = False) -> list[str]:
-    """De-identify every DICOM file under `folder` in place. A file that cannot be read is deleted (its header
-    must not stay behind) and listed in the returned problems; without skip_bad that is an InputError."""
-    problems = []
+@dataclass
+class Deidentified:
+    """What deidentify_tree did: problems (files removed), the files kept with burned-in annotation (relative
+    posix paths, as stored) and the renames (old relative path -> new)."""
+
+    problems: list[str] = field(default_factory=list)
+    burned_in: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+
+
+def deidentify_tree(folder: str | Path, key: bytes, skip_bad: bool = False,
+                    options: DicomOptions | None = None) -> Deidentified:
+    """De-identify every DICOM file under `folder`, each renamed by its new SOP Instance UID (so a file name such
+    as DOE_JOHN_MRN-123456.dcm stays nowhere), and make the label CSVs beside them name the new files. A file
+    that cannot be read, or (by default) has burned-in annotation, is deleted (its header must not stay behind)
+    and listed in the problems; without skip_bad that is an InputError."""
+    folder = Path(folder)
+    keep = (options or DEFAULT_OPTIONS).burned_in == "keep"
+    done = Deidentified()
     for path in dicom_files(folder):
+        rel = Path(path).relative_to(folder).as_posix()
         try:
-            deidentify_file(path)
+            target, flagged = deidentify_file(path, key, keep_burned_in=keep)
         except InputError as exc:
             os.unlink(path)
-            problems.append(f"{exc} (removed: it could not be de-identified)")
-    if problems and not skip_bad:
-        raise InputError(f"{len(problems)} DICOM file(s) could not be read: {'; '.join(problems[:5])}. "
+            text = str(exc)
+            done.problems.append(f"{text if text.startswith(path) else f'{path}: {text}'} "
+                                 + ("(left out)" if isinstance(exc, BurnedInRefused)
+                                    else "(removed: it could not be de-identified)"))
+            continue
+        new_rel = target.relative_to(folder).as_posix()
+        done.renamed[rel] = new_rel
+        if flagged:
+            done.burned_in.append(new_rel)
+    if done.problems and not skip_bad:
+        raise InputError(f"{len(done.problems)} DICOM file(s) could not be added: {'; '.join(done.problems[:5])}. "
                          f"{SKIP_BAD_HINT}.")
-    return problems
+    if done.renamed:
+        _rename_in_label_csvs(folder, done.renamed, key)
+    return done
+
+
+def _rename_in_label_csvs(folder: Path, renamed: dict[str, str], key: bytes) -> None:
+    """A CSV that labels DICOM files (a label column and SOP Instance UIDs or file names) is rewritten to name them
+    as stored: UIDs re-mapped, names renamed, patients hashed, and only the columns the DICOM reader uses kept."""
+    import pandas as pd
+
+    from core.data.readers.dicom import SOP_COLUMNS
+    from core.data.readers.manifest import manifest_columns, read_csv_table
+    from core.store.csv_safe import csv_bytes
+    from core.store.files import write_atomically
+
+    for csv_path in sorted(folder.rglob("*.csv")):
+        if csv_path.name.startswith("."):
+            continue
+        try:
+            table = read_csv_table(csv_path)
+        except InputError:
+            continue
+        cols = manifest_columns(table)
+        by_lower = {c.lower(): c for c in table.columns}
+        sop = next((by_lower[c] for c in SOP_COLUMNS if c in by_lower), None)
+        base = csv_path.parent.relative_to(folder).as_posix()
+        names: dict[str, str] = {}
+        for old, new in renamed.items():
+            if base != "." and not old.startswith(base + "/"):
+                continue
+            old_rel, new_rel = (old, new) if base == "." else (old[len(base) + 1:], new[len(base) + 1:])
+            new_name = new_rel.rsplit("/", 1)[-1]
+            old_name = old_rel.rsplit("/", 1)[-1]
+            for key_name, value in ((old_rel, new_rel), (os.path.splitext(old_rel)[0], new_rel),
+                                    (old_name, new_name), (os.path.splitext(old_name)[0], new_name)):
+                names.setdefault(key_name, value)
+        paths = cols["path"]
+        names_files = paths is not None and table[paths].str.strip().str.replace("\\", "/").isin(names).any()
+        if not cols["label"] or not (sop or names_files):
+            continue
+        out = pd.DataFrame(index=table.index)
+        if sop:
+            out[sop] = [remap_uid(v, key) if v.strip() else "" for v in table[sop]]
+        if paths:
+            out[paths] = [names.get(v.strip().replace("\\", "/"), v) for v in table[paths]]
+        for role in ("label", "split"):
+            if cols[role]:
+                out[cols[role]] = table[cols[role]]
+        if cols["patient"]:
+            out[cols["patient"]] = [hash_patient_id(v.strip(), key) if v.strip() and not _PSEUDONYM.match(v.strip())
+                                    else v for v in table[cols["patient"]]]
+        # The one CSV writer (a rewritten upload may be opened in a spreadsheet like any export).
+        write_atomically(csv_path, lambda tmp: Path(tmp).write_bytes(csv_bytes(out)))

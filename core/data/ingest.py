@@ -14,14 +14,15 @@ from typing import BinaryIO
 
 from core.data.archive import extract_zip
 from core.data.dataset import Dataset
-from core.data.dicom import DicomOptions, deidentify_tree
+from core.data.dicom import BURNED_IN_REFUSED, DicomOptions, deidentify_tree, dicom_fields, is_dicom, workspace_key
 from core.data.loading import load_dataset
 from core.data.readers import read_path, upload_types
 from core.data.readers.registry import file_types_text, format_for_file
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
 from core.errors import InputError, StorageError, storage_error
-from core.store import Workspace
+from core.store import Workspace, audit_trail
 from core.store.access import SHELL, Actor, check_server_folder, require
+from core.store.secret import patient_key
 from core.store.workspace import new_id
 
 UPLOAD_TYPES = upload_types()  # "zip" and every single-file format that may be uploaded alone
@@ -79,7 +80,9 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
     The user's file name is used for its extension and as a display name only: the bytes go to
     uploads/upload-<time>-<slug>-<random>/ under a generated name. A zip is extracted (safely) next to it
     and the extracted folder is what gets registered; DICOM files in it are rewritten de-identified first
-    (core.data.dicom.deidentify_tree). On any error everything written is removed."""
+    (core.data.dicom.deidentify_tree: PS3.15 basic profile, PatientID and UIDs pseudonymised with the workspace's
+    key, each file named by its new SOP Instance UID; files with burned-in annotation refused unless
+    dicom.burned_in == "keep"). On any error everything written is removed."""
     require(actor, "register_dataset")
     suffix = PurePath(str(file_name)).suffix.lower().lstrip(".")
     if suffix not in UPLOAD_TYPES:
@@ -99,12 +102,17 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
         except OSError as exc:
             raise storage_error(exc, ws.root, f"storing the upload {file_name!r} in {ws.uploads_dir}") from None
         task_arg = _task_arg(task)
+        extra_meta = {}
         if suffix == "zip":
             extracted = folder / "data"
             extract_zip(saved, extracted)
-            removed = deidentify_tree(extracted, skip_bad=skip_bad)
-            ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted, dicom=dicom)
-            ds.problems.extend(removed)
+            key = patient_key(ws.root)
+            done = deidentify_tree(extracted, key, skip_bad=skip_bad, options=dicom)
+            with workspace_key(key):
+                ds = load_dataset(saved, task_arg, skip_bad=skip_bad, extract_to=extracted, dicom=dicom)
+            ds.problems.extend(done.problems)
+            if done.burned_in:
+                extra_meta["burned_in_annotation"] = _burned_in_ids(ds, set(done.burned_in), extracted)
             saved.unlink()  # the extracted folder is the data from now on
             source = extracted
         else:
@@ -118,7 +126,8 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
                 raise InputError(f"{exc} {hint}") from None
             source = saved
         result = _register(ws, ds, name=(name or PurePath(str(file_name)).name).strip(), source=source, role=role,
-                           skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix})
+                           skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix,
+                                                          **extra_meta})
     except StorageError:  # about the workspace's disk, not the upload: its paths are the point
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -130,6 +139,8 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
         raise
     if result.reused:
         shutil.rmtree(folder, ignore_errors=True)  # same content already registered: keep no second copy
+    audit_trail.record(ws, actor, "dataset_uploaded", f"{role} {result.dataset_id}",
+                       {"file": str(file_name), "reused": result.reused})
     return result
 
 
@@ -149,9 +160,32 @@ def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set"
         raise InputError(f"{path}: is a file, not a folder; give the folder that holds the class folders "
                          "or the CSV manifest with its images")
     path = path.resolve()
-    ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad, dicom=dicom)
-    return _register(ws, ds, name=(name or path.name).strip(), source=path, role=role, skip_bad=skip_bad,
-                     extra_meta={"format": "folder"})
+    key = patient_key(ws.root)
+    with workspace_key(key):
+        ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad, dicom=dicom)
+        burned = [(image_id, full) for image_id, full in zip(ds.table["image_id"], ds.table["path"])
+                  if is_dicom(full) and dicom_fields(full, key)["burned_in"]]
+    extra_meta = {"format": "folder"}
+    if burned and (dicom or DicomOptions()).burned_in != "keep":
+        # Read in place, so a file cannot be left out of the folder here: the folder is refused, naming them.
+        shown = ", ".join(full for _, full in burned[:5]) + (f" and {len(burned) - 5} more" if len(burned) > 5 else "")
+        raise InputError(f"{len(burned)} DICOM file(s) in {path}: {shown}: {BURNED_IN_REFUSED} (move them out of "
+                         "the folder to add the rest)")
+    if burned:
+        extra_meta["burned_in_annotation"] = [image_id for image_id, _ in burned]
+    result = _register(ws, ds, name=(name or path.name).strip(), source=path, role=role, skip_bad=skip_bad,
+                       extra_meta=extra_meta)
+    audit_trail.record(ws, actor, "dataset_registered", f"{role} {result.dataset_id}",
+                       {"folder": str(path), "reused": result.reused})
+    return result
+
+
+def _burned_in_ids(ds: Dataset, stored: set[str], root: Path) -> list[str]:
+    """The image ids of the files kept with burned-in annotation (`stored`: their paths relative to `root`)."""
+    root = root.resolve()
+    return [image_id for image_id, full in zip(ds.table["image_id"], ds.table["path"])
+            if Path(full).resolve().is_relative_to(root)
+            and Path(full).resolve().relative_to(root).as_posix() in stored]
 
 
 def _as_uploaded(message: str, stored: tuple[Path, ...], file_name: str) -> str:
@@ -168,10 +202,13 @@ def register_split(ws: Workspace, dataset_id: str, split: str = "test", *, actor
     require(actor, "register_dataset")
     record = _record(ws, dataset_id)
     ds = load_registered(ws, dataset_id).split_named(split)
-    return _register(ws, ds, name=f"{record['name']} - {split} split", source=Path(record["source"]),
-                     role="test_set", skip_bad=bool(record["meta"].get("skip_bad")),
-                     extra_meta={"split": split, "parent_dataset": dataset_id,
-                                 "synthetic": bool(record["meta"].get("synthetic"))})
+    result = _register(ws, ds, name=f"{record['name']} - {split} split", source=Path(record["source"]),
+                       role="test_set", skip_bad=bool(record["meta"].get("skip_bad")),
+                       extra_meta={"split": split, "parent_dataset": dataset_id,
+                                   "synthetic": bool(record["meta"].get("synthetic"))})
+    audit_trail.record(ws, actor, "dataset_registered", f"test_set {result.dataset_id}",
+                       {"split_of": dataset_id, "split": split, "reused": result.reused})
+    return result
 
 
 def _record(ws: Workspace, dataset_id: str) -> dict:
@@ -197,6 +234,7 @@ def load_registered(ws: Workspace, dataset_id: str, skip_bad: bool | None = None
     record = _record(ws, dataset_id)
     meta = record["meta"]
     skip = bool(meta.get("skip_bad")) if skip_bad is None else bool(skip_bad or meta.get("skip_bad"))
-    ds = load_dataset(record["source"], registered_task(record), skip_bad=skip,
-                      dicom=DicomOptions.from_dict(meta["dicom"]) if meta.get("dicom") else None)
+    with workspace_key(patient_key(ws.root)):  # server folders' PatientIDs are hashed as they are read
+        ds = load_dataset(record["source"], registered_task(record), skip_bad=skip,
+                          dicom=DicomOptions.from_dict(meta["dicom"]) if meta.get("dicom") else None)
     return ds.split_named(meta["split"]) if meta.get("split") else ds

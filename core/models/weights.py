@@ -114,8 +114,23 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             # weights_only=True refuses arbitrary pickled objects: only tensors and plain containers load.
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors, pickle and zip errors have no common base class
-        raise InputError(f"weights file {path.name} could not be read as weights: {exc}") from exc
+        raise unreadable_weights(path, exc, "weights file") from None
     return _flatten_state(state, path.name)
+
+
+def unreadable_weights(path: str | Path, exc: BaseException, what: str = "weights file") -> InputError:
+    """The one message for a weights or state file that torch.load / safetensors refused. PyTorch's own text for
+    a file holding pickled objects advises `weights_only=False` "if you trust the source": never shown; we say
+    what the file holds and what to do instead, naming the file."""
+    name = Path(path).name
+    text = str(exc)
+    if "weights_only" in text or "Unpickl" in type(exc).__name__:
+        return InputError(f"{what} {name} could not be read as weights: it holds pickled Python objects, not only "
+                          "tensors (a whole saved model or training state), and is refused because loading such a file can run code hidden in it. "
+                          "Save the model's state_dict (torch.save(model.state_dict(), path)) or a .safetensors "
+                          "file and give that instead")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return InputError(f"{what} {name} could not be read as weights: {first}")
 
 
 def _flatten_state(state: object, name: str) -> dict[str, torch.Tensor]:

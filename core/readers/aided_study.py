@@ -22,7 +22,7 @@ from core.readers.schema import ensure_schema
 from core.readers.study import (READING, BlindingError, ReaderSession, _images_table, _subset, create_study,
                                 get_study, join_study, stable_seed)
 from core.store import Workspace, new_id
-from core.store.access import SHELL, Actor, require
+from core.store.access import SHELL, Actor, require, require_own_reading
 
 UNAIDED, AIDED = "unaided", "aided"
 WASHOUT, DONE = "washout", "done"
@@ -184,9 +184,11 @@ def reader_phase(ws: Workspace, aided_id: str, reader_id: str, now: float | None
 
 
 def join_aided(ws: Workspace, aided_id: str, reader_id: str, password: str | None = None,
-               now: float | None = None) -> AidedSession:
-    """Open (or resume) the session this reader is due for: unaided first; after the washout, aided."""
+               now: float | None = None, *, actor: Actor = SHELL) -> AidedSession:
+    """Open (or resume) the session this reader is due for: unaided first; after the washout, aided. Only that
+    reader, signed in (`actor`), may."""
     reader_id = _check_reader(reader_id)
+    require_own_reading(actor, reader_id)
     now = time.time() if now is None else now
     study = get_aided_study(ws, aided_id)
     phase, opens = reader_phase(ws, aided_id, reader_id, now)
@@ -194,7 +196,7 @@ def join_aided(ws: Workspace, aided_id: str, reader_id: str, password: str | Non
         return AidedSession(aided_id, reader_id, phase, None, None, None, opens)
     study_id = study.unaided_study_id if phase == UNAIDED else study.aided_study_id
     code = session_code(reader_id, phase)
-    session = join_study(ws, study_id, code, password)
+    session = join_study(ws, study_id, code, password, actor=actor)
     return AidedSession(aided_id, reader_id, phase, study_id, code, session, None)
 
 
@@ -234,6 +236,19 @@ def check_join(con, study_id: str, code: str, now: float | None = None) -> None:
             raise BlindingError("the aided session opens after the unaided session is closed")
         if phase == WASHOUT:
             raise BlindingError(f"the aided session opens after the washout, at {time.ctime(opens)}")
+
+
+def session_owner(con, study_id: str, code: str) -> str:
+    """The reader a session code belongs to: "<code> [unaided]" in the unaided session of an aided-vs-unaided
+    study (and "<code> [aided]" in its aided one) is reader <code>; any other code is its own reader."""
+    _ensure(con)
+    row = con.execute("SELECT unaided_study_id, aided_study_id FROM aided_studies "
+                      "WHERE unaided_study_id=? OR aided_study_id=?", (study_id, study_id)).fetchone()
+    if row is None:
+        return str(code).strip()
+    suffix = f" [{UNAIDED if study_id == row['unaided_study_id'] else AIDED}]"
+    code = str(code).strip()
+    return code[: -len(suffix)] if code.endswith(suffix) else code
 
 
 def partner_still_open(con, study_id: str, code: str) -> bool:

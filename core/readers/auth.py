@@ -6,26 +6,28 @@ import time
 
 from core.errors import InputError
 from core.readers.schema import ensure_schema
-from core.store import Workspace
-from core.store.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from core.store import Workspace, audit_trail
+from core.store.access import SHELL, Actor, require
+from core.store.passwords import check_password_length, hash_password, verify_password
 
 
 class ReaderAuthError(PermissionError):
     """A reader could not be identified: wrong or missing password."""
 
 
-def set_reader_password(ws: Workspace, reader_id: str, password: str) -> None:
-    """Set (or change) a reader's password. Once any reader has one, the workspace asks every reader."""
+def set_reader_password(ws: Workspace, reader_id: str, password: str, *, actor: Actor = SHELL) -> None:
+    """Set (or change) a reader's password (admins). Once any reader has one, the workspace asks every reader."""
+    require(actor, "manage_users")
     reader_id = str(reader_id).strip()
     if not reader_id:
         raise InputError("reader code: must not be empty")
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise InputError(f"password for reader {reader_id!r}: needs at least {MIN_PASSWORD_LENGTH} characters")
+    check_password_length(password, f"reader {reader_id!r}")
     stored = hash_password(password)
     with ws.connect() as con:
         ensure_schema(con)
         con.execute("INSERT OR REPLACE INTO reader_passwords (reader_id, salt, hash, n, r, p, created) "
                     "VALUES (?,?,?,?,?,?,?)", (reader_id, *stored, time.time()))
+        audit_trail.record(ws, actor, "reader_password_set", f"reader {reader_id}", con=con)
 
 
 def check_reader_password(ws: Workspace, reader_id: str, password: str | None) -> bool:
@@ -44,11 +46,16 @@ def passwords_configured(ws: Workspace) -> bool:
         return con.execute("SELECT 1 FROM reader_passwords LIMIT 1").fetchone() is not None
 
 
-def remove_reader_password(ws: Workspace, reader_id: str) -> bool:
-    """Delete one reader's password; returns whether there was one."""
+def remove_reader_password(ws: Workspace, reader_id: str, *, actor: Actor = SHELL) -> bool:
+    """Delete one reader's password (admins); returns whether there was one."""
+    require(actor, "manage_users")
+    reader_id = str(reader_id).strip()
     with ws.connect() as con:
         ensure_schema(con)
-        return con.execute("DELETE FROM reader_passwords WHERE reader_id=?", (str(reader_id).strip(),)).rowcount > 0
+        removed = con.execute("DELETE FROM reader_passwords WHERE reader_id=?", (reader_id,)).rowcount > 0
+        if removed:
+            audit_trail.record(ws, actor, "reader_password_removed", f"reader {reader_id}", con=con)
+        return removed
 
 
 def authenticate_reader(ws: Workspace, reader_id: str, password: str | None, *, required: bool = False) -> None:

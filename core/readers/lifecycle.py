@@ -10,7 +10,8 @@ from core.readers.schema import ensure_schema
 from core.readers.study import get_study, refuse_taken_name
 from core.store import Workspace
 from core.store.access import SHELL, Actor, is_formal_study, mark_formal_study
-from core.store.lifecycle import Removal, archive_if_used, check_permission, clean_name
+from core.store.lifecycle import (Removal, archive_if_used, check_permission, clean_name, record_change,
+                                  record_removal)
 
 KIND = "reader study"
 
@@ -42,12 +43,13 @@ def users_of_study(ws: Workspace, study_id: str) -> list[str]:
 
 def rename_study(ws: Workspace, study_id: str, name: str, *, actor: Actor = SHELL) -> str:
     """A new name; readers pick a study by its name, so two studies never share one."""
-    get_study(ws, study_id)
+    before = get_study(ws, study_id).name
     check_permission(actor, "rename", KIND, study_id)
     name = clean_name(name)
     with ws.connect() as con:
         refuse_taken_name(con, name, other_than=study_id)
     ws.rename("reader_studies", study_id, name)
+    record_change(ws, actor, "rename", KIND, study_id, {"from": before, "to": name})
     return name
 
 
@@ -56,6 +58,7 @@ def archive_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL, restore
     get_study(ws, study_id)
     check_permission(actor, "restore" if restore else "archive", KIND, study_id)
     ws.set_archived("reader_studies", study_id, not restore)
+    record_change(ws, actor, "restore" if restore else "archive", KIND, study_id)
 
 
 def delete_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL) -> Removal:
@@ -65,10 +68,10 @@ def delete_study(ws: Workspace, study_id: str, *, actor: Actor = SHELL) -> Remov
     check_permission(actor, "delete", KIND, study_id)
     if archived := archive_if_used(study_id, users_of_study(ws, study_id),
                                    lambda: ws.set_archived("reader_studies", study_id, True)):
-        return archived
+        return record_removal(ws, actor, KIND, archived)
     if is_formal_study(ws, study_id):
         mark_formal_study(ws, study_id, formal=False, actor=actor)
     with ws.connect() as con:
         con.execute("DELETE FROM study_items WHERE study_id=?", (study_id,))
         con.execute("DELETE FROM reader_studies WHERE id=?", (study_id,))
-    return Removal(study_id, "deleted")
+    return record_removal(ws, actor, KIND, Removal(study_id, "deleted"))

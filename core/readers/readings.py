@@ -13,8 +13,9 @@ import pandas as pd
 from core.data.tasks import Task, get_task
 from core.errors import InputError
 from core.readers.schema import ensure_schema
-from core.store import Workspace
-from core.store.access import MAX_READER_ID_LENGTH, SHELL, SIMULATED_PREFIX, Actor, require  # noqa: F401
+from core.store import Workspace, audit_trail
+from core.store.access import (MAX_READER_ID_LENGTH, SHELL, SIMULATED_PREFIX, Actor, clean_reader_code,  # noqa: F401
+                               require)
 
 READINGS_COLUMNS = ["reader_id", "image_id", "label", "seconds"]
 REQUIRED_READING_COLUMNS = tuple(READINGS_COLUMNS[:3])  # seconds is optional
@@ -135,6 +136,11 @@ def load_readings(source: str | Path | IO | pd.DataFrame, task: str | Task,
             problems.append(f"{row.where}: empty reader_id")
         elif len(reader) > MAX_READER_ID_LENGTH:
             problems.append(f"{row.where}: reader_id longer than {MAX_READER_ID_LENGTH} characters")
+        else:
+            try:  # the reserved simulated-reader prefix, and any other rule of a reader code
+                clean_reader_code(reader)
+            except InputError as exc:
+                problems.append(f"{row.where}: {exc}")
         if not image:
             problems.append(f"{row.where}: empty image_id")
         elif known is not None and image not in known:
@@ -237,6 +243,9 @@ def store_readings(ws: Workspace, test_set_id: str, df: pd.DataFrame, source_nam
             [(test_set_id, str(r.reader_id), str(r.image_id), str(r.label),
               None if pd.isna(r.seconds) else float(r.seconds), source_name, now)
              for r in df.itertuples(index=False)])
+        audit_trail.record(ws, actor, "readings_stored", f"test_set {test_set_id}",
+                           {"source": source_name, "rows": int(len(df)), "readers": new_readers,
+                            "replaced": existing}, con=con)
     return len(df)
 
 

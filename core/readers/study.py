@@ -14,7 +14,9 @@ import pandas as pd
 from core.data.tasks import Task, get_task, task_from_dict
 from core.errors import InputError
 from core.readers.auth import authenticate_reader
-from core.store.access import SHELL, Actor, clean_reader_code, is_formal_study, mark_formal_study, require
+from core.store import audit_trail
+from core.store.access import (SHELL, Actor, clean_reader_code, is_formal_study, mark_formal_study, require,
+                               require_own_reading)
 from core.readers.readings import READINGS_COLUMNS
 from core.readers.schema import ensure_schema
 from core.readers.tables import reader_report
@@ -155,6 +157,9 @@ def create_study(ws: Workspace, test_set_id: str, images, task: str | Task, subs
         con.executemany("INSERT INTO study_items (study_id, image_id, path, truth) VALUES (?,?,?,?)",
                         [(study_id, r.image_id, None if pd.isna(r.path) else r.path,
                           None if pd.isna(r.truth) else r.truth) for r in chosen.itertuples(index=False)])
+        audit_trail.record(ws, actor, "study_created", f"reader study {study_id}",
+                           {"name": name, "test_set": test_set_id, "images": size, "seed": int(seed),
+                            "formal": bool(formal)}, con=con)
     if formal:
         mark_formal_study(ws, study_id, actor=actor)
     return study_id
@@ -223,10 +228,22 @@ def _answered(con, study_id: str, reader_id: str) -> set[str]:
         "SELECT image_id FROM answers WHERE study_id=? AND reader_id=?", (study_id, reader_id))}
 
 
-def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | None = None) -> ReaderSession:
+def _require_owner(con, actor: Actor, study_id: str, reader_id: str) -> None:
+    """Only the reader whose session this is (signed in as themself) writes it: never staff on their behalf.
+    An aided-vs-unaided session code ("<code> [unaided]") belongs to reader <code>."""
+    from core.readers.aided_study import session_owner  # lazy: that module builds on this one
+    require_own_reading(actor, session_owner(con, study_id, reader_id))
+
+
+def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | None = None, *,
+               actor: Actor = SHELL) -> ReaderSession:
     """Identify a reader and open (or resume) their session. Their order is a permutation of the study's
-    images seeded by (study seed, reader code): stable across restarts, different between readers."""
+    images seeded by (study seed, reader code): stable across restarts, different between readers. Only that
+    reader, signed in, may (`actor`; the server's shell may for scripts)."""
     reader_id = clean_reader_code(reader_id)
+    with ws.connect() as con:
+        ensure_schema(con)
+        _require_owner(con, actor, study_id, reader_id)
     authenticate_reader(ws, reader_id, password, required=is_formal_study(ws, study_id))
     with ws.connect() as con:
         ensure_schema(con)
@@ -253,6 +270,7 @@ def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | Non
         order = [base[i] for i in rng.permutation(len(base))]
         con.execute("INSERT INTO readers (study_id, reader_id, status, item_order, joined) VALUES (?,?,?,?,?)",
                     (study_id, reader_id, READING, json.dumps(order), time.time()))
+        audit_trail.record(ws, actor, "reader_joined", f"reader study {study_id}", {"reader": reader_id}, con=con)
     return ReaderSession(study_id, reader_id, READING, 0, len(order), resumed=False)
 
 
@@ -315,8 +333,10 @@ def own_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str) -> d
 
 
 def record_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, label: str,
-                  confidence: int | None = None, seconds: float | None = None) -> None:
-    """Commit one answer now (WAL). Answering the same image again updates the same row."""
+                  confidence: int | None = None, seconds: float | None = None, *, actor: Actor = SHELL) -> None:
+    """Commit one answer now (WAL). Answering the same image again updates the same row. Only the reader
+    `reader_id`, signed in (`actor`), may answer: staff never answer or change an answer as a reader (the
+    server's shell may, for scripts). Each answer stored or changed goes into the audit trail with it."""
     reader_id = str(reader_id).strip()
     if confidence is not None and confidence not in CONFIDENCE_LEVELS:
         raise InputError(f"confidence must be one of {CONFIDENCE_LEVELS} (1 = a guess, 5 = certain), "
@@ -328,6 +348,7 @@ def record_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, l
             raise InputError(f"seconds must be a non-negative number, got {seconds!r}")
     with ws.connect() as con:
         ensure_schema(con)
+        _require_owner(con, actor, study_id, reader_id)
         study = _open_study(con, study_id)
         row = _reader(con, study_id, reader_id)
         if row["status"] != READING:
@@ -335,6 +356,12 @@ def record_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, l
         if str(image_id) not in set(json.loads(row["item_order"])):
             raise InputError(f"image {image_id!r} is not in reader {reader_id!r}'s list for this study")
         label = study.task.canonical_label(label)
+        before = con.execute("SELECT label FROM answers WHERE study_id=? AND reader_id=? AND image_id=?",
+                             (study_id, reader_id, str(image_id))).fetchone()
+        changed = before is not None and before["label"] != label
+        audit_trail.record(ws, actor, "answer_changed" if changed else "answer_stored", f"reader study {study_id}",
+                           {"reader": reader_id, "image": str(image_id), "label": label, "confidence": confidence,
+                            **({"before": before["label"]} if changed else {})}, con=con)
         con.execute(
             "INSERT INTO answers (study_id, reader_id, image_id, label, confidence, seconds, answered) "
             "VALUES (?,?,?,?,?,?,?) ON CONFLICT (study_id, reader_id, image_id) DO UPDATE SET "
@@ -344,10 +371,11 @@ def record_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, l
             (study_id, reader_id, str(image_id), label, confidence, seconds, time.time()))
 
 
-def _close(ws: Workspace, study_id: str, reader_id: str, status: str) -> ReaderSession:
+def _close(ws: Workspace, study_id: str, reader_id: str, status: str, actor: Actor) -> ReaderSession:
     reader_id = str(reader_id).strip()
     with ws.connect() as con:
         ensure_schema(con)
+        _require_owner(con, actor, study_id, reader_id)
         study = _study(con, study_id)
         prog, order = _progress(con, study_id, reader_id)
         if prog.status != READING:
@@ -362,17 +390,36 @@ def _close(ws: Workspace, study_id: str, reader_id: str, status: str) -> ReaderS
             "INSERT INTO readings (test_set_id, reader_id, image_id, label, seconds, source, created) "
             "SELECT ?, reader_id, image_id, label, seconds, ?, ? FROM answers WHERE study_id=? AND reader_id=?",
             (study.test_set_id, f"study:{study_id}", now, study_id, reader_id))
+        audit_trail.record(ws, actor, "reader_finished", f"reader study {study_id}",
+                           {"reader": reader_id, "status": status, "answered": prog.answered, "total": prog.total},
+                           con=con)
     return ReaderSession(study_id, reader_id, status, prog.answered, prog.total, resumed=False)
 
 
-def finish(ws: Workspace, study_id: str, reader_id: str) -> ReaderSession:
-    """Close a reader's session once every image has an answer; their readings join the test set's."""
-    return _close(ws, study_id, reader_id, FINISHED)
+def finish(ws: Workspace, study_id: str, reader_id: str, *, actor: Actor = SHELL) -> ReaderSession:
+    """Close a reader's session once every image has an answer; their readings join the test set's. Only that
+    reader (`actor`) may."""
+    return _close(ws, study_id, reader_id, FINISHED, actor)
 
 
-def end_early(ws: Workspace, study_id: str, reader_id: str) -> ReaderSession:
-    """Close a reader's session now; they are analysed on the images they graded."""
-    return _close(ws, study_id, reader_id, ENDED_EARLY)
+def end_early(ws: Workspace, study_id: str, reader_id: str, *, actor: Actor = SHELL) -> ReaderSession:
+    """Close a reader's session now; they are analysed on the images they graded. Only that reader may."""
+    return _close(ws, study_id, reader_id, ENDED_EARLY, actor)
+
+
+def study_progress(ws: Workspace, study_id: str, *, actor: Actor = SHELL) -> pd.DataFrame:
+    """Staff's view of a study: per reader code, status and how many images are graded (never the answers):
+    reader_id, status, answered, total, joined, finished (epoch seconds)."""
+    require(actor, "view_results")
+    with ws.connect() as con:
+        ensure_schema(con)
+        _study(con, study_id)
+        rows = con.execute(
+            "SELECT r.reader_id, r.status, json_array_length(r.item_order) AS total, r.joined, r.finished, "
+            "(SELECT COUNT(*) FROM answers a WHERE a.study_id = r.study_id AND a.reader_id = r.reader_id) "
+            "AS answered FROM readers r WHERE r.study_id=? ORDER BY r.joined", (study_id,)).fetchall()
+    columns = ["reader_id", "status", "answered", "total", "joined", "finished"]
+    return pd.DataFrame([{c: r[c] for c in columns} for r in rows], columns=columns)
 
 
 def _require_done(con, study_id: str, reader_id: str) -> None:

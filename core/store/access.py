@@ -7,6 +7,7 @@ who can read every file anyway); the dashboard passes the signed-in user."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import secrets
 import time
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InputError
-from core.store.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from core.store import audit_trail
+from core.store.passwords import check_password_length, hash_password, verify_password
 from core.store.workspace import Workspace
 
 ADMIN, RESEARCHER, READER = "admin", "researcher", "reader"
@@ -35,7 +37,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "delete_data": frozenset({ADMIN}),
     "manage_users": frozenset({ADMIN}),
     "choose_workspace": frozenset({ADMIN}),
-    "grade": frozenset(ROLES),
+    "read_audit": frozenset({ADMIN}),  # the audit trail (core/store/audit_trail.py, the Audit trail page)
+    "grade": frozenset({READER}),  # only a reader grades, under their own name: staff never answer as a reader
 }
 
 SESSION_SECONDS = 12 * 3600  # a sign-in lasts a working day; a reload within it keeps the user signed in
@@ -49,11 +52,31 @@ CREATE TABLE IF NOT EXISTS users (
     created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS user_sessions (
     token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    kind TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sign_in_failures_key ON sign_in_failures (kind, key, at);
+CREATE TABLE IF NOT EXISTS sign_in_locks (
+    kind TEXT NOT NULL, key TEXT NOT NULL, until REAL NOT NULL, strikes INTEGER NOT NULL, locked REAL NOT NULL,
+    PRIMARY KEY (kind, key));
 """
+
+# Sign-in throttling, per account name (as typed, case ignored: unknown names too, so a lock never tells whether an
+# account exists) and per client (the browser's IP address, else its session): MAX_FAILURES failed sign-ins within
+# FAILURE_WINDOW lock it for LOCK_SECONDS, doubled with each further lock (strike), at most MAX_LOCK_SECONDS; an
+# admin unlocks earlier (Home page, `python -m core users unlock`). A successful sign-in clears the account's count.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 15 * 60
+LOCK_SECONDS = 15 * 60
+MAX_LOCK_SECONDS = 24 * 3600
+ACCOUNT, CLIENT = "account", "client"
 
 
 class AccessDenied(InputError, PermissionError):
     """The signed-in user's role does not allow this action (an InputError, so pages show its message)."""
+
+
+class SignInLocked(AccessDenied):
+    """Too many failed sign-ins for this name or from this client: refused even with the right password."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +95,27 @@ def allowed(actor: Actor | None, action: str) -> bool:
     return actor is not None and actor.role in PERMISSIONS[action]
 
 
+def _who(actor: Actor | None) -> str:
+    return "nobody signed in" if actor is None else f"{actor.user_id!r} (role {actor.role})"
+
+
 def require(actor: Actor | None, action: str) -> None:
     """Raise AccessDenied unless `actor` may do `action`."""
     if not allowed(actor, action):
-        who = "nobody signed in" if actor is None else f"{actor.user_id!r} (role {actor.role})"
         roles = " or ".join(sorted(PERMISSIONS[action]))
-        raise AccessDenied(f"not allowed: {action.replace('_', ' ')} needs the role {roles}; {who} may not")
+        raise AccessDenied(f"not allowed: {action.replace('_', ' ')} needs the role {roles}; {_who(actor)} may not")
+
+
+def require_own_reading(actor: Actor | None, reader_id: str) -> None:
+    """A reader's study session (joining, answers, finishing) is theirs alone: only that reader, signed in, may
+    write it; staff never answer as a reader. The server's shell (scripts, the command line) is the exception."""
+    if actor is not None and actor.shell:
+        return
+    require(actor, "grade")
+    reader_id = str(reader_id).strip()
+    if actor.user_id != reader_id:
+        raise AccessDenied(f"not allowed: only reader {reader_id!r}, signed in, may grade as {reader_id!r}; "
+                           f"{_who(actor)} may not")
 
 
 # -- users -------------------------------------------------------------------------------------------------
@@ -126,17 +164,21 @@ def list_users(ws: Workspace) -> list[dict]:
                 for r in con.execute("SELECT user_id, role, hash FROM users ORDER BY role, user_id")]
 
 
-def _write_user(ws: Workspace, user_id: str, role: str, password: str | None) -> None:
+def _write_user(ws: Workspace, user_id: str, role: str, password: str | None, actor: Actor) -> None:
     if role not in ROLES:
         raise InputError(f"role {role!r}: choose one of {', '.join(ROLES)}")
     if role == READER:  # a reader grades under this name: one that no study would take is refused here
         clean_reader_code(user_id)
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise InputError(f"password for {user_id!r}: needs at least {MIN_PASSWORD_LENGTH} characters")
+    if password is not None:  # staff reach patient data and every result: a longer minimum
+        check_password_length(password, repr(user_id), staff=role != READER)
     stored = hash_password(password) if password is not None else (None,) * 5
     with _Users(ws) as con:
+        known = con.execute("SELECT role FROM users WHERE user_id=?", (user_id,)).fetchone()
         con.execute("INSERT OR REPLACE INTO users (user_id, role, salt, hash, n, r, p, created) "
                     "VALUES (?,?,?,?,?,?,?,?)", (user_id, role, *stored, time.time()))
+        audit_trail.record(ws, actor, "user_saved", f"user {user_id}",
+                           {"role": role, "before": None if known is None else known["role"],
+                            "password": "set" if password is not None else "none (organisation sign-on)"}, con=con)
 
 
 def create_first_admin(ws: Workspace, user_id: str, password: str) -> Actor:
@@ -146,7 +188,7 @@ def create_first_admin(ws: Workspace, user_id: str, password: str) -> Actor:
         raise AccessDenied(f"workspace {ws.root}: an admin already exists; ask them to add you")
     if not password:
         raise InputError("admin password: must not be empty")
-    _write_user(ws, user_id, ADMIN, password)
+    _write_user(ws, user_id, ADMIN, password, Actor(user_id, ADMIN))
     return Actor(user_id, ADMIN)
 
 
@@ -157,7 +199,7 @@ def set_user(ws: Workspace, user_id: str, role: str, password: str | None = None
     user_id = _clean_user_id(user_id)
     if user_id == actor.user_id and role != ADMIN:
         raise InputError(f"user {user_id!r}: you cannot take the admin role from yourself")
-    _write_user(ws, user_id, role, password)
+    _write_user(ws, user_id, role, password, actor)
 
 
 def remove_user(ws: Workspace, user_id: str, *, actor: Actor) -> bool:
@@ -166,7 +208,10 @@ def remove_user(ws: Workspace, user_id: str, *, actor: Actor) -> bool:
         raise InputError("you cannot remove your own account")
     with _Users(ws) as con:
         con.execute("DELETE FROM user_sessions WHERE user_id=?", (user_id,))
-        return con.execute("DELETE FROM users WHERE user_id=?", (user_id,)).rowcount > 0
+        removed = con.execute("DELETE FROM users WHERE user_id=?", (user_id,)).rowcount > 0
+        if removed:
+            audit_trail.record(ws, actor, "user_removed", f"user {user_id}", con=con)
+        return removed
 
 
 def user_actor(ws: Workspace, user_id: str) -> Actor | None:
@@ -177,14 +222,103 @@ def user_actor(ws: Workspace, user_id: str) -> Actor | None:
     return None if row is None else Actor(row["user_id"], row["role"])
 
 
-def sign_in(ws: Workspace, user_id: str, password: str) -> Actor:
-    """Check a user's password; AccessDenied with one message for an unknown name or a wrong password."""
+def _keys(user_id: str, client: str | None) -> list[tuple[str, str]]:
+    keys = [(ACCOUNT, user_id.casefold()[:MAX_USER_ID_LENGTH])]
+    return keys + [(CLIENT, str(client)[:200])] if client else keys
+
+
+def _locked_until(con, keys: list[tuple[str, str]], now: float) -> float | None:
+    ends = [r["until"] for kind, key in keys for r in con.execute(
+        "SELECT until FROM sign_in_locks WHERE kind=? AND key=? AND until > ?", (kind, key, now))]
+    return max(ends) if ends else None
+
+
+def _locked_message(until: float, now: float) -> str:
+    minutes = max(1, math.ceil((until - now) / 60))
+    return (f"sign-in refused: too many failed sign-ins; sign-in is locked for {minutes} more minute"
+            f"{'s' if minutes != 1 else ''}. Try again then, or ask an admin to unlock it.")
+
+
+def _count_failure(ws: Workspace, con, keys: list[tuple[str, str]], name: str, now: float) -> float | None:
+    """Store one failed sign-in against each key; lock a key that reached MAX_FAILURES in FAILURE_WINDOW.
+    Returns the end of the lock made, if any."""
+    until = None
+    for kind, key in keys:
+        con.execute("DELETE FROM sign_in_failures WHERE at < ?", (now - FAILURE_WINDOW,))
+        con.execute("INSERT INTO sign_in_failures (kind, key, at) VALUES (?,?,?)", (kind, key, now))
+        failures = con.execute("SELECT COUNT(*) FROM sign_in_failures WHERE kind=? AND key=? AND at >= ?",
+                               (kind, key, now - FAILURE_WINDOW)).fetchone()[0]
+        if failures < MAX_FAILURES:
+            continue
+        before = con.execute("SELECT strikes FROM sign_in_locks WHERE kind=? AND key=?", (kind, key)).fetchone()
+        strikes = 1 + (before["strikes"] if before is not None else 0)
+        end = now + min(MAX_LOCK_SECONDS, LOCK_SECONDS * 2 ** (strikes - 1))
+        con.execute("INSERT OR REPLACE INTO sign_in_locks (kind, key, until, strikes, locked) VALUES (?,?,?,?,?)",
+                    (kind, key, end, strikes, now))
+        con.execute("DELETE FROM sign_in_failures WHERE kind=? AND key=?", (kind, key))
+        audit_trail.record(ws, name, "lock", f"{kind} {key}",
+                           {"failures": failures, "strike": strikes, "minutes": round((end - now) / 60)}, con=con)
+        until = end if until is None else max(until, end)
+    return until
+
+
+def sign_in(ws: Workspace, user_id: str, password: str, *, client: str | None = None,
+            now: float | None = None) -> Actor:
+    """Check a user's password; AccessDenied with one message for an unknown name or a wrong password, and
+    SignInLocked (even with the right password) while the name or the `client` (the browser's address or session)
+    is locked after MAX_FAILURES failures. Every outcome goes into the audit trail."""
+    now = time.time() if now is None else now
+    name = str(user_id or "").strip()
+    keys = _keys(name, client)
     with _Users(ws) as con:
-        row = con.execute("SELECT * FROM users WHERE user_id=?", (str(user_id or "").strip(),)).fetchone()
+        until = _locked_until(con, keys, now)
+        if until is not None:
+            audit_trail.record(ws, name, "sign_in_locked", f"user {name}", {"client": client}, con=con)
+    if until is not None:  # no password check at all while locked: the right one is refused too
+        raise SignInLocked(_locked_message(until, now))
+    with _Users(ws) as con:
+        row = con.execute("SELECT * FROM users WHERE user_id=?", (name,)).fetchone()
     stored = row if row is not None and row["hash"] is not None else None
     if not verify_password(password, stored):
+        with _Users(ws) as con:
+            audit_trail.record(ws, name, "sign_in_failed", f"user {name}", {"client": client}, con=con)
+            until = _count_failure(ws, con, keys, name, now)
+        if until is not None:
+            raise SignInLocked(_locked_message(until, now))
         raise AccessDenied("sign-in refused: unknown user name or wrong password")
-    return Actor(row["user_id"], row["role"])
+    actor = Actor(row["user_id"], row["role"])
+    with _Users(ws) as con:  # the account's count starts again; the client's failures still age out
+        con.execute("DELETE FROM sign_in_failures WHERE kind=? AND key=?", keys[0])
+        con.execute("DELETE FROM sign_in_locks WHERE kind=? AND key=?", keys[0])
+        audit_trail.record(ws, actor, "sign_in", f"user {actor.user_id}", {"client": client}, con=con)
+    return actor
+
+
+def list_locks(ws: Workspace, *, actor: Actor, now: float | None = None) -> list[dict]:
+    """Names and clients locked now (kind, key, until, strikes, minutes_left), for an admin."""
+    require(actor, "manage_users")
+    now = time.time() if now is None else now
+    with _Users(ws) as con:
+        rows = con.execute("SELECT kind, key, until, strikes FROM sign_in_locks WHERE until > ? "
+                           "ORDER BY kind, key", (now,)).fetchall()
+    return [{**dict(r), "minutes_left": max(1, math.ceil((r["until"] - now) / 60))} for r in rows]
+
+
+def unlock(ws: Workspace, key: str, kind: str = ACCOUNT, *, actor: Actor) -> bool:
+    """End a lock now (an account name, case ignored, or a client) and forget its failures and strikes; returns
+    whether it was locked."""
+    require(actor, "manage_users")
+    if kind not in (ACCOUNT, CLIENT):
+        raise InputError(f"unlock: kind {kind!r}: choose {ACCOUNT} or {CLIENT}")
+    key = str(key or "").strip()
+    key = key.casefold()[:MAX_USER_ID_LENGTH] if kind == ACCOUNT else key
+    with _Users(ws) as con:
+        was = con.execute("DELETE FROM sign_in_locks WHERE kind=? AND key=? AND until > ?",
+                          (kind, key, time.time())).rowcount > 0
+        con.execute("DELETE FROM sign_in_locks WHERE kind=? AND key=?", (kind, key))
+        con.execute("DELETE FROM sign_in_failures WHERE kind=? AND key=?", (kind, key))
+        audit_trail.record(ws, actor, "unlock", f"{kind} {key}", {"was_locked": was}, con=con)
+    return was
 
 
 # -- sessions that survive a reload --------------------------------------------------------------------------
@@ -219,17 +353,23 @@ def end_session(ws: Workspace, token: str | None) -> None:
 
 
 # -- server folders only under configured roots -------------------------------------------------------------
+def server_data_roots() -> list[Path]:
+    """The data roots this server process is configured with ($CORE_DATA_ROOTS), resolved: known in every process
+    (dashboard, training run, command line), so they are what a manifest's rows may reach beyond their folder."""
+    texts = [t for t in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if t.strip()]
+    return [Path(t).expanduser().resolve() for t in texts]
+
+
 def data_roots(ws: Workspace) -> list[Path]:
     """Folders server folders may be registered from: $CORE_DATA_ROOTS, the workspace setting `data_roots`,
     and the workspace itself; symlinks resolved."""
-    texts = [t for t in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if t.strip()]
-    texts += [str(t) for t in (ws.get_setting(DATA_ROOTS_SETTING, []) or [])]
-    return [Path(t).expanduser().resolve() for t in texts] + [Path(ws.root).resolve()]
+    texts = [str(t) for t in (ws.get_setting(DATA_ROOTS_SETTING, []) or [])]
+    return server_data_roots() + [Path(t).expanduser().resolve() for t in texts] + [Path(ws.root).resolve()]
 
 
 def check_server_folder(ws: Workspace, folder: str | Path, *, actor: Actor) -> Path:
     """The resolved folder when `actor` may register it: the shell may register any folder; dashboard users only
-    folders under `data_roots` (a symlink pointing out of a root is refused)."""
+    folders under `data_roots` (a symlink pointing out of a root is refused), never the workspace's uploads."""
     require(actor, "register_server_folder")
     path = Path(folder).expanduser().resolve()
     if actor.shell:
@@ -239,6 +379,13 @@ def check_server_folder(ws: Workspace, folder: str | Path, *, actor: Actor) -> P
         raise AccessDenied(f"folder {path}: outside the folders this server allows "
                            f"({', '.join(map(str, roots))}); an admin sets them with ${DATA_ROOTS_ENV} or the "
                            f"workspace setting {DATA_ROOTS_SETTING!r}")
+    # The workspace is a root, but an upload is added once, through ingest_upload and its checks: its extracted
+    # folder (or a folder holding the uploads) is not a server folder.
+    uploads = Path(ws.uploads_dir).resolve()
+    if path.is_relative_to(uploads) or uploads.is_relative_to(path):
+        where = "is inside" if path.is_relative_to(uploads) else "holds"
+        raise AccessDenied(f"folder {path}: {where} the workspace's uploads ({uploads}); uploaded data is added "
+                           "through the upload form, not registered again as a server folder")
     return path
 
 

@@ -3,7 +3,9 @@
 A process killed mid-write leaves a `.NAME.partial-PID-*` extraction folder or a `.NAME.PID.*.tmp` file (both
 carry the writer's pid); those whose process is gone are removed at startup and by `python -m core doctor`.
 The registry is checked with SQLite's integrity check, for rows naming files that are gone, and for files of the
-workspace that no row names (orphans: reported; removed with fix=True).
+workspace that no row names (orphans: reported; removed with fix=True). A damaged registry is moved aside and the
+newest good backup restored with fix=True (core/store/backup.py), saying what may have been lost since; orphans are
+then only reported, never removed (they may belong to records made after the backup).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.store import backup
 from core.store.processes import process_alive
 from core.store.workspace import Workspace
 
@@ -73,16 +76,14 @@ def clean_leftovers(ws: Workspace) -> list[str]:
     return removed
 
 
-def _integrity(ws: Workspace) -> list[str]:
+def _integrity(ws: Workspace) -> tuple[str | None, bool]:
+    """(problem, damaged): the damaged-registry message (full integrity check) and True, a registry that cannot
+    be checked (locked, unreadable: not damage) and False, or (None, False) when the registry is sound."""
     try:
-        con = sqlite3.connect(f"file:{ws.db_path}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        return [f"registry {ws.db_path}: cannot be checked ({exc})"]
-    return [] if rows == ["ok"] else [f"registry {ws.db_path}: integrity check: {r}" for r in rows[:20]]
+        problem = backup.registry_problem(ws.db_path, full=True)
+    except sqlite3.Error as exc:
+        return f"registry {ws.db_path}: cannot be checked ({exc})", False
+    return (str(backup.damaged_error(ws.db_path, problem)), True) if problem else (None, False)
 
 
 def _under(path: Path, roots: list[Path]) -> bool:
@@ -91,11 +92,18 @@ def _under(path: Path, roots: list[Path]) -> bool:
 
 def check_workspace(ws: Workspace, fix: bool = False) -> Checkup:
     """Clean leftovers, check the registry and its files; fix=True also removes registry rows of predictions
-    whose file is gone and orphan files (predictions tables and uploads no row names)."""
+    whose file is gone and orphan files (predictions tables and uploads no row names), and restores the newest
+    good backup of a damaged registry (then orphans are only reported). `ws` need not be opened."""
     report = Checkup(removed=clean_leftovers(ws))
-    report.problems += _integrity(ws)
-    if report.problems:
-        return report  # a damaged registry: nothing below can be trusted
+    problem, damaged = _integrity(ws)
+    restored = None
+    if problem:
+        if not (fix and damaged):
+            report.problems.append(problem)
+            return report  # a damaged registry: nothing below can be trusted
+        restored = backup.restore_newest_backup(ws.db_path)
+        report.fixed += restored.lines()
+        ws = Workspace.open(ws.root)  # the restored (or new) registry gets this version's tables
     datasets, runs = ws.list_datasets(include_archived=True), ws.list_runs(include_archived=True)
     predictions = ws.list_predictions()
     for row in datasets:
@@ -123,7 +131,7 @@ def check_workspace(ws: Workspace, fix: bool = False) -> Checkup:
     now = time.time()
     for path in orphans:
         # An upload younger than an hour may still be being written by a live server: never removed then.
-        if not fix or (path.is_dir() and now - path.stat().st_mtime < LEGACY_LEFTOVER_AGE_S):
+        if not fix or restored or (path.is_dir() and now - path.stat().st_mtime < LEGACY_LEFTOVER_AGE_S):
             report.orphans.append(str(path))
             continue
         if path.is_dir():
@@ -131,5 +139,7 @@ def check_workspace(ws: Workspace, fix: bool = False) -> Checkup:
         else:
             path.unlink(missing_ok=True)
         report.fixed.append(f"removed orphan {path}")
-    report.notes += [f"{p}: a run folder the registry does not list (kept)" for p in run_orphans]
+    unlisted = ("a run folder the restored registry does not list: made after the backup? (kept)" if restored
+                else "a run folder the registry does not list (kept)")
+    report.notes += [f"{p}: {unlisted}" for p in run_orphans]
     return report

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import InputError
+from core.store import audit_trail
 from core.store.access import SHELL, AccessDenied, Actor, require
 from core.store.workspace import Workspace
 
@@ -33,6 +34,21 @@ def check_permission(actor: Actor, action: str, kind: str, record_id: str) -> No
         require(actor, "delete_data" if action == "delete" else "edit_records")
     except AccessDenied as exc:
         raise AccessDenied(f"{kind} {record_id}: {exc}") from None
+
+
+_DONE = {"rename": "renamed", "archive": "archived", "restore": "restored", "delete": "deleted"}
+
+
+def record_change(ws: Workspace, actor: Actor, action: str, kind: str, record_id: str, detail=None) -> None:
+    """Put a rename / archive / restore / delete that was done into the audit trail (after it succeeded)."""
+    audit_trail.record(ws, actor, _DONE[action], f"{kind} {record_id}", detail)
+
+
+def record_removal(ws: Workspace, actor: Actor, kind: str, removal: Removal) -> Removal:
+    """A delete as done: 'deleted', or 'archived' (with what uses the record) when it was kept."""
+    record_change(ws, actor, "delete" if removal.outcome == "deleted" else "archive", kind, removal.record_id,
+                  {"asked": "delete", "users": list(removal.users), "removed_files": list(removal.removed_files)})
+    return removal
 
 
 # -- who uses what -----------------------------------------------------------------------------------
@@ -97,6 +113,7 @@ def rename_run(ws: Workspace, run_id: str, name: str, *, actor: Actor = SHELL) -
     check_permission(actor, "rename", "run", run_id)
     name = clean_name(name)
     ws.rename("runs", run["id"], name)
+    record_change(ws, actor, "rename", "run", run_id, {"from": run["name"], "to": name})
     return name
 
 
@@ -106,6 +123,7 @@ def archive_run(ws: Workspace, run_id: str, *, actor: Actor = SHELL, restore: bo
     check_permission(actor, "restore" if restore else "archive", "run", run_id)
     _not_active(run, "archive")
     ws.set_archived("runs", run_id, not restore)
+    record_change(ws, actor, "restore" if restore else "archive", "run", run_id)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -129,14 +147,14 @@ def delete_run(ws: Workspace, run_id: str, *, actor: Actor = SHELL) -> Removal:
     check_permission(actor, "delete", "run", run_id)
     _not_active(run, "delete")
     if archived := archive_if_used(run_id, users_of_run(ws, run_id), lambda: ws.set_archived("runs", run_id, True)):
-        return archived
+        return record_removal(ws, actor, "run", archived)
     removed = []
     run_dir = Path(run["run_dir"])
     if run_dir.exists() and _inside(run_dir, ws.runs_dir):  # never a folder outside the workspace
         shutil.rmtree(run_dir)
         removed.append(str(run_dir))
     ws.remove_run(run_id)
-    return Removal(run_id, "deleted", (), tuple(removed))
+    return record_removal(ws, actor, "run", Removal(run_id, "deleted", (), tuple(removed)))
 
 
 # -- test sets ---------------------------------------------------------------------------------------
@@ -148,10 +166,11 @@ def _test_set(ws: Workspace, dataset_id: str) -> dict:
 
 
 def rename_test_set(ws: Workspace, dataset_id: str, name: str, *, actor: Actor = SHELL) -> str:
-    _test_set(ws, dataset_id)
+    record = _test_set(ws, dataset_id)
     check_permission(actor, "rename", "test_set", dataset_id)
     name = clean_name(name)
     ws.rename("datasets", dataset_id, name)
+    record_change(ws, actor, "rename", "test_set", dataset_id, {"from": record["name"], "to": name})
     return name
 
 
@@ -159,6 +178,7 @@ def archive_test_set(ws: Workspace, dataset_id: str, *, actor: Actor = SHELL, re
     _test_set(ws, dataset_id)
     check_permission(actor, "restore" if restore else "archive", "test_set", dataset_id)
     ws.set_archived("datasets", dataset_id, not restore)
+    record_change(ws, actor, "restore" if restore else "archive", "test_set", dataset_id)
 
 
 def delete_test_set(ws: Workspace, dataset_id: str, *, actor: Actor = SHELL) -> Removal:
@@ -168,7 +188,7 @@ def delete_test_set(ws: Workspace, dataset_id: str, *, actor: Actor = SHELL) -> 
     check_permission(actor, "delete", "test_set", dataset_id)
     if archived := archive_if_used(dataset_id, users_of_test_set(ws, dataset_id),
                                    lambda: ws.set_archived("datasets", dataset_id, True)):
-        return archived
+        return record_removal(ws, actor, "test_set", archived)
     removed = []
     source = Path(record["source"])
     shared = any(d["id"] != dataset_id and d["source"] == record["source"]
@@ -178,4 +198,4 @@ def delete_test_set(ws: Workspace, dataset_id: str, *, actor: Actor = SHELL) -> 
         shutil.rmtree(upload) if upload.is_dir() else upload.unlink()  # the whole upload: file and extraction
         removed.append(str(upload))
     ws.remove_dataset(dataset_id)
-    return Removal(dataset_id, "deleted", (), tuple(removed))
+    return record_removal(ws, actor, "test_set", Removal(dataset_id, "deleted", (), tuple(removed)))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.errors import storage_error
+from core.store import backup
 
 DEFAULT_WORKSPACE = "workspace"
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -72,15 +73,30 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 
-def _is_storage_failure(exc: sqlite3.OperationalError) -> bool:
+def is_storage_failure(exc: sqlite3.OperationalError) -> bool:
     """True for the OperationalErrors of the storage itself (not of a statement: 'no such table' stays a bug)."""
     text = str(exc).lower()
     return any(s in text for s in ("disk", "full", "readonly", "read-only", "unable to open", "locked", "i/o"))
 
 
+_SCHEMA_TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
+_ARCHIVED_TABLES = ("runs", "datasets")
+
+
+def _migration_pending(con: sqlite3.Connection) -> bool:
+    """True when an existing registry (one with tables) lacks a table of _SCHEMA or a column a migration adds:
+    opening it changes its schema, so a backup is taken first. A new, empty registry needs none."""
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return False
+    if set(_SCHEMA_TABLES) - tables:
+        return True
+    return any("archived" not in {r[1] for r in con.execute(f"PRAGMA table_info({t})")} for t in _ARCHIVED_TABLES)
+
+
 def _add_archived_columns(con: sqlite3.Connection) -> None:
     """Workspaces made before archiving existed gain the column (NULL = shown; a time = archived then)."""
-    for table in ("runs", "datasets"):
+    for table in _ARCHIVED_TABLES:
         columns = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
         if "archived" not in columns:
             try:
@@ -114,29 +130,60 @@ class Workspace:
 
     root: Path
 
+    @staticmethod
+    def locate(root: str | Path | None = None) -> Path:
+        """The workspace folder `open` uses: `root`, $CORE_WORKSPACE, or ./workspace, resolved."""
+        return Path(root or os.environ.get("CORE_WORKSPACE") or DEFAULT_WORKSPACE).expanduser().resolve()
+
     @classmethod
     def open(cls, root: str | Path | None = None) -> "Workspace":
-        """Open (creating if needed) the workspace at `root`, $CORE_WORKSPACE, or ./workspace."""
-        root = Path(root or os.environ.get("CORE_WORKSPACE") or DEFAULT_WORKSPACE).expanduser().resolve()
+        """Open (creating if needed) the workspace at `root`, $CORE_WORKSPACE, or ./workspace. A registry that is
+        not a database or fails SQLite's quick check raises DamagedRegistryError (a StorageError) naming the
+        backup `python -m core doctor --fix` restores; a backup is taken before any schema migration and at most
+        hourly otherwise (core/store/backup.py)."""
+        root = cls.locate(root)
         ws = cls(root)
+        action = "opening the workspace"
         try:
             for sub in ws.folders():
                 sub.mkdir(parents=True, exist_ok=True)
+            problem = backup.registry_problem(ws.db_path)
+            if problem:
+                raise backup.damaged_error(ws.db_path, problem)
+            existed = ws.db_path.is_file() and ws.db_path.stat().st_size > 0
             con = sqlite3.connect(ws.db_path, timeout=30)
             try:
                 con.execute("PRAGMA journal_mode=WAL")
+                if existed and _migration_pending(con):
+                    action = "backing up the registry before upgrading its tables"
+                    if backup.take_backup(ws.db_path) is None:
+                        raise backup.damaged_error(ws.db_path, "its copy failed SQLite's quick check")
+                    action = "upgrading the registry's tables"
                 con.executescript(_SCHEMA)  # executescript commits on its own, so outside connect()'s transaction
                 _add_archived_columns(con)
             finally:
                 con.close()
+            if existed:
+                backup.maybe_backup(ws.db_path)
+            else:
+                backup.schedule_from(ws.db_path)
         except (OSError, sqlite3.OperationalError) as exc:
-            raise storage_error(exc, root, "opening the workspace") from None
+            raise storage_error(exc, root, action) from None
+        except sqlite3.DatabaseError as exc:
+            if backup.is_damage(exc):
+                raise backup.damaged_error(ws.db_path, str(exc)) from None
+            raise
         return ws
 
     # -- folders -------------------------------------------------------------------------------
     @property
     def db_path(self) -> Path:
         return self.root / "registry.sqlite"
+
+    @property
+    def backups_dir(self) -> Path:
+        """Rolling backups of the registry (core/store/backup.py)."""
+        return backup.backups_dir(self.db_path)
 
     @property
     def datasets_dir(self) -> Path:
@@ -179,7 +226,10 @@ class Workspace:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A short-lived connection: WAL so readers never block the writer, a busy timeout for
-        concurrent processes (training runs, several browser sessions), commit on success."""
+        concurrent processes (training runs, several browser sessions), commit on success. A damaged registry
+        raises DamagedRegistryError; the hourly backup is taken here when due (before the connection opens)."""
+        if backup.backup_due(self.db_path):
+            backup.maybe_backup(self.db_path)
         try:
             con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
         except sqlite3.OperationalError as exc:
@@ -201,10 +251,12 @@ class Workspace:
                 raise
             else:
                 con.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             # Full disk, read-only folder, failing storage: nothing was committed; say where and why.
-            if _is_storage_failure(exc):
+            if isinstance(exc, sqlite3.OperationalError) and is_storage_failure(exc):
                 raise storage_error(exc, self.root, "writing to the registry") from None
+            if backup.is_damage(exc):  # not a database / a malformed page met while reading or writing
+                raise backup.damaged_error(self.db_path, str(exc)) from None
             raise
         finally:
             con.close()

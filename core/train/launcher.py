@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import InputError
-from core.store import Workspace
+from core.store import Workspace, audit_trail
 from core.store.access import SHELL, Actor, require
 from core.train.config import RunConfig, as_config
 from core.train.events import append_event
@@ -132,6 +132,8 @@ def launch_run(config: RunConfig | dict, workspace: Workspace | str | Path | Non
         # device_kind ("auto" needs torch to resolve) is written by the child itself, first thing.
         write_status(run_dir, ws, run_id, status="queued", created=time.time())
     _spawn(run_id, run_dir, ws, resume=False)
+    audit_trail.record(ws, actor, "run_launched", f"run {run_id}",
+                       {"name": name, "backbone": cfg.backbone, "task": task_name})
     return run_id
 
 
@@ -172,6 +174,7 @@ def cancel_run(run_id: str, workspace: Workspace | str | Path | None = None, *, 
         return run["status"]
     run_dir = Path(run["run_dir"])
     request_cancel(run_dir)
+    audit_trail.record(ws, actor, "run_cancelled", f"run {run_id}")
     status = read_status(run_dir)
     if process_alive(status.get("pid") or run.get("pid"), status.get("proc_start")) and not _exited(run_id):
         return "cancelling"

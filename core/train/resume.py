@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.models.weights import unreadable_weights
 from core.store.files import write_atomically
 
 RESUME_DIR = "resume"
@@ -40,8 +41,15 @@ def load_resume_state(run_dir: Path, model: torch.nn.Module, optimizer, schedule
     if not (folder / "state.pt").exists() or not (folder / "model.safetensors").exists():
         return None
     device = next(model.parameters()).device
-    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
-    state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    try:
+        weights = load_file(str(folder / "model.safetensors"), device=str(device))
+    except Exception as exc:  # safetensors and OS errors have no common base class
+        raise unreadable_weights(folder / "model.safetensors", exc, "resume weights") from None
+    try:
+        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and OS errors have no common base class
+        raise unreadable_weights(folder / "state.pt", exc, "resume state") from None
+    model.load_state_dict(weights)
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])

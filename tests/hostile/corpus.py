@@ -390,3 +390,108 @@ def _png_header(path: Path, width: int, height: int) -> Path:
          r"\(decompression-bomb guard\)")
 def _(tmp: Path) -> Path:
     return _png_header(tmp / "bomb.png", 20000, 20000)
+
+
+# -- 10. manifests reaching out of their folder (issue 21, item 4): `build(tmp)` gives an upload whose manifest names,
+# on line 4, a file outside the upload; the test puts an image where ../../x.png lands (the workspace's uploads).
+def _reaching_zip(tmp: Path, named: str) -> Path:
+    path = tmp / "up.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i, name in enumerate(("a", "b")):
+            zf.write(write_image(tmp / "src" / f"{name}.png", size=(16, 16), seed=i), f"{name}.png")
+        zf.writestr("manifest.csv", f"path,label\na.png,CNV\nb.png,NORMAL\n{named},CNV\n")
+    return path
+
+
+_UPLOAD_RULE = r"\. Refused: a manifest in an upload may name only files inside the upload's own folder"
+
+for _name, _named, _expect in (
+        ("zip-manifest-names-etc-passwd", lambda tmp: "/etc/passwd", r"line 4 \('/etc/passwd'\)"),
+        ("zip-manifest-names-dotdot-image", lambda tmp: "../../x.png", r"line 4 \('\.\./\.\./x\.png'\)"),
+        ("zip-manifest-names-absolute-image",
+         lambda tmp: str(write_image(tmp / "private" / "patient.png", size=(16, 16), seed=9)),
+         r"line 4 \('/.*/private/patient\.png'\)")):
+    hostile(_name, "manifest-reach",
+            r"up\.zip/manifest\.csv: 1 row\(s\) name an image path that points outside the dataset folder: "
+            + _expect + _UPLOAD_RULE)(lambda tmp, named=_named: _reaching_zip(tmp, named(tmp)))
+
+
+# -- 11. a damaged workspace registry (issue 21, item 8): `build(tmp)` returns a function that damages the
+# registry file at the path it is given in place (WAL folded in first by the test); `expect` is the cause quoted.
+def _truncate_registry(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _scramble_page_headers(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for page in range(2, len(data) // 4096):  # every b-tree page header but the first page's
+        data[page * 4096: page * 4096 + 12] = b"\xff" * 12
+    path.write_bytes(bytes(data))
+
+
+def _overwrite_header(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[:100] = b"this is not an SQLite header".ljust(100, b"!")
+    path.write_bytes(bytes(data))
+
+
+def _replace_with_text(path: Path) -> None:
+    path.write_text("registry\n" * 500)
+
+
+for _name, _damage, _expect in (
+        ("registry-truncated-in-half", _truncate_registry, r"database disk image is malformed"),
+        ("registry-page-headers-scrambled", _scramble_page_headers, r"malformed|integrity check|quick check"),
+        ("registry-header-overwritten", _overwrite_header, r"file is not a database"),
+        ("registry-replaced-by-text", _replace_with_text, r"file is not a database")):
+    hostile(_name, "registry", _expect)(lambda tmp, damage=_damage: damage)
+
+
+# -- 12. a model card whose sizes would allocate without bound (issue 21, item 9)
+hostile("card-num-classes-1e9", "message-card",
+        r"model_card\.json: num_classes of the model card is 1000000000\.0, outside 0\.\.1,000")(
+    lambda tmp: '{"backbone": "test_efficientnet", "num_classes": 1e9, "head": "linear"}')
+
+
+# -- DICOM uploads (issue 21): each builds export.zip; "dicom-refuse" must be refused naming the file and the
+# problem, "dicom-accept" must be added whole (2 images) --------------------------------------------------------
+def _dicom_zip(tmp: Path, odd_name: str, **odd) -> Path:
+    from tests._dicom_files import write_dicom
+
+    src = tmp / "dicom-src"
+    write_dicom(src / "NORMAL" / "plain.dcm", np.zeros((4, 4), np.uint8))
+    write_dicom(src / "PNEUMONIA" / odd_name, np.arange(16, dtype=np.uint8).reshape(4, 4), **odd)
+    path = tmp / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for file in sorted(p for p in src.rglob("*") if p.is_file()):
+            zf.write(file, file.relative_to(src).as_posix())
+    return path
+
+
+@hostile("dicom-burned-in-annotation", "dicom-refuse",
+         r"export\.zip/PNEUMONIA/DOE_JOHN_MRN-123456\.dcm: BurnedInAnnotation = YES")
+def _(tmp: Path) -> Path:
+    return _dicom_zip(tmp, "DOE_JOHN_MRN-123456.dcm", attributes={"BurnedInAnnotation": "YES"})
+
+
+@hostile("dicom-jpeg-xl-transfer-syntax", "dicom-refuse",
+         r"export\.zip/PNEUMONIA/jxl\.dcm: DICOM transfer syntax 1\.2\.840\.10008\.1\.2\.4\.112 \(JPEG XL\) cannot be "
+         r"decoded here")
+def _(tmp: Path) -> Path:
+    return _dicom_zip(tmp, "jxl.dcm", syntax="1.2.840.10008.1.2.4.112")
+
+
+@hostile("dicom-extensionless-in-zip", "dicom-accept")
+def _(tmp: Path) -> Path:
+    return _dicom_zip(tmp, "IM000001")
+
+
+@hostile("dicom-legacy-without-part10-header", "dicom-accept")
+def _(tmp: Path) -> Path:
+    return _dicom_zip(tmp, "old.dcm", syntax="legacy")
+
+
+@hostile("dicom-identifying-file-name", "dicom-accept")
+def _(tmp: Path) -> Path:
+    return _dicom_zip(tmp, "DOE_JOHN_MRN-123456.dcm", patient_id="MRN-123456")

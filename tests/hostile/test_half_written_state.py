@@ -107,7 +107,8 @@ def test_doctor_reports_a_damaged_registry(workspace):
         data[page * 4096: page * 4096 + 12] = b"\xff" * 12
     workspace.db_path.write_bytes(bytes(data))
     report = check_workspace(workspace)
-    assert report.problems and re.search(r"registry .*: (integrity check|cannot be checked)", report.problems[0])
+    assert report.problems and re.search(r"the workspace registry .* is damaged \((database disk image is "
+                                         r"malformed|integrity check)", report.problems[0])
     assert _doctor(workspace.root).returncode == 1
 
 

@@ -88,10 +88,9 @@ def test_reader_page_keeps_an_unstored_answer_and_retries_it(own_seeded_workspac
         return real(ws, *args, **kwargs)
 
     monkeypatch.setattr(reader_ui, "record_answer", disk_full_then_fine)
-    at = open_page("../pages/reader_study.py", timeout=120)
+    at = open_page("../pages/reader_study.py", timeout=120, role="reader", user=reader)  # grades as themself
     at.selectbox(key="rs_test_set").set_value(row["id"]).run()  # other tests may have added test sets
-    at.selectbox(key="rs_study").set_value(study_id)
-    at.text_input(key="rs_reader_code").input(reader).run()
+    at.selectbox(key="rs_study").set_value(study_id).run()
     at.button(key="rs_join").click().run()
     caption = at.get("image")[0].captions[0]
     at.button(key="rs_class_0").click().run()

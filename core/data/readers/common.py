@@ -1,16 +1,21 @@
-"""Shared reader helpers: split names, natural class order, custom tasks, image checks, problem reports."""
+"""Shared reader helpers: split names, natural class order, custom tasks, image checks, problem reports, and where
+the files a dataset's own text names may be (PathGuard)."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
+from core.data.archive import MARKER as EXTRACTED_MARKER
 from core.data.dataset import Dataset
 from core.data.images import check_image
 from core.data.tasks import MAX_CLASSES, Task
 from core.errors import SKIP_BAD_HINT, InputError
+from core.store.access import DATA_ROOTS_ENV, server_data_roots
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -46,6 +51,46 @@ def custom_task(source_name: str, classes: Iterable[str], kind: str = "multiclas
         raise InputError(f"{source_name}: found only the class {list(ordered)}; a classifier needs at least two")
     return Task(name=f"custom-{slug}", title=f"Custom task ({source_name})", modality="other", kind=kind,
                 classes=ordered, description=f"Labels as found in {source_name}.")
+
+
+def extracted_upload(folder: Path) -> Path | None:
+    """The folder a zip was extracted to (it holds core.data.archive's marker) that `folder` is in, if any."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / EXTRACTED_MARKER).is_file():
+            return candidate
+    return None
+
+
+class PathGuard:
+    """Where the files a dataset's own text names (a manifest's rows) may be: inside the folder that text came from,
+    or under a data root of this server, every symbolic link followed to where it points. An upload's data
+    (`confined`, or any folder extracted from a zip, wherever it is read from again) stays inside its own folder.
+    The decision is made on the path alone, before anything is looked up: a refusal never tells whether a file
+    exists."""
+
+    def __init__(self, base: Path, confined: bool):
+        self.base = Path(os.path.realpath(base))
+        self.upload = bool(confined) or extracted_upload(self.base) is not None
+        self.roots = [self.base] + ([] if self.upload else server_data_roots())
+
+    @property
+    def where(self) -> str:
+        return "the dataset folder" if self.upload else "the dataset folder and the data roots"
+
+    @property
+    def rule(self) -> str:
+        if self.upload:
+            return "a manifest in an upload may name only files inside the upload's own folder"
+        return (f"a manifest may name only files inside its own folder or under a data root of this server "
+                f"(${DATA_ROOTS_ENV}); a symbolic link counts where it points")
+
+    def resolve(self, path: str | Path) -> Path | None:
+        """Where `path` leads (every symbolic link followed), or None when that is not inside an allowed folder."""
+        try:
+            resolved = Path(os.path.realpath(path))
+        except (OSError, ValueError):  # not a path this system can name (a NUL byte ...): nowhere allowed
+            return None
+        return resolved if any(resolved.is_relative_to(root) for root in self.roots) else None
 
 
 class ProblemLog:

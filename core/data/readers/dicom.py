@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from core.data.dataset import Dataset
-from core.data.dicom import DicomOptions, check_dicom, dicom_fields, dicom_files, has_dicom_preamble, is_dicom_name
+from core.data.dicom import (DicomOptions, check_dicom, dicom_fields, dicom_files, has_dicom_preamble, is_dicom_name,
+                              may_be_unnamed_dicom)
 from core.data.images import IMAGE_SUFFIXES
 from core.data.readers.common import ProblemLog, custom_task, finish, split_name
 from core.data.readers.folders import class_folders, detect_folder_task
@@ -31,7 +32,8 @@ def is_dicom_tree(root: Path) -> bool:
             if name.startswith("."):
                 continue
             suffix = os.path.splitext(name)[1].lower()
-            if is_dicom_name(name) or (not suffix and has_dicom_preamble(os.path.join(dirpath, name))):
+            unnamed = may_be_unnamed_dicom(name)
+            if is_dicom_name(name) or (unnamed and has_dicom_preamble(os.path.join(dirpath, name))):
                 return True
             if suffix in IMAGE_SUFFIXES or suffix == ".npz":
                 return False
