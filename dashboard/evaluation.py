@@ -122,6 +122,37 @@ def penalty_presets(ws: Workspace, task: Task) -> dict[str, np.ndarray]:
     return presets
 
 
+# -- refer when unsure: the model's referrals and their price ----------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_referrals(file: PredictionsFile, task: Task):
+    """(referred mask or None for a table without the column, the stored ReferralBand or None) of a predictions
+    file, read once per file version."""
+    from core.infer.predictions import has_referrals, referred_mask
+    from core.metrics.selective import ReferralBand
+
+    frame, meta = load_predictions(file)
+    band = ReferralBand.from_dict(meta.get("referral_band"), source="predictions metadata")
+    return (referred_mask(frame) if has_referrals(frame) else None), band
+
+
+def referral_cost(ws: Workspace, task: Task, penalty) -> tuple[np.ndarray, str]:
+    """(cost of a referral per true class, where it comes from): the workspace's (Penalties page), else the
+    default for the penalty matrix in use."""
+    from core.report.referral_cost import resolve_referral_cost
+
+    return resolve_referral_cost(ws, task, penalty)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def headline_weighted_error_referred(file: PredictionsFile, task: Task, calls: np.ndarray, penalty: np.ndarray,
+                                     referred: np.ndarray, cost: np.ndarray) -> Interval:
+    """Weighted error of these calls with each referral priced at `cost` of its true class (patient bootstrap,
+    the headline's resamples)."""
+    arrays = evaluation_inputs(file, task)
+    return headline.weighted_error(arrays.truth, arrays.probabilities, calls, penalty, arrays.patient_ids,
+                                   referred=referred, referral_cost=cost)
+
+
 # -- a run's training facts (read from its folder by core.train.run_folder) -------------------------------
 @st.cache_data(show_spinner="Counting the run's training images per class...", max_entries=16)
 def training_class_counts(config: dict) -> tuple[dict | None, str]:

@@ -7,6 +7,8 @@ import streamlit as st
 
 from core.metrics.model_operating_point import OPERATING_RULES, ModelOperatingPoint
 from core.store import Workspace
+from dashboard.access_ui import current_actor
+from dashboard.widgets import plain
 
 RECALIBRATE_RULES = ("youden", "sensitivity")
 
@@ -16,8 +18,13 @@ def training_operating_point(card: dict | None) -> ModelOperatingPoint | None:
     return ModelOperatingPoint.from_dict((card or {}).get("operating_point"), source="model card")
 
 
-def operating_point_note(point: ModelOperatingPoint | None, view_name: str | None) -> None:
-    """One line under the threshold slider: where the model's own threshold is and how it was chosen."""
+def operating_point_note(point: ModelOperatingPoint | None, view_name: str | None,
+                         adaptation: str | None = None) -> None:
+    """One line under the threshold slider: where the model's own threshold is and how it was chosen. For an adapted
+    or recalibrated run, `adaptation` (core.infer.site_check.adaptation_text) says so first: its threshold was not
+    chosen on the training images alone."""
+    if adaptation:
+        st.caption(f"**{plain(adaptation)}**")
     if point is None:
         st.caption("Operating point from training: none stored (an older model, or 'most probable class'); the "
                    "model's calls are its most probable class.")
@@ -25,8 +32,9 @@ def operating_point_note(point: ModelOperatingPoint | None, view_name: str | Non
     where = "" if view_name in (None, point.view) else f" (set on the view '{point.view}')"
     rule = OPERATING_RULES.get(point.rule, point.rule)
     target = f", target {point.target:g}" if point.target is not None else ""
-    st.caption(f"**Operating point from training: {point.threshold:.3f}**{where}. Chosen by {rule}{target}, on "
-               f"{point.source}: sensitivity {point.sensitivity:.3f}, specificity {point.specificity:.3f} "
+    origin = "Operating point of this adapted run" if adaptation else "Operating point from training"
+    st.caption(f"**{origin}: {point.threshold:.3f}**{where}. Chosen by {rule}{target}, on "
+               f"{plain(point.source)}: sensitivity {point.sensitivity:.3f}, specificity {point.specificity:.3f} "
                f"({point.n_positive} positive, {point.n_negative} negative). The model's 'predicted' column uses it.")
 
 
@@ -82,6 +90,17 @@ def recalibration_panel(ws: Workspace, run_id: str, test_set_id: str, n_images: 
     from core.infer.recalibrate import recalibrate
 
     with st.spinner("Recalibrating (the model's predictions on this test set are reused)..."):
-        result = recalibrate(run_id, test_set_id, ws, sample_size=size, rule=rule, target=target).to_dict()
+        result = recalibrate(run_id, test_set_id, ws, sample_size=size, rule=rule, target=target,
+                             actor=current_actor()).to_dict()
     st.session_state[f"{key}_result"] = result
     return result
+
+
+def show_recalibration_result(result: dict, key: str) -> None:
+    """What a labelled recalibration just made: the new run and, on the images it did not use, before / after."""
+    st.success(f"New run {plain(result['run_id'])}: threshold {result['operating_point']['threshold']:.3f}, "
+               f"temperature {result['temperature']:.2f}, fitted on {result['sample']['n']} images; this run "
+               "is unchanged. Pick the new run above to evaluate it.", icon=":material/tune:")
+    if result["before"] and result["after"]:
+        st.caption(f"On the other {result['sample']['n_rest']} images of this test set (95% Wilson intervals):")
+        st.dataframe(recalibration_table(result), hide_index=True, key=f"{key}_table")

@@ -1,4 +1,5 @@
-"""The Performance page's sections (ROC, PR, confusion, per class, tiers, imbalance, calibration), one function each."""
+"""The Performance page's sections (ROC, PR, confusion, per class, tiers, imbalance, calibration, refer when unsure),
+one function each."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from core.data.tasks import BinaryView, Task
-from core.metrics import (BinaryScores, DiagnosticMetrics, OperatingPoint, brier_score,
+from core.errors import InputError
+from core.metrics import (BinaryScores, DiagnosticMetrics, OperatingPoint, binary_view_data, brier_score,
                           predictive_values_at_prevalence, tier_confusion)
 from core.metrics.dashboard import (CallSummary, EvaluationArrays, cases_in_cell,
                                     class_balance_effect, class_distribution, class_table, label_counts,
@@ -21,10 +23,11 @@ from dashboard import state
 from dashboard.downloads import figure_downloads, table_download
 from core.train.run_folder import recorded_balance, run_config
 from dashboard.common import EvaluationSelection, PredictionsFile
-from dashboard.evaluation import cached_reliability, training_class_counts
+from core.plots.confusion import REFERRED_LABEL
+from dashboard.evaluation import active_penalty, cached_reliability, headline_weighted_error, training_class_counts
 from dashboard.evaluation_figures import class_figures, reliability_view_figure, view_pr_series, view_roc_series
 from dashboard.evaluation_ui import interval_text, metric_card, thumbnails_ui, with_interval_text
-from dashboard.widgets import plain
+from dashboard.widgets import plain, show_error
 
 # Prevalences for the PPV/NPV curve: screening populations (0.1%) up to referral clinics (99%).
 PREVALENCE_GRID = np.unique(np.concatenate([np.logspace(-3, np.log10(0.99), 80), [0.5]]))
@@ -256,3 +259,193 @@ def headline_text(ev: Evaluation) -> str:
     return (f"Operating point on **{plain(ev.view.name)}**: threshold {ev.point.threshold:.3f} "
             f"({plain(ev.point.rule)}), sensitivity {interval_text(ev.rates.sensitivity)}, "
             f"specificity {interval_text(ev.rates.specificity)}.")
+
+
+def referral_section(ev: Evaluation) -> None:
+    """Refer when unsure: the model's referral band, what it did on this test set (coverage, error among the calls
+    made vs overall, weighted error with referrals priced), the risk-coverage curve, the confusion matrix with a
+    referral column, and the band another target would give (from the calibration scores in the model card)."""
+    from core.metrics.model_operating_point import operating_view
+    from core.metrics.multiclass import referral_confusion
+    from core.metrics.selective import (ASSUMPTION, DEFAULT_CONFIDENCE, DEFAULT_TARGET_ERROR, apply_band,
+                                        calibrate_band, calibration_arrays, risk_coverage_curve, selective_summary)
+    from core.plots.selective import risk_coverage_figure
+    from core.train.run_folder import run_model_card
+    from dashboard.evaluation import cached_referrals, headline_weighted_error_referred, referral_cost
+
+    view = operating_view(ev.task)
+    if view is None:
+        st.info("This task has no binary view deciding every case, so the model cannot refer cases by a band.")
+        return
+    referred, band = cached_referrals(ev.file, ev.task)
+    try:
+        card = run_model_card(ev.selection.run) if ev.selection.run else None
+    except InputError:
+        card = None
+    calibration = (card or {}).get("referral_calibration")
+    threshold = band.threshold if band is not None else ((calibration or {}).get("threshold")
+                                                         or ((card or {}).get("operating_point") or {}).get("threshold"))
+    if referred is None:
+        st.info("These predictions refer nothing to a reader: every case was called. "
+                + (f"Why there is no band: {plain(calibration['reason'])}." if calibration and
+                   calibration.get("reason") else "The model has no referral band (trained before referral bands, "
+                   "or without an operating point)."), icon=":material/info:")
+    data = binary_view_data(ev.arrays.truth, ev.arrays.probabilities, ev.task.classes, view,
+                            y_pred=ev.arrays.model_calls)
+    if referred is not None:
+        if band is not None:
+            st.markdown(f"**Stored band** ({plain(view.name)}): {plain(band.describe())}.")
+        summary = selective_summary(data.truth, data.calls, referred[data.rows])
+        cols = st.columns(4)
+        cols[0].metric("Referred to a reader", f"{summary.n_referred:,} of {summary.n:,}",
+                       help="Images whose score fell in the model's referral band: left to a reader, not called.")
+        metric_card(cols[1], "Coverage (share called)", summary.coverage)
+        metric_card(cols[2], "Error among calls made", summary.error_among_calls,
+                    help=f"Wrong side of '{plain(view.name)}' among the images the model called"
+                         + (f"; the band's target: at most {band.target_error:.0%}" if band else "") + ".")
+        metric_card(cols[3], "Error over every image", summary.error_overall,
+                    help="The same error if the model had called every image (no referral).")
+        penalty_name, penalty = active_penalty(ev.ws, ev.task)
+        cost, cost_note = referral_cost(ev.ws, ev.task, penalty)
+        calls = ev.arrays.model_calls
+        priced = headline_weighted_error_referred(ev.file, ev.task, calls, penalty, referred, cost)
+        plain_error = headline_weighted_error(ev.file, ev.task, calls, penalty)
+        cols = st.columns(2)
+        metric_card(cols[0], "Weighted error, referrals priced", priced, percent=False,
+                    help=f"Mean penalty per image with '{plain(penalty_name)}'; a referral costs "
+                         f"{', '.join(f'{c}: {v:g}' for c, v in zip(ev.task.classes, cost))} ({plain(cost_note)}; "
+                         "edit it on the Penalties page).")
+        metric_card(cols[1], "Weighted error, every image called", plain_error, percent=False)
+        st.caption(f"Model's own calls. Intervals: {plain(summary.coverage.method)} (coverage and errors); "
+                   f"{plain(priced.method)} (weighted error). The guarantee assumes {plain(ASSUMPTION)}.")
+        confusion = referral_confusion(ev.arrays.truth, calls, referred, ev.task.classes)
+        fig = confusion_figure(confusion.calls, clickable=False, referred=confusion.referred,
+                               title="Confusion matrix with referrals (model's own calls)")
+        st.plotly_chart(fig, key="perf_referral_confusion")
+        figure_downloads(fig, "confusion-with-referrals", key="perf_referral_confusion_dl")
+        table = pd.DataFrame(confusion.table(), index=pd.Index(ev.task.classes, name="true class"),
+                             columns=[*ev.task.classes, REFERRED_LABEL])
+        table_download(table.reset_index(), "confusion-with-referrals", key="perf_referral_confusion_csv")
+    if threshold is None or not data.truth.size:
+        return
+    st.markdown("**Risk and coverage**: bands of growing width around the model's threshold "
+                f"{float(threshold):.3f}; the wider the band, the fewer cases called.")
+    target_col, confidence_col = st.columns(2)
+    target = target_col.number_input("Target error among calls", 0.005, 0.5, value=float(
+        band.target_error if band else DEFAULT_TARGET_ERROR), step=0.01, format="%.3f", key="perf_referral_target")
+    confidence = confidence_col.number_input("Confidence", 0.5, 0.995, value=float(
+        band.confidence if band else DEFAULT_CONFIDENCE), step=0.05, format="%.3f", key="perf_referral_confidence")
+    curve = risk_coverage_curve(data.truth, data.scores, float(threshold))
+    extra, chosen = [], None
+    if calibration and calibration.get("scores") is not None:  # a reason alone says why there is no band
+        try:
+            cal_truth, cal_scores, cal_threshold = calibration_arrays(calibration)
+            cal_curve = risk_coverage_curve(cal_truth, cal_scores, cal_threshold)
+            extra = [(f"calibration cases ({calibration.get('source') or 'training'})", cal_curve.coverage,
+                      cal_curve.error)]
+            chosen = calibrate_band(cal_truth, cal_scores, cal_threshold, target, confidence,
+                                    str(calibration.get("source") or "calibration cases"))
+        except InputError as exc:
+            show_error("No band for this target:", exc)
+    point = None
+    if chosen is not None:
+        mask = apply_band(data.scores, chosen)
+        at = selective_summary(data.truth, data.calls, mask)
+        point = (at.coverage.value, at.error_among_calls.value)
+        st.caption(f"For a target of {target:.1%} at {confidence:.0%} confidence the calibration cases give: "
+                   f"{plain(chosen.describe())}. On this test set it would call {at.coverage.value:.0%} "
+                   f"({interval_text(at.coverage)}) with {interval_text(at.error_among_calls)} error among calls.")
+    elif not calibration:
+        st.caption("The model card stores no calibration scores, so another target cannot be calibrated here.")
+    fig = risk_coverage_figure(curve.coverage, curve.error, target=target, band_point=point,
+                               band_label="band for this target", extra_curves=extra,
+                               title=f"Risk vs coverage ({view.name})")
+    st.plotly_chart(fig, key="perf_risk_coverage")
+    figure_downloads(fig, "risk-coverage", key="perf_risk_coverage_dl")
+    table_download(pd.DataFrame(curve.table()), "risk-coverage", key="perf_risk_coverage_csv")
+
+
+@st.cache_data(show_spinner="Reading the subgroup column of the test set...", max_entries=32)
+def _subgroup_column(root: str, test_set_id: str, fingerprint: str, file: PredictionsFile, column: str) -> list:
+    """The column's value per predictions row (image properties are read from every image once)."""
+    from core.report.subgroups import subgroup_values
+    from dashboard.common import load_predictions, registered_dataset
+
+    ws = Workspace.open(root)
+    ds = registered_dataset(ws, ws.get_dataset(test_set_id))
+    return subgroup_values(load_predictions(file)[0], ds, [column])[column].tolist()
+
+
+@st.cache_data(show_spinner="Analysing the subgroups...", max_entries=32)
+def _subgroup_table(file: PredictionsFile, task: Task, view: BinaryView, calls: np.ndarray, column: str,
+                    values: list, penalty: np.ndarray):
+    from core.report.subgroups import subgroup_tables_of
+    from dashboard.evaluation import evaluation_inputs
+
+    arrays = evaluation_inputs(file, task)
+    return subgroup_tables_of(task, arrays.truth, arrays.probabilities, calls, pd.DataFrame({column: values}),
+                              view=view, penalty=penalty, patient_ids=arrays.patient_ids)[column]
+
+
+def subgroups_section(ev: Evaluation) -> None:
+    """Who does the model fail? One column of the test set (its own, e.g. sex or site, or an image property): a
+    forest plot of AUC, sensitivity or specificity per subgroup against the whole test set, and the table with the
+    gaps to the rest, the Holm-adjusted p-values and the heterogeneity tests."""
+    from core.metrics.intervals import p_value_text
+    from core.plots.subgroups import FOREST_STATISTICS, forest_figure
+    from core.report.subgroups import available_subgroup_columns, subgroup_rows_frame
+    from dashboard.common import registered_dataset
+
+    record = ev.selection.test_set
+    if record is None:
+        st.info("This test set is not in the workspace's registry, so its subgroup columns are unknown.")
+        return
+    try:
+        ds = registered_dataset(ev.ws, record)
+    except InputError as exc:
+        show_error("The test set cannot be read, so its subgroups are unknown:", exc)
+        return
+    own = ds.subgroup_columns()
+    if not own:
+        st.caption("This test set has no columns of its own beyond image, label, patient and split (a manifest's "
+                   "extra columns such as sex, age, site or device become subgroups); the image properties are read "
+                   "from the images.")
+    left, right = st.columns([2, 3])
+    column = left.selectbox("Split the test set by", available_subgroup_columns(ds), key="perf_subgroup_column",
+                            help="A column of the test set's manifest, or an image property from the audit's scan "
+                                 "(numbers with many values are cut into quartiles).")
+    statistic = right.radio("Statistic", list(FOREST_STATISTICS), format_func=FOREST_STATISTICS.get,
+                            horizontal=True, key="perf_subgroup_statistic")
+    _, penalty = active_penalty(ev.ws, ev.task)
+    try:
+        values = _subgroup_column(str(ev.ws.root), str(record["id"]), str(record.get("fingerprint")), ev.file, column)
+        table = _subgroup_table(ev.file, ev.task, ev.view, np.asarray(ev.calls), column, values, penalty)
+    except InputError as exc:
+        show_error("The subgroups cannot be analysed:", exc)
+        return
+    label = FOREST_STATISTICS[statistic]
+    fig = forest_figure(table, statistic, title=f"{label} by {column}")
+    st.plotly_chart(fig, key="perf_subgroup_forest")
+    figure_downloads(fig, f"subgroups-{statistic}", key="perf_subgroup_forest_dl")
+    frame = subgroup_rows_frame(table)
+    shown = with_interval_text(frame, ["sensitivity", "specificity", "sensitivity_gap", "specificity_gap"])
+    shown = with_interval_text(shown, ["auc", "auc_gap", "weighted_error"], percent=False)
+    for name in ("auc", "sensitivity", "specificity"):
+        shown[f"{name}_p_holm"] = [p_value_text(p) for p in frame[f"{name}_p_holm"]]
+    shown["small"] = ["yes" if s else "" for s in frame["small"]]
+    st.dataframe(shown[[c for c in shown.columns if not c.endswith(("_low", "_high"))]], hide_index=True,
+                 key="perf_subgroup_table")
+    table_download(frame, f"subgroups-{column}", key="perf_subgroup_csv")
+    def p_text(p) -> str:
+        text = p_value_text(p)
+        return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+    tests = "; ".join(f"{FOREST_STATISTICS[name]} {p_text(test.p_value)} ({plain(test.method)}"
+                      + (f", {plain(test.reason)}" if test.reason else "") + ")"
+                      for name, test in table.heterogeneity.items())
+    st.caption(f"On **{plain(ev.view.name)}**, calls: {plain(ev.calls_rule)}. Heterogeneity across the subgroups: "
+               f"{tests}. Gaps are each subgroup minus the rest of the test set; "
+               f"{plain(table.correction_text)}. Small: fewer than {table.small_group} positive or negative images "
+               "(read the interval, not the point).")
+    for note in table.notes:
+        st.caption(plain(note))

@@ -13,8 +13,10 @@ from core.plots import confusion_figure, count_change_figure, metric_bars_figure
 from dashboard import state
 from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
+from core.metrics.penalties import check_referral_cost
+from core.report.referral_cost import DEFAULT_REFERRAL_NOTE, clear_referral_cost, save_referral_cost
 from dashboard.evaluation import (active_penalty, evaluation_inputs, penalty_presets, reader_confusions_for,
-                                  set_active_penalty)
+                                  referral_cost, set_active_penalty)
 from dashboard.evaluation_ui import evaluation_or_stop, interval_text, metric_card, with_interval_text
 from dashboard.widgets import plain, show_error
 
@@ -79,6 +81,37 @@ st.caption(f"In use: **{plain(active_name)}**. It follows you to the Performance
            "the workspace.")
 table_download(pd.DataFrame(matrix, index=pd.Index(classes, name="true class"), columns=classes).reset_index(),
                "penalty-matrix", key="pen_matrix_csv")
+
+st.markdown("**Referral to a reader** (a third outcome: a model with a referral band leaves unsure cases to a "
+            "reader; the cost of that second look, per true class)")
+cost_in_use, cost_note = referral_cost(ws, task, matrix)
+cost_key = f"pen_referral_{task.name}_{version}"
+cost_base_key = f"{cost_key}_base"
+# The editor shows the cost in use until the user edits a cell (a default cost follows the matrix as it changes).
+if not ((st.session_state.get(cost_key) or {}).get("edited_rows")) or cost_base_key not in st.session_state:
+    st.session_state[cost_base_key] = [float(v) for v in cost_in_use]
+cost_table = st.data_editor(pd.DataFrame([st.session_state[cost_base_key]], columns=classes,
+                                         index=pd.Index(["referral cost"], name="true class")),
+                            key=cost_key, width="stretch",
+                            column_config={c: st.column_config.NumberColumn(f"true {c}", format="%.2f", step=0.05,
+                                                                            min_value=0.0) for c in classes})
+cost_left, cost_right = st.columns([3, 1], vertical_alignment="bottom")
+try:
+    edited_cost = check_referral_cost(cost_table.to_numpy(dtype=float), len(classes))
+except (InputError, ValueError) as exc:
+    cost_left.error(f"Referral cost: {plain(exc)}. The last valid cost stays in use.", icon=":material/error:")
+else:
+    if not np.array_equal(edited_cost, np.asarray(st.session_state[cost_base_key], dtype=float)):
+        save_referral_cost(ws, task, edited_cost)
+        cost_in_use, cost_note = edited_cost, "set on the Penalties page"
+cost_left.caption(f"In use: {plain(', '.join(f'{c} {v:g}' for c, v in zip(classes, cost_in_use)))} "
+                  f"({plain(cost_note)}). The Performance page and the report price each referral with it.")
+if cost_right.button("Default", key="pen_referral_default", icon=":material/restart_alt:",
+                     help=DEFAULT_REFERRAL_NOTE):
+    clear_referral_cost(ws, task)
+    st.session_state.pop(cost_base_key, None)
+    st.session_state.pop(cost_key, None)
+    st.rerun()
 
 with st.expander("Save or delete matrices"):
     cols = st.columns([3, 1], vertical_alignment="bottom")

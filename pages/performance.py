@@ -14,16 +14,18 @@ from dashboard.audit_ui import duplicates_notice, performance_audit_banner
 from dashboard.common import get_workspace
 from core.train.run_folder import run_model_card
 from dashboard.decision_ui import decision_section
-from dashboard.operating_ui import (operating_point_note, recalibration_panel, recalibration_table,
+from core.infer.site_check import adaptation_text
+from dashboard.operating_ui import (operating_point_note, recalibration_panel, show_recalibration_result,
                                     training_operating_point, use_model_point)
+from dashboard.site_ui import site_section
 from dashboard.downloads import figure_downloads, table_download
 from dashboard.evaluation import (active_penalty, cached_class_aucs, cached_view_scores, evaluation_inputs,
                                   headline_macro_auc, headline_urgent_auc, headline_weighted_error)
 from dashboard.evaluation_figures import class_figures, view_roc_series
 from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, with_interval_text
 from dashboard.performance_sections import (Evaluation, calibration_section, class_section, confusion_section,
-                                            headline_text, imbalance_section, pr_section, roc_section,
-                                            tiers_section)
+                                            headline_text, imbalance_section, pr_section, referral_section,
+                                            roc_section, subgroups_section, tiers_section)
 from dashboard.widgets import plain, show_error, sticky_select
 
 CALL_RULES = {"point": "class calls follow the operating point",
@@ -99,10 +101,11 @@ except InputError as exc:  # the predictions stay usable; only the model's own o
     show_error("The run's model card cannot be read, so its operating point is not shown.", exc, container=top_right)
     model_card = None
 model_point = training_operating_point(model_card)
+adapted = adaptation_text(model_card, (selection.run or {}).get("name"))
 use_model_point(model_point, view, key="perf", container=top_right)
 point = operating_point_ui(scores, key="perf", container=top_right)
 with top_right:
-    operating_point_note(model_point, view.name)
+    operating_point_note(model_point, view.name, adapted)
 decides_all = covers_all_classes(view, task)
 call_rule = top_left.radio("Class calls", list(CALL_RULES), format_func=CALL_RULES.get, key="perf_calls",
                            disabled=not decides_all,
@@ -111,14 +114,32 @@ call_rule = top_left.radio("Class calls", list(CALL_RULES), format_func=CALL_RUL
                                 "Most probable class: the model's own calls (as in Kermany et al.).")
 if decides_all and call_rule == "point":
     calls = calls_at_threshold(arrays.probabilities, task.classes, view, point.threshold)
-    rule_text = f"calls at threshold {point.threshold:.3f} on {view.name}"
+    rule_text = f"calls at threshold {point.threshold:.3f} on {view.name}" + (
+        " (probabilities of an adapted run)" if adapted else "")
 else:
     calls = arrays.model_calls
-    rule_text = ("model's own calls (operating point from training)" if model_point is not None
+    rule_text = ("model's own calls (operating point of an adapted run)" if adapted and model_point is not None
+                 else "model's own calls (operating point from training)" if model_point is not None
                  else "model's most probable class")
     if not decides_all:
         top_left.caption("This view leaves some classes out, so the class calls stay the model's most probable "
                          "class; the threshold moves this view's numbers.")
+if adapted:
+    st.info(plain(adapted), icon=":material/tune:")  # the calls below are this adapted run's
+
+
+def recalibrate() -> None:
+    """The labelled re-fit (a new run), wherever the page draws it."""
+    result = recalibration_panel(ws, selection.run_id, selection.dataset_id, arrays.n, key="perf_recal")
+    if result is not None:
+        show_recalibration_result(result, key="perf_recal")
+
+
+# The site check: when this test set looks shifted for the run, both remedies side by side (the labelled re-fit
+# then lives there rather than in its tab).
+refit_shown = site_section(ws, selection.run or {"id": selection.run_id}, selection.dataset_id, key="perf_site",
+                           run_key="perf_run", card=model_card, recalibrate=recalibrate)
+
 penalty_name, penalty = active_penalty(ws, task)
 summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes,
                        probabilities=arrays.probabilities)
@@ -168,7 +189,7 @@ st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; wei
 duplicates_notice(ev, audit)
 
 tabs = st.tabs(["ROC", "Precision-recall", "Confusion matrix", "Per class", "Referral tiers", "Class imbalance",
-                "Calibration", "Decision curve", "Site recalibration"])
+                "Calibration", "Decision curve", "Site recalibration", "Refer when unsure", "Subgroups"])
 with tabs[0]:
     roc_section(ev)
 with tabs[1]:
@@ -186,11 +207,12 @@ with tabs[6]:
 with tabs[7]:
     decision_section(ev)
 with tabs[8]:
-    result = recalibration_panel(ws, selection.run_id, selection.dataset_id, arrays.n, key="perf_recal")
-    if result is not None:
-        st.success(f"New run {plain(result['run_id'])}: threshold {result['operating_point']['threshold']:.3f}, "
-                   f"temperature {result['temperature']:.2f}, fitted on {result['sample']['n']} images; this run "
-                   "is unchanged. Pick the new run above to evaluate it.", icon=":material/tune:")
-        if result["before"] and result["after"]:
-            st.caption(f"On the other {result['sample']['n_rest']} images of this test set (95% Wilson intervals):")
-            st.dataframe(recalibration_table(result), hide_index=True, key="perf_recal_table")
+    if refit_shown:
+        st.caption("This test set looks shifted for this run: the labelled re-fit is shown above, next to the "
+                   "label-free adaptation.")
+    else:
+        recalibrate()
+with tabs[9]:
+    referral_section(ev)
+with tabs[10]:
+    subgroups_section(ev)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.errors import InputError
+from core.infer.site_check import read_card
 from dashboard import state
 from dashboard.audit_ui import audit_section
 from dashboard.common import ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
 from dashboard.lifecycle_ui import TEST_SET, manage_panel, restore_panel, show_lifecycle_message
+from dashboard.operating_ui import recalibration_panel, show_recalibration_result
+from dashboard.site_ui import adaptation_notice, site_section
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
+from dashboard.widgets import show_error
 
 
 st.title("Test sets")
@@ -71,5 +76,20 @@ with tab_infer:
                        "test label is a class of the model.", icon=":material/warning:")
             st.text(f"Model's task: {run['task']}\nTest set's task: {record['task']}")
         inference_panel(ws, run_id, test_set_id, key="testsets")
+        try:
+            card = read_card(ws, run_id)
+        except InputError as exc:
+            show_error("The run's model card cannot be read, so its operating point is not known.", exc)
+            card = None
+        adaptation_notice(card, run)  # the calls of an adapted or recalibrated run say so
+        predictions = ws.find_predictions(run_id, test_set_id)
+
+        def recalibrate() -> None:
+            result = recalibration_panel(ws, run_id, test_set_id, int(predictions["n_rows"]), key="testsets_recal")
+            if result is not None:
+                show_recalibration_result(result, key="testsets_recal")
+
+        site_section(ws, run, test_set_id, key="testsets_site", run_key="testsets_run", card=card,
+                     recalibrate=recalibrate)
 with tab_audit:
     audit_section(ws, record, key="testsets_audit")

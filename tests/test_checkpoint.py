@@ -110,3 +110,69 @@ def test_card_that_does_not_match_the_weights(saved):
     card_path.write_text(json.dumps({**card, "format_version": 99}))
     with pytest.raises(InputError, match="newer than this software"):
         load_checkpoint(checkpoint_dir)
+
+
+def test_card_sizes_are_bounded_before_the_model_is_built(saved, monkeypatch):
+    """A card claiming 1e9 classes (a terabyte of head weights), a huge hidden width or input size is refused with
+    a message naming the card and the value, before create_model allocates anything."""
+    from core.models import checkpoint
+
+    _, checkpoint_dir = saved
+    card_path = checkpoint_dir / "model_card.json"
+    card = json.loads(card_path.read_text())
+
+    def never(*args, **kwargs):
+        raise AssertionError(f"create_model called with {args}")
+
+    monkeypatch.setattr(checkpoint, "create_model", never)
+    for changed, message in (
+            ({"num_classes": 1e9}, r"model_card\.json: num_classes of the model card is 1000000000\.0, outside "
+                                   r"0\.\.1,000"),
+            ({"hidden": 10**9}, r"model_card\.json: hidden of the model card is 1000000000, outside 1\.\.65,536"),
+            ({"num_classes": 900}, r"model_card\.json: num_classes of the model card is 900, but no tensor of the "
+                                   r"checkpoint has a dimension above \d+"),
+            ({"hidden": 60_000}, r"model_card\.json: hidden of the model card is 60000, but no tensor"),
+            ({"preprocessing": {**card["preprocessing"], "input_size": [3, 100_000, 100_000]}},
+             r"model_card\.json: preprocessing input_size of the model card is \[3, 100000, 100000\]: each side "
+             r"must lie in 1\.\.4096"),
+            ({"num_classes": 2.5}, r"num_classes of the model card must be a whole number, not 2\.5")):
+        card_path.write_text(json.dumps({**card, **changed}))
+        with pytest.raises(InputError, match=message):
+            load_checkpoint(checkpoint_dir)
+
+
+def test_card_class_limit_is_the_tasks_limit():
+    from core.data.tasks import MAX_CLASSES
+    from core.models import checkpoint
+
+    assert checkpoint.MAX_CLASSES == MAX_CLASSES
+
+
+def test_pickled_objects_are_refused_without_pytorchs_advice(tmp_path):
+    """torch.load's refusal text advises weights_only=False "if you trust the source": users get our message."""
+    from core.models.weights import read_weights_file
+
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole-model.pth")  # a pickled module, not a state dict
+    with pytest.raises(InputError) as caught:
+        read_weights_file(tmp_path / "whole-model.pth")
+    text = str(caught.value)
+    assert "weights file whole-model.pth could not be read as weights: it holds pickled Python objects" in text
+    assert "torch.save(model.state_dict(), path)" in text
+    assert "weights_only" not in text and "trust" not in text and "WeightsUnpickler" not in text
+
+
+def test_resume_state_with_pickled_objects_is_refused_plainly(tmp_path):
+    from safetensors.torch import save_file
+
+    from core.train.resume import RESUME_DIR, load_resume_state
+
+    model = torch.nn.Linear(2, 2)
+    folder = tmp_path / RESUME_DIR
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    torch.save({"optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}, folder / "state.pt")
+    with pytest.raises(InputError) as caught:
+        load_resume_state(tmp_path, model, None, None, None, None)
+    text = str(caught.value)
+    assert text.startswith("resume state state.pt could not be read as weights: it holds pickled Python objects")
+    assert "weights_only" not in text and "trust" not in text

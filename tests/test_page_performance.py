@@ -226,3 +226,55 @@ def test_runs_with_the_same_name_are_told_apart_and_archived_ones_are_not_offere
     assert len(labels) == 2 and len(set(labels)) == 2, labels  # the archived run is not offered
     assert all(label.startswith("lite0 (") for label in labels)
     assert {ids["run_ids"][0][-4:], ids["run_ids"][1][-4:]} == {label.rsplit("...", 1)[1][:4] for label in labels}
+
+
+# -- the site check: a shifted test set, both remedies, and the adaptation behind the calls ---------------------
+def _warning(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "looks different from the training images" in w.value]
+
+
+def test_a_shifted_test_set_is_flagged_with_both_remedies_and_adapting_says_so_everywhere(own_seeded_workspace,
+                                                                                           tmp_path):
+    from core.infer.site_check import adaptation_text, read_card
+    from dashboard.widgets import plain
+    from tests._site_data import shifted_test_set
+
+    seeded = own_seeded_workspace
+    site = shifted_test_set(seeded, tmp_path / "site")
+    ws = Workspace.open(seeded["root"])
+    at = _open(seeded["run_id"], site)
+    warning = _warning(at)
+    assert warning and "stored threshold was chosen on the training site" in warning[0]
+    assert "128 x 128" in warning[0]  # the audit's reason, in plain words
+    # (a) label-free adaptation and (b) the labelled re-fit with its precision at N = 20, 40, 80, side by side.
+    assert "perf_site_adapt" in [b.key for b in at.button] and "perf_recal_go" in [b.key for b in at.button]
+    precision = _table(at, "labelled images", "sensitivity ±", "specificity ±")
+    assert list(precision["labelled images"]) == [20, 40, 80]
+    assert any("labelled re-fit is shown above" in c.value for c in at.caption)  # not twice on the page
+
+    runs_before = {r["id"] for r in ws.list_runs()}
+    at.button(key="perf_site_adapt").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    new = [r for r in ws.list_runs() if r["id"] not in runs_before]
+    assert len(new) == 1 and "adapted without labels" in new[0]["name"]
+    assert at.selectbox(key="perf_run").value == new[0]["id"]  # the adapted run is selected...
+    assert ws.find_predictions(new[0]["id"], site) is not None  # ...with its predictions on the site
+    sentence = adaptation_text(read_card(ws, new[0]["id"]), new[0]["name"])
+    assert sentence.startswith(f"Calls from run {new[0]['name']}, adapted without labels to test set {site}")
+    # The calls on the page say which adaptation made them: a notice, the operating-point note, the calls rule.
+    assert any(i.value == plain(sentence) for i in at.info)
+    assert any(plain(sentence) in c.value for c in at.caption)
+    assert any("Class calls:" in c.value and "adapted run" in c.value for c in at.caption)
+
+
+def test_an_unshifted_test_set_is_not_flagged(own_seeded_workspace):
+    from tests._site_data import audit_against_training
+
+    seeded = own_seeded_workspace
+    audit = audit_against_training(Workspace.open(seeded["root"]), seeded["test_set_id"], seeded["dataset_id"])
+    assert not audit["shift"]["flagged"]
+    at = _open(seeded["run_id"], seeded["test_set_id"])
+    assert not _warning(at)
+    assert "perf_site_adapt" not in [b.key for b in at.button]
+    assert any(c.value.startswith("Site check: this test set does not look shifted") for c in at.caption)
+    assert not any("adapted without labels" in i.value for i in at.info)  # a plain run's calls claim nothing

@@ -182,3 +182,45 @@ def test_runs_with_the_same_name_are_told_apart(own_seeded_workspace):
     labels = at.selectbox(key="testsets_run").options  # AppTest holds the labels the user reads
     assert len(labels) == 2 and len(set(labels)) == 2, labels
     assert any(seeded["id"][-4:] in label for label in labels) and any(twin[-4:] in label for label in labels)
+
+
+def _site_page(ws, test_set_id: str, run_id: str) -> AppTest:
+    at = _page()
+    at.selectbox(key="testsets_preview").set_value(test_set_id).run()
+    at.selectbox(key="testsets_run").set_value(run_id).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _site_warning(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "looks different from the training images" in w.value]
+
+
+def test_a_shifted_test_set_offers_both_remedies_and_an_adapted_runs_calls_say_so(own_seeded_workspace, tmp_path):
+    from core.infer.site_check import adaptation_text, read_card
+    from dashboard.widgets import plain
+    from tests._site_data import adapted_run, audit_against_training, shifted_test_set
+
+    seeded = own_seeded_workspace
+    ws = Workspace.open(seeded["root"])
+    site = shifted_test_set(seeded, tmp_path / "site")
+    at = _site_page(ws, site, seeded["run_id"])
+    warning = _site_warning(at)
+    assert warning and "The model's calls may not hold here" in warning[0]
+    keys = [b.key for b in at.button]
+    assert "testsets_site_adapt" in keys and "testsets_recal_go" in keys  # both remedies
+    assert any("labelled images" in d.value.columns for d in at.dataframe)
+    assert not any("adapted without labels" in i.value for i in at.info)  # the source run's calls are its own
+
+    # The demo test set, audited against the training data and not shifted: no warning, no remedies.
+    assert not audit_against_training(ws, seeded["test_set_id"], seeded["dataset_id"])["shift"]["flagged"]
+    plain_at = _site_page(ws, seeded["test_set_id"], seeded["run_id"])
+    assert not _site_warning(plain_at) and "testsets_site_adapt" not in [b.key for b in plain_at.button]
+
+    # An adapted run (the real adapt_unlabelled): its calls on this page name the adaptation.
+    new_id = adapted_run(seeded, site)
+    run = ws.get_run(new_id)
+    sentence = adaptation_text(read_card(ws, new_id), run["name"])
+    adapted_at = _site_page(ws, site, new_id)
+    assert any(i.value == plain(sentence) for i in adapted_at.info)
+    assert "estimated prevalence CNV" in sentence and "threshold" in sentence

@@ -17,6 +17,7 @@ from core.metrics import to_jsonable
 from core.report import evaluate_predictions
 from core.readers import compare_readers_to_model, list_readings, lr_table, weighted_error_table
 from core.report import build_report, render_html, report_from_predictions, write_report
+from core.report.referral_cost import DEFAULT_REFERRAL_NOTE
 from core.store import Workspace
 
 EVIL = "<script>alert(1)</script>"
@@ -113,7 +114,9 @@ def test_penalty_defaults_to_the_workspace_active_matrix(seeded):
     matrix = (np.ones((4, 4)) - np.eye(4)) * 2.0
     ws.set_setting("active_penalty", {task.name: {"name": "double cost", "matrix": matrix.tolist()}})
     report = build_report(ws, ids["run_id"], ids["test_set_id"], bootstrap=0, include_readers=False)
-    assert report["penalty"] == {"name": "double cost", "matrix": matrix.tolist()}
+    assert report["penalty"] == {"name": "double cost", "matrix": matrix.tolist(),
+                                 # the default price of a referral follows the matrix in use: half its cheapest mistake
+                                 "referral_cost": [1.0] * 4, "referral_cost_note": DEFAULT_REFERRAL_NOTE}
     assert report["evaluation"]["penalty"]["predicted_calls_weighted_error"] == pytest.approx(
         2.0 * (1.0 - report["evaluation"]["accuracy"]["value"]))
     weighted = next(h for h in report["headline"] if h["key"] == "weighted_error")
@@ -213,3 +216,29 @@ def test_bad_requests_raise_input_errors(seeded):
         report_from_predictions(frame, task, lr_ci="exact", bootstrap=0)
     with pytest.raises(InputError, match="4x4"):
         report_from_predictions(frame, task, penalty=np.ones((3, 3)), bootstrap=0)
+
+
+def test_a_report_of_an_adapted_runs_calls_says_which_adaptation_made_them(seeded, tmp_path):
+    """Calls from a run adapted without labels (the real adapt_unlabelled) are never reported without the sentence
+    naming the adaptation: a notice (screen), the PDF's first page and the presentation's 'What is not known'."""
+    import html as _html
+
+    from core.infer.site_check import adaptation_text, read_card
+    from core.report.slides import build_slides
+    from tests._site_data import adapted_run, shifted_test_set
+
+    ws, ids, _, _ = seeded
+    site = shifted_test_set(ids, tmp_path / "site")
+    source = build_report(ws, ids["run_id"], site, bootstrap=0, include_readers=False)
+    assert not any(n.startswith("ADAPTED CALLS") for n in source["notices"])  # the source's calls are its own
+    new_id = adapted_run(ids, site)
+    report = build_report(ws, new_id, site, bootstrap=0, include_readers=False)
+    sentence = adaptation_text(read_card(ws, new_id), ws.get_run(new_id)["name"])
+    assert f"ADAPTED CALLS: {sentence}" in report["notices"]
+    assert report["model"]["adaptation"]["source_run"] == ids["run_id"]
+    page = render_html(report)
+    title_page = page[page.index('<div class="title-page">'):page.index("<header")]  # the PDF's first page
+    assert _html.escape(sentence, quote=True) in title_page
+    assert f"<strong>ADAPTED CALLS</strong>{_html.escape(sentence, quote=True)}" in page  # the screen's notice
+    unknown = build_slides(report)[-1]
+    assert unknown.key == "unknown" and any(sentence in f.text for f in unknown.facts)

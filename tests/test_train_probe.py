@@ -149,6 +149,13 @@ def test_default_recipe_trains_on_every_training_image_and_stores_its_operating_
     assert point.n_positive + point.n_negative == 24 and 0 <= point.threshold <= 1
     assert card["preprocessing"]["framing"] == "squash" and card["preprocessing"]["crop_pct"] == 1.0
     assert {e["C"] for e in read_events(run, "cv")} == set(DEFAULT_CS)
+    # Refer when unsure: 24 out-of-fold cases are too few for a band at 5% / 90%, and the card says so, keeping the
+    # calibration scores of the same out-of-fold predictions (numbers only) for another target later.
+    assert card["referral_band"] is None
+    calibration = card["referral_calibration"]
+    assert len(calibration["scores"]) == len(calibration["truth"]) == 24
+    assert calibration["threshold"] == point.threshold and calibration["view"] == point.view
+    assert "24 calibration cases cannot show an error among calls of at most 5.0%" in calibration["reason"]
 
 
 def test_acquisition_views_are_cached_and_reused(probe_run, oct_folder):
@@ -239,6 +246,20 @@ def test_temperature_fit_recovers_a_known_temperature():
     assert t == pytest.approx(3.0, rel=0.1)
     np.testing.assert_allclose(scale_probabilities(overconfident, t), _softmax(logits * 3.0 / t), atol=1e-3)
     assert fit_temperature(_softmax(logits), truth) == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_perfectly_separated_sample_leaves_the_temperature_alone():
+    # 40 site images the model separates perfectly: the log loss keeps falling as T -> 0, so no temperature is
+    # identifiable. Sharpening to the search's floor made the rest of the site's probabilities exactly 0 or 1.
+    from core.infer.recalibrate import MIN_TEMPERATURE, fit_temperature, scale_probabilities
+
+    rng = np.random.default_rng(1)
+    truth = np.repeat([0, 1], 20)
+    p1 = np.where(truth == 1, rng.uniform(0.6, 0.95, 40), rng.uniform(0.05, 0.4, 40))
+    assert fit_temperature(np.column_stack([1 - p1, p1]), truth) == 1.0
+    rest = rng.uniform(1e-4, 1 - 1e-4, 500)
+    sharp = scale_probabilities(np.column_stack([1 - rest, rest]), MIN_TEMPERATURE)[:, 1]
+    assert len(np.unique(sharp)) == len(np.unique(rest))  # even the sharpest allowed keeps every score distinct
 
 
 def test_recalibrate_cli(probe_run, oct_folder, tmp_path, monkeypatch):

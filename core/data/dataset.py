@@ -18,6 +18,21 @@ from core.errors import InputError
 BASE_COLUMNS = ("image_id", "path", "label", "patient_id", "split")
 SPLITS = ("train", "val", "test")
 UNSPLIT = "unsplit"  # how class_counts() names rows without a split
+# A source's own column whose name is taken by the contract (an `image_id` column beside a `path` column) is kept
+# under its name plus this suffix.
+TAKEN_SUFFIX = " (source)"
+
+
+def reserved_columns(task: Task) -> set[str]:
+    """Column names the table contract owns for this task (compared case-insensitively by subgroup_column_name)."""
+    return {*BASE_COLUMNS, *(task.classes if task.kind == "multilabel" else ())}
+
+
+def subgroup_column_name(name: str, task: Task) -> str:
+    """The table name of a source's extra column: its own name, or with TAKEN_SUFFIX when the contract owns it."""
+    text = str(name).strip()
+    taken = {c.lower() for c in reserved_columns(task)}
+    return f"{text}{TAKEN_SUFFIX}" if text.lower() in taken else text
 
 
 class Dataset:
@@ -147,6 +162,12 @@ class Dataset:
         counts = counts.reindex(index=order, columns=list(self.classes), fill_value=0).astype(int)
         counts.index.name, counts.columns.name = "split", "class"
         return counts
+
+    def subgroup_columns(self) -> list[str]:
+        """The table's columns beyond the contract (a manifest's sex, age, site, view, device...), in table order:
+        the subgroups a test set can be analysed by."""
+        reserved = reserved_columns(self.task)
+        return [str(c) for c in self.table.columns if c not in reserved]
 
     def patients(self) -> list[str]:
         """The distinct patient ids (empty when the source names none)."""

@@ -33,7 +33,12 @@ def register(subparsers) -> None:
                     "on labelled images from a new site, and save the result as a new run: same weights, new "
                     "operating point. RUN itself is never changed. With --sample-size N, N images (whole "
                     "patients, class-stratified) are drawn from --data and the rest show sensitivity and "
-                    "specificity before and after.")
+                    "specificity before and after. With --unlabelled, no labels are used: the site's class "
+                    "prevalence is re-estimated (EM on the model's probabilities) and the new run's "
+                    "probabilities and operating point are moved to it. With --unlabelled --standardise, each "
+                    "backbone feature is instead mapped from the site's own mean and spread to training's (for an "
+                    "export or acquisition change at a similar prevalence; it assumes the site's class mix is "
+                    "training's).")
     r.add_argument("--run", required=True, help="run id, run folder or checkpoint of the model to recalibrate")
     r.add_argument("--data", required=True, help="labelled images of the new site: folder, manifest, .zip or id")
     r.add_argument("--sample-size", type=int, help="draw this many images to recalibrate on; the rest evaluate")
@@ -42,6 +47,13 @@ def register(subparsers) -> None:
     r.add_argument("--no-temperature", action="store_true", help="refit the threshold only")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--name", help="name of the new run")
+    r.add_argument("--unlabelled", action="store_true",
+                   help="label-free adaptation: estimate the site's class prevalence from the model's probabilities "
+                        "on --data (its labels, if any, are not read) and move the model to it")
+    r.add_argument("--standardise", action="store_true",
+                   help="with --unlabelled: feature standardisation against the site's own statistics instead of "
+                        "EM prevalence adaptation; only for an export/acquisition change at a similar prevalence "
+                        "(it moves calls the wrong way under a prevalence change)")
     r.add_argument("--out", type=Path, help="also write the recalibration record (JSON) here")
     r.set_defaults(func=run_recalibrate)
 
@@ -91,6 +103,12 @@ def run_recalibrate(args) -> int:
     from core.store import Workspace
     from core.infer.recalibrate import recalibrate
 
+    if args.unlabelled:
+        return _run_adapt(args)
+    if args.standardise:
+        from core.errors import InputError
+
+        raise InputError("--standardise is a label-free adaptation: use it with --unlabelled")
     result = recalibrate(args.run, args.data, Workspace.open(), sample_size=args.sample_size,
                          rule=args.operating_rule, target=args.target_sensitivity,
                          temperature=not args.no_temperature, name=args.name, seed=args.seed)
@@ -105,4 +123,61 @@ def run_recalibrate(args) -> int:
                   f"({spec['low']:.3f}-{spec['high']:.3f}) [{sens['method']}]")
     if args.out:
         args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _run_adapt(args) -> int:
+    from core.errors import InputError
+    from core.infer.recalibrate import adapt_unlabelled
+    from core.store import Workspace
+
+    given = [flag for flag, value in (("--sample-size", args.sample_size), ("--target-sensitivity",
+                                      args.target_sensitivity), ("--no-temperature", args.no_temperature)) if value]
+    if given:
+        raise InputError(f"--unlabelled uses no labels, so {', '.join(given)} (labelled recalibration options) "
+                         "cannot be used with it")
+    if args.standardise:
+        return _run_standardise(args)
+    result = adapt_unlabelled(args.run, args.data, Workspace.open(), name=args.name, seed=args.seed)
+    est = result.estimate
+    print(f"label-free adaptation of {result.source_run_id} on {result.images['n']} unlabelled images "
+          f"({est['method']}, {est['iterations']} iterations)")
+    for cls, train in zip(est["classes"], est["train_prior"]):
+        iv = est["intervals"][cls]
+        print(f"  {cls}: estimated prevalence {iv['value']:.3f} (95% CI {iv['low']:.3f}-{iv['high']:.3f}); "
+              f"training {train:.3f}")
+    print(f"  interval: {next(iter(est['intervals'].values()))['method']}")
+    if result.threshold_before is not None:
+        view = result.operating_point["view"]
+        print(f"  {view} threshold {result.threshold_before:.3f} -> {result.threshold_after:.3f} (same rule, on the "
+              "prior-adjusted probabilities)")
+    else:
+        print("  no operating point: calls are the most probable class of the adjusted probabilities")
+    if args.out:
+        args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
+    print(result.run_id)
+    return 0
+
+
+def _run_standardise(args) -> int:
+    from core.infer.recalibrate import STANDARDISE_WARNING, adapt_unlabelled
+    from core.store import Workspace
+
+    print(f"warning: {STANDARDISE_WARNING}", file=sys.stderr)
+    result = adapt_unlabelled(args.run, args.data, Workspace.open(), name=args.name, method="standardise")
+    record = json.loads((Path(result.run_dir) / "adaptation.json").read_text())
+    features = record["features"]
+    print(f"feature standardisation of {result.source_run_id} on {result.images['n']} unlabelled images: "
+          f"{features['dim']} features mapped from the site's mean and spread to the training images' "
+          f"({features['training']['n']} images); {features['constant_at_site']} constant at the site set to the "
+          f"training mean; features {features['computed']} computed, {features['cached']} from the cache")
+    called = record.get("called_positive")
+    if called:
+        print(f"  {called['view']} threshold {result.threshold_before:.3f} kept; share called positive "
+              f"{called['before']:.3f} -> {called['after']:.3f}")
+    else:
+        print("  no operating point: calls are the most probable class of the standardised probabilities")
+    if args.out:
+        args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
+    print(result.run_id)
     return 0

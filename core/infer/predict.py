@@ -14,7 +14,8 @@ import pandas as pd
 from core.data import Dataset, load_dataset
 from core.data.tasks import Task, task_from_dict
 from core.errors import SKIP_BAD_HINT, InputError
-from core.infer.predictions import model_calls, predictions_frame, probabilities, read_predictions, write_predictions
+from core.infer.predictions import (REFERRED_COLUMN, model_calls, model_referrals, predictions_frame, probabilities,
+                                    read_predictions, write_predictions)
 from core.store import Workspace
 from core.store.integrity import DamagedFileError, discard_damaged
 
@@ -129,6 +130,46 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
     return (np.concatenate(out) if out else np.zeros((0, int(model.num_classes)))), problems
 
 
+def _with_referrals(frame: pd.DataFrame, task: Task, operating, band) -> pd.DataFrame:
+    """The table with its `referred` column following `band` (none without a band)."""
+    frame = frame.drop(columns=[REFERRED_COLUMN], errors="ignore")
+    referred = model_referrals(probabilities(frame, task), task, operating, band)
+    return frame if referred is None else frame.assign(**{REFERRED_COLUMN: referred})
+
+
+def _from_source_predictions(ws: Workspace, card: dict, ds: Dataset, dataset_id: str, task: Task):
+    """(aligned dataset, probabilities, skipped images, record) from the stored predictions of the run this one is
+    derived from (card key `derived_from`: a recalibrated or label-free adapted run, whose logits are the source's
+    / temperature + logit_shift), or None when there is no such link or no valid stored table to derive from."""
+    link = card.get("derived_from")
+    if not isinstance(link, dict) or not link.get("run_id") or task.kind == "multilabel" or link.get("input_affine"):
+        return None  # a feature-standardised run's outputs depend on the features, not on the source's outputs
+    record = ws.find_predictions(str(link["run_id"]), dataset_id)
+    if record is None or not Path(record["path"]).exists():
+        return None
+    try:
+        frame, meta = read_predictions(record["path"])
+        temperature = float(link.get("temperature", 1.0))
+        shift = np.asarray(link.get("logit_shift") or [0.0] * len(task.classes), dtype=float)
+    except (DamagedFileError, TypeError, ValueError):
+        return None
+    ids = frame["image_id"].astype(str).tolist()
+    if (meta.get("checkpoint_sha256") != link.get("checkpoint_sha256") or meta.get("dataset_fingerprint")
+            != ds.fingerprint or list(meta.get("classes") or []) != list(task.classes)
+            or shift.size != len(task.classes) or not temperature > 0):
+        return None
+    aligned = _align_to_model(ds, card, task)
+    where = {str(i): k for k, i in enumerate(aligned.table["image_id"].astype(str))}
+    if any(i not in where for i in ids):
+        return None
+    logp = np.log(np.clip(probabilities(frame, task).astype(float), 1e-300, 1.0))
+    z = logp / temperature + shift
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    probs = z / z.sum(axis=1, keepdims=True)
+    return (aligned.subset([where[i] for i in ids]), probs, list(meta.get("skipped_images") or []),
+            {"run_id": str(link["run_id"]), "predictions": str(record["path"])})
+
+
 def model_precision(card: dict) -> str:
     """Autocast for inference: 'auto' (the fast path of this device); a card whose features were extracted in
     float32 keeps float32, so its predictions match its own validation."""
@@ -164,6 +205,9 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     from core.metrics.model_operating_point import ModelOperatingPoint
 
     operating = ModelOperatingPoint.from_dict(card.get("operating_point"), source=card_name)
+    from core.metrics.selective import ReferralBand
+
+    band = ReferralBand.from_dict(card.get("referral_band"), source=card_name) if operating else None
     if use_cache:
         record = ws.find_predictions(run_id, dataset_id)
         cached = None
@@ -188,34 +232,49 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
                     frame["predicted"] = model_calls(probs, task, operating)
                     meta = {**meta, "operating_point": wanted}
                     write_predictions(frame, Path(record["path"]), meta)
+                if meta.get("referral_band") != (band.to_dict() if band else None):
+                    # Another referral band on the same weights: the `referred` column follows the card's band.
+                    frame = _with_referrals(frame, task, operating, band)
+                    meta = {**meta, "referral_band": band.to_dict() if band else None}
+                    write_predictions(frame, Path(record["path"]), meta)
                 if progress is not None:
                     progress(len(frame), len(frame))
                 frame.attrs.update(path=str(record["path"]), meta=meta, cached=True)
                 return frame
-    from core.models import load_checkpoint
+    derived = _from_source_predictions(ws, card, ds, dataset_id, task) if use_cache else None
+    if derived is not None:
+        # Same backbone weights as a source run whose table for these images is stored: its probabilities through
+        # this run's fixed logit transform, without reading an image.
+        aligned, probs, skipped, derived_meta = derived
+        if progress is not None:
+            progress(len(aligned), len(aligned))
+    else:
+        from core.models import load_checkpoint
 
-    model, card = load_checkpoint(weights)
-    aligned = _align_to_model(ds, card, task)
-    probs, problems = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size, num_workers,
-                                 progress, model_precision(card))
-    bad = [i for i, problem in enumerate(problems) if problem]
-    skipped = [{"image_id": None, "problem": problem} for problem in ds.problems]  # found while loading
-    skipped += [{"image_id": str(aligned.table["image_id"].iat[i]), "problem": problems[i]} for i in bad]
-    if bad and not skip_bad:
-        shown = "; ".join(s["problem"] for s in skipped[:5])
-        raise InputError(f"{ds.source}: {len(bad)} image(s) could not be decoded: {shown}"
-                         f"{' ...' if len(bad) > 5 else ''}. {SKIP_BAD_HINT} (on the command line: "
-                         "without --strict).")
-    if bad:
-        keep = np.setdiff1d(np.arange(len(aligned)), bad)
-        aligned, probs = aligned.subset(keep), probs[keep]
-    frame = predictions_frame(aligned, task, probs, operating)
+        model, card = load_checkpoint(weights)
+        aligned = _align_to_model(ds, card, task)
+        probs, problems = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size,
+                                     num_workers, progress, model_precision(card))
+        derived_meta = None
+        bad = [i for i, problem in enumerate(problems) if problem]
+        skipped = [{"image_id": None, "problem": problem} for problem in ds.problems]  # found while loading
+        skipped += [{"image_id": str(aligned.table["image_id"].iat[i]), "problem": problems[i]} for i in bad]
+        if bad and not skip_bad:
+            shown = "; ".join(s["problem"] for s in skipped[:5])
+            raise InputError(f"{ds.source}: {len(bad)} image(s) could not be decoded: {shown}"
+                             f"{' ...' if len(bad) > 5 else ''}. {SKIP_BAD_HINT} (on the command line: "
+                             "without --strict).")
+        if bad:
+            keep = np.setdiff1d(np.arange(len(aligned)), bad)
+            aligned, probs = aligned.subset(keep), probs[keep]
+    frame = predictions_frame(aligned, task, probs, operating, band)
     meta = {"task": task.to_dict(), "run_id": run_id, "dataset_id": dataset_id, "classes": list(task.classes),
             "created": time.time(), "checkpoint_sha256": checkpoint_sha, "dataset_fingerprint": ds.fingerprint,
             "source": ds.source, "split": split, "n_excluded": int(len(ds) - len(aligned)),
             "backbone": card.get("backbone"),
             "operating_point": operating.to_dict() if operating else None,
-            "skipped_images": skipped}
+            "referral_band": band.to_dict() if band else None,
+            "skipped_images": skipped, "derived_from": derived_meta}
     write_predictions(frame, path, meta)
     ws.record_predictions(run_id, dataset_id, path, len(frame))
     frame.attrs.update(path=str(path), meta=meta, cached=False)

@@ -1,7 +1,7 @@
 """The predictions table, owned here: its columns, validation, the `predicted` column, its task, and its parquet file.
 
 One row per (model, test set, image): image_id, label, patient_id, prob_<CLASS>... in task order, predicted, and
-for multi-label tasks true_<CLASS>... . Every metric, plot and comparison reads this table through this module.
+for multi-label tasks true_<CLASS>... ; optionally `referred` (the model left the case to a reader). Every metric, plot and comparison reads this table through this module.
 """
 
 from __future__ import annotations
@@ -103,6 +103,36 @@ def model_calls(probs, task: Task, operating_point=None) -> np.ndarray:
     return predicted_classes(probs, task, operating_point.threshold, operating_point.binary_view)
 
 
+# -- the `referred` column: cases the model leaves to a reader ------------------------------------------------
+REFERRED_COLUMN = "referred"  # optional bool: the score fell in the model's referral band; `predicted` still holds
+# the class call, so everything that reads `predicted` is unchanged. A table without it referred nothing.
+
+
+def model_referrals(probs, task: Task, operating_point=None, band=None) -> np.ndarray | None:
+    """The `referred` column of a model with a referral band (core.metrics.selective) on its operating point's
+    view; None when it has none (no band, no operating point, or a multi-label task)."""
+    from core.metrics.selective import apply_band, operating_scores
+
+    if band is None or operating_point is None or task.kind == "multilabel":
+        return None
+    return apply_band(operating_scores(probs, task.classes, operating_point.binary_view), band)
+
+
+def referred_mask(df: pd.DataFrame) -> np.ndarray:
+    """Whether each row was referred to a reader: the `referred` column, all False for a table without it."""
+    if REFERRED_COLUMN not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    values = df[REFERRED_COLUMN]
+    if values.isna().any() or not values.isin([True, False]).all():
+        raise InputError(f"predictions column {REFERRED_COLUMN!r} must hold true/false for every row")
+    return values.to_numpy(dtype=bool)
+
+
+def has_referrals(df: pd.DataFrame) -> bool:
+    """True when the table records the model's referrals (a model with a referral band wrote it)."""
+    return REFERRED_COLUMN in df.columns
+
+
 def predicted_indices(df: pd.DataFrame, task: Task) -> np.ndarray:
     """Class index of each row's call: the stored `predicted` column, made from the probabilities when absent."""
     if "predicted" in df.columns:
@@ -117,9 +147,10 @@ def with_predicted(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     return df.assign(predicted=predicted_classes(df[probability_columns(task)].to_numpy(dtype=float), task))
 
 
-def predictions_frame(ds, task: Task, probs: np.ndarray, operating_point=None) -> pd.DataFrame:
+def predictions_frame(ds, task: Task, probs: np.ndarray, operating_point=None, band=None) -> pd.DataFrame:
     """The predictions table of a Dataset: image_id, label, patient_id, prob_<class>..., predicted (+ true_<class>);
-    `predicted` follows the model's operating point when given (model_calls)."""
+    `predicted` follows the model's operating point when given (model_calls); with a referral band, `referred`
+    too (model_referrals)."""
     table = ds.table
     frame = pd.DataFrame({"image_id": table["image_id"].astype(str).to_numpy(),
                           "label": table["label"].astype(str).to_numpy(),
@@ -127,6 +158,9 @@ def predictions_frame(ds, task: Task, probs: np.ndarray, operating_point=None) -
     for column, j in zip(probability_columns(task), range(task.num_classes)):
         frame[column] = probs[:, j].astype(np.float64) if len(probs) else np.zeros(0)
     frame["predicted"] = model_calls(probs, task, operating_point)
+    referred = model_referrals(probs, task, operating_point, band)
+    if referred is not None:
+        frame[REFERRED_COLUMN] = referred
     if task.kind == "multilabel":
         for cls, column in zip(task.classes, truth_columns(task)):
             frame[column] = table[cls].astype(int).to_numpy()

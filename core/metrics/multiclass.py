@@ -188,3 +188,37 @@ def multiclass_metrics(y_true, probabilities, classes, y_pred=None, confidence: 
         weighted_auc=weighted,
         cross_entropy=cross_entropy(truth, probs),
     )
+
+
+@dataclass(frozen=True)
+class ReferralConfusion:
+    """The calls made (a confusion matrix over the images not referred) and, per true class, the images referred
+    to a reader: the confusion matrix with a third outcome."""
+
+    calls: ConfusionMatrix
+    referred: np.ndarray  # images referred, per true class
+
+    @property
+    def n(self) -> int:
+        return self.calls.n + int(self.referred.sum())
+
+    @property
+    def n_referred(self) -> int:
+        return int(self.referred.sum())
+
+    def table(self) -> np.ndarray:
+        """k x (k + 1) counts: the calls, then a column of referrals."""
+        return np.column_stack([self.calls.counts, self.referred])
+
+
+def referral_confusion(y_true, y_pred, referred, classes) -> ReferralConfusion:
+    """Confusion of the calls made, plus the referred images per true class (referred None: nothing referred)."""
+    classes = tuple(str(c) for c in classes)
+    truth = np.asarray(y_true, dtype=np.int64)
+    pred = np.asarray(y_pred, dtype=np.int64)
+    mask = np.zeros(truth.shape, dtype=bool) if referred is None else np.asarray(referred, dtype=bool)
+    if mask.shape != truth.shape:
+        raise InputError(f"referred mask and true classes differ in length: {mask.shape} vs {truth.shape}")
+    k = len(classes)
+    calls = ConfusionMatrix(classes, confusion_counts(truth[~mask], pred[~mask], k))
+    return ReferralConfusion(calls, np.bincount(truth[mask], minlength=k).astype(np.int64))

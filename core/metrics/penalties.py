@@ -57,6 +57,60 @@ def weighted_error(confusion, penalty) -> float:
     return float((counts * matrix).sum() / total) if total > 0 else float("nan")
 
 
+# -- referrals: a third outcome ("referred to a reader") priced per true class ---------------------------------
+# The default price of a referral: this share of the cheapest mistake of the matrix, for every true class (a
+# reader's second look costs less than the cheapest wrong call, or referring would always pay).
+REFERRAL_COST_SHARE = 0.5
+
+
+def default_referral_cost(penalty) -> np.ndarray:
+    """The default referral cost per true class: REFERRAL_COST_SHARE x the cheapest mistake of the matrix."""
+    matrix = check_penalty_matrix(penalty)
+    off = matrix[~np.eye(matrix.shape[0], dtype=bool)]
+    cheapest = float(off[off > 0].min()) if (off > 0).any() else 1.0
+    return np.full(matrix.shape[0], REFERRAL_COST_SHARE * cheapest)
+
+
+def check_referral_cost(cost, k: int, source: str = "referral cost") -> np.ndarray:
+    """A finite, non-negative cost per true class (k numbers, in class order)."""
+    try:
+        vector = np.asarray(cost, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: must be one number per true class") from None
+    if vector.size != k:
+        raise InputError(f"{source}: needs one number per true class ({k}), got {vector.size}")
+    if not np.isfinite(vector).all() or (vector < 0).any():
+        raise InputError(f"{source}: entries must be finite and non-negative")
+    return vector
+
+
+def image_penalties(y_true, calls, penalty, referred=None, referral_cost=None) -> np.ndarray:
+    """The penalty of each image: penalty[true, call], or referral_cost[true] for a referred image."""
+    truth = np.asarray(y_true, dtype=np.int64)
+    calls = np.asarray(calls, dtype=np.int64)
+    matrix = check_penalty_matrix(penalty)
+    values = matrix[truth, calls]
+    if referred is None:
+        return values
+    referred = np.asarray(referred, dtype=bool)
+    if referred.shape != truth.shape:
+        raise InputError(f"referred mask and true classes differ in length: {referred.shape} vs {truth.shape}")
+    cost = default_referral_cost(matrix) if referral_cost is None else check_referral_cost(referral_cost,
+                                                                                           matrix.shape[0])
+    return np.where(referred, cost[truth], values)
+
+
+def weighted_error_with_referrals(confusion, referred_counts, penalty, referral_cost) -> float:
+    """(sum(confusion * penalty) + sum(referred per true class * referral cost)) / every image, called or
+    referred. `confusion` counts the calls made only."""
+    counts = np.asarray(confusion, dtype=float)
+    matrix = check_penalty_matrix(penalty, counts.shape[0] if counts.ndim == 2 else None)
+    referred = check_referral_cost(referred_counts, matrix.shape[0], "referred images per true class")
+    cost = check_referral_cost(referral_cost, matrix.shape[0])
+    total = counts.sum() + referred.sum()
+    return float(((counts * matrix).sum() + (referred * cost).sum()) / total) if total > 0 else float("nan")
+
+
 def expected_penalty(probabilities, penalty) -> np.ndarray:
     """Expected penalty of each possible call, per image: (n, k) = probabilities @ penalty.
 

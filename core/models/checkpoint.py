@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from core.errors import InputError
-from core.models.factory import create_model
+from core.models.factory import create_model, input_affine, set_input_affine
 from core.models.preprocess import preprocess_config
 from core.store.files import write_atomically
 
@@ -22,7 +22,13 @@ _REQUIRED_CARD_KEYS = ("backbone", "num_classes", "head")
 # Fields read by inference and reports, with the JSON type each must have when present.
 _CARD_FIELD_TYPES = {"backbone": str, "head": str, "task": dict, "source_task": dict, "classes": list,
                      "preprocessing": dict, "operating_point": (dict, type(None)), "training": dict,
-                     "inference": dict}
+                     "inference": dict, "input_affine": bool, "feature_stats": (dict, type(None))}
+# Sizes read from a card are bounded before a model is built from them (a num_classes of 1e9 would allocate a
+# terabyte of head weights). MAX_CLASSES is core.data.tasks.MAX_CLASSES (models may not import data;
+# tests/test_checkpoint.py checks that they agree).
+MAX_CLASSES = 1000
+MAX_HIDDEN = 65_536
+MAX_INPUT_SIDE = 4096
 
 
 def _json_default(value):
@@ -58,6 +64,7 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, card: dict) -> Path:
         format_version=FORMAT_VERSION,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    _feature_stats_card(model, out_dir, full_card)
     card_text = json.dumps(full_card, indent=2, default=_json_default)
     # safetensors refuses shared or strided storage: give every tensor its own contiguous CPU copy.
     state = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
@@ -65,6 +72,23 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, card: dict) -> Path:
     write_atomically(out_dir / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata=metadata))
     write_atomically(out_dir / CARD_NAME, lambda tmp: Path(tmp).write_text(card_text, encoding="utf-8"))
     return out_dir
+
+
+def _feature_stats_card(model: nn.Module, out_dir: Path, card: dict) -> None:
+    """The card's `feature_stats`: a FeatureStats is written beside the weights (core.models.feature_stats) and
+    replaced by its record; a record whose file is not in out_dir (a card copied from another folder) is dropped.
+    `input_affine` says whether the head starts with a fixed feature map (load_checkpoint rebuilds it)."""
+    from core.models.feature_stats import CARD_KEY, FeatureStats, write_feature_stats
+
+    stats = card.get(CARD_KEY)
+    if isinstance(stats, FeatureStats):
+        card[CARD_KEY] = write_feature_stats(out_dir, stats)
+    elif isinstance(stats, dict) and not (out_dir / Path(str(stats.get("file") or "")).name).is_file():
+        card[CARD_KEY] = None
+    if int(getattr(model, "num_classes", 0) or 0) and input_affine(model) is not None:
+        card["input_affine"] = True
+    else:
+        card.pop("input_affine", None)
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -111,7 +135,46 @@ def read_card(card_path: Path) -> dict:
             f"{card_path.name}: format version {card['format_version']} is newer than this software "
             f"understands ({FORMAT_VERSION}); update the software"
         )
+    _check_card_sizes(card_path, card)
     return card
+
+
+def _whole(card_path: Path, name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise InputError(f"{card_path}: {name} of the model card must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _check_card_sizes(card_path: Path, card: dict) -> None:
+    """num_classes, hidden and the preprocessing input size within sane limits (before anything is allocated)."""
+    for name, value, low, high in (("num_classes", card["num_classes"], 0, MAX_CLASSES),
+                                   ("hidden", card.get("hidden"), 1, MAX_HIDDEN)):
+        if value is None and name == "hidden":
+            continue
+        number = _whole(card_path, name, value)
+        if not low <= number <= high:
+            raise InputError(f"{card_path}: {name} of the model card is {value!r}, outside {low}..{high:,}; "
+                             "the card is damaged or not one this software wrote")
+    size = (card.get("preprocessing") or {}).get("input_size")
+    if size is not None:
+        sides = list(size) if isinstance(size, (list, tuple)) else [size]
+        for side in sides[-2:]:
+            if not 1 <= _whole(card_path, "preprocessing input_size", side) <= MAX_INPUT_SIDE:
+                raise InputError(f"{card_path}: preprocessing input_size of the model card is {size!r}: each side "
+                                 f"must lie in 1..{MAX_INPUT_SIDE}")
+
+
+def _check_against_tensors(card_path: Path, card: dict, state: dict) -> None:
+    """The card's head sizes must fit the checkpoint's own tensors: a head of n classes (or n hidden units) has a
+    weight with a dimension of n, so no size above the largest tensor dimension can be right."""
+    largest = max((int(d) for t in state.values() for d in t.shape), default=0)
+    for name in ("num_classes", "hidden"):
+        value = card.get(name)
+        if name == "hidden" and (value is None or card.get("head") != "mlp"):
+            continue
+        if int(value) > largest:
+            raise InputError(f"{card_path}: {name} of the model card is {value!r}, but no tensor of the checkpoint "
+                             f"has a dimension above {largest:,}; the card does not belong to these weights")
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
@@ -129,6 +192,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{weights_path}: not a readable safetensors file ({exc})") from exc
+    _check_against_tensors(weights_path.parent / CARD_NAME, card, state)
     try:
         num_classes = int(card["num_classes"])
         head = str(card["head"])
@@ -140,6 +204,10 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         card["backbone"], num_classes, pretrained=False, head=head if num_classes else "linear",
         drop_rate=drop_rate, hidden=hidden,
     )
+    if card.get("input_affine") and num_classes:
+        from core.models.feature_stats import InputAffine
+
+        set_input_affine(model, InputAffine(model.num_features))  # its values come with the state dict below
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

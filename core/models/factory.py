@@ -74,6 +74,34 @@ def get_head(model: nn.Module) -> nn.Module:
     return model.get_submodule(classifier_prefix(model))
 
 
+def set_input_affine(model: nn.Module, affine: nn.Module) -> nn.Module:
+    """Put a fixed feature map (core.models.feature_stats.InputAffine) in front of the model's head, replacing one
+    already there: the head becomes nn.Sequential(affine, *its layers) with its attributes kept, so get_head,
+    attach_head and the head's last Linear layer stay as they were. Returns the model."""
+    from core.models.feature_stats import InputAffine
+
+    head = get_head(model)
+    if getattr(head, "head_kind", None) not in HEADS or not isinstance(head, nn.Sequential):
+        raise InputError("an input affine map needs a head made by create_head; this model has none")
+    layers = list(head)
+    if layers and isinstance(layers[0], InputAffine):
+        layers = layers[1:]
+    new = nn.Sequential(affine, *layers)
+    for name in ("head_kind", "hidden", "drop_rate", "num_classes", "feature_dim"):
+        setattr(new, name, getattr(head, name))
+    _set_submodule(model, classifier_prefix(model), new)
+    return model
+
+
+def input_affine(model: nn.Module):
+    """The InputAffine in front of the model's head, or None."""
+    from core.models.feature_stats import InputAffine
+
+    head = get_head(model)
+    first = head[0] if isinstance(head, nn.Sequential) and len(head) else None
+    return first if isinstance(first, InputAffine) else None
+
+
 def create_model(
     backbone: str | BackboneSpec,
     num_classes: int,

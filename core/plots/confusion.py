@@ -19,6 +19,8 @@ COLOUR_MODES = {
 }
 # Name of the invisible marker trace that makes cells clickable (plotly heatmaps do not report clicks reliably).
 CELL_TRACE_NAME = "cells"
+# The third outcome's column when the model refers cases (core.metrics.multiclass.ReferralConfusion).
+REFERRED_LABEL = "Referred to a reader"
 
 
 def _cell_text(counts: np.ndarray, shares: np.ndarray | None) -> np.ndarray:
@@ -60,28 +62,39 @@ def _matrix_layout(title, x_title, y_title, k: int, height: int | None, **extra)
 def confusion_figure(confusion: ConfusionMatrix, colour_by: str = "row", title: str | None = None,
                      x_title: str = "Called class (model)", y_title: str = "True class",
                      selected: tuple[int, int] | None = None, clickable: bool = True,
-                     height: int | None = None) -> go.Figure:
+                     height: int | None = None, referred=None) -> go.Figure:
     """Heatmap of `confusion` (rows = true, columns = called); cells show the count and the row share.
 
     colour_by: 'row' (default: each row sums to 100%, so small classes are as visible as large ones),
     'count' or 'column'. `selected` outlines one cell; `clickable` adds invisible markers for cell clicks.
+    `referred` (images referred to a reader per true class): `confusion` then counts the calls made, and a last
+    column "Referred to a reader" holds the referrals; row shares include it.
     """
     if colour_by not in COLOUR_MODES:
         raise InputError(f"confusion colour must be one of {list(COLOUR_MODES)}, got {colour_by!r}")
     classes = [safe_text(c) for c in confusion.classes]
     counts = np.asarray(confusion.counts)
-    shares = confusion.row_normalised if colour_by != "column" else confusion.column_normalised
-    z = {"row": confusion.row_normalised, "count": counts.astype(float),
-         "column": confusion.column_normalised}[colour_by]
+    columns = list(classes)
+    if referred is not None:
+        referred = np.asarray(referred, dtype=np.int64).reshape(-1)
+        if referred.size != len(classes):
+            raise InputError(f"referrals per true class: need {len(classes)} counts, got {referred.size}")
+        counts = np.column_stack([counts, referred])
+        columns.append(REFERRED_LABEL)
+    # The shares are ConfusionMatrix's (its normalisations hold for the k x (k + 1) table with referrals too).
+    table = ConfusionMatrix(confusion.classes, counts)
+    by_row, by_column = table.row_normalised, table.column_normalised
+    shares = by_row if colour_by != "column" else by_column
+    z = {"row": by_row, "count": counts.astype(float), "column": by_column}[colour_by]
     zmax = 1.0 if colour_by != "count" else max(float(counts.max()), 1.0)
-    data = [{"type": "heatmap", "z": z, "x": classes, "y": classes, "zmin": 0.0, "zmax": zmax,
+    data = [{"type": "heatmap", "z": z, "x": columns, "y": classes, "zmin": 0.0, "zmax": zmax,
              "colorscale": SEQUENTIAL_SCALE, "text": _cell_text(counts, shares), "texttemplate": "%{text}",
              "textfont": {"size": cell_font_size(len(classes))}, "xgap": 2, "ygap": 2,
              "colorbar": {**_COLORBAR, "title": {"text": COLOUR_MODES[colour_by], "side": "right"},
                           "tickformat": ".0%" if colour_by != "count" else ",d"},
              "hovertemplate": "true %{y}<br>called %{x}<br>%{text}<extra></extra>"}]
     if clickable:
-        data.append(_cell_markers(classes, counts))
+        data.append(_cell_markers(classes, counts[:, :len(classes)]))
     shapes = []
     if selected is not None:
         i, j = selected

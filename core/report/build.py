@@ -10,12 +10,17 @@ import pandas as pd
 import core
 from core.data.tasks import Task, get_task
 from core.errors import InputError
-from core.infer.predictions import patient_ids, predicted_indices, probabilities, read_predictions, task_of
+from core.infer.predictions import (has_referrals, patient_ids, predicted_indices, probabilities, read_predictions,
+                                    referred_mask, task_of)
+from core.infer.site_check import adaptation_text
+from core.report.subgroups import registered_subgroups
 from core.metrics import BinaryScores, binary_view_data, class_indices, to_jsonable
 from core.metrics.headline import HEADLINE_RESAMPLES, headline_statistics
 from core.metrics.intervals import check_confidence
 from core.metrics.likelihood_ratios import LR_METHODS
 from core.report.active_penalty import resolve_penalty
+from core.report.referral_cost import resolve_referral_cost
+from core.report.referrals import referrals_section
 from core.report.decision import decision_section
 from core.report.evaluate import evaluate_predictions
 from core.report.failures import failure_cases
@@ -103,7 +108,7 @@ def _metric(key: str, label: str, interval: dict | None, kind: str, note: str = 
 
 
 def headline(frame: pd.DataFrame, task: Task, evaluation: dict, penalty, penalty_name: str, threshold: float,
-             bootstrap: int, seed: int, confidence: float) -> list[dict]:
+             bootstrap: int, seed: int, confidence: float, referral_cost=None) -> list[dict]:
     """The headline numbers, from core.metrics.headline: the statistics and interval methods the Performance page
     shows (accuracy, sensitivity and specificity in the default binary view, weighted error, urgent-referral AUC or
     macro AUC). Multi-label tasks: the macro AUC over labels from the evaluation."""
@@ -123,7 +128,9 @@ def headline(frame: pd.DataFrame, task: Task, evaluation: dict, penalty, penalty
                                 view_name=view.name if view else "", patient_ids=patient_ids(frame),
                                 n_resamples=bootstrap, seed=seed, confidence=confidence,
                                 calls_note="share of images whose most probable class is right",
-                                penalty_name=penalty_name)
+                                penalty_name=penalty_name,
+                                referred=referred_mask(frame) if has_referrals(frame) else None,
+                                referral_cost=referral_cost)
     return [_metric(h.key, h.label, to_jsonable(h.interval), h.kind, h.note) for h in items]
 
 
@@ -172,6 +179,9 @@ def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[st
                    "how the product works, not how a model would perform in a clinic.")
     if card and card.get("training_dataset_synthetic"):
         out.append("The model was trained on synthetic images.")
+    adapted = adaptation_text(card, (card or {}).get("run_name"))
+    if adapted:
+        out.append(f"ADAPTED CALLS: {adapted}")
     if readers and readers.get("simulated"):
         out.append("SIMULATED READERS: " + ", ".join(readers["simulated"]) + " are made-up readers whose answers "
                    "were drawn at random to match stated profiles; they are not real people.")
@@ -182,8 +192,11 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
                             penalty_name: str | None = None, threshold: float | None = None, readings=None,
                             include_readers: bool = True, include_penalties: bool = True, bootstrap: int = HEADLINE_RESAMPLES,
                             seed: int = 0, confidence: float = 0.95, lr_ci: str = "log", model: dict | None = None,
-                            test_set: dict | None = None, title: str | None = None) -> dict:
-    """The report of one predictions table (no workspace needed): see build_report."""
+                            test_set: dict | None = None, title: str | None = None, referral_cost=None,
+                            referral_band: dict | None = None, referral_cost_note: str | None = None,
+                            subgroups: pd.DataFrame | None = None) -> dict:
+    """The report of one predictions table (no workspace needed): see build_report. subgroups: one column per
+    subgroup column, aligned with frame's rows (core.report.subgroups), for the Subgroups section."""
     task = get_task(task)
     level = check_confidence(confidence)
     if lr_ci not in LR_METHODS:
@@ -193,8 +206,13 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
     single_label = task.kind != "multilabel"
     name, matrix = (resolve_penalty(None, task, penalty, penalty_name) if single_label else (None, None))
+    if single_label:  # the price of a referral to a reader, per true class (given, else the matrix's default)
+        referral_cost, given_note = resolve_referral_cost(None, task, matrix, referral_cost)
+        referral_cost_note = referral_cost_note or given_note
     evaluation = evaluate_predictions(frame, task, penalty=matrix, threshold=threshold, bootstrap=int(bootstrap),
-                                      seed=int(seed), confidence=level)
+                                      seed=int(seed), confidence=level,
+                                      subgroups=subgroups if single_label else None,
+                                      meta={"operating_point": (model or {}).get("operating_point")})
     readers = None
     if include_readers and single_label:
         readers = readers_section(readings, frame, task, matrix, threshold, level, lr_ci)
@@ -213,8 +231,11 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
                     "lr_method": lr_ci, "penalty_name": name},
         "model": model or {},
         "test_set": test_set,
-        "penalty": {"name": name, "matrix": matrix} if single_label else None,
-        "headline": headline(frame, task, evaluation, matrix, name or "", threshold, int(bootstrap), int(seed), level),
+        "penalty": {"name": name, "matrix": matrix, "referral_cost": referral_cost,
+                    "referral_cost_note": referral_cost_note} if single_label else None,
+        "headline": headline(frame, task, evaluation, matrix, name or "", threshold, int(bootstrap), int(seed), level,
+                             referral_cost if single_label else None),
+        "referrals": referrals_section(frame, task, referral_band, (model or {}).get("operating_point"), level),
         "evaluation": evaluation,
         "readers": readers,
         "decision": decision_section(frame, task, matrix, threshold) if single_label else None,
@@ -242,8 +263,9 @@ def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, thr
     frame, meta, task = read_run_predictions(ws, run_id, test_set_id)
     if task.kind != "multilabel":
         name, matrix = resolve_penalty(ws, task, penalty, penalty_name)
+        referral_cost, referral_note = resolve_referral_cost(ws, task, matrix)
     else:
-        name, matrix = None, None
+        name, matrix, referral_cost, referral_note = None, None, None, None
     if include_readers and readings is None and task.kind != "multilabel":
         from core.readers import list_readings
 
@@ -254,7 +276,9 @@ def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, thr
                                      readings=readings, include_readers=include_readers,
                                      include_penalties=include_penalties, bootstrap=bootstrap, seed=seed,
                                      confidence=confidence, lr_ci=lr_ci, model=card, title=title,
-                                     test_set={"id": test_set_id})
+                                     test_set={"id": test_set_id}, referral_cost=referral_cost,
+                                     referral_band=meta.get("referral_band"), referral_cost_note=referral_note,
+                                     subgroups=registered_subgroups(ws, test_set_id, frame))
     report["test_set"] = to_jsonable(describe_test_set(ws, test_set_id, report["evaluation"], meta))
     report["test_set"]["patient_separation"] = to_jsonable(patient_separation(ws, card, frame))
     if include_readers and task.kind != "multilabel":

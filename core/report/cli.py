@@ -39,6 +39,15 @@ def register(subparsers) -> None:
                         help="bootstrap resamples for accuracy, weighted error and macro AUC (0 = none; default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
+    parser.add_argument("--subgroup", action="append", default=[], metavar="COLUMN",
+                        help="analyse the model per value of this column of the test set the predictions name "
+                             "(a manifest column such as sex, age or site, or an image property: image width, image "
+                             "height, image aspect, JPEG quality, bit depth, file format); repeat for several")
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH",
+                        help="with --subgroup: the test set's folder or manifest, when it is not registered in the "
+                             "workspace (default: the test set the predictions name)")
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="workspace folder (default: $CORE_WORKSPACE or ./workspace)")
     parser.set_defaults(func=run_evaluate)
     register_report(subparsers)
 
@@ -58,8 +67,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     penalty = load_penalty_matrix(args.penalty, task.classes) if args.penalty is not None else None
     if args.readings is not None and not args.readings.is_file():
         raise InputError(f"{args.readings}: readings file not found")
+    subgroups = None
+    if args.subgroup:
+        from core.report.subgroups import predictions_test_set, subgroup_values
+
+        test_set = predictions_test_set(meta, workspace=args.workspace, data=args.data)
+        subgroups = subgroup_values(df, test_set, args.subgroup)
     report = evaluate_predictions(df, task, penalty=penalty, readings=args.readings, threshold=args.threshold,
-                                  bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence)
+                                  bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence,
+                                  subgroups=subgroups, meta=meta)
     if meta.get("run_id"):
         report["run_id"] = meta["run_id"]
     # allow_nan=False: a stray NaN/inf would make a file other JSON readers reject.

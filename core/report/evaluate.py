@@ -139,13 +139,16 @@ def _multilabel_report(df, task, threshold, bootstrap, seed, confidence) -> dict
 
 
 def evaluate_predictions(df: pd.DataFrame, task, penalty=None, readings=None, threshold: float | None = None,
-                         bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+                         bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95,
+                         subgroups: pd.DataFrame | None = None, meta: dict | None = None) -> dict:
     """Everything that applies to the task, as a JSON-safe dict (floats; "inf" for infinity; null for NaN).
 
     df: predictions table (image_id, label, patient_id, prob_<CLASS>..., predicted). penalty: a matrix in
     class order (default: the task's). readings: a DataFrame or file for core.readers.load_readings.
     threshold: score threshold for the binary views' fixed operating point (default 0.5). bootstrap:
-    resamples (0 = none), by patient when patient ids exist, seeded by `seed`.
+    resamples (0 = none), by patient when patient ids exist, seeded by `seed`. subgroups: one column per subgroup
+    column, aligned with df's rows (core.report.subgroups.subgroup_values): adds `subgroups` ({column: [row...]})
+    and `subgroup_tests` on the view of the model's calls (its operating point's view in `meta`).
     """
     task = get_task(task)
     level = check_confidence(confidence)
@@ -172,6 +175,13 @@ def evaluate_predictions(df: pd.DataFrame, task, penalty=None, readings=None, th
     report.update(body)
     if readings is not None:
         report["readers"] = _readers_section(readings, df, task, matrix, level)
+    if subgroups is not None and len(subgroups.columns):
+        from core.report.subgroups import subgroup_tables, subgroup_view, subgroups_json
+
+        view = subgroup_view(task, meta)
+        tables = subgroup_tables(df, task, subgroups, view=view, penalty=matrix,
+                                 bootstrap=int(bootstrap), seed=seed, confidence=level)
+        report["subgroups"], report["subgroup_tests"] = subgroups_json(tables, view)
     return to_jsonable(report)
 
 

@@ -13,6 +13,8 @@ from core.metrics import ConfusionMatrix, Interval, ReliabilityBins, RocCurve
 from core.plots import (PointMarker, ReliabilitySeries, RocSeries, class_colors, confusion_figure,
                         count_change_figure, reliability_figure, roc_figure)
 from core.plots.experts import lr_forest_figure, reader_roc_figure, weighted_error_figure
+from core.plots.selective import risk_coverage_figure
+from core.report.format import number
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,39 @@ def readers(report: dict) -> list[ReportFigure]:
     return out
 
 
+def risk_coverage(report: dict) -> ReportFigure | None:
+    body = report.get("referrals") or {}
+    curve = body.get("curve")
+    if not body.get("included") or not curve:
+        return None
+    band = body.get("band") or {}
+    point = (_float((body.get("coverage") or {}).get("value")), _float((body.get("error_among_calls") or {}).get("value")))
+    figure = risk_coverage_figure(_array(curve["coverage"]), _array(curve["error"]),
+                                  target=_float(band.get("target_error")) if band else None, band_point=point,
+                                  band_label="the model's referral band", title="Refer when unsure: risk vs coverage")
+    return ReportFigure("risk_coverage", "summary", figure,
+                        f"Each point is a band of another width around the threshold {number(body.get('threshold'), 3)} "
+                        f"on \u201c{body.get('view')}\u201d, on this test set: the wider the band, the fewer cases "
+                        "called and the fewer errors among them. The circle is the model's own band.")
+
+
+def referral_confusion(report: dict) -> ReportFigure | None:
+    body = report.get("referrals") or {}
+    if not body.get("included") or not body.get("confusion"):
+        return None
+    conf = body["confusion"]
+    matrix = ConfusionMatrix(tuple(conf["classes"]), np.asarray(conf["calls"], dtype=np.int64))
+    figure = confusion_figure(matrix, clickable=False, title="Calls made and referrals",
+                              referred=np.asarray(conf["referred"], dtype=np.int64))
+    return ReportFigure("referral_confusion", "summary", figure,
+                        "Rows = true class; the last column counts the images referred to a reader; the "
+                        "percentage is the share of the true class (row).")
+
+
 def report_figures(report: dict) -> list[ReportFigure]:
     """Every figure that applies to this report, in reading order."""
-    found = [build(report) for build in (class_roc, view_roc, confusion, calibration, tiers, penalty_change)]
-    return [f for f in found if f is not None] + readers(report)
+    found = [build(report) for build in (risk_coverage, referral_confusion, class_roc, view_roc, confusion,
+                                         calibration, tiers, penalty_change)]
+    from core.report.subgroups import subgroup_report_figures
+
+    return [f for f in found if f is not None] + subgroup_report_figures(report) + readers(report)

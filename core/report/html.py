@@ -206,7 +206,10 @@ def _section_bodies(report: dict) -> dict[str, str]:
     t = lambda key, heading=True: _table_html(tables[key], heading) if key in tables else ""  # noqa: E731
     options = report.get("options") or {}
     bodies = {
-        "summary": f"<p class=\"lead\">{_summary_sentence(report)}</p>{_cards(report)}",
+        "summary": f"<p class=\"lead\">{_summary_sentence(report)}</p>{_cards(report)}" + (
+            f"<h3>Refer when unsure</h3><div class=\"grid2\"><div>{t('referrals', False)}"
+            f"{figures.html('referral_confusion')}</div><div>{figures.html('risk_coverage')}</div></div>"
+            if "referrals" in tables else ""),
         "model": t("model_card", False),
         "test-set": f"<div class=\"grid2\"><div>{t('test_set', False)}</div><div>{t('class_counts', False)}</div>"
                     "</div>",
@@ -224,6 +227,10 @@ def _section_bodies(report: dict) -> dict[str, str]:
         "decision": t("decision", False),
         "checklist": _flow_svg(report) + t("checklist", False),
     }
+    from core.report.subgroups import subgroup_report_tables
+
+    bodies["subgroups"] = "".join(_table_html(table) + figures.html(table.key)
+                                  for table in subgroup_report_tables(report))
     if "penalty_matrix" in tables:
         bodies["penalties"] = (f"<div class=\"grid2\"><div>{t('penalty_matrix')}{t('penalty_comparison')}</div>"
                                f"<div>{figures.html('penalty_change')}</div></div>")

@@ -94,6 +94,9 @@ def model_card(ws: Workspace, run_id: str) -> dict:
         # For the reporting checklist (CLAIM 9, 22-26; STARD 12a): as stored with the weights, never re-derived.
         "preprocessing": card.get("preprocessing") or None,
         "operating_point": card.get("operating_point") or None,
+        # A run adapted without labels, or recalibrated on labelled site images: its calls say so (site_check).
+        "adaptation": card.get("adaptation") or None,
+        "recalibration": card.get("recalibration") or None,
     }
 
 

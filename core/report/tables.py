@@ -201,8 +201,14 @@ def penalty_matrix_table(report: dict) -> Table | None:
         return None
     classes = (report.get("task") or {}).get("classes") or []
     rows = [[c] + [number(x, 2) for x in row] for c, row in zip(classes, penalty["matrix"])]
-    return Table("penalty_matrix", f"Penalty matrix: {penalty.get('name')}", ["true \\ called"] + list(classes),
-                 rows, numeric_columns=list(range(1, len(classes) + 1)))
+    header = ["true \\ called"] + list(classes)
+    note = ""
+    if penalty.get("referral_cost") is not None:  # the price of the third outcome, per true class
+        rows = [row + [number(cost, 2)] for row, cost in zip(rows, penalty["referral_cost"])]
+        header.append("referred to a reader")
+        note = f"Referral cost per true class: {penalty.get('referral_cost_note') or 'as set'}."
+    return Table("penalty_matrix", f"Penalty matrix: {penalty.get('name')}", header, rows, note,
+                 numeric_columns=list(range(1, len(header))))
 
 
 def penalty_comparison_table(report: dict) -> Table | None:
@@ -275,14 +281,15 @@ def paired_table(report: dict) -> Table | None:
 
 # (anchor, heading) of the report's sections in reading order, and the tables each one shows.
 SECTIONS = (("summary", "Summary"), ("model", "Model card"), ("test-set", "Test set"),
-            ("discrimination", "Discrimination: ROC and per-class rates"), ("confusion", "Confusion matrix"),
+            ("discrimination", "Discrimination: ROC and per-class rates"),
+            ("subgroups", "Subgroups: who does the model fail?"), ("confusion", "Confusion matrix"),
             ("calibration", "Calibration"), ("tiers", "Referral tiers"), ("penalties", "Penalties"),
             ("readers", "Readers vs the model"), ("decision", "Decision curve: net benefit"),
             ("methods", "Methods and limitations"), ("checklist", "Reporting checklist (STARD 2015, CLAIM 2024)"))
 SECTION_TABLES = {
-    "summary": ("headline",), "model": ("model_card",), "test-set": ("test_set", "class_counts"),
+    "summary": ("headline", "referrals"), "model": ("model_card",), "test-set": ("test_set", "class_counts"),
     "discrimination": ("per_class", "per_label", "operating_points", "binary_views", "summary_statistics"),
-    "confusion": ("confusion",), "calibration": (), "tiers": ("tiers",),
+    "subgroups": (), "confusion": ("confusion",), "calibration": (), "tiers": ("tiers",),
     "penalties": ("penalty_matrix", "penalty_comparison"), "readers": ("readers", "paired"), "methods": (),
     "decision": ("decision",), "checklist": ("checklist",),
 }
@@ -294,7 +301,7 @@ def all_tables(report: dict) -> dict[str, Table]:
     builders = (headline_table, model_card_table, test_set_table, class_counts_table, summary_statistics_table,
                 per_class_table, per_label_table, binary_views_table, operating_points_table, confusion_table,
                 tiers_table, penalty_matrix_table, penalty_comparison_table, readers_table, paired_table,
-                decision_table, checklist_table)
+                decision_table, referrals_table, checklist_table)
     include_penalties = (report.get("options") or {}).get("include_penalties", True)
     tables = {}
     for build in builders:
@@ -302,6 +309,32 @@ def all_tables(report: dict) -> dict[str, Table]:
         if table is not None and (include_penalties or table.key not in _PENALTY_TABLES):
             tables[table.key] = table
     return tables
+
+
+def referrals_table(report: dict) -> Table | None:
+    """Refer when unsure: the band, how many were referred, and the error among the calls made vs overall."""
+    body = report.get("referrals") or {}
+    if not body.get("included"):
+        return None
+    notes: list[str] = []
+    band = body.get("band") or {}
+    rows = [["Images referred to a reader", f"{int(body['n_referred']):,} of {int(body['n']):,}", "\u2014"],
+            ["Share called by the model (coverage)", percent((body.get("coverage") or {}).get("value")),
+             interval(body.get("coverage"), "proportion", notes)],
+            [f"Error among the calls made ({body['view']})", percent((body.get("error_among_calls") or {}).get("value")),
+             interval(body.get("error_among_calls"), "proportion", notes)],
+            [f"Error over every image ({body['view']})", percent((body.get("error_overall") or {}).get("value")),
+             interval(body.get("error_overall"), "proportion", notes)]]
+    if band:
+        rows.append(["Stated target (error among calls)", f"at most {percent(band.get('target_error'))} with "
+                     f"{percent(band.get('confidence'))} confidence", "\u2014"])
+        note = (f"Band: scores from {number(band.get('low'), 3)} to {number(band.get('high'), 3)} on "
+                f"\u201c{body['view']}\u201d are referred; calibrated on {int(band.get('n_calibration') or 0):,} cases "
+                f"({band.get('source')}) by {band.get('method')}. Assumes {body.get('assumption')}.")
+    else:
+        note = "The predictions record referrals but not the band that made them."
+    return Table("referrals", "Refer when unsure", ["measure", "value", "interval"], rows, note, footnotes=notes,
+                 numeric_columns=[1])
 
 
 def decision_table(report: dict) -> Table | None:
@@ -330,5 +363,9 @@ def checklist_table(report: dict) -> Table:
 
 def section_tables(report: dict) -> dict[str, list[Table]]:
     """The tables of each section (anchor -> tables), in reading order."""
+    from core.report.subgroups import subgroup_report_tables
+
     tables = all_tables(report)
-    return {anchor: [tables[k] for k in SECTION_TABLES.get(anchor, ()) if k in tables] for anchor, _ in SECTIONS}
+    out = {anchor: [tables[k] for k in SECTION_TABLES.get(anchor, ()) if k in tables] for anchor, _ in SECTIONS}
+    out["subgroups"] = subgroup_report_tables(report)  # one per subgroup column the test set has
+    return out

@@ -14,6 +14,8 @@ from core.models import attach_head, build_transform, create_head, create_model,
 from core.train.context import RunContext
 from core.data.splits import patient_groups
 from core.metrics.model_operating_point import choose_operating_point
+from core.metrics.selective import referral_card
+from core.metrics.prior_shift import training_prior_record
 from core.train.features import FeatureCache, cached_view_features, file_digest
 from core.train.probe import fit_logistic_probe
 from core.models.precision import inference_precision
@@ -22,6 +24,25 @@ from core.train.progress import measured_rate
 from core.train.scores import BestTracker, score_predictions
 
 EVAL_BATCH = 4096
+
+
+def store_training_prior(ctx: RunContext, targets: np.ndarray) -> None:
+    """Put in the card the class prior the head's probabilities are calibrated to (the balanced one when classes
+    are balanced), from the rows the head is fitted on: label-shift adaptation (core.infer.recalibrate) needs it."""
+    if ctx.kind != "multilabel" and len(targets):
+        counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=ctx.num_classes)
+        ctx.extra_card["training_prior"] = training_prior_record(ctx.data.task.classes, counts, ctx.cfg.balance)
+
+
+def store_feature_stats(ctx: RunContext, features) -> None:
+    """Put in the card each pooled feature's mean and spread over the images the head is fitted on (as stored, no
+    acquisition views), kept beside the checkpoint: label-free feature standardisation maps a site onto them."""
+    from core.models.feature_stats import CARD_KEY, FeatureStats
+
+    if len(features):
+        ctx.extra_card[CARD_KEY] = FeatureStats.of(features, f"pooled backbone features of the {len(features)} "
+                                                   "training images the head is fitted on (as stored, no "
+                                                   "acquisition views)")
 
 
 def _features_for_run(ctx: RunContext, extractor, preprocessing: dict, amp: torch.dtype | None,
@@ -168,6 +189,10 @@ def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tup
         operating = choose_operating_point(data.task, y_orig[oof_ok], fit.oof_probabilities[oof_ok],
                                            cfg.operating_rule, cfg.target_sensitivity)
     ctx.extra_card["operating_point"] = operating.to_dict() if operating else None
+    # Refer when unsure: the band around that point, calibrated on the same out-of-fold predictions.
+    ctx.extra_card.update(referral_card(data.task, y_orig[oof_ok], fit.oof_probabilities[oof_ok], operating))
+    store_training_prior(ctx, y_orig)
+    store_feature_stats(ctx, x_orig)
     test_y = data.targets(data.test_rows)
     test_scores, _ = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test else ({},
                                                                                                            None)
@@ -190,6 +215,8 @@ def fit_head(ctx: RunContext, feature_dim: int, parts, progress_factory, extra_v
     cfg, data = ctx.cfg, ctx.data
     train_x, val_x, test_x = parts
     train_y, val_y, test_y = (data.targets(r) for r in (data.train_rows, data.val_rows, data.test_rows))
+    store_training_prior(ctx, train_y)
+    store_feature_stats(ctx, train_x)
     if len(extra_views):
         train_x = torch.cat([train_x, *extra_views])
         train_y = np.concatenate([train_y] * (1 + len(extra_views)))
@@ -256,6 +283,7 @@ def fit_head(ctx: RunContext, feature_dim: int, parts, progress_factory, extra_v
         operating = choose_operating_point(data.task, val_y, val_probs, cfg.operating_rule, cfg.target_sensitivity,
                                            source="the validation split's predictions")
     ctx.extra_card["operating_point"] = operating.to_dict() if operating else None
+    ctx.extra_card.update(referral_card(data.task, val_y, val_probs, operating))  # the band, on the same predictions
     summary = {"best_epoch": tracker.best_epoch, "epochs_run": epoch, "metric": tracker.metric,
                "best_metric": tracker.best, "val": best_val, "test": test_scores, "cancelled": cancelled,
                "stopped_early": tracker.should_stop, "head_fit": "adam",

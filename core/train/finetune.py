@@ -11,10 +11,12 @@ from torch.utils.data import DataLoader
 
 from core.data.torch_data import ImageTableDataset
 from core.metrics.model_operating_point import choose_operating_point
+from core.metrics.selective import referral_card
 from core.models import build_transform, create_model, preprocess_config, save_checkpoint, unfreeze_last_stages
 from core.train.context import RunContext
 from core.train.distributed import any_rank, barrier, broadcast_object, wrap_model
 from core.train.features import auto_workers
+from core.train.features_mode import store_feature_stats, store_training_prior
 from core.train.recipe import EpochSampler, balanced_weights, build_loss, build_optimizer, build_scheduler, current_lr
 from core.train.resume import load_best_weights, load_resume_state, save_resume_state
 from core.train.scores import BestTracker, score_predictions
@@ -66,6 +68,17 @@ def evaluate(ctx: RunContext, model: torch.nn.Module, loader: DataLoader, loss_f
     return score_predictions(ctx.kind, p, t, loss_sum / n), p
 
 
+def _training_features(ctx: RunContext, model: torch.nn.Module, eval_tf, batch_size: int) -> torch.Tensor:
+    """The final model's pooled features of the training images as stored (no augmentation): one pass."""
+    from core.models.feature_stats import PooledFeatures
+    from core.train.features import extract_features
+
+    features = extract_features(PooledFeatures(model), ctx.data.dataset, ctx.data.train_rows, eval_tf, ctx.device,
+                                batch_size=batch_size, num_workers=ctx.cfg.num_workers, amp_dtype=ctx.amp_dtype,
+                                channels_last=ctx.channels_last)
+    return features if features is not None else torch.zeros((0, model.num_features))
+
+
 def _stages_message(stages: list[str]) -> str:
     """What is being trained, in words (the stage names are kept in the event's `trainable_stages`)."""
     if not stages:
@@ -86,6 +99,7 @@ def train_finetune_mode(ctx: RunContext, progress_factory) -> dict:
     train_tf = build_transform(preprocessing, train=cfg.augmentation, augment=cfg.augment)
     eval_tf = build_transform(preprocessing, train=False)
     train_y = data.targets(data.train_rows)
+    store_training_prior(ctx, train_y)
     weights = balanced_weights(train_y, ctx.num_classes, ctx.kind) if cfg.balance == "sampler" else None
     sampler = EpochSampler(len(data.train_rows), cfg.seed, dist, weights=weights)
     if cfg.batch_size % dist.world_size:
@@ -195,6 +209,8 @@ def train_finetune_mode(ctx: RunContext, progress_factory) -> dict:
         operating = choose_operating_point(data.task, data.targets(data.val_rows), val_probs, cfg.operating_rule,
                                            cfg.target_sensitivity, source="the validation split's predictions")
     ctx.extra_card["operating_point"] = operating.to_dict() if operating else None
+    ctx.extra_card.update(referral_card(data.task, data.targets(data.val_rows), val_probs, operating))
+    store_feature_stats(ctx, _training_features(ctx, model, eval_tf, per_rank))
     test_scores = {}
     if len(data.test_rows) and cfg.evaluate_test:
         test_scores = evaluate(ctx, model, _loader(ctx, data.test_rows, eval_tf, per_rank), loss_fn)[0]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.data.dataset import Dataset
+from core.data.dataset import Dataset, subgroup_column_name
 from core.data.images import is_image_name
-from core.data.readers.common import ProblemLog, custom_task, finish, split_name
+from core.data.readers.common import PathGuard, ProblemLog, custom_task, finish, split_name
 from core.data.readers.folders import scan_class_folders
 from core.data.readers.registry import DatasetFormat
 from core.data.tasks import Task, get_task
-from core.errors import InputError
+from core.errors import SKIP_BAD_HINT, InputError
 
 # Accepted header names (compared case-insensitively), most specific first.
 PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "image", "filename", "file_name", "file",
@@ -71,6 +71,17 @@ def _binary_columns(table: pd.DataFrame, exclude: set[str]) -> list[str]:
     return out
 
 
+def extra_columns(table: pd.DataFrame, used: set[str], task: Task) -> dict[str, str]:
+    """The manifest's columns beyond those it reads for the contract (sex, age, site, view, device...): CSV name ->
+    table name (core.data.dataset.subgroup_column_name). Unnamed columns (a spreadsheet's index) are left out."""
+    out: dict[str, str] = {}
+    for column in table.columns:
+        if column in used or not str(column).strip() or str(column).lower().startswith("unnamed:"):
+            continue
+        out[column] = subgroup_column_name(column, task)
+    return out
+
+
 def is_manifest(path: Path) -> bool:
     """True when the CSV names an image column and labels (a label column or several 0/1 columns)."""
     try:
@@ -99,6 +110,14 @@ def manifest_problem(path: Path) -> str:
             f"label for multi-label data; found {found})")
 
 
+class OutsidePath(InputError):
+    """A manifest row names a file outside the folders its manifest may name (PathGuard)."""
+
+    def __init__(self, value: str, guard: PathGuard):
+        self.value = value
+        super().__init__(f"image path {value!r} points outside {guard.where}; refused")
+
+
 class ImageIndex:
     """Finds a manifest's image by relative path, file name, or bare id (APTOS id_code -> id_code.png)."""
 
@@ -117,16 +136,20 @@ class ImageIndex:
                 for key in {rel, os.path.splitext(rel)[0], name, os.path.splitext(name)[0]}:
                     self.keys[key].append(full)
 
-    def find(self, value: str, csv_stem: str, confined: bool) -> str:
-        """Absolute path of the image `value` names; InputError (row-level) when none or several match."""
+    def find(self, value: str, csv_stem: str, guard: PathGuard) -> str:
+        """Absolute path of the image `value` names; InputError (row-level) when none or several match, and
+        OutsidePath when it leads (symbolic links followed) where `guard` does not allow."""
         text = value.replace("\\", "/").strip()
         if not text:
             raise InputError("empty image name")
+        if "\x00" in text:
+            raise InputError(f"image path {value!r} holds a NUL character")
         direct = Path(text) if os.path.isabs(text) else self.base / text
-        if confined and (os.path.isabs(text) or not direct.resolve().is_relative_to(self.base.resolve())):
-            raise InputError(f"image path {value!r} points outside the dataset folder")
-        if direct.is_file():
-            return str(direct.resolve())
+        resolved = guard.resolve(direct)
+        if resolved is None:  # decided on the path alone: whether such a file exists is not revealed
+            raise OutsidePath(value, guard)
+        if resolved.is_file():
+            return str(resolved)
         found = sorted(set(self.keys.get(text, [])))
         if len(found) > 1:
             # train.csv next to train_images/ and test_images/: prefer the folder named like the CSV.
@@ -136,7 +159,21 @@ class ImageIndex:
             raise InputError(f"image {value!r} not found next to the CSV or in its sub-folders")
         if len(found) > 1:
             raise InputError(f"image {value!r} is ambiguous: {found[0]} and {found[1]} both match")
+        if guard.resolve(found[0]) is None:  # a symbolic link beside the CSV pointing out of the allowed folders
+            raise OutsidePath(value, guard)
         return found[0]
+
+
+_SHOWN_OUTSIDE = 5
+
+
+def _refuse_outside(csv_path: Path, outside: list[tuple[int, str]], guard: PathGuard) -> None:
+    """Without skip_bad, rows naming files outside the allowed folders fail the read: the first few named, the rule
+    said (before any other problem: this one is about where the manifest reaches, not about a damaged file)."""
+    shown = ", ".join(f"line {line} ({value!r})" for line, value in outside[:_SHOWN_OUTSIDE])
+    more = f" and {len(outside) - _SHOWN_OUTSIDE} more" if len(outside) > _SHOWN_OUTSIDE else ""
+    raise InputError(f"{csv_path}: {len(outside)} row(s) name an image path that points outside {guard.where}: "
+                     f"{shown}{more}. Refused: {guard.rule}. {SKIP_BAD_HINT}.")
 
 
 def _normalise_label(raw: str) -> str:
@@ -157,7 +194,10 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
                   confined: bool = False) -> Dataset:
     """Read a CSV manifest; image paths are relative to the CSV's folder (or bare ids found beneath it).
 
-    `confined` (set for uploads) refuses absolute paths and paths that leave the CSV's folder.
+    Every path a row names must resolve (symbolic links followed) inside the CSV's folder or under a data root of
+    this server (common.PathGuard); `confined` (set for uploads, and implied for a folder extracted from a zip)
+    allows the CSV's folder only. A row that reaches elsewhere is refused: skipped and listed with skip_bad, else
+    the read fails naming the first such rows.
     """
     csv_path = csv_path.resolve()
     table = read_csv_table(csv_path)
@@ -195,15 +235,18 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
         lines = [str(i + 2) for i in ids.index[ids == first][:3]]
         raise InputError(f"{csv_path}: duplicate image id {first!r} on lines {', '.join(lines)}")
 
+    extras = extra_columns(table, used | set(binary_cols), task_obj)
     log = ProblemLog(source, skip_bad)
     index = ImageIndex(csv_path.parent)
+    guard = PathGuard(csv_path.parent, confined)
+    outside: list[tuple[int, str]] = []
     multilabel = task_obj.kind == "multilabel"
     rows = []
     for i, record in enumerate(table.to_dict("records")):
         line = f"{csv_path}, line {i + 2}"
         image_id = record[cols["path"]].strip()
         try:
-            full = index.find(image_id, csv_path.stem, confined)
+            full = index.find(image_id, csv_path.stem, guard)
             split = None
             if cols["split"] and record[cols["split"]].strip():
                 split = split_name(record[cols["split"]])
@@ -211,6 +254,7 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
                     raise InputError(f"unknown split {record[cols['split']]!r} (use train, val or test)")
             patient = (record[cols["patient"]].strip() or None) if cols["patient"] else None
             row = {"image_id": image_id, "path": full, "patient_id": patient, "split": split}
+            row.update({name: (record[column].strip() or None) for column, name in extras.items()})
             if multilabel:
                 for cls, col in zip(task_obj.classes, binary_cols):
                     value = _normalise_label(record[col])
@@ -224,10 +268,15 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
                     raise InputError("empty label")
                 row["label"] = task_obj.canonical_label(raw)
         except InputError as exc:
+            if isinstance(exc, OutsidePath):
+                outside.append((i + 2, exc.value))
             log.add(f"{line}: {exc}")
             continue
         rows.append(row)
-    columns = ["image_id", "path", "label", "patient_id", "split"] + (list(task_obj.classes) if multilabel else [])
+    if outside and not skip_bad:
+        _refuse_outside(csv_path, outside, guard)
+    columns = (["image_id", "path", "label", "patient_id", "split"] + (list(task_obj.classes) if multilabel else [])
+               + list(extras.values()))
     out = pd.DataFrame(rows, columns=columns)
     return finish(out, task_obj, source, log, str(csv_path.parent), max_pixels)
 
