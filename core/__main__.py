@@ -12,39 +12,65 @@ from pathlib import Path
 from core.errors import STORAGE_ERRNOS, InputError, storage_error
 
 # Each module exposes register(subparsers); its parsers set `func` to a callable taking the args. The commands each
-# registers are listed here so that `python -m core runs list` imports that module only: importing every command
-# module pulls in torch, scikit-learn and Captum, and made every command wait 8 s before it started
-# (tests/test_cli_hub.py checks this table against what the modules register).
-COMMANDS = {
-    "core.data.cli": ("demo-data", "inspect", "add-data"),
-    "core.audit.cli": ("audit",),
-    "core.train.cli": ("train",),
-    "core.infer.cli": ("predict", "recalibrate"),
-    "core.report.cli": ("evaluate", "report"),
-    "core.explain.cli": ("explain",),
-    "core.readers.cli": ("mrmc", "studies"),
-    "core.store.cli": ("doctor",),
-    "core.store.lifecycle_cli": ("runs",),
-    "core.store.users_cli": ("users",),
+# registers, with their one-line help, are listed here so that `python -m core runs list` imports that module only
+# and `python -m core --help` imports none: importing every command module pulls in torch, scikit-learn and Captum,
+# and made every command (and --help) wait 6-16 s before it started (tests/test_cli_hub.py checks this table, names
+# and help, against what the modules register).
+COMMANDS: dict[str, dict[str, str]] = {
+    "core.data.cli": {
+        "demo-data": "write the synthetic OCT demo dataset (Kermany file naming)",
+        "inspect": "summarise a dataset: classes, counts, patients, image sizes, problems",
+        "add-data": "add a dataset or test set to the workspace (a zip is stored de-identified)",
+    },
+    "core.audit.cli": {
+        "audit": "audit a dataset: duplicates, patient leakage, image properties, shift, label issues",
+    },
+    "core.train.cli": {"train": "train a classifier (features or fine-tune mode)"},
+    "core.infer.cli": {
+        "predict": "run a trained model over a dataset and write its predictions table",
+        "recalibrate": "refit a model's operating point on a labelled sample of a new site (a new run)",
+    },
+    "core.report.cli": {
+        "evaluate": "compute every metric for a predictions table and write a JSON report",
+        "report": "write the stakeholder report of a predictions table as PDF, HTML or JSON",
+    },
+    "core.explain.cli": {"explain": "occlusion or Grad-CAM maps for a run's decisions, with box scores"},
+    "core.readers.cli": {
+        "mrmc": "multi-reader multi-case (Obuchowski-Rockette / Hillis) analysis of reader-study readings",
+        "studies": "list, rename, archive or delete studies",
+    },
+    "core.store.cli": {"doctor": "clean leftovers of killed processes and check the workspace registry"},
+    "core.store.lifecycle_cli": {"runs": "list, rename, archive or delete runs"},
+    "core.store.users_cli": {"users": "list users and locked sign-ins, unlock a sign-in, export the audit trail"},
 }
 COMMAND_MODULES = tuple(COMMANDS)
 
 
-def _modules_for(argv: list[str]) -> tuple[str, ...]:
-    """The one module that defines the command asked for, or every module (for --help or an unknown command)."""
+def _owner(argv: list[str]) -> str | None:
+    """The one module that defines the command `argv` asks for; None for --help alone or an unknown command."""
     command = next((a for a in argv if not a.startswith("-")), None)
-    owner = next((m for m, commands in COMMANDS.items() if command in commands), None)
-    return (owner,) if owner else COMMAND_MODULES
+    return next((m for m, commands in COMMANDS.items() if command in commands), None)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The command-line parser: with `argv`, only the module of the command it names registers."""
+    """The command-line parser. Without `argv` every module registers its commands; with `argv` only the module of
+    the command it names does, and when it names none (`--help`, a typo) the commands are listed from COMMANDS
+    without importing any module (argparse then prints the list, or says which choices exist)."""
     parser = argparse.ArgumentParser(
         prog="python -m core",
         description="Train, run and evaluate medical-image classifiers (Kermany et al. 2018 and beyond).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in (COMMAND_MODULES if argv is None else _modules_for(argv)):
-        importlib.import_module(name).register(sub)
+    if argv is None:
+        for name in COMMAND_MODULES:
+            importlib.import_module(name).register(sub)
+        return parser
+    owner = _owner(argv)
+    if owner:
+        importlib.import_module(owner).register(sub)
+        return parser
+    for commands in COMMANDS.values():
+        for command, helptext in commands.items():
+            sub.add_parser(command, help=helptext)  # listed only: no command is run without its module
     return parser
 
 

@@ -113,7 +113,8 @@ def _sign_in_forms(ws: Workspace) -> None:
     st.title("OpenKermany")
     if not has_users(ws):
         st.subheader("Set the local admin password")
-        st.caption(f"First start of workspace {plain(ws.root)}: the admin adds researchers and readers. "
+        st.caption(f"First start of workspace {plain(ws.root.name or ws.root)}: the admin adds researchers and "
+                   "readers. "
                    f"A password has at least {MIN_STAFF_PASSWORD_LENGTH} characters.")
         with st.form("first_admin"):
             name = st.text_input("Admin user name", value="admin", key="first_admin_name")

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.errors import InputError
 from core.readers import get_study, passwords_configured
+from core.readers.auth import signed_in_with_password
 from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aided_study, get_aided_study,
                                       join_aided, list_aided_studies, model_output, reader_phase)
 from core.store import Workspace
@@ -49,8 +50,9 @@ def aided_start_screen(ws: Workspace) -> None:
     reader_id = reader_code()  # None for staff: they create studies and follow them, never grade
     if reader_id is None:
         st.info(STAFF_NOTE, icon=":material/supervisor_account:")
-    password = st.text_input("Password", type="password", key="rs_aided_password") \
-        if reader_id is not None and passwords_configured(ws) else None
+    password = st.text_input("Reader password", type="password", key="rs_aided_password") \
+        if reader_id is not None and passwords_configured(ws) and not signed_in_with_password(
+            ws, reader_id, current_actor()) else None  # one sign-in is enough (issue 22)
     picked = pick_test_set(ws, key="rs_aided_test_set")
     if picked is None:
         return

@@ -48,6 +48,18 @@ def _watch(ws: Workspace, dataset_id: str, against_id: str | None, run_id: str |
     watch()
 
 
+def _watch_job(job: dict) -> None:
+    """The progress of one running job (a full audit over a cached pixels-only report), polled every second; the
+    whole page reruns when it ends, to show its result or its error."""
+    @st.fragment(run_every=1)
+    def watch():
+        if job["status"] != "running":
+            st.rerun()
+        _progress(job)
+
+    watch()
+
+
 def _state_or_start(ws: Workspace, dataset_id: str, against_id: str | None) -> dict | None:
     """The audit's report when cached; otherwise start it (pixels only) and show its progress. None meanwhile."""
     state = audit_state(ws, dataset_id, against_id)
@@ -172,9 +184,18 @@ def audit_section(ws: Workspace, record: dict, key: str) -> None:
                "also in the training data), image properties, and whether the test set differs from the training "
                "data. Results are cached in the workspace.")
     report = _state_or_start(ws, record["id"], against_id)
+    fuller = audit_state(ws, record["id"], against_id)["fuller"] if report is not None else None
+    if fuller is not None and fuller["status"] == "running":
+        st.info("The full audit (a domain classifier on backbone features) is running; its result replaces the "
+                "pixel checks below when it is done.", icon=":material/hourglass_top:")
+        _watch_job(fuller)
+    elif fuller is not None:
+        st.error("The full audit failed; the pixel checks below still stand.", icon=":material/error:")
+        st.code(fuller.get("error") or "unknown error", language=None, wrap_lines=True)
     if report is not None:
         audit_report_view(report, key)
-    if report is not None and report.get("options", {}).get("features") is False and against_id:
+    if (report is not None and report.get("options", {}).get("features") is False and against_id
+            and (fuller is None or fuller["status"] != "running")):
         if st.button("Run the full audit (adds a domain classifier on backbone features)", key=f"{key}_full",
                      icon=":material/play_arrow:",
                      help="Embeds every image with the default backbone (cached, shared with training); on a CPU "

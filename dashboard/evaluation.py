@@ -190,9 +190,9 @@ def run_view_scores(sources: RunSources, view: BinaryView) -> dict[str, BinarySc
 
 @st.cache_data(show_spinner="Collecting the report's numbers...", max_entries=16)
 def _cached_report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, penalty_rows: tuple | None,
-                   penalty_name: str | None, threshold: float, include_readers: bool, include_penalties: bool,
+                   penalty_name: str | None, threshold: float | None, include_readers: bool, include_penalties: bool,
                    bootstrap: int, seed: int, confidence: float, lr_ci: str, title: str,
-                   readings: pd.DataFrame | None) -> dict:
+                   readings: pd.DataFrame | None, audit_stamp: tuple = ()) -> dict:
     from core.report import build_report
 
     return build_report(Workspace.open(root), run_id, test_set_id, penalty=penalty_rows, threshold=threshold,
@@ -202,17 +202,20 @@ def _cached_report(root: str, run_id: str, test_set_id: str, predictions_mtime: 
 
 
 def session_report(ws: Workspace, run_id: str, test_set_id: str, predictions_mtime: float, task: Task,
-                   threshold: float, *, include_readers: bool = True, include_penalties: bool = True,
+                   threshold: float | None, *, include_readers: bool = True, include_penalties: bool = True,
                    bootstrap: int = HEADLINE_RESAMPLES, seed: int = 0, confidence: float = 0.95, lr_ci: str = "log",
                    title: str = "") -> dict:
     """The stakeholder report (core.report.build_report) with the penalty matrix in use in this session and the
     readings stored now, cached per choice: the Report page and presentation mode both show this one."""
     from core.readers import list_readings
+    from core.report.caveats import audit_stamp
 
     single_label = task.kind != "multilabel"
     penalty_name, penalty = active_penalty(ws, task) if single_label else (None, None)
     readings = list_readings(ws, test_set_id) if include_readers and single_label else None
+    stamp = audit_stamp(ws, test_set_id, (ws.get_run(run_id) or {}).get("dataset_id"))  # caveats of a new audit
     return _cached_report(str(ws.root), run_id, test_set_id, predictions_mtime,
                           tuple(map(tuple, penalty.tolist())) if penalty is not None else None, penalty_name,
-                          float(threshold), bool(include_readers), bool(include_penalties), int(bootstrap),
-                          int(seed), float(confidence), lr_ci, title.strip(), readings)
+                          None if threshold is None else float(threshold), bool(include_readers),
+                          bool(include_penalties), int(bootstrap), int(seed), float(confidence), lr_ci, title.strip(),
+                          readings, stamp)

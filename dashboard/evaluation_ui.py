@@ -13,6 +13,7 @@ from core.errors import InputError
 from core.metrics import BinaryScores, Interval, OperatingPoint
 from core.metrics.intervals import informative_bounds
 from core.store import Workspace
+from core.metrics.threshold_in_use import threshold_in_use
 from dashboard import state
 from dashboard.common import EvaluationSelection, remember_selection, select_evaluation, thumbnail
 from dashboard.widgets import plain
@@ -96,16 +97,21 @@ def with_interval_text(frame: pd.DataFrame, metrics: Sequence[str], percent: boo
     return out
 
 
-def operating_point_ui(scores: BinaryScores, key: str, container=None) -> OperatingPoint:
+def operating_point_ui(scores: BinaryScores, key: str, container=None, model_point=None,
+                       view_name: str | None = None) -> OperatingPoint:
     """Pick the operating point (threshold, target sensitivity/specificity or Youden); the chosen threshold
-    follows the user to other pages and survives a reload (dashboard.common.remember_selection)."""
+    follows the user to other pages and survives a reload (dashboard.common.remember_selection). Until the user
+    chooses one, the slider opens at the model's own point (`model_point`, when set on `view_name`): the rule of
+    core.metrics.threshold_in_use. A caption says where the threshold in use comes from."""
     box = container or st
     both = bool(scores.n_positive and scores.n_negative)
     rules = list(RULES) if both else ["threshold"]
     rule = box.radio("Operating point", rules, format_func=RULES.get, key=f"{key}_rule", horizontal=True)
-    slider_key = f"{key}_threshold"
+    slider_key, seeded_key = f"{key}_threshold", f"{key}_threshold_seeded"
+    chosen = state.current_selection().threshold
     if slider_key not in st.session_state:
-        st.session_state[slider_key] = state.current_selection().threshold_or_default
+        st.session_state[slider_key] = st.session_state[seeded_key] = threshold_in_use(
+            model_point, chosen, view_name).value
     try:
         if rule == "sensitivity":
             target = box.slider("Target sensitivity", 0.50, 1.00, 0.90, 0.01, key=f"{key}_target_sens")
@@ -125,7 +131,16 @@ def operating_point_ui(scores: BinaryScores, key: str, container=None) -> Operat
         point = scores.at_threshold(st.session_state[slider_key])
     if rule != "threshold":
         box.caption(f"Threshold chosen by {point.rule}: {point.threshold:.4f}")
-    if math.isfinite(point.threshold) and point.threshold != st.session_state.get(state.THRESHOLD):
+    # Nobody chose a threshold yet and the slider is where it opened: the model's point (or the default) is in
+    # use, not a choice of the user's, and nothing is remembered as one.
+    untouched = (rule == "threshold" and chosen is None
+                 and math.isclose(point.threshold, st.session_state.get(seeded_key, math.nan), abs_tol=1e-12))
+    if math.isfinite(point.threshold):
+        in_use = threshold_in_use(model_point, None if untouched else point.threshold, view_name)
+        box.caption(f"Threshold in use: **{in_use.label}**",
+                    help="The model's point is the threshold its own calls (its 'predicted' column) use; every "
+                         "number on this page, the report and the presentation is at the threshold in use.")
+    if math.isfinite(point.threshold) and not untouched and point.threshold != st.session_state.get(state.THRESHOLD):
         remember_selection(threshold=float(point.threshold))
     return point
 

@@ -161,6 +161,78 @@ def matched_sentences(compare: pd.DataFrame, match: str | None) -> list[str]:
     return out
 
 
+# -- readers against the model per subgroup ------------------------------------------------------------------
+@st.cache_data(show_spinner="Comparing each reader with the model in each subgroup...", max_entries=16)
+def _reader_subgroups(file: PredictionsFile, readings: pd.DataFrame, task: Task, view: str, threshold: float,
+                      column: str, values: list, penalty: np.ndarray) -> pd.DataFrame:
+    from core.report.subgroups import reader_subgroup_table
+
+    return reader_subgroup_table(readings, load_predictions(file)[0], task, np.asarray(values, dtype=object),
+                                 view=view, threshold=threshold, penalty=penalty)
+
+
+def reader_subgroup_sentences(table: pd.DataFrame) -> list[str]:
+    """Per subgroup where some reader is clearly higher than the model (interval of model minus reader below 0):
+    which readers, on which statistic; one sentence when there is no such subgroup."""
+    out = []
+    for value, rows in table.groupby("subgroup", sort=False):
+        parts = []
+        for name in ("sensitivity", "specificity"):
+            column = f"{name}: who is higher"
+            if column not in rows:
+                continue
+            higher = rows.loc[rows[column] == "reader higher", "reader"].astype(str).tolist()
+            if higher:
+                parts.append(f"{name} ({len(higher)} of {len(rows)} readers: {', '.join(plain(r) for r in higher)})")
+        if parts:
+            out.append(f"In subgroup {plain(value)}, readers are clearly higher than the model on " + "; ".join(parts)
+                       + ".")
+    return out or ["In no subgroup is a reader clearly higher than the model on sensitivity or specificity."]
+
+
+def reader_subgroups_section(ws: Workspace, selection, readings: pd.DataFrame, view: str, threshold: float,
+                             penalty: np.ndarray) -> None:
+    """Is the model better than the readers in every group? A column of the test set (its own, or an image
+    property), then per subgroup each reader's and the model's sensitivity and specificity on the cases the reader
+    graded there, the paired differences and which side each favours (core.report.subgroups)."""
+    from core.report.subgroups import READER_SUBGROUP_NOTE, available_subgroup_columns
+    from dashboard.common import registered_dataset
+    from dashboard.evaluation_ui import with_interval_text
+    from dashboard.performance_sections import subgroup_column_values
+
+    record = selection.test_set
+    if record is None:
+        st.info("This test set is not in the workspace's registry, so its subgroup columns are unknown.")
+        return
+    try:
+        ds = registered_dataset(ws, record)
+    except InputError as exc:
+        show_error("The test set cannot be read, so its subgroups are unknown:", exc)
+        return
+    if not ds.subgroup_columns():
+        st.caption("This test set has no columns of its own beyond image, label, patient and split (a manifest's "
+                   "extra columns such as sex, age, site or device, or DICOM headers, become subgroups); the image "
+                   "properties are read from the images.")
+    column = st.selectbox("Split the test set by", available_subgroup_columns(ds), key="experts_subgroup_column",
+                          help="A column of the test set, or an image property from the audit's scan (numbers with "
+                               "many values are cut into quartiles).")
+    try:
+        values = subgroup_column_values(str(ws.root), str(record["id"]), str(record.get("fingerprint")),
+                                        selection.file, column)
+        table = _reader_subgroups(selection.file, readings[READINGS_COLUMNS].reset_index(drop=True), selection.task,
+                                  view, float(threshold), column, values, np.asarray(penalty, dtype=float))
+    except InputError as exc:
+        show_error("The readers cannot be compared with the model per subgroup:", exc)
+        return
+    for sentence in reader_subgroup_sentences(table):
+        st.markdown(f"- {sentence}")
+    rates = [f"{who} {name}" for name in ("sensitivity", "specificity") for who in ("reader", "model")]
+    shown = with_interval_text(table, rates + ["sensitivity difference", "specificity difference"])
+    st.dataframe(shown, hide_index=True, width="stretch", key="experts_subgroup_table")
+    table_download(table, f"readers-by-{column}-{selection.dataset_id}", key="experts_subgroup_csv")
+    st.caption(f"By {plain(column)}: {READER_SUBGROUP_NOTE}. Intervals of sensitivity and specificity: Wilson.")
+
+
 # -- a finished reader's own results (reader study page) ----------------------------------------------------
 def _predictions_for(ws: Workspace, test_set_id: str) -> list[dict]:
     return [r for r in ws.list_predictions() if r["dataset_id"] == test_set_id]

@@ -101,15 +101,36 @@ def boxes_ui(images: CaseImages, test_set: dict) -> tuple[dict, str | None]:
 
 
 # -- widgets -----------------------------------------------------------------------------------------------
-def filters_ui(cases: pd.DataFrame, classes: Sequence[str], cell: dict | None) -> CaseFilter:
+def cell_was_clicked(cell: dict, classes: Sequence[str], clicked) -> bool:
+    """Whether `cell` (state.CONFUSION_CELL) is the cell the user clicked on Performance (state.CELL_APPLIED, the
+    (true, called) indices of the last click), not the cell Performance shows by default (its largest error)."""
+    try:
+        return tuple(clicked or ()) == (list(classes).index(cell["true"]), list(classes).index(cell["called"]))
+    except (KeyError, ValueError):
+        return False
+
+
+def row_click_case(picked: Sequence[int], ids: Sequence[str], applied: str | None) -> str | None:
+    """The case a click on the gallery table chose, when it is not the one already applied to the case picker;
+    else None. Compared by case, not row number: after a filter change row 2 is another case, and comparing rows
+    left the picker on the old gallery's case while the table highlighted the new one."""
+    if not picked or not 0 <= picked[0] < len(ids):
+        return None
+    case = str(ids[picked[0]])
+    return None if case == applied else case
+
+
+def filters_ui(cases: pd.DataFrame, classes: Sequence[str], cell: dict | None, clicked=None) -> CaseFilter:
     """Which cases the gallery shows: misclassified by default; a confusion-matrix cell from the Performance page
-    when one was chosen for this model and test set; true / called class, confidence and reader filters."""
+    when one was chosen for this model and test set (the filter starts from it when it was clicked there:
+    `clicked` is state.CELL_APPLIED); true / called class, confidence and reader filters."""
     use_cell = False
     if cell:
         ids = cell.get("image_ids") or []
         use_cell = st.toggle(
             f"Only the confusion-matrix cell chosen on Performance: true {plain(cell['true'])}, called "
-            f"{plain(cell['called'])} ({len(ids)}{'+' if len(ids) >= 200 else ''} cases)", key="explain_use_cell")
+            f"{plain(cell['called'])} ({len(ids)}{'+' if len(ids) >= 200 else ''} cases)", key="explain_use_cell",
+            value=cell_was_clicked(cell, classes, clicked))
     cols = st.columns([2, 2, 2, 3])
     outcome = cols[0].radio("Cases", list(OUTCOMES), format_func=OUTCOMES.get, key="explain_outcome",
                             disabled=use_cell, horizontal=False)
@@ -244,7 +265,12 @@ def job_id_for(model: ExplainModel, cases: Sequence[Case], methods: dict) -> str
 def _run_job(board: dict, job: dict, model: ExplainModel, images: CaseImages, cases: list, methods: dict,
              cache_root: str) -> None:
     def progress(done: int, total: int, cached: int) -> None:
-        job.update(done=done, total=total, cached=cached)
+        # Progress points of the maps computed (cache hits are instant): the first one after start-up and the
+        # latest, from which core.train.progress.measured_rate measures the rate and the time left.
+        mark = (time.time(), int(done) - int(cached))
+        job.update(done=done, total=total, cached=cached, last_mark=mark)
+        if job.get("first_mark") is None:
+            job["first_mark"] = mark
 
     outcome = {}
     try:
@@ -288,17 +314,31 @@ def job_state(job_id: str) -> dict | None:
     return _job_board()["jobs"].get(job_id)
 
 
+def job_progress_text(job: dict, now: float | None = None) -> str:
+    """'Computing maps: 5/16 (1 from the cache), about 2.0 min elapsed, about 4.0 min left': the time left from the
+    rate the maps computed so far measured (core.train.progress.measured_rate: start-up and cache hits never enter it),
+    counting down between updates; 'measuring the rate' until two progress points differ."""
+    from core.train.progress import measured_rate
+
+    now = time.time() if now is None else now
+    done, total, cached = job["done"], max(job["total"], 1), job.get("cached", 0)
+    text = f"Computing maps: {done}/{total} ({cached} from the cache), {duration(now - job['started'])} elapsed"
+    first, last = job.get("first_mark"), job.get("last_mark")
+    left = None
+    if first is not None and last is not None:
+        _, left = measured_rate(first, last, total - cached, now=now)
+    if done >= total:
+        return text
+    return text + (f", {duration(left)} left" if left is not None else ", measuring the rate")
+
+
 @st.fragment(run_every=1)
 def _job_progress(job_id: str) -> None:
     job = job_state(job_id)
     if job is None or job["status"] != "running":
         st.rerun()  # the whole page, so the gallery shows the new maps
         return
-    done, total = job["done"], max(job["total"], 1)
-    elapsed = time.time() - job["started"]
-    left = f", {duration(elapsed / done * (total - done))} left" if done else ""
-    st.progress(done / total, text=f"Computing maps: {done}/{total} ({job['cached']} from the cache), "
-                                   f"{duration(elapsed)} elapsed{left}")
+    st.progress(job["done"] / max(job["total"], 1), text=job_progress_text(job))
     if st.button("Stop", key="explain_job_stop", icon=":material/stop:"):
         job["stop"].set()
 
@@ -310,8 +350,9 @@ def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], metho
     names = " and ".join(METHODS.get(m, m) for m in methods) or "no method"
     clicked = st.button(f"Compute maps for these {n} cases", key="explain_job_start", type="primary",
                         disabled=n == 0 or not methods or n > MAX_JOB_CASES, icon=":material/play_arrow:")
-    st.caption(f"{names}, with the settings above: {duration(estimate * n)} on this machine at most "
-               f"({duration(estimate)} per case); maps already on disk are reused, so a second run is instant."
+    st.caption(f"{names}, with the settings above: {duration(estimate * n)} on this machine "
+               f"({duration(estimate)} per case), a first guess: the progress bar measures the real rate; maps "
+               "already on disk are reused, so a second run is instant."
                + (f" Narrow the selection to at most {MAX_JOB_CASES:,} cases." if n > MAX_JOB_CASES else ""))
     if clicked:
         st.session_state[state.EXPLAIN_JOB] = start_maps_job(model, images, cases, methods, cache)

@@ -4,6 +4,7 @@ one function each."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -366,7 +367,7 @@ def referral_section(ev: Evaluation) -> None:
 
 
 @st.cache_data(show_spinner="Reading the subgroup column of the test set...", max_entries=32)
-def _subgroup_column(root: str, test_set_id: str, fingerprint: str, file: PredictionsFile, column: str) -> list:
+def subgroup_column_values(root: str, test_set_id: str, fingerprint: str, file: PredictionsFile, column: str) -> list:
     """The column's value per predictions row (image properties are read from every image once)."""
     from core.report.subgroups import subgroup_values
     from dashboard.common import load_predictions, registered_dataset
@@ -418,7 +419,8 @@ def subgroups_section(ev: Evaluation) -> None:
                             horizontal=True, key="perf_subgroup_statistic")
     _, penalty = active_penalty(ev.ws, ev.task)
     try:
-        values = _subgroup_column(str(ev.ws.root), str(record["id"]), str(record.get("fingerprint")), ev.file, column)
+        values = subgroup_column_values(str(ev.ws.root), str(record["id"]), str(record.get("fingerprint")), ev.file,
+                                        column)
         table = _subgroup_table(ev.file, ev.task, ev.view, np.asarray(ev.calls), column, values, penalty)
     except InputError as exc:
         show_error("The subgroups cannot be analysed:", exc)
@@ -449,3 +451,55 @@ def subgroups_section(ev: Evaluation) -> None:
                "(read the interval, not the point).")
     for note in table.notes:
         st.caption(plain(note))
+    _subgroups_before_after(ev, record, column, values)
+
+
+@st.cache_data(show_spinner="Comparing the calls before and after...", max_entries=16)
+def _before_after_table(before: PredictionsFile, after: PredictionsFile, task: Task, view: BinaryView, column: str,
+                        before_values: list, after_values: list) -> pd.DataFrame:
+    from core.report.subgroups import before_after_subgroups
+    from dashboard.common import load_predictions
+
+    return before_after_subgroups(load_predictions(before)[0], load_predictions(after)[0], task, column,
+                                  before_values, after_values, view=view)
+
+
+def _subgroups_before_after(ev: Evaluation, record: dict, column: str, values: list) -> None:
+    """For an adapted or recalibrated run (its card's `derived_from`): the source run's sensitivity and specificity
+    per subgroup beside this run's, each at its own calls, when both have predictions on this test set."""
+    from core.infer.site_check import read_card
+    from core.report.subgroups import shift_source
+
+    try:
+        link = shift_source(read_card(ev.ws, ev.selection.run_id))
+    except InputError:
+        return
+    if link is None:
+        return
+    source_id, done = link
+    source_run = ev.ws.get_run(source_id) or {}
+    source_name = source_run.get("name") or source_id
+    st.markdown(f"**Before and after: this run was {done} from {plain(source_name)}**")
+    found = ev.ws.find_predictions(source_id, ev.selection.dataset_id)
+    if found is None or not Path(found["path"]).is_file():
+        st.info("The source run has no predictions on this test set, so the calls before cannot be shown: run it "
+                "on this test set on the **Test sets** page.", icon=":material/info:")
+        return
+    before = PredictionsFile.at(found["path"])
+    try:
+        before_values = subgroup_column_values(str(ev.ws.root), str(record["id"]), str(record.get("fingerprint")),
+                                               before, column)
+        table = _before_after_table(before, ev.file, ev.task, ev.view, column, before_values, list(values))
+    except InputError as exc:
+        show_error("The calls before and after cannot be compared per subgroup:", exc)
+        return
+    shown = with_interval_text(table, [f"{name} {when}" for name in ("sensitivity", "specificity")
+                                       for when in ("before", "after")])
+    for name in ("sensitivity", "specificity"):
+        shown[f"{name} change"] = [f"{v:+.1%}" if np.isfinite(v) else "n/a" for v in table[f"{name} change"]]
+    shown["small"] = ["yes" if s else "" for s in table["small"]]
+    st.dataframe(shown, hide_index=True, key="perf_subgroup_before_after")
+    table_download(table, f"subgroups-before-after-{column}", key="perf_subgroup_before_after_csv")
+    st.caption(f"On **{plain(ev.view.name)}**, each run at its own calls (its operating point, as stored with its "
+               "predictions): before = the source run, after = this run. Wilson 95% intervals; calls changed: "
+               "images of the subgroup whose call changed side.")

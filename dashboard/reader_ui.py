@@ -17,6 +17,7 @@ from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_stud
 from core.readers.study import study_progress
 from core.readers.ui_support import open_reading_of, reader_study_on
 from core.store import Workspace
+from core.readers.auth import signed_in_with_password
 from core.store.access import allowed, any_formal_study
 from dashboard import state
 from dashboard.access_ui import current_actor, reader_code
@@ -106,8 +107,8 @@ def join_or_explain(join):
     """Run `join` (a reader joining a study); a wrong password or a refused code is shown, and None returned."""
     try:
         return join()
-    except ReaderAuthError:
-        st.error("Wrong password, or no password is set for this reader code.", icon=":material/lock:")
+    except ReaderAuthError as exc:  # core says what is missing: the password typed, or one on the account
+        st.error(plain(f"Not admitted: {exc}"), icon=":material/lock:")
     except InputError as exc:
         show_error("Could not start reading.", exc)
     return None
@@ -144,9 +145,12 @@ def start_screen(ws: Workspace) -> None:
     password = None
     if reader_id is not None:
         st.subheader("1. Who is reading?")
-        if passwords_configured(ws) or any_formal_study(ws):
-            password = st.text_input("Password", type="password", key="rs_password",
-                                     help="This workspace asks every reader for their reader-study password.")
+        # One sign-in is enough: a reader who signed in with their own account's password is not asked again.
+        signed_in = signed_in_with_password(ws, reader_id, current_actor())
+        if (passwords_configured(ws) or any_formal_study(ws)) and not signed_in:
+            password = st.text_input("Reader password", type="password", key="rs_password",
+                                     help="Your account signs in without a password (organisation sign-on), so "
+                                          "formal studies ask for the reader password an admin set for your code.")
         st.subheader("2. Which study?")
     else:
         st.info(STAFF_NOTE, icon=":material/supervisor_account:")

@@ -15,7 +15,7 @@ THRESHOLD = "threshold"
 SELECTION_KEYS = (RUN_ID, TEST_SET_ID, THRESHOLD)
 SELECTION_RESTORED = "_selection_restored"  # the selection was read from the URL / workspace in this session
 WORKSPACE_ROOT = "workspace_root"  # chosen on the home page
-DEFAULT_THRESHOLD = 0.5
+from core.metrics.threshold_in_use import DEFAULT_THRESHOLD  # noqa: E402  the one owner of the default
 
 # -- evaluation pages ---------------------------------------------------------------------------------------
 CONFUSION_CELL = "confusion_cell"  # {run_id, test_set_id, true, called, image_ids}: Performance -> Explain

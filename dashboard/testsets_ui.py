@@ -23,11 +23,13 @@ from dashboard.access_ui import current_actor
 from dashboard.audit_ui import start_audit_after_adding
 from dashboard.common import ROOT, registered_dataset, remember_selection, thumbnail
 from dashboard.dicom_ui import dicom_options_ui
-from dashboard.widgets import show_error
+from dashboard.widgets import plain, show_error
 
 AUTO_TASK = "auto"
 # Okabe-Ito, one colour per split in the class-count chart.
 SPLIT_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
+SUBGROUP_PREVIEW_ROWS = 20  # images listed with their subgroup values
+SUBGROUP_PREVIEW_VALUES = 8  # values named per subgroup column (the most frequent); the rest counted
 
 
 # -- adding data -----------------------------------------------------------------------------------
@@ -127,6 +129,7 @@ def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
         by_class = counts.T
         st.bar_chart(by_class, x_label="Class", y_label="Images", stack=True,
                      color=SPLIT_PALETTE[:by_class.shape[1]], height=220)
+    subgroup_preview(ds)
     per_class = st.slider("Thumbnails per class", 1, 8, 4, key=f"{key}_per_class")
     for cls, rows in _rows_per_class(ds, per_class).items():
         st.text(f"{cls}: {int(counts[cls].sum()):,} images")
@@ -143,6 +146,36 @@ def dataset_preview(ws: Workspace, record: dict, key: str) -> None:
         total = meta.get("n_problems", len(problems))
         st.warning(f"{total} file(s) or row(s) were skipped on ingestion:", icon=":material/warning:")
         st.dataframe(pd.DataFrame({"problem": problems}), hide_index=True, width="stretch")
+
+
+def subgroup_values_summary(ds) -> pd.DataFrame:
+    """One row per subgroup column of the dataset: its most frequent values with their image counts, how many
+    distinct values it has and how many images have none."""
+    rows = []
+    for column in ds.subgroup_columns():
+        values = ds.table[column].where(ds.table[column].astype(str).str.strip() != "")
+        counts = values.value_counts()
+        shown = ", ".join(f"{value} ({count:,})" for value, count in counts.head(SUBGROUP_PREVIEW_VALUES).items())
+        if len(counts) > SUBGROUP_PREVIEW_VALUES:
+            shown += f", ... {len(counts) - SUBGROUP_PREVIEW_VALUES:,} more"
+        rows.append({"column": column, "values (images)": shown, "distinct values": len(counts),
+                     "images without a value": int(values.isna().sum())})
+    return pd.DataFrame(rows)
+
+
+def subgroup_preview(ds) -> None:
+    """The dataset's subgroup columns (core.data.dataset.Dataset.subgroup_columns): a caption naming them, their
+    values, and the first images with theirs. Nothing when it has none."""
+    columns = ds.subgroup_columns()
+    if not columns:
+        st.caption("No subgroup columns: add columns such as sex, age, site or device to a manifest (or use DICOM "
+                   "files) to break results down by them. Image properties from the audit are always available.")
+        return
+    st.caption(f"Subgroup columns ({len(columns)}): {', '.join(plain(c) for c in columns)}. Performance, Experts "
+               "and Compare runs can break results down by each of them.")
+    st.dataframe(subgroup_values_summary(ds), hide_index=True, width="stretch")
+    st.dataframe(ds.table[["image_id", "label", *columns]].head(SUBGROUP_PREVIEW_ROWS), hide_index=True,
+                 width="stretch")
 
 
 # -- inference in the background ------------------------------------------------------------------
@@ -224,8 +257,9 @@ def open_performance(run_id: str, test_set_id: str, key: str) -> None:
         st.switch_page(str(ROOT / "pages" / "performance.py"))
 
 
-def inference_panel(ws: Workspace, run_id: str, test_set_id: str, key: str) -> None:
-    """Run a model on a test set in the background with a progress bar; cached results are not recomputed."""
+def inference_panel(ws: Workspace, run_id: str, test_set_id: str, key: str, blocked: str | None = None) -> None:
+    """Run a model on a test set in the background with a progress bar; cached results are not recomputed.
+    `blocked`: why it cannot run, known beforehand (the button is then disabled and says so)."""
     job = get_job(ws, run_id, test_set_id)
     if job is not None and job["status"] == "running":
         @st.fragment(run_every=1)
@@ -247,6 +281,9 @@ def inference_panel(ws: Workspace, run_id: str, test_set_id: str, key: str) -> N
                    icon=":material/check_circle:")
         open_performance(run_id, test_set_id, key)
         return
-    if st.button("Run inference", key=f"{key}_run_inference", type="primary", icon=":material/play_arrow:"):
+    if blocked:
+        st.warning(f"This model cannot run on this test set: {plain(blocked)}", icon=":material/block:")
+    if st.button("Run inference", key=f"{key}_run_inference", type="primary", icon=":material/play_arrow:",
+                 disabled=bool(blocked)):
         start_inference(ws, run_id, test_set_id)
         st.rerun()

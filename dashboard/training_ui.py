@@ -34,6 +34,8 @@ HEAD_FIT_LABELS = {"logistic": "Logistic regression, strength by patient-grouped
                    "adam": "Adam epochs with a 20% patient validation split"}
 RULE_LABELS = {"youden": "Balanced (Youden's J on out-of-fold predictions)",
                "sensitivity": "Screening: a target sensitivity", "argmax": "Most probable class (no threshold)"}
+LOGISTIC_NOTE = ("Logistic head: fitted in one solve on every training image, its strength chosen by "
+                 "patient-grouped cross-validation; no epochs or learning rate.")
 LIMIT_LABELS = {"all": "All training images", "per_class": "N images per class", "fraction": "A fraction of each class"}
 
 
@@ -84,7 +86,8 @@ def new_run_form(ws: Workspace) -> dict | None:
         devices = device_options()
     col1, col2 = st.columns(2)
     own_task = registered_task(record)
-    task_name = col1.selectbox("Task preset", [FROM_DATASET, *list_tasks()], key="train_task",
+    # Keyed per dataset: one key for all kept the previous dataset's preset after the dataset changed.
+    task_name = col1.selectbox("Task preset", [FROM_DATASET, *list_tasks()], key=task_preset_key(dataset_id),
                                format_func=lambda t: f"as registered ({own_task.name})" if t == FROM_DATASET else t)
     task = own_task if task_name == FROM_DATASET else get_task(task_name)
     mode = col1.radio("Mode", list(MODE_LABELS), key="train_mode", format_func=MODE_LABELS.get)
@@ -136,12 +139,16 @@ def new_run_form(ws: Workspace) -> dict | None:
 
     col1, col2, col3 = st.columns(3)
     # Keys per mode / backbone: switching them shows that choice's own defaults.
+    # The logistic head is fitted in one exact solve: epochs and a learning rate do not apply, so they are not shown
+    # (greyed-out "30" and "1e-03" read as if they did).
     iterative = head_fit == "adam"
-    epochs = int(col1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"train_epochs_{mode}",
-                                   disabled=not iterative,
-                                   help=None if iterative else "The logistic head is fitted exactly; no epochs."))
-    lr = float(col2.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.0e", step=1e-4,
-                                 key=f"train_lr_{mode}", disabled=not iterative))
+    epochs, lr = defaults.epochs, defaults.lr
+    if iterative:
+        epochs = int(col1.number_input("Epochs", 1, 1000, defaults.epochs, key=f"train_epochs_{mode}"))
+        lr = float(col2.number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.0e", step=1e-4,
+                                     key=f"train_lr_{mode}"))
+    else:
+        col1.caption(LOGISTIC_NOTE)
     size = int(col3.number_input("Image size (pixels)", 32, 1024, spec.default_size, 16,
                                  key=f"train_size_{backbone}",
                                  help=f"{spec.name} was trained at {spec.default_size} px"))
@@ -172,6 +179,17 @@ def new_run_form(ws: Workspace) -> dict | None:
             "target_sensitivity": target}
 
 
+def task_preset_key(dataset_id: str) -> str:
+    """The Task preset picker's widget key for one training dataset (each dataset starts at its own task)."""
+    return f"train_task_{dataset_id}"
+
+
+def logistic_head(run: dict) -> bool:
+    """Whether a run's head was fitted by logistic regression (one solve: no epochs, steps or training curves)."""
+    config = run.get("config") or {}
+    return run.get("mode") == "features" and config.get("head_fit") == "logistic"
+
+
 def _duration(run: dict) -> str:
     if not run.get("started"):
         return ""
@@ -185,7 +203,8 @@ def run_table(runs: list[dict]) -> pd.DataFrame:
         cfg = r.get("config") or {}
         rows.append({
             "name": r["name"], "status": r["status"], "backbone": r["backbone"], "mode": r["mode"],
-            "task": r["task"], "epochs": cfg.get("epochs"), "lr": cfg.get("lr"),
+            "task": r["task"], "epochs": None if logistic_head(r) else cfg.get("epochs"),
+            "lr": None if logistic_head(r) else cfg.get("lr"),
             "data limit": (f"{cfg['per_class']}/class" if cfg.get("per_class") else
                            f"{cfg['fraction']:.0%}" if cfg.get("fraction") else "all"),
             "best metric": r.get("best_metric_name"), "best value": r.get("best_metric"),
@@ -262,7 +281,7 @@ def _panel_body(ws: Workspace, run_id: str, smoothing: float, shown: dict[str, s
     elif not cv.empty:
         # The logistic head has no steps: its curve is held-out log loss by strength, filled in fold by fold.
         st.plotly_chart(cv_curve_figure(cv), key=f"train_cv_{run_id}", width="stretch")
-    elif (run.get("config") or {}).get("head_fit") == "logistic" and run.get("mode") == "features":
+    elif logistic_head(run):
         st.caption("The cross-validation curve appears after the first fold of the head's fit.")
     else:
         st.caption("Curves appear after the first training steps.")

@@ -9,13 +9,15 @@ from core.infer.predictions import task_of
 from core.errors import InputError
 from core.metrics.dashboard import available_views, urgent_view
 from core.metrics.run_compare import data_size_label, learning_curve
+from core.metrics.threshold_in_use import threshold_in_use
 from core.plots import PointMarker, compare_roc_figure, learning_curve_figure, metric_bars_figure, series_colors
 from dashboard import state
 from dashboard.common import PredictionsFile, get_workspace, load_predictions, offered_predictions, remember_selection
 from dashboard.downloads import figure_downloads, table_download
-from core.train.run_folder import run_config, run_training_images
+from core.train.run_folder import run_config, run_model_card, run_training_images
 from dashboard.evaluation import active_penalty, aligned_runs, comparison_tables, run_view_scores
 from dashboard.evaluation_ui import with_interval_text
+from dashboard.subgroups_ui import compare_subgroups_section
 from dashboard.widgets import plain, show_error, sticky_select
 
 MAX_DEFAULT_RUNS = 6
@@ -85,30 +87,52 @@ penalty_name, penalty = active_penalty(ws, task)
 summary, pairs = comparison_tables(sources, view, penalty)
 scores = run_view_scores(sources, view)
 colors = series_colors([label for label, _, _ in sources])
-threshold = state.current_selection().threshold_or_default
-curves, points = {}, []
+
+def _own_threshold(rid: str):
+    """The run's own threshold in use on this view (core.metrics.threshold_in_use): its model card's operating
+    point, else the default. Compare shows every run at its own point, as its `predicted` calls were made."""
+    try:
+        card = run_model_card(runs.get(rid))
+    except InputError:
+        card = None
+    return threshold_in_use((card or {}).get("operating_point"), None, view.name)
+
+
+in_use = {labels[rid]: _own_threshold(rid) for rid in chosen}
+curves, points, at_point = {}, [], {}
 for label, run_scores in scores.items():
     if run_scores.n_positive and run_scores.n_negative:
         curves[label] = (run_scores.curve(), run_scores.auc())
-        points.append(PointMarker.on_roc(f"{label} at threshold {threshold:.3f}",
-                                         run_scores.at_threshold(threshold), color=colors[label]))
+        point = run_scores.at_threshold(in_use[label].value)
+        points.append(PointMarker.on_roc(f"{label} at {in_use[label].label}", point, color=colors[label]))
+        rates = point.metrics()
+        at_point[label] = {"threshold": in_use[label].label, "sensitivity": rates.sensitivity.value,
+                           "sensitivity_low": rates.sensitivity.low, "sensitivity_high": rates.sensitivity.high,
+                           "specificity": rates.specificity.value, "specificity_low": rates.specificity.low,
+                           "specificity_high": rates.specificity.high}
+if at_point:  # each run's sensitivity and specificity at its own operating point, beside its other numbers
+    summary = summary.merge(pd.DataFrame([{"run": k, **v} for k, v in at_point.items()]), on="run", how="left")
 if curves:
     fig = compare_roc_figure(curves, points, title=f"ROC: {view.name}")
     st.plotly_chart(fig, key="cmp_roc")
     figure_downloads(fig, f"compare-roc-{view.name}", key="cmp_roc_dl")
-    st.caption(f"Markers: each run at the threshold chosen on the Performance page ({threshold:.3f}). "
-               "AUC intervals: DeLong. Curves drawn from at most 2,000 points each.")
+    st.caption("Markers: each run at its own operating point (the one stored with the model, else the default "
+               "threshold), where its own calls were made. AUC intervals: DeLong. Curves drawn from at most 2,000 "
+               "points each.")
 else:
     st.info("This view has no positive or no negative cases among the shared images: no ROC curve.")
 
 st.subheader("Metrics side by side")
-shown = with_interval_text(summary, ["accuracy", "weighted_error", "view_auc"], percent=False)
+shown = with_interval_text(summary, ["accuracy", "sensitivity", "specificity", "weighted_error", "view_auc"],
+                           percent=False)
 st.dataframe(shown, hide_index=True, key="cmp_summary",
-             column_config={"view_auc": f"AUC ({view.name})", "ece": "ECE", "brier": "Brier",
+             column_config={"view_auc": f"AUC ({view.name})", "threshold": "threshold in use", "ece": "ECE", "brier": "Brier",
                             "balanced_accuracy": st.column_config.NumberColumn(format="%.3f"),
                             "macro_auc": st.column_config.NumberColumn(format="%.3f")})
-st.caption(f"Accuracy: Wilson interval; weighted error: penalty matrix '{plain(penalty_name)}', normal "
-           "approximation; AUC: DeLong. Class calls: each model's most probable class.")
+st.caption(f"Accuracy, sensitivity, specificity: Wilson interval; weighted error: penalty matrix "
+           f"'{plain(penalty_name)}', normal approximation; AUC: DeLong. Class calls: each model's own calls (its "
+           f"predictions' `predicted` column); sensitivity and specificity on {plain(view.name)} at each run's "
+           "threshold in use.")
 table_download(summary, "compare-runs-metrics", key="cmp_summary_csv")
 metric = st.segmented_control("Metric to chart", list(METRICS), default="view_auc", key="cmp_metric",
                               format_func=lambda m: METRICS[m][0]) or "view_auc"
@@ -125,6 +149,9 @@ st.dataframe(pairs, hide_index=True, key="cmp_pairs",
 st.caption("DeLong: paired test of the two AUCs on the same cases. McNemar (exact): only_a_right / only_b_right are "
            "the images one run called right and the other wrong. p-values are not corrected for multiple pairs.")
 table_download(pairs, "compare-runs-paired-tests", key="cmp_pairs_csv")
+
+st.subheader("By subgroup")
+compare_subgroups_section(ws, test_set_id, sources, aligned.image_ids, view)
 
 st.subheader("Training data: full vs limited, learning curve")
 facts = []

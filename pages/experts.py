@@ -12,7 +12,8 @@ from dashboard.access_ui import current_actor
 from dashboard.common import get_workspace, remember_selection, select_evaluation
 from dashboard.downloads import figure_downloads
 from dashboard.experts_ui import (LR_METHOD_LABELS, MATCH_LABELS, comparison, ensure_demo_readers,
-                                  matched_sentences, paired_table, penalty_in_use, simulated_notice, summary_table)
+                                  matched_sentences, paired_table, penalty_in_use, reader_subgroups_section,
+                                  simulated_notice, summary_table)
 from dashboard.downloads import table_download
 from dashboard.mrmc_ui import mrmc_section
 from dashboard.widgets import plain, show_error
@@ -145,3 +146,6 @@ with tab_compare:
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in paired.columns
                                 if c.startswith(("reader s", "model s", "McNemar"))})
     table_download(paired, f"paired-comparisons-{test_set_id}", key="experts_paired_csv")
+
+    st.subheader("By subgroup: is the model better than the readers in every group?")
+    reader_subgroups_section(ws, evaluation, readings, view, threshold, penalty)

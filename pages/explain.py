@@ -20,7 +20,7 @@ from dashboard.downloads import table_download
 from dashboard.evaluation_ui import evaluation_or_stop
 from dashboard.explain_ui import (METHODS, boxes_ui, colour_bar, display_ui, draw, duration, filters_ui,
                                   gallery_maps, images_for, job_ui, map_or_button, maps_added, method_params_ui,
-                                  model_for_run, scale_of)
+                                  model_for_run, row_click_case, scale_of)
 from dashboard.widgets import plain, show_error, sticky_select
 
 GALLERY_PAGE = 12
@@ -60,7 +60,7 @@ with st.container(border=True):
     if not (isinstance(cell, dict) and cell.get("run_id") == selection.run_id
             and cell.get("test_set_id") == selection.dataset_id):
         cell = None
-    case_filter = filters_ui(cases, task.classes, cell)
+    case_filter = filters_ui(cases, task.classes, cell, st.session_state.get(state.CELL_APPLIED))
 try:
     selected = select_cases(cases, case_filter)
 except InputError as exc:
@@ -144,9 +144,9 @@ job_ui(model, images, gallery_cases, methods, cache, sum(estimates.values()))
 st.subheader("One case")
 ids = selected["image_id"].tolist()
 picked = (st.session_state.get(state.EXPLAIN_TABLE) or {}).get("selection", {}).get("rows", [])
-if picked and picked != st.session_state.get(state.EXPLAIN_TABLE_APPLIED) and picked[0] < len(ids):
-    st.session_state[state.EXPLAIN_TABLE_APPLIED] = picked
-    st.session_state[state.EXPLAIN_CASE] = ids[picked[0]]
+if clicked_case := row_click_case(picked, ids, st.session_state.get(state.EXPLAIN_TABLE_APPLIED)):
+    st.session_state[state.EXPLAIN_TABLE_APPLIED] = clicked_case
+    st.session_state[state.EXPLAIN_CASE] = clicked_case
 facts = selected.set_index("image_id")
 case_id = sticky_select("Case (or click a row of the table)", ids, state.EXPLAIN_CASE,
                         format_func=lambda i: f"{i}: true {facts.at[i, 'label']}, called {facts.at[i, 'predicted']}")

@@ -11,6 +11,7 @@ from dashboard import state
 from dashboard.access_ui import current_actor, users_admin
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, workspace_root
 from dashboard.demo_ui import demo_path
+from dashboard.paths_ui import shown_path, shown_paths
 from dashboard.widgets import plain
 
 st.image(str(ROOT / "assets" / "logo.svg"), width=260)
@@ -49,7 +50,8 @@ if demo.get("registered"):
         st.caption(
             f"{demo_row['n_images']} training and "
             f"{next((t['n_images'] for t in test_sets if t['id'] == demo.get('test_set_id')), 0)} test images, "
-            f"{params.get('size', '?')} px, seed {params.get('seed', '?')}. Folder: {demo['path']}"
+            f"{params.get('size', '?')} px, seed {params.get('seed', '?')}. "
+            f"Folder: {plain(shown_path(demo['path'], current_actor()))}"
         )
 st.markdown(
     "**Try the demo** in three steps:\n"
@@ -66,12 +68,14 @@ if demo.get("registered"):
 
 def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
+    if "source" in frame.columns:  # server paths: the folder's name only, except for an admin
+        frame["source"] = shown_paths(frame["source"], current_actor())
     return frame[[c for c in columns if c in frame.columns]] if not frame.empty else pd.DataFrame(columns=columns)
 
 
 st.subheader("Workspace")
 st.caption("Everything the product writes (uploads, runs, caches, predictions, reader studies) stays in this folder.")
-st.code(str(ws.root), language=None)
+st.code(shown_path(ws.root, current_actor()), language=None)
 if allowed(current_actor(), "choose_workspace"):
     with st.expander("Use another workspace folder (admin)"):
         new_root = st.text_input("Workspace folder", value=workspace_root(), key="workspace_input")

@@ -15,8 +15,8 @@ from dashboard.common import get_workspace
 from dashboard.downloads import figure_downloads, table_download
 from core.metrics.penalties import check_referral_cost
 from core.report.referral_cost import DEFAULT_REFERRAL_NOTE, clear_referral_cost, save_referral_cost
-from dashboard.evaluation import (active_penalty, evaluation_inputs, penalty_presets, reader_confusions_for,
-                                  referral_cost, set_active_penalty)
+from dashboard.evaluation import (active_penalty, evaluation_inputs, headline_weighted_error, penalty_presets,
+                                  reader_confusions_for, referral_cost, set_active_penalty)
 from dashboard.evaluation_ui import evaluation_or_stop, interval_text, metric_card, with_interval_text
 from dashboard.widgets import plain, show_error
 
@@ -143,12 +143,19 @@ metric_card(cards[0], "Weighted error (argmax)", effect.argmax_weighted_error, p
 metric_card(cards[1], "Weighted error (penalty rule)", effect.min_penalty_weighted_error, percent=False,
             help="Mean penalty per image with the calls that minimise the expected penalty given the model's "
                  "probabilities (the penalty-minimising rule, a Bayes decision).")
-cards[2].metric(f"Cost per {effect.per_patients:,} patients", f"{effect.argmax_cost:,.0f}",
+cards[2].metric(f"Cost per {effect.per_patients:,} images", f"{effect.argmax_cost:,.0f}",
                 delta=(f"{-effect.cost_saved:,.0f} with the penalty-minimising rule" if round(effect.cost_saved)
                        else None), delta_color="inverse",
-                help="Total penalty expected per 1,000 patients with one image each, argmax calls.")
+                help="Total penalty expected per 1,000 images read, argmax calls (the weighted error is a mean "
+                     "per image).")
 cards[3].metric("Calls changed by the rule", f"{comparison.changed_calls:,}",
                 help=f"Of {arrays.n:,} images, calls that differ between argmax and the penalty-minimising rule.")
+# The model's own calls (its `predicted` column, at its operating point): the weighted error Performance, the
+# presentation and the report show when no other threshold is chosen.
+metric_card(st.columns(4)[0], "Weighted error (the model's calls)",
+            headline_weighted_error(selection.file, task, arrays.model_calls, matrix), percent=False,
+            help="Mean penalty per image with the model's own calls, at its operating point: the number Performance "
+                 "and the report show at the model's point.")
 
 # Two matrices a row: in thirds of the page the cells were too narrow for their text ("100%" clipped).
 top_left, top_right = st.columns(2)
@@ -197,7 +204,7 @@ st.dataframe(with_interval_text(table, ["weighted_error"], percent=False), hide_
              column_config={"model_same_images": st.column_config.NumberColumn(
                  "model on the reader's images", format="%.3f"),
                  f"cost_per_{effect.per_patients}": st.column_config.NumberColumn(
-                     f"cost per {effect.per_patients:,} patients", format="%.0f")})
+                     f"cost per {effect.per_patients:,} images", format="%.0f")})
 table_download(table, "weighted-error-model-and-experts", key="pen_table_csv")
 st.caption(f"Intervals: {plain(effect.argmax_weighted_error.method)}; "
            f"argmax {interval_text(effect.argmax_weighted_error, percent=False)}.")

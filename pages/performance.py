@@ -103,7 +103,7 @@ except InputError as exc:  # the predictions stay usable; only the model's own o
 model_point = training_operating_point(model_card)
 adapted = adaptation_text(model_card, (selection.run or {}).get("name"))
 use_model_point(model_point, view, key="perf", container=top_right)
-point = operating_point_ui(scores, key="perf", container=top_right)
+point = operating_point_ui(scores, key="perf", container=top_right, model_point=model_point, view_name=view.name)
 with top_right:
     operating_point_note(model_point, view.name, adapted)
 decides_all = covers_all_classes(view, task)

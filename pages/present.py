@@ -28,7 +28,9 @@ try:
     # The Report page's numbers: the penalty matrix in use in this session and the readings stored now.
     file = PredictionsFile.at(row["path"])
     task = task_of(load_predictions(file)[1], (ws.get_run(run_id) or {}).get("task"))
-    report = session_report(ws, run_id, test_set_id, file.mtime, task, float(selection.threshold_or_default))
+    # The threshold in use: the user's when chosen, else the model's own point (core.metrics.threshold_in_use).
+    report = session_report(ws, run_id, test_set_id, file.mtime, task,
+                            None if selection.threshold is None else selection.threshold_or_default)
 except (InputError, OSError) as exc:
     st.error("The presentation could not be prepared.", icon=":material/error:")
     st.code(str(exc), language=None, wrap_lines=True)

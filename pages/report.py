@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from core.errors import InputError
 from core.report import (SECTIONS, render_html, report_figures, report_json, report_name,
                          section_tables, write_report)
 from core.metrics.intervals import informative_bounds
+from core.metrics.threshold_in_use import threshold_in_use
 from core.report.format import fmt
 from core.report.pdf import chromium_path, render_pdf
+from core.train.run_folder import run_model_card
 from dashboard import state
 from dashboard.common import get_workspace, remember_selection
 from dashboard.evaluation import session_report
@@ -46,13 +50,27 @@ with st.container(border=True):
                                     key="report_bootstrap", help="Resampled by patient when the test set has "
                                                                  "patient ids; 0 = no bootstrap intervals.")
     row = st.columns(4)
+    # The threshold in use (core.metrics.threshold_in_use): the user's when chosen, else the model's own point.
+    try:
+        card = run_model_card(selection.run)
+    except InputError:
+        card = None
+    view = task.default_view() if single_label else None
+    chosen = state.current_selection().threshold
+    in_use = threshold_in_use((card or {}).get("operating_point"), chosen, view.name if view else None)
     if state.REPORT_THRESHOLD not in st.session_state:
-        st.session_state[state.REPORT_THRESHOLD] = state.current_selection().threshold_or_default
-    threshold = row[0].slider("Threshold on the binary view's score", 0.0, 1.0, step=0.01, key="report_threshold",
-                              help="A case is positive when its score is at least this. Shared with the other "
-                                   "pages.")
-    if threshold != st.session_state.get(state.THRESHOLD):
-        remember_selection(threshold=float(threshold))
+        st.session_state[state.REPORT_THRESHOLD] = in_use.value
+    threshold = row[0].slider("Threshold on the binary view's score", 0.0, 1.0, step=0.001, format="%.3f",
+                              key="report_threshold",
+                              help="A case is positive when its score is at least this; it opens at the model's "
+                                   "own operating point. Shared with the other pages.")
+    # Untouched (within the slider's step of the model's point): the report takes the model's point itself.
+    moved = chosen is not None or not math.isclose(threshold, in_use.value, abs_tol=0.0005)
+    if moved:
+        if threshold != st.session_state.get(state.THRESHOLD):
+            remember_selection(threshold=float(threshold))
+        in_use = threshold_in_use((card or {}).get("operating_point"), threshold, view.name if view else None)
+    row[0].caption(f"Threshold in use: {in_use.label}")  # our own words and number, no user text
     seed = row[1].number_input("Bootstrap seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
                                key="report_seed")
     lr_ci = row[2].selectbox("Likelihood-ratio interval", list(LR_METHOD_LABELS), format_func=LR_METHOD_LABELS.get,
@@ -60,7 +78,8 @@ with st.container(border=True):
     title = row[3].text_input("Report title", value="Model evaluation report", max_chars=120, key="report_title")
 
 try:
-    report = session_report(ws, selection.run_id, selection.dataset_id, selection.file.mtime, task, threshold,
+    report = session_report(ws, selection.run_id, selection.dataset_id, selection.file.mtime, task,
+                            threshold if moved else None,
                             include_readers=include_readers, include_penalties=include_penalties,
                             bootstrap=bootstrap, seed=seed, confidence=confidence, lr_ci=lr_ci, title=title)
 except InputError as exc:

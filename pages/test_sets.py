@@ -7,14 +7,44 @@ import streamlit as st
 
 from core.errors import InputError
 from core.infer.site_check import read_card
+from core.store import Workspace
 from dashboard import state
 from dashboard.audit_ui import audit_section
+from dashboard.access_ui import current_actor
 from dashboard.common import ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
 from dashboard.lifecycle_ui import TEST_SET, manage_panel, restore_panel, show_lifecycle_message
+from dashboard.paths_ui import shown_path
 from dashboard.operating_ui import recalibration_panel, show_recalibration_result
 from dashboard.site_ui import adaptation_notice, site_section
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
 from dashboard.widgets import show_error
+
+
+INFER_TAB = "Run a model on it"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def labels_refused(root: str, run_id: str, test_set_id: str, fingerprint: str, card: dict) -> str | None:
+    """Why the model cannot run on this test set, known before it runs (a label the model does not have), in the
+    words of the rule inference applies (core.infer.predict), naming the test set, never its server path; None
+    when it can run."""
+    from core.data import Dataset
+    from core.data.ingest import load_registered
+    from core.data.tasks import task_from_dict
+    from core.infer.predict import _align_to_model  # the one owner of the rule
+
+    ws = Workspace.open(root)
+    try:
+        ds = load_registered(ws, test_set_id)
+        task = task_from_dict(card.get("task") or {"classes": card.get("classes") or []}, source="the model card")
+    except (InputError, OSError):  # not known before it runs: inference then says what it finds
+        return None
+    named = Dataset(ds.table, ds.task, f"test set {ws.get_dataset(test_set_id)['name']!r}", ds.problems, ds.root)
+    try:
+        _align_to_model(named, card, task)
+    except InputError as exc:
+        return str(exc)
+    return None
 
 
 st.title("Test sets")
@@ -43,7 +73,7 @@ st.subheader("Registered test sets")
 table = pd.DataFrame([{"name": t["name"], "task": t["task"], "images": t["n_images"],
                        "synthetic": bool((t.get("meta") or {}).get("synthetic")),
                        "skipped on ingestion": (t.get("meta") or {}).get("n_problems", 0),
-                       "source": t["source"], "id": t["id"]} for t in test_sets])
+                       "source": shown_path(t["source"], current_actor()), "id": t["id"]} for t in test_sets])
 st.dataframe(table, hide_index=True, width="stretch")
 
 ids = list(by_id)
@@ -55,7 +85,8 @@ test_set_id = st.selectbox("Test set", ids, key=state.TEST_SET_PREVIEW,
 record = by_id[test_set_id]
 manage_panel(ws, TEST_SET, record, key="testsets_manage")
 
-tab_preview, tab_infer, tab_audit = st.tabs(["Preview", "Run a model on it", "Audit"])
+# Keyed and stateful: without a key each rerun ("Run inference", its end) reopened Preview and hid the progress.
+tab_preview, tab_infer, tab_audit = st.tabs(["Preview", INFER_TAB, "Audit"], key="testsets_tab", on_change="rerun")
 with tab_preview:
     dataset_preview(ws, record, key="testsets")
 with tab_infer:
@@ -75,12 +106,14 @@ with tab_infer:
             st.warning("The model and the test set have different tasks: inference works only when every "
                        "test label is a class of the model.", icon=":material/warning:")
             st.text(f"Model's task: {run['task']}\nTest set's task: {record['task']}")
-        inference_panel(ws, run_id, test_set_id, key="testsets")
         try:
             card = read_card(ws, run_id)
         except InputError as exc:
             show_error("The run's model card cannot be read, so its operating point is not known.", exc)
             card = None
+        inference_panel(ws, run_id, test_set_id, key="testsets",
+                        blocked=labels_refused(str(ws.root), run_id, test_set_id, str(record.get("fingerprint")),
+                                               card) if card else None)
         adaptation_notice(card, run)  # the calls of an adapted or recalibrated run say so
         predictions = ws.find_predictions(run_id, test_set_id)
 

@@ -15,7 +15,8 @@ from dashboard.access_ui import current_actor
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
 from dashboard.lifecycle_ui import RUN, manage_panel, restore_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
-from dashboard.training_ui import (ACTIVE, live_panel, new_run_form, run_summary, run_table, summary_table)
+from dashboard.training_ui import (ACTIVE, LOGISTIC_NOTE, live_panel, logistic_head, new_run_form, run_summary,
+                                   run_table, summary_table)
 from dashboard.widgets import show_error
 
 SELECTED = "train_selected_run"
@@ -73,8 +74,10 @@ if st.session_state.get(SELECTED) not in ids:
 # ("queued" next to a table that said "running").
 run_id = st.selectbox("Run", ids, key=SELECTED, format_func=lambda i: run_choice_label(by_id[i]))
 run = by_id[run_id]
-smoothing = st.slider("Curve smoothing (TensorBoard-style; 0 = raw)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01,
-                      key="train_smoothing")
+smoothing = DEFAULT_SMOOTHING
+if not logistic_head(run):  # a logistic head has no step curves to smooth (its curve is cross-validated loss)
+    smoothing = st.slider("Curve smoothing (TensorBoard-style; 0 = raw)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01,
+                          key="train_smoothing")
 live_panel(ws, run, smoothing, runs)
 
 with st.expander("Configuration (config.json)"):
@@ -83,8 +86,11 @@ with st.expander("Configuration (config.json)"):
 if run["status"] == "succeeded":
     summary = run_summary(read_events(run["run_dir"]))
     if summary:
-        st.caption(f"Best epoch {summary.get('best_epoch')} of {summary.get('epochs_run')}; checkpoint chosen on "
-                   f"validation {summary.get('metric')}.")
+        if logistic_head(run):
+            st.caption(LOGISTIC_NOTE)
+        else:
+            st.caption(f"Best epoch {summary.get('best_epoch')} of {summary.get('epochs_run')}; checkpoint chosen "
+                       f"on validation {summary.get('metric')}.")
         scores = summary_table(summary)
         if not scores.empty:
             st.dataframe(scores, hide_index=True, width="stretch")

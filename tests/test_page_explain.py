@@ -179,3 +179,49 @@ def test_hidden_from_a_reader_mid_study(own_seeded_workspace):
     at = _open(seeded_workspace, reader_session={"study_id": study_id, "reader_id": "blinding-explain"})
     assert any("reader study" in w.value for w in at.warning)
     assert not _images(at) and not at.dataframe  # no calls, probabilities or maps
+
+
+def test_the_one_case_picker_drops_a_case_the_filter_removed(own_seeded_workspace):
+    # "One case" kept showing a case after the filter above had removed it from the gallery.
+    at = _open(own_seeded_workspace)
+    at.radio(key="explain_outcome").set_value("all").run()
+    _ok(at)
+    gallery = _gallery(at).set_index("image_id")
+    case = gallery.index[-1]
+    at.selectbox(key="explain_case").set_value(case).run()
+    _ok(at)
+    label = str(gallery.at[case, "label"])
+    others = [c for c in TASK_CLASSES if c != label and (gallery["label"] == c).any()]
+    at.multiselect(key="explain_true").set_value(others).run()
+    _ok(at)
+    remaining = _gallery(at)["image_id"].tolist()
+    assert case not in remaining
+    assert at.selectbox(key="explain_case").value == remaining[0]
+    assert not any(t.value.startswith(f"Image: {case}\n") for t in at.text)
+
+
+def test_a_cell_clicked_on_performance_starts_the_explain_filter(own_seeded_workspace):
+    # The cell clicked on Performance was forgotten: Explain opened on "misclassified" with its toggle off.
+    from dashboard import state
+
+    frame, _ = read_predictions(own_seeded_workspace["predictions_path"])
+    ids = frame["image_id"].astype(str).tolist()[:2]
+    cell = {"run_id": own_seeded_workspace["run_id"], "test_set_id": own_seeded_workspace["test_set_id"],
+            "true": "CNV", "called": "NORMAL", "image_ids": ids}
+    clicked = (TASK_CLASSES.index("CNV"), TASK_CLASSES.index("NORMAL"))
+    at = _open(own_seeded_workspace, **{state.CONFUSION_CELL: cell, state.CELL_APPLIED: clicked})
+    assert at.toggle(key="explain_use_cell").value is True
+    assert sorted(_gallery(at)["image_id"]) == sorted(ids)
+    # A cell Performance only showed (its default, never clicked) leaves the default filter: misclassified.
+    at = _open(own_seeded_workspace, **{state.CONFUSION_CELL: cell})
+    assert at.toggle(key="explain_use_cell").value is False
+
+
+def test_a_table_click_after_a_filter_change_picks_the_row_it_shows():
+    # The row click was remembered by row number: after a filter change, row 2 (another case) was ignored.
+    from dashboard.explain_ui import row_click_case
+
+    assert row_click_case([2], ["a", "b", "c"], None) == "c"
+    assert row_click_case([2], ["a", "b", "c"], "c") is None  # already applied: the picker may move on
+    assert row_click_case([2], ["d", "e", "f"], "c") == "f"  # same row, new gallery: its case
+    assert row_click_case([5], ["d", "e", "f"], "c") is None and row_click_case([], ["d"], None) is None

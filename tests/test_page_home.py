@@ -121,3 +121,25 @@ def test_a_read_only_workspace_shows_a_plain_message(workspace, monkeypatch):
     assert any("workspace cannot be used" in e.value for e in at.error)
     assert any("readonly database" in c.value and "the folder is read-only or not writable" in c.value
                for c in at.code), [c.value for c in at.code]
+
+
+def test_server_paths_show_as_folder_names_for_everyone_but_an_admin(workspace, monkeypatch):
+    # The first-start page, Home and its tables showed full server paths to anyone.
+    from streamlit.testing.v1 import AppTest
+
+    from core.store.access import RESEARCHER
+    from tests.conftest import APP_PATH
+
+    monkeypatch.setenv("CORE_DEMO_PER_CLASS", "3")
+    monkeypatch.setenv("CORE_DEMO_SIZE", "48")
+    first = AppTest.from_file(APP_PATH, default_timeout=120).run()  # nobody signed in yet
+    shown = " ".join(c.value for c in first.caption)
+    assert f"First start of workspace {workspace.root.name}" in shown and str(workspace.root) not in shown
+    at = signed_in_app(RESEARCHER, timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    everything = " ".join([c.value for c in at.code] + [c.value for c in at.caption] + [
+        str(v) for frame in at.dataframe for v in frame.value.to_numpy().ravel()])
+    assert str(workspace.root) not in everything
+    assert any(c.value == workspace.root.name for c in at.code)
+    sources = [v for frame in at.dataframe if "source" in frame.value for v in frame.value["source"]]
+    assert sources and all("/" not in v for v in sources)

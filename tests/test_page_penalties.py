@@ -57,8 +57,8 @@ def test_page_shows_the_matrix_the_model_and_the_experts(seeded):
     grid = at.data_editor[0].value
     assert grid.loc["CNV", "NORMAL"] == 4.0 and grid.loc["NORMAL", "CNV"] == 1.0  # Kermany: missing CNV costs 4
     metrics = _metrics(at)
-    assert {ARGMAX, RULE, "Cost per 1,000 patients", "Calls changed by the rule"} <= set(metrics)
-    assert float(metrics["Cost per 1,000 patients"].replace(",", "")) == pytest.approx(
+    assert {ARGMAX, RULE, "Cost per 1,000 images", "Calls changed by the rule"} <= set(metrics)
+    assert float(metrics["Cost per 1,000 images"].replace(",", "")) == pytest.approx(
         1000 * float(metrics[ARGMAX]), abs=1)
     assert len(at.get("plotly_chart")) == 4  # argmax and rule confusion, their change, weighted-error bars
     readers = next(d.value for d in at.dataframe if "kind" in d.value.columns)

@@ -224,3 +224,68 @@ def test_a_shifted_test_set_offers_both_remedies_and_an_adapted_runs_calls_say_s
     adapted_at = _site_page(ws, site, new_id)
     assert any(i.value == plain(sentence) for i in adapted_at.info)
     assert "estimated prevalence CNV" in sentence and "threshold" in sentence
+
+
+def test_inference_is_refused_beforehand_when_the_labels_do_not_match(own_seeded_workspace, tmp_path):
+    # "Run inference" stayed enabled, then failed with the upload's server path in the message.
+    ws = Workspace.open(own_seeded_workspace["root"])
+    folder = image_folder(tmp_path / "other", {"CNV": 2, "ELSEWHERE": 2}, size=(40, 32))
+    at = _upload(_page(), "other labels.zip", _zip_of(folder))
+    added = ws.get_dataset(at.selectbox(key="testsets_preview").value)
+    at.selectbox(key="testsets_run").set_value(own_seeded_workspace["run_id"]).run()
+    assert not at.exception
+    assert at.button(key="testsets_run_inference").disabled
+    (warning,) = [w.value for w in at.warning if "cannot run on this test set" in w.value]
+    assert "ELSEWHERE" in warning and "other labels" in warning and "are not classes of the model" in warning
+    assert str(Path(added["source"]).parent) not in warning and str(ws.root) not in warning
+    # A test set whose labels are the model's classes keeps the button.
+    at.selectbox(key="testsets_preview").set_value(own_seeded_workspace["test_set_id"]).run()
+    assert not any("cannot run on this test set" in w.value for w in at.warning)
+
+
+def _open_tab(at: AppTest) -> int:
+    """The index of the tab the page opens on (its tab container's default)."""
+    nodes = list(at.main.children.values())
+    while nodes:
+        node = nodes.pop()
+        proto = getattr(node, "proto", None)
+        if proto is not None and hasattr(proto, "WhichOneof") and proto.WhichOneof("type") == "tab_container":
+            return proto.tab_container.default_tab_index
+        nodes.extend(getattr(node, "children", {}).values())
+    raise AssertionError("no tabs on the page")
+
+
+def test_run_inference_keeps_its_tab_open(own_seeded_workspace, tmp_path):
+    # Each rerun (the click, the end of the job) reopened the Preview tab and hid the progress bar.
+    ws = Workspace.open(own_seeded_workspace["root"])
+    folder = image_folder(tmp_path / "upload", {"CNV": 1, "NORMAL": 1}, size=(40, 32))
+    at = _upload(_page(), "tab test.zip", _zip_of(folder), task="oct-kermany")
+    added = at.selectbox(key="testsets_preview").value
+    at.selectbox(key="testsets_run").set_value(own_seeded_workspace["run_id"])
+    at.session_state["testsets_tab"] = "Run a model on it"  # the user opens the tab
+    at.run()
+    assert _open_tab(at) == 1
+    at.button(key="testsets_run_inference").click().run()
+    assert not at.exception and _open_tab(at) == 1
+    deadline = time.time() + 60
+    while ws.find_predictions(own_seeded_workspace["run_id"], added) is None and time.time() < deadline:
+        time.sleep(0.5)
+    for _ in range(20):
+        at.run()
+        if any("Predictions computed" in s.value for s in at.success):
+            break
+        time.sleep(0.25)
+    assert any("Predictions computed" in s.value for s in at.success) and _open_tab(at) == 1
+
+
+def test_the_source_column_shows_folder_names_to_a_researcher(own_seeded_workspace):
+    from core.store.access import RESEARCHER
+
+    ws = Workspace.open(own_seeded_workspace["root"])
+    at = signed_in_app(RESEARCHER, timeout=120).run()
+    at.switch_page("../pages/test_sets.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(f.value for f in at.dataframe if "source" in f.value)
+    sources = {t["id"]: Path(t["source"]).name for t in ws.list_datasets(role="test_set")}
+    assert dict(zip(table["id"], table["source"])) == sources
+    assert not any(str(ws.root) in v for v in table["source"])

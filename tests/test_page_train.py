@@ -156,6 +156,16 @@ def test_device_options_follow_torch():
     assert ("cuda" in options.choices) == torch.cuda.is_available() == options.cuda_available
 
 
+def test_the_no_cuda_help_says_what_is_true():
+    # It said "a CPU-only PyTorch build 2.14.1+cu130" of a build with CUDA 13.0 support that found no GPU.
+    from core.train.devices import no_cuda_reason
+
+    built = no_cuda_reason("2.14.1+cu130", "13.0")
+    assert "PyTorch 2.14.1 is built with CUDA 13.0 support, but no CUDA device was found" in built
+    assert "CPU-only" not in built and "+cu130" not in built
+    assert "PyTorch 2.14.1 is a CPU-only build" in no_cuda_reason("2.14.1+cpu", None)
+
+
 def test_add_a_training_dataset_from_a_server_folder(own_seeded_workspace, tmp_path, monkeypatch):
     monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path))  # server folders only under a data root
     from tests._data_files import image_folder
@@ -301,3 +311,50 @@ def test_a_logistic_head_shows_its_cross_validation_curve_fold_by_fold(own_seede
     # The out-of-fold accuracy is the logistic head's validation accuracy (the panel showed "-").
     val = next(e for e in read_events(ws.get_run(run["id"])["run_dir"], "epoch") if e.get("split") == "val")
     assert {m.label: m.value for m in at.metric}["Validation accuracy"] == f"{val['accuracy']:.3f}"
+
+
+def test_the_task_preset_follows_the_dataset(own_seeded_workspace, tmp_path, monkeypatch):
+    # One "train_task" key for every dataset kept the previous dataset's preset after the dataset changed.
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(tmp_path))
+    from dashboard.training_ui import FROM_DATASET, task_preset_key
+    from tests._data_files import image_folder
+
+    first = own_seeded_workspace["dataset_id"]
+    folder = image_folder(tmp_path / "clinic", {"NORMAL": 3, "CNV": 3}, split="train")
+    at = _page()
+    at.text_input(key="train_add_folder").input(str(folder)).run()
+    at.button(key="train_add_folder_button").click().run()
+    second = at.selectbox(key="train_dataset").value
+    assert second != first
+    at.selectbox(key="train_dataset").set_value(first).run()
+    preset = at.selectbox(key=task_preset_key(first))
+    other = next(o for o in preset.options if o != FROM_DATASET)
+    preset.set_value(other).run()
+    at.selectbox(key="train_dataset").set_value(second).run()
+    assert not at.exception
+    assert at.selectbox(key=task_preset_key(second)).value == FROM_DATASET
+
+
+def test_a_logistic_head_shows_no_epochs_learning_rate_or_smoothing(own_seeded_workspace):
+    # It showed a greyed "Epochs 30", "Learning rate 1e-03", "Best epoch 1 of 1" and a smoothing slider.
+    import pandas as pd
+
+    from dashboard.training_ui import LOGISTIC_NOTE, run_table
+
+    ws = Workspace.open(own_seeded_workspace["root"])
+    seeded = ws.get_run(own_seeded_workspace["run_id"])
+    config = {**seeded["config"], "head_fit": "logistic", "epochs": 30, "lr": 0.001}
+    run_id = ws.create_run(config=config, name="logistic head run")
+    run = ws.get_run(run_id)
+    Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
+    (Path(run["run_dir"]) / "events.jsonl").write_text(json.dumps(
+        {"type": "summary", "best_epoch": 1, "epochs_run": 1, "metric": "auroc", "val": {"n": 4}}) + "\n")
+    ws.update_run(run_id, status="succeeded")
+    at = _page(select_run=run_id)
+    assert at.selectbox(key="train_head_fit").value == "logistic"
+    assert not [n for n in at.number_input if n.key in ("train_epochs_features", "train_lr_features")]
+    captions = [c.value for c in at.caption]
+    assert LOGISTIC_NOTE in captions and not any(c.startswith("Best epoch") for c in captions)
+    assert "train_smoothing" not in [s.key for s in at.slider]
+    row = run_table(ws.list_runs()).set_index("id").loc[run_id]
+    assert pd.isna(row["epochs"]) and pd.isna(row["lr"])

@@ -36,18 +36,24 @@ def _job_id(ws: Workspace, key: str) -> str:
 
 
 def audit_state(ws: Workspace, dataset_id: str, against_id: str | None = None, run_id: str | None = None) -> dict:
-    """{"status": "done" | "running" | "failed" | "missing", "report", "job"}: the fullest cached audit (with
-    backbone features if there is one, else pixels only), else the newest job for it."""
+    """{"status": "done" | "running" | "failed" | "missing", "report", "job", "fuller"}: the fullest cached audit
+    (with backbone features if there is one, else pixels only), else the newest job for it. "fuller": the job of the
+    full audit (backbone features) started over a cached pixels-only report, while it runs or after it failed (its
+    result would replace that report), else None, so a page shows its progress rather than the old report alone."""
     for options in ((FULL, PIXELS_ONLY) if run_id is None else (FULL,)):
         report = read_cached_audit(ws, registered_key(ws, dataset_id, against_id, run_id, options))
         if report is not None:
-            return {"status": "done", "report": report, "job": None}
+            fuller = None
+            if options is PIXELS_ONLY:
+                fuller = _JOBS.get(_job_id(ws, registered_key(ws, dataset_id, against_id, run_id, FULL)))
+                fuller = fuller if fuller is not None and fuller["status"] in ("running", "failed") else None
+            return {"status": "done", "report": report, "job": None, "fuller": fuller}
     jobs = [_JOBS.get(_job_id(ws, registered_key(ws, dataset_id, against_id, run_id, o))) for o in (FULL, PIXELS_ONLY)]
     jobs = [j for j in jobs if j is not None]
     if not jobs:
-        return {"status": "missing", "report": None, "job": None}
+        return {"status": "missing", "report": None, "job": None, "fuller": None}
     job = max(jobs, key=lambda j: j["started"])
-    return {"status": job["status"], "report": None, "job": job}
+    return {"status": job["status"], "report": None, "job": job, "fuller": None}
 
 
 def preload(options: AuditOptions) -> None:

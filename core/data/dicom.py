@@ -345,13 +345,22 @@ def _patient(ds, key: bytes | None) -> str | None:
 
 def dicom_fields(path: str | Path, key: bytes | None = None) -> dict:
     """The header fields the product uses: sop_instance_uid, patient_id (hashed with `key`, by default the current
-    workspace's), modality, bits_stored, photometric, frames, burned_in. Header only; nothing else of the header
-    leaves this function."""
+    workspace's), modality, bits_stored, photometric, frames, burned_in, characteristics (KEPT_CHARACTERISTICS by
+    keyword: what de-identification keeps). Header only; nothing else of the header leaves this function."""
     ds = _read(str(path), header_only=True)
     return {"sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "") or None, "patient_id": _patient(ds, key),
             "modality": str(ds.get("Modality", "") or "") or None, "bits_stored": int(ds.get("BitsStored", 8)),
             "photometric": str(ds.get("PhotometricInterpretation", "")).strip().upper(), "frames": _frames(ds),
-            "burned_in": is_burned_in(ds)}
+            "burned_in": is_burned_in(ds), "characteristics": _characteristics(ds)}
+
+
+def _characteristics(ds) -> dict[str, str | None]:
+    """KEPT_CHARACTERISTICS as text (None when absent or blank), PatientAge as de-identification keeps it."""
+    out = {}
+    for keyword in KEPT_CHARACTERISTICS:
+        text = str(ds.get(keyword, "") or "").strip()
+        out[keyword] = (_age(text) if keyword == "PatientAge" else text) or None
+    return out
 
 
 # De-identification: DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile, done as a whitelist.

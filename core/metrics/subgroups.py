@@ -16,6 +16,7 @@ positive or negative cases is reported with its intervals and the `small` flag: 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -154,15 +155,14 @@ def subgroup_labels(values, max_levels: int = MAX_LEVELS, bins: int = QUANTILE_B
     return text.where(present, MISSING_VALUE).to_numpy(dtype=object), ""
 
 
-def _order(labels: np.ndarray) -> list[str]:
-    """Bins in numeric order, other values in text order; the missing group last."""
+def subgroup_order(labels: np.ndarray) -> list[str]:
+    """Bins and values that start with a number ("[512, 1024)", "1-5 y", "65+ y") in numeric order, other values in
+    text order; the missing group last."""
     unique = [u for u in pd.unique(labels) if u != MISSING_VALUE]
 
     def key(text: str):
-        try:
-            return (0, float(text.strip("[").split(",")[0]), text)
-        except ValueError:
-            return (1, 0.0, text)
+        match = re.match(r"\[?\s*(-?\d+(?:\.\d*)?(?:e[-+]?\d+)?)", text, flags=re.IGNORECASE)
+        return (0, float(match.group(1)), text) if match else (1, 0.0, text)
 
     ordered = sorted(unique, key=key)
     return ordered + ([MISSING_VALUE] if MISSING_VALUE in set(labels) else [])
@@ -309,7 +309,7 @@ def subgroup_table(column: str, values, positive, scores, called, *, truth=None,
     if n == 0:
         raise InputError(f"subgroup column {column!r}: no cases to analyse")
     labels, binned = subgroup_labels(values)
-    groups = _order(labels)
+    groups = subgroup_order(labels)
     every = np.ones(n, dtype=bool)
 
     def rates(mask):

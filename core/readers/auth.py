@@ -58,12 +58,36 @@ def remove_reader_password(ws: Workspace, reader_id: str, *, actor: Actor = SHEL
         return removed
 
 
-def authenticate_reader(ws: Workspace, reader_id: str, password: str | None, *, required: bool = False) -> None:
+def signed_in_with_password(ws: Workspace, reader_id: str, actor: Actor | None) -> bool | None:
+    """Whether `actor` is reader `reader_id` signed in with their own account's password (checked at sign-in, by
+    core.store.access.sign_in): True; their account has no password (organisation sign-on): False; `actor` is not
+    that reader's account (the server's shell, scripts, nobody): None."""
+    from core.store.access import list_users  # the users table's owner
+
+    if actor is None or actor.shell or actor.user_id != str(reader_id).strip():
+        return None
+    account = next((u for u in list_users(ws) if u["user_id"] == actor.user_id), None)
+    return None if account is None else bool(account["password"])
+
+
+def authenticate_reader(ws: Workspace, reader_id: str, password: str | None, *, required: bool = False,
+                        actor: Actor | None = None, owner: str | None = None) -> None:
     """Raise ReaderAuthError unless the reader may proceed: always when no passwords are configured (and the
-    study is not formal: `required`), otherwise only with the right password (a reader without one is refused)."""
+    study is not formal: `required`), otherwise when the reader is `actor` signed in with their own password
+    account (one sign-in is enough), or gives the right reader password (scripts; accounts without a password).
+    `owner`: the reader whose session code `reader_id` is (an aided study's "<code> [unaided]"), default itself."""
     if not required and not passwords_configured(ws):
         return
-    if not check_reader_password(ws, reader_id, password):
-        why = "this study is formal" if required else "this workspace requires reader passwords"
-        raise ReaderAuthError(f"reader {str(reader_id).strip()!r}: wrong password, or no password set for this "
-                              f"reader code ({why}; an admin sets reader passwords on the Home page)")
+    code = str(owner or reader_id).strip()
+    account = signed_in_with_password(ws, code, actor)
+    if account or check_reader_password(ws, reader_id, password):
+        return
+    why = "this study is formal" if required else "this workspace requires reader passwords"
+    if account is False:  # signed in as themself, through the organisation's sign-on: no password was checked
+        typed = " The reader password typed is not the one set for this code." if password else ""
+        raise ReaderAuthError(
+            f"reader {code!r}: {why}, so it admits readers who signed in with a password, and the account "
+            f"{code!r} has none (it signs in through the organisation's sign-on).{typed} An admin sets a password "
+            f"for the account {code!r} (Home page, Users); sign in with it, then join.")
+    raise ReaderAuthError(f"reader {code!r}: wrong password, or no password set for this reader code ({why}; an "
+                          "admin sets reader passwords on the Home page)")

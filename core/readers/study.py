@@ -244,7 +244,9 @@ def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | Non
     with ws.connect() as con:
         ensure_schema(con)
         _require_owner(con, actor, study_id, reader_id)
-    authenticate_reader(ws, reader_id, password, required=is_formal_study(ws, study_id))
+        from core.readers.aided_study import session_owner  # lazy: that module builds on this one
+        owner = session_owner(con, study_id, reader_id)
+    authenticate_reader(ws, reader_id, password, required=is_formal_study(ws, study_id), actor=actor, owner=owner)
     with ws.connect() as con:
         ensure_schema(con)
         study = _open_study(con, study_id)

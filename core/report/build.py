@@ -10,15 +10,17 @@ import pandas as pd
 import core
 from core.data.tasks import Task, get_task
 from core.errors import InputError
-from core.infer.predictions import (has_referrals, patient_ids, predicted_indices, probabilities, read_predictions,
+from core.infer.predictions import (has_referrals, patient_ids, predicted_classes, predicted_indices, probabilities,
+                                    read_predictions,
                                     referred_mask, task_of)
-from core.infer.site_check import adaptation_text
 from core.report.subgroups import registered_subgroups
 from core.metrics import BinaryScores, binary_view_data, class_indices, to_jsonable
 from core.metrics.headline import HEADLINE_RESAMPLES, headline_statistics
 from core.metrics.intervals import check_confidence
 from core.metrics.likelihood_ratios import LR_METHODS
+from core.metrics.threshold_in_use import threshold_in_use
 from core.report.active_penalty import resolve_penalty
+from core.report.caveats import report_caveats, stored_audit
 from core.report.referral_cost import resolve_referral_cost
 from core.report.referrals import referrals_section
 from core.report.decision import decision_section
@@ -108,7 +110,8 @@ def _metric(key: str, label: str, interval: dict | None, kind: str, note: str = 
 
 
 def headline(frame: pd.DataFrame, task: Task, evaluation: dict, penalty, penalty_name: str, threshold: float,
-             bootstrap: int, seed: int, confidence: float, referral_cost=None) -> list[dict]:
+             bootstrap: int, seed: int, confidence: float, referral_cost=None,
+             model_point_in_use: bool = True) -> list[dict]:
     """The headline numbers, from core.metrics.headline: the statistics and interval methods the Performance page
     shows (accuracy, sensitivity and specificity in the default binary view, weighted error, urgent-referral AUC or
     macro AUC). Multi-label tasks: the macro AUC over labels from the evaluation."""
@@ -124,10 +127,16 @@ def headline(frame: pd.DataFrame, task: Task, evaluation: dict, penalty, penalty
         data = binary_view_data(truth, probs, task.classes, view)
         scores = BinaryScores(data.truth, data.scores)
         point = scores.at_threshold(threshold) if scores.n_positive or scores.n_negative else None
-    items = headline_statistics(task, truth, probs, predicted_indices(frame, task), penalty, point=point,
+    # The calls at the threshold in use: the model's own (its `predicted` column) at its operating point, else the
+    # calls the threshold makes (core.infer.predictions.predicted_classes, the one place a call is made).
+    calls = predicted_indices(frame, task) if model_point_in_use or view is None else class_indices(
+        predicted_classes(probs, task, threshold, view), task.classes)
+    items = headline_statistics(task, truth, probs, calls, penalty, point=point,
                                 view_name=view.name if view else "", patient_ids=patient_ids(frame),
                                 n_resamples=bootstrap, seed=seed, confidence=confidence,
-                                calls_note="share of images whose most probable class is right",
+                                calls_note=("share of images the model's own calls get right"
+                                            if model_point_in_use else
+                                            f"share of images called right at threshold {threshold:.3f}"),
                                 penalty_name=penalty_name,
                                 referred=referred_mask(frame) if has_referrals(frame) else None,
                                 referral_cost=referral_cost)
@@ -172,20 +181,11 @@ def patient_separation(ws: Workspace, card: dict, frame: pd.DataFrame) -> dict:
             "training_patients": len(train_patients), "shared_patients": len(shared), "examples": shared[:5]}
 
 
-def _notices(test_set: dict, card: dict | None, readers: dict | None) -> list[str]:
-    out = []
-    if test_set.get("synthetic"):
-        out.append("SYNTHETIC DATA: the test images are procedurally generated (no real patient). The numbers show "
-                   "how the product works, not how a model would perform in a clinic.")
-    if card and card.get("training_dataset_synthetic"):
-        out.append("The model was trained on synthetic images.")
-    adapted = adaptation_text(card, (card or {}).get("run_name"))
-    if adapted:
-        out.append(f"ADAPTED CALLS: {adapted}")
-    if readers and readers.get("simulated"):
-        out.append("SIMULATED READERS: " + ", ".join(readers["simulated"]) + " are made-up readers whose answers "
-                   "were drawn at random to match stated profiles; they are not real people.")
-    return out
+def _caveats(report: dict) -> None:
+    """The report's caveats (core.report.caveats, the one owner) and the notices written from them."""
+    caveats = report_caveats(report)
+    report["caveats"] = [c.to_dict() for c in caveats]
+    report["notices"] = [c.notice for c in caveats]
 
 
 def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=None,
@@ -201,9 +201,11 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
     level = check_confidence(confidence)
     if lr_ci not in LR_METHODS:
         raise InputError(f"likelihood-ratio interval method must be one of {LR_METHODS}, got {lr_ci!r}")
-    threshold = 0.5 if threshold is None else float(threshold)
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
+    view = task.default_view() if task.kind != "multilabel" else None
+    in_use = threshold_in_use((model or {}).get("operating_point"), threshold, view.name if view else None)
+    threshold = in_use.value  # the model's own point unless the user chose one (core.metrics.threshold_in_use)
     single_label = task.kind != "multilabel"
     name, matrix = (resolve_penalty(None, task, penalty, penalty_name) if single_label else (None, None))
     if single_label:  # the price of a referral to a reader, per true class (given, else the matrix's default)
@@ -226,7 +228,8 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "product": {"name": PRODUCT_NAME, "version": core.__version__},
         "task": task.to_dict(),
-        "options": {"threshold": threshold, "bootstrap": int(bootstrap), "seed": int(seed), "confidence": level,
+        "options": {"threshold": threshold, "threshold_source": in_use.source, "threshold_label": in_use.label,
+                    "bootstrap": int(bootstrap), "seed": int(seed), "confidence": level,
                     "include_readers": bool(include_readers), "include_penalties": bool(include_penalties),
                     "lr_method": lr_ci, "penalty_name": name},
         "model": model or {},
@@ -234,7 +237,8 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         "penalty": {"name": name, "matrix": matrix, "referral_cost": referral_cost,
                     "referral_cost_note": referral_cost_note} if single_label else None,
         "headline": headline(frame, task, evaluation, matrix, name or "", threshold, int(bootstrap), int(seed), level,
-                             referral_cost if single_label else None),
+                             referral_cost if single_label else None,
+                             model_point_in_use=in_use.source != "user"),
         "referrals": referrals_section(frame, task, referral_band, (model or {}).get("operating_point"), level),
         "evaluation": evaluation,
         "readers": readers,
@@ -242,7 +246,8 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
         "software": software_versions(),
         "failures": failure_cases(frame, task),
     }
-    report["notices"] = _notices(test_set, model, readers)
+    report["audit"] = None  # no workspace: no stored dataset audit to read
+    _caveats(report)
     report["labels"] = {"synthetic_data": bool(test_set.get("synthetic")),
                         "simulated_readers": bool(readers and readers.get("simulated"))}
     report["methods"] = methods_section(report)
@@ -285,7 +290,8 @@ def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, thr
         from core.report.mrmc_section import mrmc_section
 
         report["mrmc"] = to_jsonable(mrmc_section(ws, test_set_id))
-    report["notices"] = _notices(report["test_set"], card, report["readers"])
+    report["audit"] = to_jsonable(stored_audit(ws, test_set_id, card.get("training_dataset_id")))
+    _caveats(report)
     report["labels"]["synthetic_data"] = bool(report["test_set"].get("synthetic"))
     report["methods"] = to_jsonable(methods_section(report))
     return report

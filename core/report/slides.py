@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from core.metrics.intervals import informative_bounds
+from core.report.caveats import report_caveats
 from core.report.format import fmt
 
 _COUNT_WORDS = {1: "One", 2: "Two", 3: "Three"}  # failure cases shown: up to three
@@ -143,32 +144,22 @@ def _failures(report: dict) -> Slide:
     return Slide("failures", "Where it fails", facts, cases=cases)
 
 
-def _shift_fact(shift: dict | None) -> Fact:
-    """The dataset audit's shift verdict (test set against the training data), or that no audit was run."""
-    if not shift:
-        return Fact("Whether these test scans differ from the training scans (dataset shift) has not been checked.",
-                    "Run the audit on the Test sets page: a model can do worse on scans unlike those it learnt from.")
-    if shift.get("flagged"):
-        return Fact("Shift warning: the audit found the test scans differ from the training scans ("
-                    + "; ".join(map(str, shift.get("reasons") or [])) + ").",
-                    "A model can do worse on scans unlike those it learnt from: these numbers may not carry over.")
-    return Fact("The audit found no sign that the test scans differ from the training scans.",
-                "That lowers, but does not remove, the risk that the numbers will not carry over.")
-
-
 def _unknown(report: dict, shift: dict | None = None) -> Slide:
-    facts = [Fact(str(n)) for n in report.get("notices") or []] + [_shift_fact(shift)]
+    """Every caveat of the report's first page (core.report.caveats, the one owner), then the headline intervals
+    and the limitations the caveats do not already say."""
+    caveats = report_caveats(report, shift)
+    facts = [Fact(c.text, c.explanation) for c in caveats]
     for key, meaning in LAY_MEANINGS.items():
         entry = _headline(report, key)
         if entry and entry.get("value") is not None:
             facts.append(Fact(f"{entry['label']} {fmt(entry['value'], entry['kind'])}{_ci(entry)}.",
                               meaning + " The wider the range, the less this test set can tell us."))
-    said = " ".join(report.get("notices") or []).lower()
+    said = " ".join(c.notice for c in caveats).lower()
     limits = [line for line in (report.get("methods") or {}).get("limitations") or []
               if not (("synthetic" in line.lower() and "synthetic" in said)
                       or ("simulated" in line.lower() and "simulated" in said))]
     facts.extend(Fact(str(line)) for line in limits[:2])
-    return Slide("unknown", "What is not known", facts[:8])
+    return Slide("unknown", "What is not known", facts[:max(8, len(caveats))])
 
 
 def build_slides(report: dict, shift: dict | None = None) -> list[Slide]:

@@ -19,7 +19,7 @@ from core.metrics.headline import HEADLINE_RESAMPLES, HEADLINE_SEED
 from core.metrics.model_operating_point import ModelOperatingPoint
 from core.metrics.multiclass import class_indices
 from core.metrics.referral import binary_view_data
-from core.metrics.subgroups import SubgroupTable, subgroup_table
+from core.metrics.subgroups import SubgroupTable, subgroup_labels, subgroup_order, subgroup_table
 
 # Derived subgroups: the audit scan's image properties (core.audit.scan.SCAN_COLUMNS), under these names. Numeric
 # ones are cut into quantile bins by core.metrics.subgroups.subgroup_labels.
@@ -134,6 +134,150 @@ def subgroup_tables_of(task: Task, truth, probs, calls, values: pd.DataFrame, *,
         truth=truth[rows], probabilities=probs[rows], calls=calls[rows], penalty=matrix,
         patient_ids=None if patient_ids is None else np.asarray(patient_ids, dtype=object)[rows],
         n_resamples=int(bootstrap), seed=seed, confidence=confidence) for column in values.columns}
+
+
+# Readers against the model per subgroup: the differences are model minus reader on the same cases, with paired
+# intervals (core.readers.compare), one per subgroup and reader, not adjusted for their number.
+READER_SUBGROUP_NOTE = ("each reader against the model on the cases the reader graded in the subgroup, the model at "
+                        "the page's threshold; differences are model minus reader with paired 95% intervals "
+                        "(Newcombe), one per subgroup and reader and not adjusted for their number: read a "
+                        "difference as clear only when its interval excludes 0")
+
+
+def _verdict(low: float, high: float) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not estimable"
+    return "model higher" if low > 0 else "reader higher" if high < 0 else "no clear difference"
+
+
+def reader_subgroup_table(readings: pd.DataFrame, frame: pd.DataFrame, task: Task, values, *, view,
+                          threshold: float, penalty=None, confidence: float = 0.95) -> pd.DataFrame:
+    """Is the model better than the readers in every subgroup? For each subgroup of `values` (one per predictions
+    row, grouped as core.metrics.subgroups.subgroup_labels groups them, in its order) and each reader who graded
+    cases of it: core.readers.compare_readers_to_model on that subgroup's predictions and readings. One row per
+    subgroup and reader: cases of the view graded, positives / negatives, the reader's and the model's
+    sensitivity and specificity on those cases (Wilson), the paired differences (model minus reader) and which
+    side each interval favours; `problem` says why a row has no comparison."""
+    from core.readers import compare_readers_to_model
+
+    labels, _ = subgroup_labels(values)
+    if len(labels) != len(frame):
+        raise InputError(f"{len(labels)} subgroup values for {len(frame)} predictions")
+    ids = frame["image_id"].astype(str).to_numpy()
+    reading_ids = readings["image_id"].astype(str)
+    rows = []
+    for value in subgroup_order(labels):
+        mask = labels == value
+        graded = readings[reading_ids.isin(set(ids[mask])).to_numpy()]
+        if graded.empty:
+            continue
+        try:
+            compare = compare_readers_to_model(graded, frame[mask].reset_index(drop=True), task, view,
+                                               threshold=threshold, penalty=penalty, confidence=confidence)
+        except InputError as exc:
+            rows.append({"subgroup": value, "reader": "", "problem": str(exc)})
+            continue
+        for r in compare.to_dict("records"):
+            row = {"subgroup": value, "reader": r["reader_id"], "kind": r["kind"], "images": int(r["n_view"]),
+                   "positives": int(r["tp"] + r["fn"]), "negatives": int(r["fp"] + r["tn"])}
+            for name in ("sensitivity", "specificity"):
+                for who, prefix in (("reader", ""), ("model", "model_")):
+                    for end in ("", "_low", "_high"):
+                        row[f"{who} {name}{end}"] = r.get(f"{prefix}{name}{end}", np.nan)
+                difference = [r.get(f"{name}_difference{end}", np.nan) for end in ("", "_low", "_high")]
+                row.update({f"{name} difference": difference[0], f"{name} difference_low": difference[1],
+                            f"{name} difference_high": difference[2],
+                            f"{name}: who is higher": _verdict(difference[1], difference[2])})
+            row["problem"] = r.get("problem") or ""
+            rows.append(row)
+    if not rows:
+        raise InputError("no reader graded a case of this test set's subgroups")
+    return pd.DataFrame(rows)
+
+
+def run_subgroup_aucs(task: Task, truth, probabilities: dict, calls: dict, values, column: str, *, view,
+                      confidence: float = 0.95) -> pd.DataFrame:
+    """Several runs on the same images (core.metrics.run_compare.AlignedRuns' truth, probabilities and calls by run
+    name; `values` one per image): per run and subgroup, the AUC of the view's score with DeLong's interval, its
+    Holm-adjusted p against the rest of the test set, the sensitivity and specificity of the run's calls (Wilson)
+    and the `small` flag (core.metrics.subgroups.subgroup_table, without the bootstrap of weighted error)."""
+    truth = np.asarray(truth)
+    values = np.asarray(values, dtype=object)
+    if len(values) != truth.shape[0]:
+        raise InputError(f"{len(values)} subgroup values for {truth.shape[0]} images")
+    records = []
+    for run, probs in probabilities.items():
+        data = binary_view_data(truth, np.asarray(probs, dtype=float), task.classes, view,
+                                y_pred=np.asarray(calls[run]))
+        if data.truth.size == 0:
+            raise InputError(f"no test images belong to the classes of view {view.name!r}")
+        table = subgroup_table(column, values[data.rows], data.truth, data.scores, data.calls,
+                               confidence=confidence)
+        for row in table.rows:
+            records.append({"run": run, "subgroup": row.value, "images": row.n, "positives": row.n_positive,
+                            "negatives": row.n_negative, "auc": row.auc.value, "auc_low": row.auc.low,
+                            "auc_high": row.auc.high, "auc_p_holm": row.auc_p_adjusted,
+                            "sensitivity": row.sensitivity.value, "sensitivity_low": row.sensitivity.low,
+                            "sensitivity_high": row.sensitivity.high, "specificity": row.specificity.value,
+                            "specificity_low": row.specificity.low, "specificity_high": row.specificity.high,
+                            "small": row.small})
+    return pd.DataFrame(records)
+
+
+# A derived run (core/infer/recalibrate.py: card key `derived_from`) made by these steps moves the model's calls.
+SHIFT_CARD_KEYS = {"adaptation": "adapted to the site", "recalibration": "recalibrated"}
+
+
+def shift_source(card: dict | None) -> tuple[str, str] | None:
+    """(source run id, what was done) when a run's model card says it is an adapted or recalibrated run, else None."""
+    card = card or {}
+    source = (card.get("derived_from") or {}).get("run_id") if isinstance(card.get("derived_from"), dict) else None
+    done = next((text for key, text in SHIFT_CARD_KEYS.items() if card.get(key)), None)
+    return (str(source), done) if source and done else None
+
+
+def _own_calls_table(frame: pd.DataFrame, task: Task, values, column: str, view) -> tuple[SubgroupTable, pd.Series]:
+    """The subgroups of one predictions table at its own calls (no bootstrap), and each in-view image's call
+    (positive side or not) by image id."""
+    check_predictions(frame, task)
+    data = binary_view_data(class_indices(frame["label"], task.classes), probabilities(frame, task), task.classes,
+                            view, y_pred=predicted_indices(frame, task))
+    if data.truth.size == 0:
+        raise InputError(f"no test images belong to the classes of view {view.name!r}")
+    table = subgroup_table(column, np.asarray(values, dtype=object)[data.rows], data.truth, data.scores, data.calls)
+    called = pd.Series(np.asarray(data.calls, dtype=bool), index=frame["image_id"].astype(str).to_numpy()[data.rows])
+    return table, called
+
+
+def before_after_subgroups(before: pd.DataFrame, after: pd.DataFrame, task: Task, column: str, before_values,
+                           after_values, *, view) -> pd.DataFrame:
+    """The calls per subgroup under shift: a source run's and its adapted (or recalibrated) run's predictions on the
+    same test set, each at its own calls (the stored `predicted` column: its operating point). One row per subgroup:
+    images, sensitivity and specificity before and after (Wilson), the change of each point, and how many of the
+    subgroup's images (scored by both) changed side."""
+    table_before, calls_before = _own_calls_table(before, task, before_values, column, view)
+    table_after, calls_after = _own_calls_table(after, task, after_values, column, view)
+    labels, _ = subgroup_labels(np.asarray(after_values, dtype=object))
+    label_of = dict(zip(after["image_id"].astype(str), labels))
+    shared = calls_before.index.intersection(calls_after.index)
+    moved = pd.Series(calls_before[shared].to_numpy() != calls_after[shared].to_numpy(), index=shared)
+    rows_before = {r.value: r for r in table_before.rows}
+    records = []
+    for row in table_after.rows:
+        old = rows_before.get(row.value)
+        record = {"subgroup": row.value, "images": row.n, "positives": row.n_positive, "negatives": row.n_negative}
+        for name in ("sensitivity", "specificity"):
+            for when, source in (("before", old), ("after", row)):
+                estimate = getattr(source, name) if source is not None else None
+                record.update({f"{name} {when}": estimate.value if estimate else np.nan,
+                               f"{name} {when}_low": estimate.low if estimate else np.nan,
+                               f"{name} {when}_high": estimate.high if estimate else np.nan})
+            record[f"{name} change"] = record[f"{name} after"] - record[f"{name} before"]
+        in_group = [i for i in shared if label_of.get(i) == row.value]
+        record["calls changed"] = int(moved[in_group].sum()) if in_group else 0
+        record["small"] = row.small
+        records.append(record)
+    return pd.DataFrame(records)
 
 
 def subgroups_json(tables: dict[str, SubgroupTable], view) -> tuple[dict, dict]:

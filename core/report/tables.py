@@ -211,18 +211,32 @@ def penalty_matrix_table(report: dict) -> Table | None:
                  numeric_columns=list(range(1, len(header))))
 
 
+def penalty_rule_sentence(body: dict) -> str:
+    """What the penalty-minimising rule does to the weighted error against argmax, with the right verb: 'lowers it
+    by 0.087' or 'raises it by 0.087' (never 'lowers it by -0.087')."""
+    change = float(body.get("improvement") or 0.0)  # argmax minus the rule's: positive = the rule is better
+    calls = f"The penalty-minimising rule changes {int(body.get('changed_calls') or 0):,} calls"
+    if body.get("improvement") is None or number(abs(change)) == number(0.0):
+        return f"{calls} and leaves the weighted error of the most probable class unchanged."
+    verb = "lowers" if change > 0 else "raises"
+    return (f"{calls} and {verb} the weighted error of the most probable class by {number(abs(change))} per image "
+            f"({number(body['argmax']['weighted_error'])} to {number(body['min_penalty']['weighted_error'])}).")
+
+
 def penalty_comparison_table(report: dict) -> Table | None:
     body = (report.get("evaluation") or {}).get("penalty")
     if not body:
         return None
     notes: list[str] = []
     intervals = ((report.get("evaluation") or {}).get("bootstrap") or {}).get("intervals") or {}
-    rows = [["Most probable class (argmax)", number(body["argmax"]["weighted_error"]),
+    # Each interval sits beside the value it was resampled from: the bootstrap's "weighted_error" is that of the
+    # model's calls (its `predicted` column, at its operating point), not of argmax.
+    rows = [["The model's calls (its operating point)", number(body.get("predicted_calls_weighted_error")),
              interval(intervals.get("weighted_error"), "number", notes)],
+            ["Most probable class (argmax)", number(body["argmax"]["weighted_error"]), "not resampled"],
             ["Penalty-minimising rule", number(body["min_penalty"]["weighted_error"]),
              interval(intervals.get("weighted_error_min_penalty"), "number", notes)]]
-    note = (f"The penalty-minimising rule changes {int(body.get('changed_calls') or 0):,} calls and lowers the "
-            f"weighted error by {number(body.get('improvement'))} per image.")
+    note = penalty_rule_sentence(body)
     return Table("penalty_comparison", "Weighted error by decision rule",
                  ["decision rule", "weighted error", "bootstrap interval"], rows, note, footnotes=notes,
                  numeric_columns=[1])

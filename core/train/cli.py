@@ -227,8 +227,8 @@ def _print_summary(run_dir: Path, summary: dict) -> None:
                      + ", ".join(f"{k} {_fmt(summary['val'].get(k))}" for k in ("accuracy", "auroc", "kappa", "loss"))
                      + f" (selected on {metric})")
     if summary.get("test"):
-        lines.append("test: " + ", ".join(f"{k} {_fmt(summary['test'].get(k))}"
-                                          for k in ("accuracy", "auroc", "kappa", "loss")))
+        lines.append("test (the model's own calls, at its operating point, as `predict` makes them): "
+                     + ", ".join(f"{k} {_fmt(summary['test'].get(k))}" for k in ("accuracy", "auroc", "kappa", "loss")))
     lines.append(f"time {summary.get('seconds', 0):.1f} s on {summary.get('device')}")
     print("\n".join(lines), flush=True)
     print(json.dumps({"run_dir": str(run_dir), "val": summary.get("val"), "test": summary.get("test")},

@@ -21,7 +21,7 @@ from core.train.probe import fit_logistic_probe
 from core.models.precision import inference_precision
 from core.train.recipe import EpochSampler, balanced_weights, build_loss, build_optimizer, current_lr
 from core.train.progress import measured_rate
-from core.train.scores import BestTracker, score_predictions
+from core.train.scores import BestTracker, model_call_scores, score_predictions
 
 EVAL_BATCH = 4096
 
@@ -194,8 +194,9 @@ def fit_probe_head(ctx: RunContext, feature_dim: int, parts, extra_views) -> tup
     store_training_prior(ctx, y_orig)
     store_feature_stats(ctx, x_orig)
     test_y = data.targets(data.test_rows)
-    test_scores, _ = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test else ({},
-                                                                                                           None)
+    test_scores, test_probs = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test \
+        else ({}, None)
+    test_scores = model_call_scores(data.task, ctx.kind, test_probs, test_y, test_scores, operating)
     # The out-of-fold scores are the logistic head's validation: the live panel's "Validation accuracy" reads them.
     ctx.events.write("epoch", split="val", epoch=1, metric=cfg.val_metric, metric_value=cv_scores.get(cfg.val_metric),
                      best=True, validation="out-of-fold", **cv_scores)
@@ -276,7 +277,8 @@ def fit_head(ctx: RunContext, feature_dim: int, parts, progress_factory, extra_v
             best_state, tracker.best_epoch = copy.deepcopy(head.state_dict()), epoch
 
     head.load_state_dict(best_state)
-    test_scores, _ = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test else ({}, None)
+    test_scores, test_probs = _evaluate(ctx, head, test_x, test_y, loss_fn) if len(test_x) and cfg.evaluate_test \
+        else ({}, None)
     best_val, val_probs = _evaluate(ctx, head, val_x, val_y, loss_fn) if len(val_x) else ({}, None)
     operating = None
     if val_probs is not None and ctx.kind != "multilabel":
@@ -284,6 +286,7 @@ def fit_head(ctx: RunContext, feature_dim: int, parts, progress_factory, extra_v
                                            source="the validation split's predictions")
     ctx.extra_card["operating_point"] = operating.to_dict() if operating else None
     ctx.extra_card.update(referral_card(data.task, val_y, val_probs, operating))  # the band, on the same predictions
+    test_scores = model_call_scores(data.task, ctx.kind, test_probs, test_y, test_scores, operating)
     summary = {"best_epoch": tracker.best_epoch, "epochs_run": epoch, "metric": tracker.metric,
                "best_metric": tracker.best, "val": best_val, "test": test_scores, "cancelled": cancelled,
                "stopped_early": tracker.should_stop, "head_fit": "adam",

@@ -19,7 +19,7 @@ from core.train.features import auto_workers
 from core.train.features_mode import store_feature_stats, store_training_prior
 from core.train.recipe import EpochSampler, balanced_weights, build_loss, build_optimizer, build_scheduler, current_lr
 from core.train.resume import load_best_weights, load_resume_state, save_resume_state
-from core.train.scores import BestTracker, score_predictions
+from core.train.scores import BestTracker, model_call_scores, score_predictions
 
 _BN_TYPES = (torch.nn.modules.batchnorm._BatchNorm,)
 
@@ -213,7 +213,9 @@ def train_finetune_mode(ctx: RunContext, progress_factory) -> dict:
     store_feature_stats(ctx, _training_features(ctx, model, eval_tf, per_rank))
     test_scores = {}
     if len(data.test_rows) and cfg.evaluate_test:
-        test_scores = evaluate(ctx, model, _loader(ctx, data.test_rows, eval_tf, per_rank), loss_fn)[0]
+        test_scores, test_probs = evaluate(ctx, model, _loader(ctx, data.test_rows, eval_tf, per_rank), loss_fn)
+        test_scores = model_call_scores(data.task, ctx.kind, test_probs, data.targets(data.test_rows), test_scores,
+                                        operating)  # the accuracy `predict` gives on the same images
     summary = {"best_epoch": tracker.best_epoch, "epochs_run": epoch, "metric": tracker.metric,
                "best_metric": tracker.best, "val": val_scores, "test": test_scores, "cancelled": cancelled,
                "stopped_early": tracker.should_stop, "trainable_stages": stages,

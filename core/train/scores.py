@@ -24,9 +24,12 @@ def _mean_finite(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def score_predictions(kind: str, probs: np.ndarray, targets: np.ndarray, loss: float | None = None) -> dict:
+def score_predictions(kind: str, probs: np.ndarray, targets: np.ndarray, loss: float | None = None,
+                      calls: np.ndarray | None = None) -> dict:
     """accuracy, auroc (binary; macro one-vs-rest over classes present; macro over labels for multi-label),
-    kappa (quadratic-weighted for ordinal tasks, Cohen's otherwise) and loss. Undefined scores are NaN."""
+    kappa (quadratic-weighted for ordinal tasks, Cohen's otherwise) and loss. Undefined scores are NaN.
+    calls: the class index called per image (default: the most probable class); the test scores pass the model's
+    own calls (model_call_indices), so that they agree with `predict` on the same images."""
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets)
     out = {"loss": math.nan if loss is None else float(loss), "n": int(len(probs))}
@@ -46,7 +49,7 @@ def score_predictions(kind: str, probs: np.ndarray, targets: np.ndarray, loss: f
         out["kappa"] = _mean_finite(kappas)
         return out
     truth = targets.astype(int)
-    pred = probs.argmax(axis=1)
+    pred = probs.argmax(axis=1) if calls is None else np.asarray(calls, dtype=int)
     out["accuracy"] = float((pred == truth).mean())
     if k == 2:
         out["auroc"] = _auroc(truth, probs[:, 1])
@@ -59,6 +62,31 @@ def score_predictions(kind: str, probs: np.ndarray, targets: np.ndarray, loss: f
                                   weights="quadratic" if kind == "ordinal" else None)
     out["kappa"] = float(kappa) if np.isfinite(kappa) else math.nan
     return out
+
+
+def model_call_indices(task, probs: np.ndarray, operating_point) -> np.ndarray | None:
+    """The class index of the model's call per image, made as `predict` makes its `predicted` column
+    (core.infer.predictions.model_calls: the operating point's view and threshold decide the side, through
+    core.metrics.dashboard.calls_at_threshold; argmax without a point); None for multi-label tasks. core.train may
+    not import core.infer (it imports core.train), so the rule is called where it lives, in core.metrics."""
+    if task.kind == "multilabel" or probs is None or not len(probs):
+        return None
+    probs = np.asarray(probs, dtype=float)
+    if operating_point is None:
+        return probs.argmax(axis=1)
+    from core.metrics.dashboard import calls_at_threshold
+
+    return calls_at_threshold(probs, task.classes, operating_point.binary_view, operating_point.threshold)
+
+
+def model_call_scores(task, kind: str, probs: np.ndarray | None, targets: np.ndarray, scores: dict,
+                      operating_point) -> dict:
+    """Test scores re-scored with the model's own calls (its operating point), keeping the loss: what `train`
+    prints and stores for the test split, the same accuracy `predict` then gives."""
+    if not scores or probs is None or task.kind == "multilabel":
+        return scores
+    return score_predictions(kind, probs, targets, scores.get("loss"),
+                             calls=model_call_indices(task, probs, operating_point))
 
 
 def is_better(name: str, value: float, best: float | None) -> bool:

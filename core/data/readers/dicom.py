@@ -1,14 +1,18 @@
 """DICOM datasets: a folder (or zip) of .dcm or extension-less DICOM files, labelled by class folders or by a CSV
-keyed by SOP Instance UID or file name; patient ids come from the header's PatientID, hashed."""
+keyed by SOP Instance UID or file name; patient ids come from the header's PatientID, hashed. The patient and
+acquisition characteristics de-identification keeps (core.data.dicom.KEPT_CHARACTERISTICS) become the Dataset's
+subgroup columns (HEADER_SUBGROUPS; the age in AGE_BANDS). InstitutionName is not one: de-identification removes it
+(the Basic Profile's action X), so a site column comes from a label CSV or a manifest."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from core.data.dataset import Dataset
+from core.data.dataset import Dataset, subgroup_column_name
 from core.data.dicom import (DicomOptions, check_dicom, dicom_fields, dicom_files, has_dicom_preamble, is_dicom_name,
                               may_be_unnamed_dicom)
 from core.data.images import IMAGE_SUFFIXES
@@ -21,6 +25,37 @@ from core.errors import InputError
 
 SOP_COLUMNS = ("sop_instance_uid", "sopinstanceuid", "sop_uid", "sopuid")
 _SNIFF_LIMIT = 200  # files looked at before deciding a tree holds no DICOM
+
+# Subgroup columns read from each file's header: column name -> attribute keyword (all of them among what
+# de-identification keeps, so an uploaded set and a server folder give the same columns). A column is added when
+# at least one file has a value; a file without one gets none (the "(missing)" subgroup).
+HEADER_SUBGROUPS = {"sex": "PatientSex", "age": "PatientAge", "view": "ViewPosition", "manufacturer": "Manufacturer",
+                    "model": "ManufacturerModelName"}
+# The age bands (years, lower bound included): infants, young children, children, adolescents, adults, older adults.
+AGE_BANDS = ((0, 1), (1, 5), (5, 12), (12, 18), (18, 65), (65, None))
+_AGE_UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
+
+
+def age_years(value: str | None) -> float | None:
+    """A DICOM Age String ("005Y", "018M", "003W", "010D") in years; None when blank or not an Age String."""
+    match = re.fullmatch(r"(\d{3})([DWMY])", str(value or "").strip().upper())
+    return int(match.group(1)) * _AGE_UNIT_YEARS[match.group(2)] if match else None
+
+
+def age_band(value: str | None) -> str | None:
+    """The AGE_BANDS band of a DICOM Age String ("018M" -> "1-5 y"); None when the age is unknown."""
+    years = age_years(value)
+    if years is None:
+        return None
+    low, high = next((low, high) for low, high in AGE_BANDS if high is None or years < high)
+    return f"{low}+ y" if high is None else f"{low}-{high} y"
+
+
+def header_subgroups(characteristics: dict) -> dict[str, str | None]:
+    """The HEADER_SUBGROUPS values of one file, from core.data.dicom.dicom_fields' `characteristics`."""
+    out = {name: characteristics.get(keyword) for name, keyword in HEADER_SUBGROUPS.items()}
+    out["age"] = age_band(out["age"])
+    return out
 
 
 def is_dicom_tree(root: Path) -> bool:
@@ -140,12 +175,15 @@ def read_dicom(root: Path, task: Task | str | None, *, skip_bad: bool, max_pixel
         try:
             label = task_obj.canonical_label(raw_label)
             check_dicom(full, max_pixels, options)
-            patient = dicom_fields(full)["patient_id"] or csv_patient
+            fields = dicom_fields(full)
         except InputError as exc:
             log.add(f"{full}: {exc}" if not str(exc).startswith(full) else str(exc))
             continue
-        table_rows.append((rel, full, label, patient, split))
-    table = pd.DataFrame(table_rows, columns=["image_id", "path", "label", "patient_id", "split"])
+        table_rows.append((rel, full, label, fields["patient_id"] or csv_patient, split,
+                           *header_subgroups(fields["characteristics"]).values()))
+    names = [subgroup_column_name(name, task_obj) for name in HEADER_SUBGROUPS]
+    table = pd.DataFrame(table_rows, columns=["image_id", "path", "label", "patient_id", "split", *names])
+    table = table.drop(columns=[name for name in names if table[name].isna().all()])
     ds = finish(table, task_obj, source, log, str(root), max_pixels, check=False)
     ds.dicom = dicom
     return ds
