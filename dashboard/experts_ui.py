@@ -196,18 +196,14 @@ def reader_subgroups_section(ws: Workspace, selection, readings: pd.DataFrame, v
     property), then per subgroup each reader's and the model's sensitivity and specificity on the cases the reader
     graded there, the paired differences and which side each favours (core.report.subgroups)."""
     from core.report.subgroups import READER_SUBGROUP_NOTE, available_subgroup_columns
-    from dashboard.common import registered_dataset
     from dashboard.evaluation_ui import with_interval_text
     from dashboard.performance_sections import subgroup_column_values
 
+    from dashboard.subgroups_ui import subgroup_dataset
+
     record = selection.test_set
-    if record is None:
-        st.info("This test set is not in the workspace's registry, so its subgroup columns are unknown.")
-        return
-    try:
-        ds = registered_dataset(ws, record)
-    except InputError as exc:
-        show_error("The test set cannot be read, so its subgroups are unknown:", exc)
+    ds = subgroup_dataset(ws, record)
+    if ds is None:
         return
     if not ds.subgroup_columns():
         st.caption("This test set has no columns of its own beyond image, label, patient and split (a manifest's "

@@ -56,20 +56,29 @@ def pivot_auc(table: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+
+def subgroup_dataset(ws: Workspace, record: dict | None):
+    """The registered test set whose subgroup columns a section offers, or None after saying why there is none
+    (not registered; cannot be read)."""
+    from dashboard.common import registered_dataset
+
+    if record is None:
+        st.info("This test set is not in the workspace's registry, so its subgroup columns are unknown.")
+        return None
+    try:
+        return registered_dataset(ws, record)
+    except InputError as exc:
+        show_error("The test set cannot be read, so its subgroups are unknown:", exc)
+        return None
+
 def compare_subgroups_section(ws: Workspace, test_set_id: str, sources: tuple, image_ids, view: BinaryView) -> None:
     """A column picker, then each run's AUC per subgroup (the table) and the full numbers as CSV."""
     from core.metrics.subgroups import SMALL_GROUP
     from core.report.subgroups import available_subgroup_columns
-    from dashboard.common import registered_dataset
 
     record = ws.get_dataset(test_set_id)
-    if record is None:
-        st.info("This test set is not in the workspace's registry, so its subgroup columns are unknown.")
-        return
-    try:
-        ds = registered_dataset(ws, record)
-    except InputError as exc:
-        show_error("The test set cannot be read, so its subgroups are unknown:", exc)
+    ds = subgroup_dataset(ws, record)
+    if ds is None:
         return
     column = st.selectbox("Split the test set by", available_subgroup_columns(ds), key="cmp_subgroup_column",
                           help="A column of the test set (a manifest's extra column or a DICOM header), or an image "

@@ -153,10 +153,7 @@ def _run_adapt(args) -> int:
               "prior-adjusted probabilities)")
     else:
         print("  no operating point: calls are the most probable class of the adjusted probabilities")
-    if args.out:
-        args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
-    print(result.run_id)
-    return 0
+    return _new_run_written(args, result)
 
 
 def _run_standardise(args) -> int:
@@ -177,6 +174,11 @@ def _run_standardise(args) -> int:
               f"{called['before']:.3f} -> {called['after']:.3f}")
     else:
         print("  no operating point: calls are the most probable class of the standardised probabilities")
+    return _new_run_written(args, result)
+
+
+def _new_run_written(args, result) -> int:
+    """The end of every recalibrate variant: the record as JSON with --out, the new run's id on the last line."""
     if args.out:
         args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
     print(result.run_id)

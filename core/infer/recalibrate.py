@@ -184,6 +184,23 @@ def _scaled_model(weights: Path, temperature: float):
 
 
 
+
+def _source_on_site(ws: Workspace, weights: Path, card: dict, task: Task, data, dataset_id: str | None):
+    """(dataset, its registered id, the source model's predictions table on it): the site's images read with the
+    task the model was trained on (`source_task` for a binary view of it), predicted once (the workspace's stored
+    table when there is one)."""
+    from core.infer.predict import _resolve_dataset, predict
+
+    source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
+    ds, registered = _resolve_dataset(ws, data, source_task)
+    return ds, registered, predict(weights, ds, ws, dataset_id=dataset_id or registered)
+
+
+def _site_images(frame, ds: Dataset, dataset_id: str | None) -> dict:
+    """Which site images an adaptation used: a count, the dataset's id and fingerprint, never file names."""
+    return {"n": int(len(frame)), "dataset_id": dataset_id or None, "dataset_fingerprint": ds.fingerprint,
+            "patients": int(frame["patient_id"].nunique()) if "patient_id" in frame else None}
+
 def _write_derived_run(ws: Workspace, *, actor, source_id: str, source_run: dict | None, task: Task, weights: Path,
                        record_key: str, record: dict, suffix: str, name: str | None, how: str, model_of,
                        card_of) -> tuple[str, Path, dict]:
@@ -223,7 +240,7 @@ def recalibrate(run, data, workspace: Workspace | str | Path | None = None, *, s
 
     With `sample_size`, that many images (whole patients, class-stratified) are drawn from `data` to recalibrate
     on and the rest show before/after; without it, all of `data` is the sample and no before/after is given."""
-    from core.infer.predict import _resolve_dataset, predict, resolve_model
+    from core.infer.predict import resolve_model
     from core.infer.predictions import probabilities
 
     require(actor, "start_run")
@@ -236,9 +253,7 @@ def recalibrate(run, data, workspace: Workspace | str | Path | None = None, *, s
     if task.kind == "multilabel" or operating_view(task) is None:
         raise InputError(f"{source_id}: recalibration needs a single-label task with a binary view that decides "
                          f"every case; task {task.name!r} has none")
-    source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
-    ds, registered = _resolve_dataset(ws, data, source_task)
-    frame = predict(weights, ds, ws, dataset_id=dataset_id or registered)
+    ds, registered, frame = _source_on_site(ws, weights, card, task, data, dataset_id)
     probs = probabilities(frame, task)
     truth = np.array([task.class_index(str(v)) for v in frame["label"]])
     by_id = {str(i): j for j, i in enumerate(frame["image_id"])}
@@ -392,7 +407,7 @@ def adapt_unlabelled(run, data, workspace: Workspace | str | Path | None = None,
         raise InputError(f"label-free adaptation method must be one of {', '.join(ADAPT_METHODS)}, got {method!r}")
     if method == "standardise":
         return _adapt_standardise(run, data, workspace, name=name, dataset_id=dataset_id, actor=actor)
-    from core.infer.predict import _resolve_dataset, predict, resolve_model
+    from core.infer.predict import resolve_model
     from core.infer.predictions import probabilities
     from core.models.checkpoint import CARD_NAME, read_card
 
@@ -406,9 +421,7 @@ def adapt_unlabelled(run, data, workspace: Workspace | str | Path | None = None,
     source_run = ws.get_run(source_id)
     config = dict((source_run or {}).get("config") or {})
     train_prior, prior_basis = source_training_prior(card, task, config, source_id)
-    source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
-    ds, registered = _resolve_dataset(ws, data, source_task)
-    frame = predict(weights, ds, ws, dataset_id=dataset_id or registered)
+    ds, registered, frame = _source_on_site(ws, weights, card, task, data, dataset_id)
     if len(frame) < MIN_UNLABELLED:
         raise InputError(f"label-free adaptation: {len(frame)} site images; at least {MIN_UNLABELLED} are needed to "
                          "estimate the site's class prevalence")
@@ -435,9 +448,7 @@ def adapt_unlabelled(run, data, workspace: Workspace | str | Path | None = None,
                                     f"{old.source}; moved to the site's estimated prevalence (same calls, "
                                     "prior-adjusted scale)")
     who = getattr(actor, "user_id", None) or "unknown"
-    images = {"n": int(len(frame)), "dataset_id": dataset_id or registered or None,
-              "dataset_fingerprint": ds.fingerprint,
-              "patients": int(frame["patient_id"].nunique()) if "patient_id" in frame else None}
+    images = _site_images(frame, ds, dataset_id or registered)
     prior_record = {"classes": list(task.classes), "prior": [float(v) for v in train_prior], "basis": prior_basis}
     record = {"method": estimate.method, "source_run": source_id, "source_checkpoint": str(weights),
               "estimated_prior": estimate.to_dict(), "training_prior": prior_record,
@@ -545,7 +556,7 @@ def _adapt_standardise(run, data, workspace, *, name: str | None, dataset_id: st
     the site gets the training mean), by a fixed InputAffine in front of the source's head in a NEW run. The
     operating point is the source's, threshold unchanged: the point of standardising is that the training scale
     holds again. Assumes the site's class mix is training's (STANDARDISE_WARNING). Labels are never read."""
-    from core.infer.predict import _align_to_model, _resolve_dataset, predict, resolve_model
+    from core.infer.predict import _align_to_model, resolve_model
     from core.models import load_checkpoint
     from core.models.checkpoint import CARD_NAME, read_card
     from core.models.factory import set_input_affine
@@ -560,10 +571,8 @@ def _adapt_standardise(run, data, workspace, *, name: str | None, dataset_id: st
         raise InputError(f"{source_id}: feature standardisation needs the training features' statistics, and this "
                          f"model was {NO_FEATURE_STATS}")
     source_run = ws.get_run(source_id)
-    source_task = task_from_dict(card["source_task"], "model card") if card.get("source_task") else task
-    ds, registered = _resolve_dataset(ws, data, source_task)
     # The source's own table on the site: which images decode (the ones predict keeps), and its calls before.
-    frame = predict(weights, ds, ws, dataset_id=dataset_id or registered)
+    ds, registered, frame = _source_on_site(ws, weights, card, task, data, dataset_id)
     if len(frame) < MIN_UNLABELLED:
         raise InputError(f"feature standardisation: {len(frame)} site images; at least {MIN_UNLABELLED} are needed "
                          "to estimate each feature's mean and spread at the site")
@@ -584,9 +593,7 @@ def _adapt_standardise(run, data, workspace, *, name: str | None, dataset_id: st
     after = _positive_share(_head_probabilities(model, x, task), task, point)
 
     who = getattr(actor, "user_id", None) or "unknown"
-    images = {"n": int(len(frame)), "dataset_id": dataset_id or registered or None,
-              "dataset_fingerprint": ds.fingerprint,
-              "patients": int(frame["patient_id"].nunique()) if "patient_id" in frame else None}
+    images = _site_images(frame, ds, dataset_id or registered)
     record = {"method": STANDARDISE_METHOD, "source_run": source_id, "source_checkpoint": str(weights),
               "images": images, "created": time.time(), "who": who, "warning": STANDARDISE_WARNING,
               "features": {"dim": training.dim, "constant_at_site": constant,
