@@ -1,9 +1,8 @@
 """Benchmark: a head epoch on cached features vs an epoch that runs the frozen backbone (target >= 100x), and
 the speed of feature extraction on this CPU by execution path (eager fp32 NCHW, channels-last, bf16 autocast,
-torch.compile, ONNX Runtime's CPU execution provider when onnxruntime is installed), each path's features compared
-with fp32 (relative L2), all measured in one run. The product uses core.models.precision.inference_precision: the
-fastest path whose features stay within a few percent of fp32 and whose recipe-study AUC does not move
-(benchmarks/bench_recipes.py, recipe R3 vs R3f).
+torch.compile, ONNX Runtime through the product's engine core.models.onnx_runtime), each path's features compared
+with fp32 (relative L2), all measured in one run, with the ONNX / torch ratios. The product runs frozen models on
+core.models.precision.frozen_forward: ONNX Runtime or torch autocast, whichever this machine measured faster.
 
 Both epochs train the same head on the same images with the same batch size. The backbone epoch decodes each
 image, runs the frozen tf_efficientnet_lite0 (offline ImageNet weights) and takes a head step per batch; the
@@ -75,20 +74,18 @@ def cached_epoch_seconds(data_dir: Path, ws: Workspace, batch_size: int, epochs:
 
 
 def _onnx_session(model: torch.nn.Module, example: torch.Tensor, folder: Path):
-    """An ONNX Runtime CPU session for the model, or the reason there is none."""
+    """The product's ONNX engine for the model (core.models.onnx_runtime: export + ONNX Runtime session), or the
+    reason there is none."""
+    from core.errors import InputError
+    from core.models import onnx_runtime
+
+    if not onnx_runtime.available():
+        return None, "onnxruntime is not installed (pip install -r requirements.txt to measure it)"
     try:
-        import onnxruntime as ort
-    except ImportError:
-        return None, "onnxruntime is not installed (pip install onnxruntime onnx onnxscript to measure it)"
-    path = folder / "model.onnx"
-    try:
-        torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["f"],
-                          dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, dynamo=False)
-    except Exception as exc:  # exporter errors vary by torch version
-        return None, f"export failed: {exc}"
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), ""
+        path, _ = onnx_runtime.cached_export(model, tuple(example.shape[1:]), folder)
+        return onnx_runtime.OnnxModel(path), ""
+    except InputError as exc:
+        return None, str(exc)
 
 
 def extraction_paths(backbone: str, batch_size: int, repeats: int) -> list[dict]:
@@ -138,8 +135,7 @@ def extraction_paths(backbone: str, batch_size: int, repeats: int) -> list[dict]
             rows.append({"path": "ONNX Runtime CPU", "images_per_s": float("nan"), "rel_l2": float("nan"),
                          "note": why})
         else:
-            feed = {"x": x.numpy()}
-            measure("ONNX Runtime CPU fp32", lambda: torch.from_numpy(session.run(None, feed)[0]))
+            measure("ONNX Runtime CPU fp32 (the product's engine)", lambda: session(x))
     return rows
 
 
@@ -158,16 +154,22 @@ def print_extraction(backbones: list[str], batch_size: int, repeats: int) -> Non
 
     dtype, channels_last = inference_precision(torch.device("cpu"))
     print(f"\nextraction paths ({torch.get_num_threads()} threads, batch {batch_size}, random input, best of "
-          f"{repeats}); the product's CPU default: {str(dtype or torch.float32).replace('torch.', '')}"
-          f"{' channels-last' if channels_last else ''}")
+          f"{repeats}); the product's torch path: {str(dtype or torch.float32).replace('torch.', '')}"
+          f"{' channels-last' if channels_last else ''}; its engine (core.models.precision.frozen_forward) picks "
+          "ONNX Runtime or that path, whichever it measured faster on this machine")
     for backbone in backbones:
         rows = extraction_paths(backbone, batch_size, repeats)
         base = rows[0]["images_per_s"]
+        by_path = {row["path"]: row["images_per_s"] for row in rows}
         for row in rows:
             ratio = row["images_per_s"] / base if base else float("nan")
             note = f"  ({row['note']})" if row.get("note") else ""
             print(f"  {backbone:24s} {row['path']:42s} {row['images_per_s']:7.1f} img/s  x{ratio:4.2f}  "
                   f"rel L2 {row['rel_l2']:.4f}{note}")
+        onnx = next((v for k, v in by_path.items() if k.startswith("ONNX Runtime CPU fp32")), float("nan"))
+        bf16 = next((v for k, v in by_path.items() if k.startswith("bf16 autocast channels-last")), float("nan"))
+        print(f"  {backbone:24s} ONNX Runtime / torch bf16 channels-last: x{onnx / bf16:.2f}   "
+              f"ONNX Runtime / eager fp32: x{onnx / base:.2f}")
 
 
 def main() -> None:

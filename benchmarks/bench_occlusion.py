@@ -7,6 +7,13 @@ followed by a model-only forward of as many images as it has windows.
     .venv/bin/python benchmarks/bench_occlusion.py                       # CPU, strides 20 10 4
     .venv/bin/python benchmarks/bench_occlusion.py --skip-slow           # CPU, strides 20 10
     .venv/bin/python benchmarks/bench_occlusion.py --device cuda --strides 20 10 4 1 --repeats 3
+
+Gallery mode (issue 22 item 13): N cases on the default run's model (core.train.config.default_backbone, the
+Lite0+1+2 ensemble where its weights are installed) at its default size with the default window, once with every
+window position at the fine stride (refine_regions=0, before) and once coarse-to-fine (the default, after), the
+ratio measured in one run:
+
+    .venv/bin/python benchmarks/bench_occlusion.py --gallery 16
 """
 
 from __future__ import annotations
@@ -62,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1,
                         help="map + forward pairs per stride (medians are reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--gallery", type=int, default=0, metavar="N",
+                        help="time a gallery of N cases on the default model, full grid vs coarse-to-fine")
     args = parser.parse_args(argv)
+    if args.gallery:
+        return gallery(args)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,6 +112,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stride:>6} {windows:>8} {per_map:>9.3f} {windows / ideal:>10.1f} {ideal:>9.3f} {ratio:>6.2f}  "
               f"{'ok' if ratio <= 1.2 else 'ABOVE TARGET'}", flush=True)
     print(f"worst ratio {worst:.2f} ({'meets' if worst <= 1.2 else 'misses'} the <= 1.2 target)")
+    return 0
+
+
+def gallery(args) -> int:
+    """N maps (distinct random images: no map cache) with refine_regions=0 and with the default, alternating per
+    case so both halves see the same load; seconds per gallery and the ratio."""
+    from core.explain.windows import DEFAULT_REFINE_REGIONS, DEFAULT_WINDOW, default_stride, occlusion_plan
+    from core.models import create_model, get_backbone
+    from core.train.config import default_backbone
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = default_backbone("features")
+    size = get_backbone(name).default_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # speed only: random weights when the offline ones are missing is fine
+        model = create_model(name, num_classes=3, pretrained=False).eval().to(device)
+    plan = occlusion_plan((size, size), DEFAULT_WINDOW, default_stride(DEFAULT_WINDOW), DEFAULT_REFINE_REGIONS)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"gallery of {args.gallery} cases: {name} at {size} px on {device} ({where}); window {DEFAULT_WINDOW}, "
+          f"stride {default_stride(DEFAULT_WINDOW)}; full grid {plan['full_windows']} windows, coarse-to-fine at "
+          f"most {plan['most_windows']} ({DEFAULT_REFINE_REGIONS} regions, coarse window {plan['coarse_window']})")
+    generator = torch.Generator().manual_seed(0)
+    explain(model, torch.rand(1, 3, size, size, generator=generator).to(device), 0, "occlusion",
+            window=size // 2, stride=size // 2)  # warm-up (engine, allocation)
+    seconds = {"full grid (before)": 0.0, "coarse-to-fine (after)": 0.0}
+    windows = dict.fromkeys(seconds, 0)
+    for case in range(args.gallery):
+        image = torch.rand(1, 3, size, size, generator=generator).to(device)
+        for label, regions in (("full grid (before)", 0), ("coarse-to-fine (after)", DEFAULT_REFINE_REGIONS)):
+            sync(device)
+            started = time.perf_counter()
+            amap = explain(model, image, case % 3, "occlusion", refine_regions=regions)
+            sync(device)
+            seconds[label] += time.perf_counter() - started
+            windows[label] += amap.info["windows"]
+        print(f"  case {case + 1}/{args.gallery}: engine {amap.info.get('engine')}, "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()), flush=True)
+    before, after = seconds.values()
+    for label in seconds:
+        print(f"{label:>24}: {seconds[label]:8.1f} s for {args.gallery} maps ({seconds[label] / args.gallery:.2f} s "
+              f"per map, {windows[label] / args.gallery:.0f} windows per map)")
+    print(f"speed-up {before / after:.2f}x (before / after, same run)")
     return 0
 
 

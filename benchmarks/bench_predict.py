@@ -1,4 +1,4 @@
-"""Benchmark: end-to-end predict() images/s vs model-only forward images/s (target >= 0.85 on CPU).
+"""Benchmark: end-to-end predict() images/s on each engine (torch, ONNX Runtime) vs model-only forward (>= 0.85).
 
 Both use tf_efficientnet_lite0 at 224 px with the same batch size, on the same machine in the same run. The
 end-to-end figure is `core.infer.predict` with its cache off (JPEG decode, preprocessing, DataLoader, forward,
@@ -64,24 +64,45 @@ def main() -> None:
         from core.models import load_checkpoint
 
         reference, card = load_checkpoint(checkpoint)
-        predict(checkpoint, ds, ws, batch_size=args.batch_size, use_cache=False, num_workers=args.workers)  # warm-up
-        # Interleaved passes, best of each: on a shared machine the load drifts, and both sides see the same drift.
-        e2e, model_only = [], []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
+        engines = ("torch", "onnx")
+        for engine in engines:  # warm-up: the ONNX export (once per backbone) and each engine's first batch
             frame = predict(checkpoint, ds, ws, batch_size=args.batch_size, use_cache=False,
-                            num_workers=args.workers)
-            e2e.append(len(frame) / (time.perf_counter() - start))
+                            num_workers=args.workers, engine=engine)
+            print(f"engine {engine}: {frame.attrs['meta']['inference']['engine_reason']}")
+        # The same model as a model trained elsewhere: exported to ONNX and imported as a run (core.infer.
+        # model_exchange); predict runs the whole file with ONNX Runtime.
+        from core.infer.model_exchange import export_run, import_model
+
+        exported = export_run(checkpoint, Path(tmp) / "exported", ws, data=ds)
+        imported = import_model(exported.model_path, exported.card_path, ws, name="imported ONNX").run_id
+        predict(imported, ds, ws, batch_size=args.batch_size, use_cache=False, num_workers=args.workers)
+        imported_rates = []
+        # Interleaved passes, best of each: on a shared machine the load drifts, and both sides see the same drift.
+        e2e, model_only = {e: [] for e in engines}, []
+        for _ in range(args.repeats):
+            for engine in engines:
+                start = time.perf_counter()
+                frame = predict(checkpoint, ds, ws, batch_size=args.batch_size, use_cache=False,
+                                num_workers=args.workers, engine=engine)
+                e2e[engine].append(len(frame) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            frame = predict(imported, ds, ws, batch_size=args.batch_size, use_cache=False, num_workers=args.workers)
+            imported_rates.append(len(frame) / (time.perf_counter() - start))
             model_only.append(model_only_images_per_s(reference, card["preprocessing"]["input_size"], len(ds),
                                                       args.batch_size))
         model_only = max(model_only)
     workers = auto_workers(len(ds)) if args.workers is None else args.workers
     print(f"{len(ds)} images (256 px JPEG) -> {BACKBONE} at 224 px, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads, {workers} DataLoader worker(s), {os.cpu_count()} CPUs")
-    print(f"end-to-end predict(): {max(e2e):.1f} images/s")
-    print(f"model-only forward:   {model_only:.1f} images/s")
-    ratio = max(e2e) / model_only
-    print(f"ratio end-to-end / model-only: {ratio:.3f}  (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})")
+    for engine in engines:
+        print(f"end-to-end predict(), {engine:5s} engine: {max(e2e[engine]):.1f} images/s")
+    print(f"end-to-end predict(), imported ONNX run (same model): {max(imported_rates):.1f} images/s "
+          f"(export checked: largest probability difference {exported.max_abs_difference:.1e})")
+    print(f"model-only forward (torch eager fp32): {model_only:.1f} images/s")
+    print(f"ratio imported ONNX run / torch run on the same model: x{max(imported_rates) / max(e2e['torch']):.2f}")
+    print(f"ratio predict ONNX / predict torch: x{max(e2e['onnx']) / max(e2e['torch']):.2f}")
+    ratio = max(e2e["onnx"]) / model_only
+    print(f"ratio end-to-end (ONNX) / model-only: {ratio:.3f}  (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})")
 
 
 if __name__ == "__main__":

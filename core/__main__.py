@@ -30,6 +30,13 @@ COMMANDS: dict[str, dict[str, str]] = {
         "predict": "run a trained model over a dataset and write its predictions table",
         "recalibrate": "refit a model's operating point on a labelled sample of a new site (a new run)",
     },
+    "core.infer.imported_cli": {
+        "import-predictions": "import scores from elsewhere (CSV or parquet) as a predictions table",
+    },
+    "core.infer.external_cli": {
+        "export": "export a run's model to ONNX or TorchScript with the card that imports it",
+        "import-model": "register an ONNX or TorchScript model trained elsewhere as a run",
+    },
     "core.report.cli": {
         "evaluate": "compute every metric for a predictions table and write a JSON report",
         "report": "write the stakeholder report of a predictions table as PDF, HTML or JSON",
@@ -76,6 +83,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m core -- predict --run ...`: the `--` kept torchrun off our options
+        argv = argv[1:]
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)

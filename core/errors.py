@@ -44,21 +44,6 @@ def storage_error(exc: BaseException, workspace: object, action: str) -> Storage
     return StorageError(f"workspace {workspace}: {action} failed: {text}; {hint}")
 
 
-def run_job(job: dict, work) -> None:
-    """Run `work()` for a background job dict: on failure set status "failed" and a readable error (an InputError's
-    own message, else the exception's type and message) instead of dying silently in a thread; always set
-    "finished". `work` sets the success status itself."""
-    import time
-
-    try:
-        work()
-    except InputError as exc:
-        job.update(status="failed", error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported to the page that polls the job
-        job.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        job["finished"] = time.time()
-
 # The one wording of "these files can be skipped" in messages about unreadable images (the dashboard's
 # uploader checks for it to point at its checkbox).
 SKIP_BAD_HINT = "Fix them, or choose to skip unreadable files to keep the rest"

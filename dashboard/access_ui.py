@@ -1,6 +1,6 @@
 """The sign-in gate: first-start admin password, password sign-in, organisation sign-on (st.login) when
 secrets.toml has an [auth] section, a session token in the URL so a reload keeps the user signed in, and the
-admin's user management. Roles and permissions themselves live in core/store/access.py."""
+admin's user management. Roles and permissions themselves live in core/store/permissions.py."""
 
 from __future__ import annotations
 
@@ -24,6 +24,38 @@ ROLES_SECRET = "roles"  # optional secrets.toml table {e-mail: role} for organis
 
 def current_actor() -> Actor | None:
     return st.session_state.get(state.ACTOR)
+
+
+def live_actor() -> Actor | None:
+    """The signed-in actor re-checked in core (core.store.access.resume_session, about 1 ms): a sign-in token
+    that was ended (signed out elsewhere, the user removed by an admin) or has expired signs this session out and
+    gives None; a changed role is taken up. The gate calls it on every full run; a fragment, whose rerun skips the
+    gate, calls it (`signed_in_here`, or directly in a button callback) before it stores anything. A session with no
+    token (organisation sign-on: Streamlit's own cookie vouches for it) is returned as it is."""
+    actor, token = current_actor(), st.session_state.get(state.SESSION_TOKEN)
+    if actor is None or not token:
+        return actor
+    from dashboard.common import get_workspace, workspace_at
+
+    root = st.session_state.get(state.SESSION_WORKSPACE)  # where the token lives, whichever workspace is open now
+    live = resume_session(workspace_at(root) if root else get_workspace(), token)
+    if live is None:
+        for key in (state.ACTOR, state.SESSION_TOKEN, state.SESSION_WORKSPACE):
+            st.session_state.pop(key, None)
+        st.query_params.pop(state.SESSION_PARAM, None)
+        return None
+    if live != actor:
+        st.session_state[state.ACTOR] = live
+    return live
+
+
+def signed_in_here() -> Actor:
+    """At the start of a fragment: the live actor; a session signed out meanwhile reruns the whole app instead,
+    where the gate shows the sign-in form (nothing below the call runs)."""
+    actor = live_actor()
+    if actor is None:
+        st.rerun(scope="app")
+    return actor
 
 
 def reader_code() -> str | None:
@@ -75,23 +107,26 @@ def _remember(ws: Workspace, actor: Actor) -> None:
     token = start_session(ws, actor)
     st.session_state[state.ACTOR] = actor
     st.session_state[state.SESSION_TOKEN] = token
+    st.session_state[state.SESSION_WORKSPACE] = str(ws.root)
     st.query_params[state.SESSION_PARAM] = token
 
 
 def sign_out(ws: Workspace) -> None:
     end_session(ws, st.session_state.pop(state.SESSION_TOKEN, None))
     st.session_state.pop(state.ACTOR, None)
+    st.session_state.pop(state.SESSION_WORKSPACE, None)
     st.query_params.pop(state.SESSION_PARAM, None)
 
 
 def sign_in_gate(ws: Workspace) -> Actor:
     """The signed-in actor; otherwise the sign-in (or first-start) form is shown and the script stops."""
-    actor = current_actor()
+    actor = live_actor()  # a session whose token was ended or expired is signed out here
     if actor is None:
         actor = resume_session(ws, st.query_params.get(state.SESSION_PARAM))
         if actor is not None:  # a reload: the browser kept the URL with its token
             st.session_state[state.ACTOR] = actor
             st.session_state[state.SESSION_TOKEN] = st.query_params.get(state.SESSION_PARAM)
+            st.session_state[state.SESSION_WORKSPACE] = str(ws.root)
     if actor is None and _oidc_configured() and st.user.is_logged_in:
         actor = _oidc_actor(ws)
         if actor is None:
@@ -110,6 +145,13 @@ def sign_in_gate(ws: Workspace) -> Actor:
 
 
 def _sign_in_forms(ws: Workspace) -> None:
+    # One block: the first page after sign-in replaces it with its first element, where its parts would linger,
+    # greyed, while Home generates the demo.
+    with st.container():
+        _sign_in_form_parts(ws)
+
+
+def _sign_in_form_parts(ws: Workspace) -> None:
     st.title("OpenKermany")
     if not has_users(ws):
         st.subheader("Set the local admin password")

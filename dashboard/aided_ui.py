@@ -1,17 +1,17 @@
-"""Reader study, aided-vs-unaided mode: create or join, the model's output in the aided session only, washout."""
+"""Reader study, aided-vs-unaided mode: create or join, washout; the reading screen (dashboard.reader_ui) shows the
+model's output in the aided session only."""
 
 from __future__ import annotations
 
 import time
 
-import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
 from core.readers import get_study, passwords_configured
 from core.readers.auth import signed_in_with_password
 from core.readers.aided_study import (AIDED, DONE, UNAIDED, WASHOUT, create_aided_study, get_aided_study,
-                                      join_aided, list_aided_studies, model_output, reader_phase)
+                                      join_aided, list_aided_studies, reader_phase)
 from core.store import Workspace
 from core.store.access import allowed
 from dashboard.common import load_predictions
@@ -114,22 +114,6 @@ def _new_form(ws: Workspace, row: dict, task) -> None:
             return
         st.session_state[state.READER_AIDED_PENDING] = aided_id
         st.rerun()
-
-
-def model_output_panel(ws: Workspace, image_id: str) -> None:
-    """Under the image: the model's output in the aided session; in the unaided session, a plain reminder."""
-    session = st.session_state.get(state.READER_SESSION) or {}
-    if "aided_id" not in session:
-        return
-    if session["phase"] != AIDED:
-        st.caption("Unaided session: the model's output is not shown.")
-        return
-    output = model_output(ws, session["aided_id"], session["base_reader"], image_id)
-    table = pd.DataFrame({"class": list(output), "model probability": list(output.values())})
-    st.markdown("**Model output** (aided session)")
-    st.dataframe(table, hide_index=True, key="rs_aided_output",
-                 column_config={"model probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
-                                                                                     format="%.2f")})
 
 
 def after_session(ws: Workspace, session: dict) -> None:

@@ -20,6 +20,7 @@ from dashboard import state  # noqa: E402
 from dashboard.access_ui import sign_in_gate, signed_in_sidebar  # noqa: E402
 from dashboard.common import (PAGE_ACTIONS, PAGES, READER_PAGE, apply_style, get_workspace, restore_selection,  # noqa: E402
                               workspace_root)
+from dashboard.paths_ui import shown_in  # noqa: E402
 from dashboard.widgets import show_error  # noqa: E402
 
 # The headline over a problem no page handled itself, by kind (the detail below it is the core's plain message).
@@ -40,7 +41,9 @@ def main() -> None:
             if (exc.errno not in STORAGE_ERRNOS) if isinstance(exc, OSError) else not is_storage_failure(exc):
                 raise
             exc = storage_error(exc, workspace_root(), "storing what this page changed")
-        show_error(next(text for kind, text in _HEADLINES if isinstance(exc, kind)), exc)
+        # The server's folders only to an admin: before sign-in nobody is one (the admin's CLI prints them in full).
+        detail = shown_in(str(exc), workspace_root(), st.session_state.get(state.ACTOR))
+        show_error(next(text for kind, text in _HEADLINES if isinstance(exc, kind)), detail)
 
 
 def _route() -> None:

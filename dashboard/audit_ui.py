@@ -1,5 +1,6 @@
 """UI blocks for the dataset audit: the Test sets page's Audit section and the Performance page's shift banner and
-duplicate count. Audits run in background threads (core.audit.jobs); these blocks start and poll them.
+duplicate count. Audits run as background jobs (core.audit.jobs on core.jobs); these blocks start them and show
+them with dashboard.jobs_ui.
 
 Image ids and reasons are shown with st.text / st.dataframe, never as HTML or markdown; no DICOM header text is
 ever shown (the audit keeps none)."""
@@ -15,9 +16,12 @@ import streamlit as st
 from core.audit.duplicates import without_duplicates
 from core.audit.jobs import FULL, audit_state, start_audit
 from core.errors import InputError
+from core.jobs import CANCELLED, FAILED
 from core.metrics.intervals import p_value_text
 from core.store import Workspace
+from dashboard import state
 from dashboard.common import ROOT
+from dashboard.jobs_ui import job_panel
 
 NO_AGAINST = "__none__"
 
@@ -31,49 +35,20 @@ def start_audit_after_adding(ws: Workspace, dataset_id: str | None) -> None:
             pass  # not registered after all: nothing to audit
 
 
-def _progress(job: dict) -> None:
-    total, done = job.get("total"), job.get("done") or 0
-    text = f"Auditing: {job.get('step', 'starting')}" + (f", {done:,} / {total:,} images" if total else "")
-    st.progress(min(1.0, done / total) if total else 0.0, text=text)
-
-
-def _watch(ws: Workspace, dataset_id: str, against_id: str | None, run_id: str | None = None) -> None:
-    @st.fragment(run_every=1)
-    def watch():
-        state = audit_state(ws, dataset_id, against_id, run_id)
-        if state["status"] != "running":
-            st.rerun()  # the whole page: show the result and stop polling
-        _progress(state["job"])
-
-    watch()
-
-
-def _watch_job(job: dict) -> None:
-    """The progress of one running job (a full audit over a cached pixels-only report), polled every second; the
-    whole page reruns when it ends, to show its result or its error."""
-    @st.fragment(run_every=1)
-    def watch():
-        if job["status"] != "running":
-            st.rerun()
-        _progress(job)
-
-    watch()
-
-
-def _state_or_start(ws: Workspace, dataset_id: str, against_id: str | None) -> dict | None:
-    """The audit's report when cached; otherwise start it (pixels only) and show its progress. None meanwhile."""
+def _state_or_start(ws: Workspace, dataset_id: str, against_id: str | None, key: str) -> dict | None:
+    """The audit's report when cached; otherwise start it (pixels only) and show its progress. None meanwhile, or
+    after it failed or was stopped (then with a button to run it again)."""
     state = audit_state(ws, dataset_id, against_id)
     if state["status"] == "missing":
         start_audit(ws, dataset_id, against_id)
         state = audit_state(ws, dataset_id, against_id)
-    if state["status"] == "running":
-        _watch(ws, dataset_id, against_id)
-        return None
-    if state["status"] == "failed":
-        st.error("The audit failed.", icon=":material/error:")
-        st.code(state["job"].get("error") or "unknown error", language=None, wrap_lines=True)
-        return None
-    return state["report"]
+    if state["status"] == "done":
+        return state["report"]
+    if job_panel(state["job"], key=f"{key}_job", failed="The audit failed.") in (FAILED, CANCELLED):
+        if st.button("Run the audit again", key=f"{key}_restart", icon=":material/play_arrow:"):
+            start_audit(ws, dataset_id, against_id)
+            st.rerun()
+    return None
 
 
 # -- Test sets page ----------------------------------------------------------------------------------------
@@ -172,7 +147,7 @@ def audit_report_view(report: dict, key: str) -> None:
 def audit_section(ws: Workspace, record: dict, key: str) -> None:
     """The Audit section of a test set: against a chosen training dataset, started automatically, cached."""
     datasets = {d["id"]: d for d in ws.list_datasets(role="dataset")}
-    run = ws.get_run(st.session_state.get("run_id") or "") or {}
+    run = ws.get_run(st.session_state.get(state.RUN_ID) or "") or {}
     options = [NO_AGAINST, *datasets]
     preferred = run.get("dataset_id") if run.get("dataset_id") in datasets else (options[1] if datasets else NO_AGAINST)
     against = st.selectbox("Compare with training data", options, index=options.index(preferred),
@@ -183,19 +158,16 @@ def audit_section(ws: Workspace, record: dict, key: str) -> None:
     st.caption("Checked on every decoded image: exact and near duplicates, patients in more than one split (or "
                "also in the training data), image properties, and whether the test set differs from the training "
                "data. Results are cached in the workspace.")
-    report = _state_or_start(ws, record["id"], against_id)
+    report = _state_or_start(ws, record["id"], against_id, key)
     fuller = audit_state(ws, record["id"], against_id)["fuller"] if report is not None else None
-    if fuller is not None and fuller["status"] == "running":
+    if fuller is not None and fuller.active:
         st.info("The full audit (a domain classifier on backbone features) is running; its result replaces the "
                 "pixel checks below when it is done.", icon=":material/hourglass_top:")
-        _watch_job(fuller)
-    elif fuller is not None:
-        st.error("The full audit failed; the pixel checks below still stand.", icon=":material/error:")
-        st.code(fuller.get("error") or "unknown error", language=None, wrap_lines=True)
+    job_panel(fuller, key=f"{key}_full_job", failed="The full audit failed; the pixel checks below still stand.")
     if report is not None:
         audit_report_view(report, key)
     if (report is not None and report.get("options", {}).get("features") is False and against_id
-            and (fuller is None or fuller["status"] != "running")):
+            and (fuller is None or not fuller.active)):
         if st.button("Run the full audit (adds a domain classifier on backbone features)", key=f"{key}_full",
                      icon=":material/play_arrow:",
                      help="Embeds every image with the default backbone (cached, shared with training); on a CPU "
@@ -215,14 +187,11 @@ def label_issues_panel(ws: Workspace, record: dict, against_id: str | None, key:
         run_id = st.selectbox("Run", list(runs), key=f"{key}_issues_run",
                               format_func=lambda i: f"{runs[i]['name']} ({runs[i]['backbone']})")
         state = audit_state(ws, record["id"], against_id, run_id)
-        if state["status"] == "running":
-            _watch(ws, record["id"], against_id, run_id)
-            return
         if state["status"] == "done":
             _label_issues_view(state["report"]["label_issues"])
             return
-        if state["status"] == "failed":
-            st.code(state["job"].get("error") or "unknown error", language=None, wrap_lines=True)
+        if job_panel(state["job"], key=f"{key}_issues_job", failed="Finding likely label errors failed.") == "running":
+            return
         st.caption("Out-of-fold probabilities from the run's backbone features (cached), checked with cleanlab's "
                    "confident learning. Nothing is relabelled.")
         if st.button("Find likely label errors", key=f"{key}_issues_button", icon=":material/play_arrow:"):
@@ -283,7 +252,7 @@ def duplicates_notice(ev, report: dict | None) -> None:
     with st.expander("Headline numbers with each duplicate counted once", icon=":material/filter_alt:"):
         arrays = evaluation_arrays(kept, ev.task)
         mask = frame["image_id"].astype(str).isin(set(kept["image_id"].astype(str))).to_numpy()
-        _, penalty = active_penalty(ev.ws, ev.task)
+        penalty = active_penalty(ev.ws, ev.task)
         codes = ev.arrays.patient_codes[mask] if ev.arrays.patient_codes is not None else None
         summary = call_summary(ev.arrays.truth[mask], np.asarray(ev.calls)[mask], ev.task.classes, penalty, codes,
                                probabilities=ev.arrays.probabilities[mask])

@@ -12,6 +12,7 @@ import streamlit as st
 
 from core.errors import InputError
 from core.store import Workspace
+from core.store.selection import save_selection, saved_selection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,7 +39,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("Explain", "present.py", "Present", ":material/co_present:"),
 ]
 READER_PAGE = "reader_study.py"  # the one page a reader (role in core/store/access.py) may open
-# Pages listed only for those core allows the action (core.store.access.PERMISSIONS); the page refuses others too.
+# Pages listed only for those core allows the action (core.store.permissions.PERMISSIONS); the page refuses others too.
 PAGE_ACTIONS = {"audit_trail.py": "read_audit"}
 
 
@@ -65,17 +66,28 @@ def workspace_root() -> str:
     return st.session_state.get(state.WORKSPACE_ROOT) or os.environ.get("CORE_WORKSPACE") or str(ROOT / "workspace")
 
 
+def workspace_at(root: str) -> Workspace:
+    """The workspace at `root`, opened once per server process (the one handle every session shares)."""
+    return _open_workspace(str(Path(root).expanduser().resolve()))
+
+
 def get_workspace() -> Workspace:
     """The workspace this browser session works in (changeable on the home page)."""
-    return _open_workspace(str(Path(workspace_root()).expanduser().resolve()))
+    return workspace_at(workspace_root())
+
+
+def _selection_owner() -> str | None:
+    """Whose saved selection this session reads and writes: the signed-in user's (core.store.selection)."""
+    actor = st.session_state.get(state.ACTOR)
+    return None if actor is None else actor.user_id
 
 
 def restore_selection() -> None:
-    """Fill the session's selection from the URL, else from the workspace's last selection."""
+    """Fill the session's selection from the URL, else from the signed-in user's last selection."""
     if st.session_state.get(state.SELECTION_RESTORED):
         return
-    ws = get_workspace()
-    saved = ws.get_setting("selection", {}) or {}
+    ws, owner = get_workspace(), _selection_owner()
+    saved = saved_selection(ws, owner) if owner is not None else {}
     params = st.query_params
     for key in state.SELECTION_KEYS:
         value = params.get(key, saved.get(key))
@@ -85,19 +97,19 @@ def restore_selection() -> None:
 
 
 def remember_selection(**values) -> None:
-    """Store the selection in the session, the URL and the workspace (so a reload restores it)."""
-    ws = get_workspace()
-    saved = ws.get_setting("selection", {}) or {}
+    """Store the selection in the session, the URL and the signed-in user's saved selection in the workspace (so
+    their reload restores it; core.store.selection writes only what changed, and no other user's)."""
     for key, value in values.items():
         if key not in state.SELECTION_KEYS:
             raise KeyError(key)
         st.session_state[key] = value
-        saved[key] = value
         if value is None:
             st.query_params.pop(key, None)
         else:
             st.query_params[key] = str(value)
-    ws.set_setting("selection", saved)
+    owner = _selection_owner()
+    if owner is not None:
+        save_selection(get_workspace(), owner, values)
 
 
 def ensure_demo_ui(ws: Workspace) -> dict:

@@ -24,7 +24,8 @@ def decision_section(ev) -> None:
                "the risk at which acting (referring, treating) is worth it: t = 0.2 means one missed case costs as "
                "much as four unnecessary referrals (Vickers & Elkin 2006). A strategy is useful where its curve "
                f"lies above both treat all and treat none. Risk: the view's score ({plain(ev.view.name)}).")
-    penalty_name, penalty = active_penalty(ev.ws, ev.task)
+    penalty = active_penalty(ev.ws, ev.task)
+    penalty_name = penalty.name
     implied = penalty_threshold(penalty, ev.task.classes, ev.view.positive)
     cols = st.columns(2)
     shown = cols[0].slider("Thresholds shown up to", 0.05, 0.99, 0.6, step=0.01, key="perf_dca_max")

@@ -16,13 +16,15 @@ def _page(filename: str) -> str:
 
 
 def _demo_runs(ws: Workspace) -> list[dict]:
-    return [r for r in ws.list_runs() if (r.get("config") or {}).get("extra", {}).get("demo")]
+    # The synthetic demo's runs (the real demo's carry extra.demo = "real").
+    return [r for r in ws.list_runs() if (r.get("config") or {}).get("extra", {}).get("demo") is True]
 
 
 def demo_path(ws: Workspace, demo: dict) -> None:
     """Show the next step of the demo with a button that does it."""
     from core.train import launch_run, reconcile_runs
     from core.train.demo import demo_run_config
+    from core.train.scores import score_title
 
     reconcile_runs(ws)
     runs = _demo_runs(ws)
@@ -34,7 +36,7 @@ def demo_path(ws: Workspace, demo: dict) -> None:
     with step1:
         st.markdown("**1. Train**")
         if done:
-            st.success(f"Trained: {done[0]['best_metric_name'] or 'metric'} "
+            st.success(f"Trained: {score_title(done[0]['best_metric_name'])} "
                        f"{(done[0]['best_metric'] or float('nan')):.3f} on validation", icon=":material/check:")
         elif active:
             st.info(f"Training ({active[0]['status']})...", icon=":material/hourglass_top:")
@@ -76,3 +78,33 @@ def demo_path(ws: Workspace, demo: dict) -> None:
                 st.page_link(_page(filename), label=label, icon=icon)
         else:
             st.caption("After testing.")
+
+
+def real_demo_form(ws: Workspace) -> None:
+    """Build a small real demo from a MedMNIST .npz on this server and start its training (core.data.demo
+    .build_real_demo decides who may, and from which folders), then follow the run on the Train page."""
+    from core.data.demo import REAL_DEMO_TEST_PER_CLASS, REAL_DEMO_TRAIN_PER_CLASS, build_real_demo
+    from core.train import launch_run
+    from core.train.demo import real_demo_run_config
+    from dashboard.widgets import plain
+
+    st.caption(f"Point at a MedMNIST .npz already on this server (for example pneumoniamnist.npz): up to "
+               f"{REAL_DEMO_TRAIN_PER_CLASS} images per class of its training split and {REAL_DEMO_TEST_PER_CLASS} "
+               "of its test split (val when it has none) are copied into the workspace, registered as a training "
+               "set and a held-out test set, and a model is trained on them (frozen EfficientNet-Lite0 features, "
+               "a logistic head: about a minute on two CPU cores).")
+    with st.form("real_demo"):
+        path = st.text_input("MedMNIST .npz on the server", key="real_demo_npz",
+                             placeholder="/data/medmnist/pneumoniamnist.npz")
+        if not st.form_submit_button("Build the real demo and train", icon=":material/rocket_launch:"):
+            return
+    try:
+        with st.spinner("Copying and registering the images..."):
+            built = build_real_demo(ws, path, actor=current_actor())
+        run_id = launch_run(real_demo_run_config(ws), ws, actor=current_actor())
+    except InputError as exc:
+        st.error(plain(f"The real demo could not be built: {exc}"), icon=":material/error:")
+        return
+    remember_selection(test_set_id=built["test_set_id"])
+    st.session_state[state.TRAIN_SELECTED_RUN] = run_id
+    st.switch_page(_page("train.py"))

@@ -3,6 +3,8 @@ are the cache keys themselves), plus the session's view of the active penalty ma
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -16,10 +18,11 @@ from core.metrics.dashboard import EvaluationArrays, PrecisionRecall, class_aucs
 from core.metrics.referral import binary_view_data
 from core.metrics.roc import AucEstimate
 from core.metrics.run_compare import AlignedRuns
+from core.metrics.penalties import Penalty
 from core.report.active_penalty import resolve_penalty, save_active_penalty, stored_penalty
 from core.store import Workspace
 from dashboard.common import PredictionsFile, load_predictions
-from dashboard.state import PENALTY_NAMES_KEY, PENALTY_STATE_KEY
+from dashboard.state import PENALTY_STATE_KEY
 
 # (label, predictions file, task) per run compared on one test set.
 RunSources = tuple[tuple[str, PredictionsFile, Task], ...]
@@ -85,29 +88,67 @@ def headline_macro_auc(file: PredictionsFile, task: Task) -> Interval:
     return headline.macro_auc(arrays.truth, arrays.probabilities, arrays.patient_ids)
 
 
-@st.cache_data(show_spinner="Reading the experts' readings...", max_entries=8)
-def reader_confusions_for(file: PredictionsFile, task: Task, readings) -> dict:
-    """Each reader's confusion counts and the model's on the same images (penalty-free; cached per readings)."""
-    from core.readers import reader_confusions
+@st.cache_resource(show_spinner="Reading the experts' readings...", max_entries=8)
+def _reader_confusions(file: PredictionsFile, task: Task, root: str, test_set_id: str, stamp: tuple) -> dict:
+    from core.readers import list_readings, reader_confusions
+    from dashboard.common import workspace_at
 
+    readings = list_readings(workspace_at(root), test_set_id)
+    if readings.empty:
+        return {}
     frame, _ = load_predictions(file)
     return reader_confusions(readings, frame, task)
 
 
+def stored_reader_confusions(ws: Workspace, file: PredictionsFile, task: Task, test_set_id: str) -> dict:
+    """Each reader's confusion counts and the model's on the same images ({} without readings): penalty-free, so
+    read and compared once per predictions file version and readings version (core.readers.readings
+    .readings_stamp, one small query), never re-read or re-hashed on a penalty edit. Shared: read-only."""
+    from core.readers.readings import readings_stamp
+
+    return _reader_confusions(file, task, str(ws.root), test_set_id, readings_stamp(ws, test_set_id))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_argmax_confusion(file: PredictionsFile, task: Task) -> np.ndarray:
+    """Confusion counts of the most probable class (argmax): no penalty moves them (the Penalties page's left
+    matrix), so counted once per predictions file version."""
+    from core.metrics.penalties import confusion_counts, decide
+
+    arrays = evaluation_inputs(file, task)
+    return confusion_counts(arrays.truth, decide(arrays.probabilities, "argmax"), task.num_classes)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def cached_penalty_effect(file: PredictionsFile, task: Task, penalty: Penalty):
+    """core.metrics.penalty_effect.penalty_effect (argmax vs the penalty-minimising rule, with the headline's
+    patient-bootstrap intervals) per predictions file and matrix: a page load or a switch back to Penalties with the
+    matrix in use does not bootstrap again. Shared: read-only."""
+    from core.metrics.penalty_effect import penalty_effect
+
+    arrays = evaluation_inputs(file, task)
+    return penalty_effect(arrays.truth, arrays.probabilities, penalty, arrays.patient_codes)
+
+
 # -- the penalty matrix that follows the user --------------------------------------------------------------
-def active_penalty(ws: Workspace, task: Task) -> tuple[str, np.ndarray]:
-    """(name, matrix) of the penalty matrix in use for this task: this session's, else the workspace's active one
-    (the one the exported report uses), else the task's default."""
-    session = stored_penalty(task, st.session_state.get(PENALTY_NAMES_KEY, {}).get(task.name) or "edited",
-                             st.session_state.get(PENALTY_STATE_KEY, {}).get(task.name))
-    return session or resolve_penalty(ws, task)
+def active_penalty(ws: Workspace, task: Task) -> Penalty:
+    """The penalty matrix in use for this task, checked once: this session's, else the workspace's active one (the
+    one the exported report uses), else the task's default. Pages pass it on as it is."""
+    session = st.session_state.get(PENALTY_STATE_KEY, {}).get(task.name)
+    if isinstance(session, Penalty) and session.classes == tuple(task.classes):
+        return session
+    # rows seeded into the session some other way (a page test): checked once, kept as a Penalty
+    edited = None if isinstance(session, Penalty) else stored_penalty(task, "edited", session, "edited")
+    if edited is not None:
+        st.session_state[PENALTY_STATE_KEY][task.name] = edited
+    return edited or resolve_penalty(ws, task)
 
 
-def set_active_penalty(ws: Workspace, task: Task, name: str, matrix) -> None:
+def set_active_penalty(ws: Workspace, task: Task, name: str, matrix) -> Penalty:
     """Make `matrix` the penalty matrix of this task in this session and in the workspace (experts page, reload)."""
-    rows = save_active_penalty(ws, task, name, matrix)
-    st.session_state.setdefault(PENALTY_STATE_KEY, {})[task.name] = rows
-    st.session_state.setdefault(PENALTY_NAMES_KEY, {})[task.name] = name
+    penalty = save_active_penalty(ws, task, name, matrix)
+    st.session_state.setdefault(PENALTY_STATE_KEY, {})[task.name] = replace(penalty, source="edited")
+    return penalty
 
 
 def penalty_presets(ws: Workspace, task: Task) -> dict[str, np.ndarray]:
@@ -118,7 +159,7 @@ def penalty_presets(ws: Workspace, task: Task) -> dict[str, np.ndarray]:
     for name, matrix in ws.list_penalties(task.name).items():
         found = stored_penalty(task, name, matrix)
         if found is not None:  # a matrix saved for another class list no longer fits; leave it out
-            presets[f"Saved: {name}"] = found[1]
+            presets[f"Saved: {name}"] = found.matrix
     return presets
 
 
@@ -189,15 +230,15 @@ def run_view_scores(sources: RunSources, view: BinaryView) -> dict[str, BinarySc
 
 
 @st.cache_data(show_spinner="Collecting the report's numbers...", max_entries=16)
-def _cached_report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, penalty_rows: tuple | None,
-                   penalty_name: str | None, threshold: float | None, include_readers: bool, include_penalties: bool,
+def _cached_report(root: str, run_id: str, test_set_id: str, predictions_mtime: float, penalty: Penalty | None,
+                   threshold: float | None, include_readers: bool, include_penalties: bool,
                    bootstrap: int, seed: int, confidence: float, lr_ci: str, title: str,
                    readings: pd.DataFrame | None, audit_stamp: tuple = ()) -> dict:
     from core.report import build_report
 
-    return build_report(Workspace.open(root), run_id, test_set_id, penalty=penalty_rows, threshold=threshold,
+    return build_report(Workspace.open(root), run_id, test_set_id, penalty=penalty, threshold=threshold,
                         include_readers=include_readers, bootstrap=bootstrap, seed=seed, confidence=confidence,
-                        include_penalties=include_penalties, penalty_name=penalty_name, lr_ci=lr_ci,
+                        include_penalties=include_penalties, lr_ci=lr_ci,
                         readings=readings, title=title or None)
 
 
@@ -211,11 +252,11 @@ def session_report(ws: Workspace, run_id: str, test_set_id: str, predictions_mti
     from core.report.caveats import audit_stamp
 
     single_label = task.kind != "multilabel"
-    penalty_name, penalty = active_penalty(ws, task) if single_label else (None, None)
+    penalty = active_penalty(ws, task) if single_label else None
     readings = list_readings(ws, test_set_id) if include_readers and single_label else None
     stamp = audit_stamp(ws, test_set_id, (ws.get_run(run_id) or {}).get("dataset_id"))  # caveats of a new audit
     return _cached_report(str(ws.root), run_id, test_set_id, predictions_mtime,
-                          tuple(map(tuple, penalty.tolist())) if penalty is not None else None, penalty_name,
+                          penalty,
                           None if threshold is None else float(threshold), bool(include_readers),
                           bool(include_penalties), int(bootstrap), int(seed), float(confidence), lr_ci, title.strip(),
                           readings, stamp)

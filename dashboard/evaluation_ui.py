@@ -13,7 +13,7 @@ from core.errors import InputError
 from core.metrics import BinaryScores, Interval, OperatingPoint
 from core.metrics.intervals import informative_bounds
 from core.store import Workspace
-from core.metrics.threshold_in_use import threshold_in_use
+from core.metrics.threshold_in_use import ThresholdInUse, threshold_in_use
 from dashboard import state
 from dashboard.common import EvaluationSelection, remember_selection, select_evaluation, thumbnail
 from dashboard.widgets import plain
@@ -42,6 +42,9 @@ def evaluation_or_stop(ws: Workspace, key: str) -> EvaluationSelection:
     if selection is None:
         st.stop()
     synthetic_notice(selection)
+    from dashboard.import_ui import imported_notice
+
+    imported_notice(selection)  # scores imported from a file: where they came from
     return selection
 
 
@@ -81,43 +84,44 @@ def metric_card(container, label: str, interval: Interval | None, percent: bool 
 def with_interval_text(frame: pd.DataFrame, metrics: Sequence[str], percent: bool = True) -> pd.DataFrame:
     """A display copy where each `metric`, `metric_low`, `metric_high` triple becomes one 'value (low-high)' column."""
     out = frame.copy()
+    bounds = []
     for name in metrics:
         if name not in out:
             continue
-        low, high = out.get(f"{name}_low"), out.get(f"{name}_high")
-        texts = []
-        for i in range(len(out)):
-            value = out[name].iloc[i]
-            text = _fmt(float(value), percent)
-            if low is not None and high is not None and np.isfinite(low.iloc[i]) and np.isfinite(high.iloc[i]):
-                text += f" ({_fmt(float(low.iloc[i]), percent)}-{_fmt(float(high.iloc[i]), percent)})"
-            texts.append(text)
-        out[name] = texts
-        out = out.drop(columns=[c for c in (f"{name}_low", f"{name}_high") if c in out])
-    return out
+        values = out[name].to_numpy(dtype=float)
+        if f"{name}_low" in out and f"{name}_high" in out:
+            lows, highs = out[f"{name}_low"].to_numpy(dtype=float), out[f"{name}_high"].to_numpy(dtype=float)
+        else:
+            lows = highs = np.full(len(out), np.nan)
+        # Plain lists, one pass: this runs on every threshold move (per-cell .iloc and a drop per metric did not).
+        out[name] = [_fmt(float(value), percent) + (f" ({_fmt(float(low), percent)}-{_fmt(float(high), percent)})"
+                                                    if np.isfinite(low) and np.isfinite(high) else "")
+                     for value, low, high in zip(values, lows, highs)]
+        bounds += [c for c in (f"{name}_low", f"{name}_high") if c in out]
+    return out.drop(columns=bounds)
 
 
 def operating_point_ui(scores: BinaryScores, key: str, container=None, model_point=None,
-                       view_name: str | None = None) -> OperatingPoint:
+                       view_name: str | None = None, imported: bool = False) -> OperatingPoint:
     """Pick the operating point (threshold, target sensitivity/specificity or Youden); the chosen threshold
     follows the user to other pages and survives a reload (dashboard.common.remember_selection). Until the user
     chooses one, the slider opens at the model's own point (`model_point`, when set on `view_name`): the rule of
-    core.metrics.threshold_in_use. A caption says where the threshold in use comes from."""
+    core.metrics.threshold_in_use. A caption says where the threshold in use comes from (`imported`: scores
+    imported from a file, which came with no operating point)."""
     box = container or st
     both = bool(scores.n_positive and scores.n_negative)
     rules = list(RULES) if both else ["threshold"]
-    rule = box.radio("Operating point", rules, format_func=RULES.get, key=f"{key}_rule", horizontal=True)
-    slider_key, seeded_key = f"{key}_threshold", f"{key}_threshold_seeded"
+    keys = state.operating_point_keys(key)
+    rule = box.radio("Operating point", rules, format_func=RULES.get, key=keys.rule, horizontal=True)
+    slider_key, seeded_key = keys.threshold, keys.seeded
     chosen = state.current_selection().threshold
-    if slider_key not in st.session_state:
-        st.session_state[slider_key] = st.session_state[seeded_key] = threshold_in_use(
-            model_point, chosen, view_name).value
+    _open_threshold_slider(keys, threshold_in_use(model_point, chosen, view_name, imported=imported).value, chosen)
     try:
         if rule == "sensitivity":
-            target = box.slider("Target sensitivity", 0.50, 1.00, 0.90, 0.01, key=f"{key}_target_sens")
+            target = box.slider("Target sensitivity", 0.50, 1.00, 0.90, 0.01, key=keys.target_sensitivity)
             point = scores.threshold_for_sensitivity(target)
         elif rule == "specificity":
-            target = box.slider("Target specificity", 0.50, 1.00, 0.90, 0.01, key=f"{key}_target_spec")
+            target = box.slider("Target specificity", 0.50, 1.00, 0.90, 0.01, key=keys.target_specificity)
             point = scores.threshold_for_specificity(target)
         elif rule == "youden":
             point = scores.youden()
@@ -136,13 +140,62 @@ def operating_point_ui(scores: BinaryScores, key: str, container=None, model_poi
     untouched = (rule == "threshold" and chosen is None
                  and math.isclose(point.threshold, st.session_state.get(seeded_key, math.nan), abs_tol=1e-12))
     if math.isfinite(point.threshold):
-        in_use = threshold_in_use(model_point, None if untouched else point.threshold, view_name)
+        in_use = threshold_in_use(model_point, None if untouched else point.threshold, view_name, imported=imported)
         box.caption(f"Threshold in use: **{in_use.label}**",
                     help="The model's point is the threshold its own calls (its 'predicted' column) use; every "
                          "number on this page, the report and the presentation is at the threshold in use.")
     if math.isfinite(point.threshold) and not untouched and point.threshold != st.session_state.get(state.THRESHOLD):
         remember_selection(threshold=float(point.threshold))
     return point
+
+
+# A user cannot move a slider by less than its step (0.001): closer than half of it to where it opened is untouched.
+_UNTOUCHED_TOLERANCE = 0.0005
+
+
+def _open_threshold_slider(keys: state.OperatingPointKeys, opening: float, chosen: float | None) -> None:
+    """Put a threshold slider at the threshold in use (`opening`) before it is drawn: when first shown, and again
+    when nobody has chosen a threshold and it still sits where it opened while the threshold in use moved (another
+    run or view was picked), so its numbers never stay at another model's point."""
+    session = st.session_state
+    current, seeded = session.get(keys.threshold), session.get(keys.seeded)
+    stale = (chosen is None and current is not None and seeded is not None
+             and math.isclose(current, seeded, abs_tol=_UNTOUCHED_TOLERANCE)
+             and not math.isclose(current, opening, abs_tol=_UNTOUCHED_TOLERANCE))
+    if current is None or stale:
+        session[keys.threshold] = session[keys.seeded] = opening
+
+
+def threshold_slider(label: str, key: str, model_point=None, view_name: str | None = None, imported: bool = False,
+                     container=None, help: str | None = None) -> ThresholdInUse:
+    """A threshold slider on a binary view's score that follows core.metrics.threshold_in_use: it opens at the
+    threshold in use (the user's when chosen, else the model's point on `view_name`, else the default) and records
+    the user's threshold (dashboard.common.remember_selection, followed by every page) only once the user moves it.
+    Writes "Threshold in use: model's point 0.544" under it; returns the threshold in use, whose value every number
+    at the threshold takes. Widget key: state.operating_point_keys(key).threshold."""
+    box = container or st
+    keys = state.operating_point_keys(key)
+    chosen = state.current_selection().threshold
+    opening = threshold_in_use(model_point, chosen, view_name, imported=imported)
+    _open_threshold_slider(keys, opening.value, chosen)
+    value = float(box.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=keys.threshold, help=help))
+    untouched = chosen is None and math.isclose(value, st.session_state.get(keys.seeded, math.nan),
+                                                abs_tol=_UNTOUCHED_TOLERANCE)
+    in_use = opening if untouched else threshold_in_use(model_point, value, view_name, imported=imported)
+    if not untouched and value != chosen:
+        remember_selection(threshold=value)
+    box.caption(f"Threshold in use: {in_use.label}",  # our own words and number, no user text
+                help="The model's point is the threshold its own calls (its 'predicted' column) use; a threshold "
+                     "you move here is yours, and every page, the report and the presentation then use it.")
+    return in_use
+
+
+def move_operating_point(key: str, threshold: float) -> None:
+    """Put the operating-point picker `key` on a threshold (a button callback, before the picker is drawn): how
+    other modules move it, since only this module writes its widgets' keys."""
+    keys = state.operating_point_keys(key)
+    st.session_state[keys.rule] = "threshold"
+    st.session_state[keys.threshold] = float(threshold)
 
 
 # -- case thumbnails ----------------------------------------------------------------------------------------

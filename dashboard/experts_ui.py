@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.data.tasks import Task
 from core.errors import InputError
+from core.infer.predictions import imported_provenance
 from core.plots.experts import interval_text, reader_roc_figure
 from core.readers import (DEFAULT_PROFILES, READINGS_COLUMNS, compare_readers_to_model, is_simulated, list_readings,
                           lr_table, model_metrics, model_roc, reader_results, roc_points, simulated_profile,
@@ -17,13 +18,27 @@ from core.store import Workspace
 from dashboard import state
 from dashboard.common import PredictionsFile, load_predictions
 from dashboard.downloads import figure_downloads, table_download
+from core.metrics.model_operating_point import ModelOperatingPoint
+from core.metrics.penalties import Penalty
+from core.metrics.threshold_in_use import threshold_in_use
+from core.train.run_folder import run_model_card
 from dashboard.evaluation import active_penalty
+from dashboard.operating_ui import training_operating_point
 from dashboard.widgets import plain, show_error
 
 LR_METHOD_LABELS = {"log": "log (Simel)", "koopman": "Koopman score", "adjusted_log": "adjusted log (+0.5)"}
 MATCH_LABELS = {None: "at a score threshold", "specificity": "matched to each reader's specificity",
                 "sensitivity": "matched to each reader's sensitivity"}
-def penalty_in_use(ws: Workspace, task: Task) -> tuple[str, np.ndarray]:
+def model_point_of(run: dict | None) -> ModelOperatingPoint | None:
+    """The run's (its registry row's) own operating point from its model card (None: no model, none stored, or an
+    unreadable card; the threshold in use then falls back as core.metrics.threshold_in_use says)."""
+    try:
+        return training_operating_point(run_model_card(run))
+    except InputError:
+        return None
+
+
+def penalty_in_use(ws: Workspace, task: Task) -> Penalty:
     """The penalties page's matrix for this task (session, then workspace, then the task default)."""
     return active_penalty(ws, task)
 
@@ -250,9 +265,13 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
     chosen = cols[1].selectbox("Compare with model", models, key=f"{key}_model", index=default,
                                format_func=lambda r: runs.get(r["run_id"], {}).get("name", r["run_id"])) \
         if models else None
-    frame = load_predictions(chosen["path"])[0] if chosen else None
-    name, penalty = penalty_in_use(ws, task)
-    threshold = state.current_selection().threshold_or_default
+    frame, meta = load_predictions(chosen["path"]) if chosen else (None, None)
+    penalty = penalty_in_use(ws, task)
+    # The threshold in use (core.metrics.threshold_in_use): the user's when chosen, else the model's own point.
+    in_use = threshold_in_use(model_point_of(runs.get(chosen["run_id"])) if chosen else None,
+                              state.current_selection().threshold, view,
+                              imported=imported_provenance(meta) is not None)
+    threshold = in_use.value
     try:
         report = reader_results(ws, study.id, reader_id, predictions=frame, view=view, threshold=threshold,
                                 penalty=penalty)
@@ -278,14 +297,15 @@ def reader_results_view(ws: Workspace, study: Study, reader_id: str, key: str = 
     top[1].metric("Your specificity", interval_text(metrics["specificity"], metrics["specificity_low"],
                                                     metrics["specificity_high"]), help=report["view"])
     top[2].metric("Your weighted error", f"{metrics['weighted_error']:.3f}",
-                  help=f"Mean penalty per image, penalty matrix: {name}")
+                  help=f"Mean penalty per image, penalty matrix: {penalty.name}")
     if paired:
         top[3].metric("Agreement with the model (kappa)",
                       interval_text(paired["kappa"], paired["kappa_low"], paired["kappa_high"]))
     table = pd.DataFrame([{"": "you", "images": metrics["n_graded"]} | _interval_columns(metrics)]
                          + ([{"": f"model ({model['rule']}), same images", "images": model["n_graded"]}
                              | _interval_columns(model)] if model else []))
-    st.markdown(f"**You and the model, {plain(report['view'])}** (95% intervals)")
+    st.markdown(f"**You and the model, {plain(report['view'])}** (95% intervals; the model at its threshold in use: "
+                f"{in_use.label})")
     st.dataframe(table, hide_index=True, width="stretch")
     if paired:
         st.caption(f"McNemar on correctness in the binary view: exact p = {paired['mcnemar_exact_p']:.3g}, "

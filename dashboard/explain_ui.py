@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import threading
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,19 +19,24 @@ from core.explain.case_images import CaseImages
 from core.explain.case_maps import Case, cached_maps, case_map, explain_cases
 from core.explain.colormaps import COLORMAPS
 from core.explain.explain_model import ExplainModel
-from core.explain.overlay import overlay
+from core.explain.lung_mask import LungField, applies_to, lung_field
+from core.explain.overlay import outline, overlay
+from core.explain.scoring import score_against_region
 from core.explain.registry import list_explainers
 from core.explain.gallery import DISAGREEMENTS, OUTCOMES, CaseFilter, has_readings
+from core.jobs import DONE, Job, find_job, get_job, start_job
 from core.models import find_checkpoint
 from core.store import Workspace
 from dashboard import state
+from dashboard.access_ui import current_actor
 from dashboard.common import registered_dataset
+from dashboard.jobs_ui import duration, job_panel
 from dashboard.widgets import plain, show_error, sticky_select
 
 
 METHODS = {explainer.name: explainer.title for explainer in list_explainers()}  # name -> title, in UI order
 MAX_JOB_CASES = 2000
-FINISHED_JOBS_KEPT_S = 3600
+EXPLAIN = "explain"  # the maps job's kind on the job board (core.jobs)
 
 
 # -- cached model, images, maps ----------------------------------------------------------------------------
@@ -63,6 +67,36 @@ def gallery_maps(model: ExplainModel, images: CaseImages, cases: Sequence[Case],
     """The maps of these cases already on disk (read once per generation of the cache; treat as read-only)."""
     return _gallery_maps(model.model_id, tuple(cases), method, json.dumps(params, sort_keys=True), generation(),
                          str(cache.root), model, images)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4096)
+def _lung_field(test_set_id: str, fingerprint: str, image_id: str, _images: CaseImages) -> LungField:
+    try:
+        return lung_field(_images.image(image_id))
+    except (InputError, OSError) as exc:
+        return LungField(None, f"the image cannot be opened ({exc})")
+
+
+def lung_fields(task, images: CaseImages, test_set: dict, image_ids) -> dict | None:
+    """image_id -> LungField (core.explain.lung_mask, computed once per image and test-set version) for chest X-ray
+    tasks; None for other tasks (no lung field is looked for)."""
+    if not applies_to(task):
+        return None
+    key = (str(test_set["id"]), str(test_set.get("fingerprint")))
+    return {str(i): _lung_field(*key, str(i), images) for i in dict.fromkeys(image_ids)}
+
+
+def lung_caption(amap, field: LungField | None) -> str:
+    """One line under a map: its share of positive attribution inside the lung field and where its peak is."""
+    if field is None:
+        return ""
+    if not field.found:
+        return f"Lung field: none found ({field.reason}); not scored."
+    score = score_against_region(amap, field.mask)
+    if score.share != score.share:  # NaN: no positive attribution
+        return "Lung field: the map has no positive attribution."
+    return (f"Lung field: {score.share:.0%} of the positive attribution inside; peak "
+            f"{'inside' if score.peak_inside else 'outside'} the lungs.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -184,15 +218,6 @@ def method_params_ui(method: str, input_hw: tuple[int, int], container=None) -> 
     return {k: v for k, v in params.items() if v is not None}
 
 
-def duration(seconds: float) -> str:
-    """'under a second', 'about 40 s', 'about 3.5 min', 'about 1.2 h'."""
-    if seconds < 1:
-        return "under a second"
-    if seconds < 90:
-        return f"about {seconds:.0f} s"
-    return f"about {seconds / 60:.1f} min" if seconds < 5400 else f"about {seconds / 3600:.1f} h"
-
-
 @dataclass(frozen=True)
 class Display:
     """How maps are drawn: overlay opacity, colormap, and one colour scale per method across the gallery."""
@@ -200,10 +225,12 @@ class Display:
     opacity: float
     colormap: str
     shared: bool
+    lung_outline: bool = False
 
 
-def display_ui(default_colormap: str) -> Display:
-    cols = st.columns(3)
+def display_ui(default_colormap: str, lung_reference: bool = False) -> Display:
+    """Opacity, colormap, shared scale; for chest X-rays (`lung_reference`) the lung field's outline on or off."""
+    cols = st.columns(4 if lung_reference else 3)
     opacity = cols[0].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_opacity")
     colormap = sticky_select("Colormap", COLORMAPS, "explain_colormap", default=default_colormap, container=cols[1],
                              help="inferno (the default for grayscale scans) rises steadily in lightness, so it "
@@ -211,12 +238,22 @@ def display_ui(default_colormap: str) -> Display:
     shared = cols[2].toggle("One colour scale per method across cases", value=True, key="explain_shared_scale",
                             help="On: a colour means the same attribution in every image of the gallery, so maps "
                                  "compare across images. Off: each map is stretched to its own maximum.")
-    return Display(float(opacity), colormap, bool(shared))
+    lungs = lung_reference and cols[3].toggle(
+        "Outline the lung field", value=True, key="explain_lung_outline",
+        help="A reference region found from intensity and shape (not a segmentation model): the two darkest regions "
+             "of lung size inside the chest. Missing where it cannot be found (lateral views, heavy "
+             "opacification).")
+    return Display(float(opacity), colormap, bool(shared), bool(lungs))
 
 
-def draw(image, amap, display: Display, scale: tuple[float, float] | None):
+def draw(image, amap, display: Display, scale: tuple[float, float] | None, lungs: LungField | None = None):
+    """The map over the image (the image alone when amap is None), with the lung field's outline when shown."""
     vmin, vmax = scale if (display.shared and scale) else (None, None)
-    return overlay(image, amap, colormap=display.colormap, opacity=display.opacity, vmin=vmin, vmax=vmax)
+    picture = (overlay(image, amap, colormap=display.colormap, opacity=display.opacity, vmin=vmin, vmax=vmax)
+               if amap is not None else image.convert("RGB"))
+    if display.lung_outline and lungs is not None and lungs.found:
+        picture = outline(picture, lungs.mask)
+    return picture
 
 
 def scale_of(maps: dict, extra=()) -> tuple[float, float] | None:
@@ -241,111 +278,63 @@ def colour_bar(display: Display, scales: dict, container=None) -> None:
 
 # -- background job: compute a gallery's maps off the script thread ----------------------------------------
 @st.cache_resource(show_spinner=False)
-def _job_board() -> dict:
-    """Jobs by id, shared by every session of this server: plain dicts a worker thread updates (never st.*)."""
-    return {"lock": threading.Lock(), "jobs": {}, "generation": 0}
+def _generation() -> dict:
+    """A counter shared by every session of this server; a worker gets it from the page that starts it."""
+    return {"lock": threading.Lock(), "value": 0}
 
 
 def generation() -> int:
     """Goes up whenever maps are added to the cache from this server, so cached gallery reads refresh."""
-    return _job_board()["generation"]
+    return _generation()["value"]
 
 
-def maps_added() -> None:
-    board = _job_board()
-    with board["lock"]:
-        board["generation"] += 1
+def maps_added(counter: dict | None = None) -> None:
+    counter = counter if counter is not None else _generation()
+    with counter["lock"]:
+        counter["value"] += 1
 
 
-def job_id_for(model: ExplainModel, cases: Sequence[Case], methods: dict) -> str:
+def maps_job_key(model: ExplainModel, cases: Sequence[Case], methods: dict) -> str:
     text = json.dumps([model.model_id, [list(c) for c in cases], methods], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _run_job(board: dict, job: dict, model: ExplainModel, images: CaseImages, cases: list, methods: dict,
-             cache_root: str) -> None:
-    def progress(done: int, total: int, cached: int) -> None:
-        # Progress points of the maps computed (cache hits are instant): the first one after start-up and the
-        # latest, from which core.train.progress.measured_rate measures the rate and the time left.
-        mark = (time.time(), int(done) - int(cached))
-        job.update(done=done, total=total, cached=cached, last_mark=mark)
-        if job.get("first_mark") is None:
-            job["first_mark"] = mark
+def _maps_work(model: ExplainModel, images: CaseImages, cases: list, methods: dict, cache_root: str, counter: dict):
+    """explain_cases as a job's work (core.jobs); cache hits are not counted for the rate (they cost nothing)."""
+    def work(progress) -> dict:
+        def report(done: int, total: int, cached: int) -> None:
+            progress(done / max(total, 1), f"Computing maps: {done}/{total} ({cached} from the cache)",
+                     done=done - cached, total=total - cached)
 
-    outcome = {}
-    try:
-        run = explain_cases(model, images, cases, methods, MapCache(cache_root), progress=progress,
-                            should_stop=job["stop"].is_set)
-        outcome = {"status": "stopped" if run.stopped else "done", "computed": run.computed, "cached": run.cached,
-                   "failed": run.failed, "seconds": run.seconds}
-    except Exception as exc:  # noqa: BLE001 - a worker reports every failure instead of dying unseen
-        outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        with board["lock"]:
-            board["generation"] += 1
-            job.update(finished=time.time(), **{k: v for k, v in outcome.items() if k != "status"})
-            job["status"] = outcome.get("status", "failed")  # last: readers see a finished job complete
+        try:
+            run = explain_cases(model, images, cases, methods, MapCache(cache_root), progress=report)
+        finally:
+            maps_added(counter)  # stopped or failed too: the maps computed so far are in the cache
+        return {"computed": run.computed, "cached": run.cached, "failed": run.failed, "seconds": run.seconds,
+                "total": len(cases) * len(methods), "n_cases": len(cases)}
+
+    return work
 
 
-def start_maps_job(model: ExplainModel, images: CaseImages, cases: Sequence[Case], methods: dict,
-                   cache: MapCache) -> str:
-    """Start (or join, if the same one is running) a worker thread computing every case's maps into the cache."""
-    board, job_id = _job_board(), job_id_for(model, cases, methods)
-    with board["lock"]:
-        now = time.time()
-        for old in [k for k, j in board["jobs"].items() if j.get("finished") and now - j["finished"] >
-                    FINISHED_JOBS_KEPT_S]:
-            del board["jobs"][old]
-        running = board["jobs"].get(job_id)
-        if running is not None and running["status"] == "running":
-            return job_id
-        job = {"status": "running", "done": 0, "total": len(cases) * len(methods), "cached": 0, "computed": 0,
-               "failed": [], "error": None, "started": now, "finished": None, "n_cases": len(cases),
-               "methods": list(methods), "stop": threading.Event()}
-        board["jobs"][job_id] = job
+def start_maps_job(ws: Workspace, model: ExplainModel, images: CaseImages, cases: Sequence[Case], methods: dict,
+                   cache: MapCache) -> Job:
+    """Start (or join, if the same one is running) a job computing every case's maps into the cache."""
+    key = maps_job_key(model, cases, methods)
+    running = find_job(ws, EXPLAIN, key)
+    if running is not None and running.active:
+        return running
+    actor = current_actor()
     # The worker explains with its own copy of the weights, so this page's Grad-CAM never waits on its lock.
-    worker = threading.Thread(target=_run_job, name=f"explain-maps-{job_id[:8]}", daemon=True,
-                              args=(board, job, model.clone(), images, list(cases), dict(methods), str(cache.root)))
-    worker.start()
-    return job_id
+    return start_job(ws, EXPLAIN, key, _maps_work(model.clone(), images, list(cases), dict(methods),
+                                                  str(cache.root), _generation()),
+                     title="computing the maps", unit="maps", owner=actor.user_id if actor else None)
 
 
-def job_state(job_id: str) -> dict | None:
-    return _job_board()["jobs"].get(job_id)
-
-
-def job_progress_text(job: dict, now: float | None = None) -> str:
-    """'Computing maps: 5/16 (1 from the cache), about 2.0 min elapsed, about 4.0 min left': the time left from the
-    rate the maps computed so far measured (core.train.progress.measured_rate: start-up and cache hits never enter it),
-    counting down between updates; 'measuring the rate' until two progress points differ."""
-    from core.train.progress import measured_rate
-
-    now = time.time() if now is None else now
-    done, total, cached = job["done"], max(job["total"], 1), job.get("cached", 0)
-    text = f"Computing maps: {done}/{total} ({cached} from the cache), {duration(now - job['started'])} elapsed"
-    first, last = job.get("first_mark"), job.get("last_mark")
-    left = None
-    if first is not None and last is not None:
-        _, left = measured_rate(first, last, total - cached, now=now)
-    if done >= total:
-        return text
-    return text + (f", {duration(left)} left" if left is not None else ", measuring the rate")
-
-
-@st.fragment(run_every=1)
-def _job_progress(job_id: str) -> None:
-    job = job_state(job_id)
-    if job is None or job["status"] != "running":
-        st.rerun()  # the whole page, so the gallery shows the new maps
-        return
-    st.progress(job["done"] / max(job["total"], 1), text=job_progress_text(job))
-    if st.button("Stop", key="explain_job_stop", icon=":material/stop:"):
-        job["stop"].set()
-
-
-def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], methods: dict, cache: MapCache,
-           estimate: float) -> None:
-    """The "compute maps for these N cases" button, the polling progress bar and the outcome."""
+def job_ui(ws: Workspace, model: ExplainModel, images: CaseImages, cases: Sequence[Case], methods: dict,
+           cache: MapCache, estimate: float) -> None:
+    """The "compute maps for these N cases" button, the job's progress (dashboard.jobs_ui) and its outcome. The job
+    is this session's (its id in state.EXPLAIN_JOB), else the one for these cases and methods: after a reload the
+    page finds it again."""
     n = len(cases)
     names = " and ".join(METHODS.get(m, m) for m in methods) or "no method"
     clicked = st.button(f"Compute maps for these {n} cases", key="explain_job_start", type="primary",
@@ -355,23 +344,18 @@ def job_ui(model: ExplainModel, images: CaseImages, cases: Sequence[Case], metho
                "already on disk are reused, so a second run is instant."
                + (f" Narrow the selection to at most {MAX_JOB_CASES:,} cases." if n > MAX_JOB_CASES else ""))
     if clicked:
-        st.session_state[state.EXPLAIN_JOB] = start_maps_job(model, images, cases, methods, cache)
-    job_id = st.session_state.get(state.EXPLAIN_JOB)
-    job = job_state(job_id) if job_id else None
-    if job is None:
+        st.session_state[state.EXPLAIN_JOB] = start_maps_job(ws, model, images, cases, methods, cache).id
+    job = (get_job(ws, st.session_state.get(state.EXPLAIN_JOB))
+           or (find_job(ws, EXPLAIN, maps_job_key(model, cases, methods)) if methods else None))
+    if job_panel(job, key="explain_job", failed="Computing the maps failed:") != DONE:
         return
-    if job["status"] == "running":
-        _job_progress(job_id)
-    elif job["status"] == "failed":
-        show_error("Computing the maps failed:", job.get("error") or "unknown error")
-    else:
-        verb = "Stopped" if job["status"] == "stopped" else "Done"
-        st.success(f"{verb}: {job['computed'] + job['cached']} of {job['total']} maps ready for {job['n_cases']} "
-                   f"cases, {job['computed']} computed and {job['cached']} found in the cache, in "
-                   f"{duration(job.get('seconds') or 0)}.", icon=":material/check_circle:")
-        if job.get("failed"):
-            st.warning(f"{len(job['failed'])} maps could not be computed:")
-            st.dataframe(pd.DataFrame({"problem": job["failed"]}), hide_index=True, key="explain_job_failed")
+    done = job.result
+    st.success(f"Done: {done['computed'] + done['cached']} of {done['total']} maps ready for {done['n_cases']} "
+               f"cases, {done['computed']} computed and {done['cached']} found in the cache, in "
+               f"{duration(done['seconds'] or 0)}.", icon=":material/check_circle:")
+    if done["failed"]:
+        st.warning(f"{len(done['failed'])} maps could not be computed:")
+        st.dataframe(pd.DataFrame({"problem": done["failed"]}), hide_index=True, key="explain_job_failed")
 
 
 # -- one case ----------------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from core.store import Workspace
 from core.readers import lifecycle as study_lifecycle
 from core.readers.study import list_studies
 from core.store import lifecycle
+from dashboard import state
 from dashboard.access_ui import current_actor
 from dashboard.widgets import plain, show_error
 
-_DONE = "lifecycle_done"  # the outcome of the last action, shown once after the rerun
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ STUDY = Kind("reader study", study_lifecycle.rename_study, study_lifecycle.archi
 
 
 def show_lifecycle_message() -> None:
-    if done := st.session_state.pop(_DONE, None):
+    if done := st.session_state.pop(state.LIFECYCLE_DONE, None):
         st.success(done, icon=":material/check_circle:")
 
 
@@ -97,5 +97,5 @@ def _act(action: Callable, message: str | Callable | None, kind: Kind | None = N
                    if outcome.outcome == "deleted" else
                    f"Archived the {kind.noun} instead of deleting it: in use by {len(outcome.users)} record(s) "
                    f"({plain('; '.join(outcome.users[:3]))}{'; ...' if len(outcome.users) > 3 else ''}).")
-    st.session_state[_DONE] = message(outcome) if callable(message) else message
+    st.session_state[state.LIFECYCLE_DONE] = message(outcome) if callable(message) else message
     st.rerun()

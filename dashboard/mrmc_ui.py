@@ -17,6 +17,7 @@ from core.readers.aided_study import aided_mrmc_readings, list_aided_studies
 from core.readers.mrmc_readings import load_mrmc_readings
 from core.readers.mrmc_simulated import DEMO_TREATMENTS, simulate_mrmc_study
 from core.store import Workspace
+from dashboard import state
 from dashboard.downloads import figure_downloads
 from dashboard.widgets import plain, show_error
 
@@ -72,15 +73,15 @@ def readings_source(key: str, ws: Workspace | None = None) -> pd.DataFrame | Non
     upload = st.file_uploader("MRMC readings CSV", type=["csv"], key=f"{key}_upload")
     if upload is not None and st.button("Analyse these readings", key=f"{key}_load", type="primary"):
         try:
-            st.session_state[f"{key}_table"] = load_mrmc_readings(upload)
-            st.session_state[f"{key}_name"] = upload.name
+            st.session_state[state.companion_key(key, "table")] = load_mrmc_readings(upload)
+            st.session_state[state.companion_key(key, "name")] = upload.name
         except InputError as exc:
             show_error("These readings cannot be analysed (nothing was kept).", exc)
-    table = st.session_state.get(f"{key}_table")
+    table = st.session_state.get(state.companion_key(key, "table"))
     if table is None:
         st.info("No MRMC readings uploaded yet in this session.", icon=":material/info:")
         return None
-    st.caption(f"Readings from {plain(st.session_state.get(f'{key}_name', 'the upload'))}: {len(table):,} rows.")
+    st.caption(f"Readings from {plain(st.session_state.get(state.companion_key(key, 'name'), 'the upload'))}: {len(table):,} rows.")
     return table
 
 

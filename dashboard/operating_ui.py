@@ -7,7 +7,9 @@ import streamlit as st
 
 from core.metrics.model_operating_point import OPERATING_RULES, ModelOperatingPoint
 from core.store import Workspace
+from dashboard import state
 from dashboard.access_ui import current_actor
+from dashboard.evaluation_ui import move_operating_point
 from dashboard.widgets import plain
 
 RECALIBRATE_RULES = ("youden", "sensitivity")
@@ -43,12 +45,9 @@ def use_model_point(point: ModelOperatingPoint | None, view, key: str, container
     if point is None or point.view != view.name:
         return
 
-    def apply() -> None:
-        st.session_state[f"{key}_rule"] = "threshold"
-        st.session_state[f"{key}_threshold"] = float(point.threshold)
-
     (container or st).button("Use the operating point from training", key=f"{key}_use_model_point",
-                             on_click=apply, icon=":material/my_location:")
+                             on_click=move_operating_point, args=(key, float(point.threshold)),
+                             icon=":material/my_location:")
 
 
 def _row(label: str, part: dict) -> dict:
@@ -67,8 +66,13 @@ def recalibration_table(result: dict) -> pd.DataFrame:
 
 def recalibration_panel(ws: Workspace, run_id: str, test_set_id: str, n_images: int, key: str) -> dict | None:
     """Widgets to recalibrate `run_id` on a labelled sample of the test set; returns the result once run."""
+    from core.infer.imported import is_imported_run
     from core.infer.recalibrate import MIN_SAMPLE
 
+    if is_imported_run(ws.get_run(run_id)):  # core refuses it too (core.infer.predict.resolve_model)
+        st.info("These scores were imported from a file: recalibration makes a new run from the model, and no model "
+                "came with them.", icon=":material/info:")
+        return None
     st.markdown("A model's threshold is set on its training data. Another site's scanners and export pipeline "
                 "can move every score; a small labelled sample from the site refits the threshold (and a "
                 "temperature, when that helps). The result is a **new run**; this run is never changed.")
@@ -86,13 +90,13 @@ def recalibration_panel(ws: Workspace, run_id: str, test_set_id: str, n_images: 
     if rule == "sensitivity":
         target = float(col3.slider("Target sensitivity", 0.5, 0.999, 0.95, 0.005, key=f"{key}_target"))
     if not st.button("Recalibrate into a new run", key=f"{key}_go", icon=":material/tune:"):
-        return st.session_state.get(f"{key}_result")
+        return st.session_state.get(state.companion_key(key, "result"))
     from core.infer.recalibrate import recalibrate
 
     with st.spinner("Recalibrating (the model's predictions on this test set are reused)..."):
         result = recalibrate(run_id, test_set_id, ws, sample_size=size, rule=rule, target=target,
                              actor=current_actor()).to_dict()
-    st.session_state[f"{key}_result"] = result
+    st.session_state[state.companion_key(key, "result")] = result
     return result
 
 

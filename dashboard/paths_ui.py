@@ -20,3 +20,16 @@ def shown_path(path, actor: Actor | None) -> str:
 def shown_paths(values, actor: Actor | None) -> list[str]:
     """shown_path of each value (a table's source column)."""
     return [shown_path(v, actor) for v in values]
+
+
+def shown_in(text: str, path, actor: Actor | None) -> str:
+    """`text` (a core message) with `path` (and the folder it resolves to) shown as shown_path shows it: a
+    server path is not told to someone who is not an admin, nor to anyone before sign-in."""
+    from pathlib import Path
+
+    text = str(text)
+    if not path or allowed(actor, "choose_workspace"):
+        return text
+    for full in sorted({str(path), str(Path(path).expanduser().resolve())}, key=len, reverse=True):
+        text = text.replace(full, shown_path(full, actor))
+    return text

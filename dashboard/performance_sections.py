@@ -1,5 +1,7 @@
 """The Performance page's sections (ROC, PR, confusion, per class, tiers, imbalance, calibration, refer when unsure),
-one function each."""
+one function each. Sections taking an `EvaluationBase` draw what does not move with the threshold (the page draws them
+once per full rerun, from cached figures); those taking an `Evaluation` draw what the operating point changes (the
+page's fragment reruns them alone when the threshold moves)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,9 @@ from core.errors import InputError
 from core.metrics import (BinaryScores, DiagnosticMetrics, OperatingPoint, binary_view_data, brier_score,
                           predictive_values_at_prevalence, tier_confusion)
 from core.metrics.dashboard import (CallSummary, EvaluationArrays, cases_in_cell,
-                                    class_balance_effect, class_distribution, class_table, label_counts,
+                                    class_balance_effect, class_table, label_counts,
                                     largest_error_cell, predictive_value_curve)
-from core.plots import (COLOUR_MODES, PointMarker, class_distribution_figure, confusion_figure, pr_figure,
-                        predictive_values_figure, roc_figure)
+from core.plots import (COLOUR_MODES, PointMarker, confusion_figure, predictive_values_figure, with_markers)
 from core.store import Workspace
 from dashboard import state
 from dashboard.downloads import figure_downloads, table_download
@@ -26,7 +27,8 @@ from core.train.run_folder import recorded_balance, run_config
 from dashboard.common import EvaluationSelection, PredictionsFile
 from core.plots.confusion import REFERRED_LABEL
 from dashboard.evaluation import active_penalty, cached_reliability, headline_weighted_error, training_class_counts
-from dashboard.evaluation_figures import class_figures, reliability_view_figure, view_pr_series, view_roc_series
+from dashboard.evaluation_figures import (class_distribution_view, class_figures, reliability_view_figure,
+                                          view_pr_figure, view_roc_figure)
 from dashboard.evaluation_ui import interval_text, metric_card, thumbnails_ui, with_interval_text
 from dashboard.widgets import plain, show_error
 
@@ -35,9 +37,9 @@ PREVALENCE_GRID = np.unique(np.concatenate([np.logspace(-3, np.log10(0.99), 80),
 RATE_COLUMNS = ("sensitivity", "specificity", "ppv", "npv")
 
 
-@dataclass
-class Evaluation:
-    """Everything the sections read for one run x test set at the current operating point."""
+@dataclass(frozen=True)
+class EvaluationBase:
+    """What the sections read for one run x test set and binary view, whatever the operating point."""
 
     ws: Workspace
     selection: EvaluationSelection
@@ -46,6 +48,12 @@ class Evaluation:
     arrays: EvaluationArrays
     view: BinaryView
     scores: BinaryScores
+
+
+@dataclass(frozen=True)
+class Evaluation(EvaluationBase):
+    """Everything the sections read for one run x test set at the current operating point."""
+
     point: OperatingPoint
     rates: DiagnosticMetrics
     calls: np.ndarray
@@ -54,40 +62,42 @@ class Evaluation:
     penalty_name: str
 
 
-def roc_section(ev: Evaluation) -> None:
-    left, right = st.columns(2)
-    with left:
-        series = view_roc_series(ev.file, ev.task, ev.view, "#000000")
-        if series is None:
-            st.info("This view has no positive or no negative cases: no ROC curve.")
-        else:
-            fig = roc_figure([series], [PointMarker.on_roc("operating point", ev.point)],
-                             title=f"{ev.view.name} (positive: {', '.join(ev.view.positive)})")
-            st.plotly_chart(fig, key="perf_roc_view")
-            figure_downloads(fig, f"roc-{ev.view.name}", key="perf_roc_view_dl")
-    with right:
-        class_roc, _ = class_figures(ev.file, ev.task)
-        st.plotly_chart(class_roc, key="perf_roc_classes")
-        figure_downloads(class_roc, "roc-one-vs-rest", key="perf_roc_classes_dl")
-    st.caption("Curves are drawn from at most 2,000 points each for speed; every AUC and rate uses all cases. "
-               "AUC intervals: DeLong.")
+def roc_view_section(ev: Evaluation) -> None:
+    """The view's ROC with the operating point: the cached curve with the marker added (no rebuild)."""
+    base = view_roc_figure(ev.file, ev.task, ev.view)
+    if base is None:
+        st.info("This view has no positive or no negative cases: no ROC curve.")
+        return
+    fig = with_markers(base, [PointMarker.on_roc("operating point", ev.point)])
+    st.plotly_chart(fig, key="perf_roc_view")
+    figure_downloads(fig, f"roc-{ev.view.name}", key="perf_roc_view_dl")
 
 
-def pr_section(ev: Evaluation) -> None:
-    left, right = st.columns(2)
-    with left:
-        series = view_pr_series(ev.file, ev.task, ev.view, "#000000")
-        if series is None:
-            st.info("Precision-recall curves need both positive and negative cases.")
-        else:
-            fig = pr_figure([series], [PointMarker.on_pr("operating point", ev.rates)],
-                            title=f"{ev.view.name} (dotted: chance = prevalence)")
-            st.plotly_chart(fig, key="perf_pr_view")
-            figure_downloads(fig, f"precision-recall-{ev.view.name}", key="perf_pr_view_dl")
-    with right:
-        _, class_pr = class_figures(ev.file, ev.task)
-        st.plotly_chart(class_pr, key="perf_pr_classes")
-        figure_downloads(class_pr, "precision-recall-one-vs-rest", key="perf_pr_classes_dl")
+def roc_classes_section(base: EvaluationBase) -> None:
+    """One-vs-rest ROC per class: threshold-free, built once per predictions file."""
+    class_roc, _ = class_figures(base.file, base.task)
+    st.plotly_chart(class_roc, key="perf_roc_classes")
+    figure_downloads(class_roc, "roc-one-vs-rest", key="perf_roc_classes_dl")
+
+
+ROC_NOTE = ("Curves are drawn from at most 2,000 points each for speed; every AUC and rate uses all cases. "
+            "AUC intervals: DeLong.")
+
+
+def pr_view_section(ev: Evaluation) -> None:
+    base = view_pr_figure(ev.file, ev.task, ev.view)
+    if base is None:
+        st.info("Precision-recall curves need both positive and negative cases.")
+        return
+    fig = with_markers(base, [PointMarker.on_pr("operating point", ev.rates)])
+    st.plotly_chart(fig, key="perf_pr_view")
+    figure_downloads(fig, f"precision-recall-{ev.view.name}", key="perf_pr_view_dl")
+
+
+def pr_classes_section(base: EvaluationBase) -> None:
+    _, class_pr = class_figures(base.file, base.task)
+    st.plotly_chart(class_pr, key="perf_pr_classes")
+    figure_downloads(class_pr, "precision-recall-one-vs-rest", key="perf_pr_classes_dl")
 
 
 def _selected_cell(chart_key: str, k: int) -> tuple[int, int] | None:
@@ -173,20 +183,31 @@ def tiers_section(ev: Evaluation) -> None:
     table_download(table.reset_index(), "referral-tier-confusion", key="perf_tiers_csv")
 
 
-def imbalance_section(ev: Evaluation) -> None:
-    classes = list(ev.task.classes)
-    test_counts = label_counts(ev.arrays.truth, classes)
-    run = ev.selection.run
-    train_counts, train_note = training_class_counts(run_config(run)) if run else (None, "no run selected")
-    splits = {"train": train_counts, "test": test_counts} if train_counts else {"test": test_counts}
-    distribution = class_distribution(classes, splits)
-    fig = class_distribution_figure(distribution, classes, title="Class distribution: training vs test")
+def _training_counts(base: EvaluationBase) -> tuple[dict | None, str]:
+    run = base.selection.run
+    return training_class_counts(run_config(run)) if run else (None, "no run selected")
+
+
+def distribution_section(base: EvaluationBase) -> None:
+    """Class distribution, training vs test: threshold-free, the figure built once per file and training counts."""
+    train_counts, train_note = _training_counts(base)
+    distribution, fig = class_distribution_view(base.file, base.task,
+                                                tuple(train_counts.items()) if train_counts else None)
     st.plotly_chart(fig, key="perf_distribution")
     figure_downloads(fig, "class-distribution", key="perf_distribution_dl")
     st.caption(f"Training counts: {plain(train_note)}." if train_counts else
                f"Training counts unavailable: {plain(train_note)}.")
     table_download(distribution, "class-distribution", key="perf_distribution_csv")
 
+
+def balance_section(base: EvaluationBase) -> None:
+    _balance_subsection(base, _training_counts(base)[0])
+
+
+def prevalence_section(ev: Evaluation) -> None:
+    """Accuracy at the calls and PPV/NPV at another prevalence: these move with the operating point."""
+    classes = list(ev.task.classes)
+    test_counts = label_counts(ev.arrays.truth, classes)
     cols = st.columns(3)
     metric_card(cols[0], "Accuracy", ev.summary.accuracy)
     metric_card(cols[1], "Balanced accuracy", None, value=ev.summary.balanced_accuracy,
@@ -207,10 +228,9 @@ def imbalance_section(ev: Evaluation) -> None:
     st.plotly_chart(fig, key="perf_ppv_npv")
     figure_downloads(fig, "ppv-npv-vs-prevalence", key="perf_ppv_npv_dl")
     table_download(curve, "ppv-npv-vs-prevalence", key="perf_ppv_npv_csv")
-    _balance_subsection(ev, train_counts)
 
 
-def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
+def _balance_subsection(ev: EvaluationBase, train_counts: dict | None) -> None:
     st.markdown("**What class balancing did in training**")
     config = run_config(ev.selection.run)
     balance = str(config.get("balance") or "none")
@@ -237,7 +257,7 @@ def _balance_subsection(ev: Evaluation, train_counts: dict | None) -> None:
         table_download(effect, "class-balancing", key="perf_balance_csv")
 
 
-def calibration_section(ev: Evaluation) -> None:
+def calibration_section(ev: EvaluationBase) -> None:
     top = cached_reliability(ev.file, ev.task)
     view_bins = cached_reliability(ev.file, ev.task, ev.view)
     cols = st.columns(4)
@@ -262,7 +282,7 @@ def headline_text(ev: Evaluation) -> str:
             f"specificity {interval_text(ev.rates.specificity)}.")
 
 
-def referral_section(ev: Evaluation) -> None:
+def referral_section(ev: EvaluationBase) -> None:
     """Refer when unsure: the model's referral band, what it did on this test set (coverage, error among the calls
     made vs overall, weighted error with referrals priced), the risk-coverage curve, the confusion matrix with a
     referral column, and the band another target would give (from the calibration scores in the model card)."""
@@ -306,7 +326,8 @@ def referral_section(ev: Evaluation) -> None:
                          + (f"; the band's target: at most {band.target_error:.0%}" if band else "") + ".")
         metric_card(cols[3], "Error over every image", summary.error_overall,
                     help="The same error if the model had called every image (no referral).")
-        penalty_name, penalty = active_penalty(ev.ws, ev.task)
+        penalty = active_penalty(ev.ws, ev.task)
+        penalty_name = penalty.name
         cost, cost_note = referral_cost(ev.ws, ev.task, penalty)
         calls = ev.arrays.model_calls
         priced = headline_weighted_error_referred(ev.file, ev.task, calls, penalty, referred, cost)
@@ -417,7 +438,7 @@ def subgroups_section(ev: Evaluation) -> None:
                                  "(numbers with many values are cut into quartiles).")
     statistic = right.radio("Statistic", list(FOREST_STATISTICS), format_func=FOREST_STATISTICS.get,
                             horizontal=True, key="perf_subgroup_statistic")
-    _, penalty = active_penalty(ev.ws, ev.task)
+    penalty = active_penalty(ev.ws, ev.task)
     try:
         values = subgroup_column_values(str(ev.ws.root), str(record["id"]), str(record.get("fingerprint")), ev.file,
                                         column)

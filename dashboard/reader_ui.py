@@ -14,13 +14,14 @@ from core.errors import InputError, StorageError
 from core.readers import (CONFIDENCE_LEVELS, ReaderAuthError, Study, create_study, end_early, finish, item_at,
                           join_study, list_studies, next_item, own_answer, passwords_configured, progress,
                           record_answer)
+from core.readers.aided_study import AIDED, model_output
 from core.readers.study import study_progress
 from core.readers.ui_support import open_reading_of, reader_study_on
 from core.store import Workspace
 from core.readers.auth import signed_in_with_password
 from core.store.access import allowed, any_formal_study
 from dashboard import state
-from dashboard.access_ui import current_actor, reader_code
+from dashboard.access_ui import current_actor, live_actor, reader_code, signed_in_here
 from dashboard.common import registered_dataset
 from dashboard.experts_ui import demo_test_set_id, ensure_demo_readers
 from dashboard.lifecycle_ui import STUDY, manage_panel, restore_panel, show_lifecycle_message
@@ -240,14 +241,23 @@ def _new_study_form(ws: Workspace, row: dict, task: Task) -> None:
         st.rerun()
 
 
+SIGNED_OUT = "you are no longer signed in (signed out elsewhere, or the sign-in expired); sign in again"
+
+
 def _answer(ws: Workspace, study_id: str, reader_id: str, image_id: str, label: str, confidence_key: str) -> None:
-    """Button callback: commit the answer now, then move on to the next image without an answer."""
+    """Button callback: commit the answer now, then move on to the next image without an answer. It runs before
+    the grading fragment and skips the page's sign-in gate, so the sign-in is checked again here (live_actor);
+    core.readers.record_answer then checks that this actor may answer as `reader_id`."""
     shown = st.session_state.get(state.READER_SHOWN) or {}
     seconds = time.time() - shown["at"] if shown.get("image_id") == image_id else None
     answer = {"study_id": study_id, "reader_id": reader_id, "image_id": image_id, "label": label,
               "confidence": st.session_state.get(confidence_key), "seconds": seconds}
+    actor = live_actor()
+    if actor is None:  # nothing stored; the fragment then sends the whole page back to the sign-in form
+        st.session_state[state.READER_ERROR] = SIGNED_OUT
+        return
     try:
-        record_answer(ws, **answer, actor=current_actor())
+        record_answer(ws, **answer, actor=actor)
     except StorageError as exc:  # kept in the page and retried on every rerun; never acknowledged
         st.session_state[state.READER_UNSAVED] = answer
         st.session_state[state.READER_ERROR] = str(exc)
@@ -288,10 +298,16 @@ def _go(position: int | None) -> None:
     st.session_state[state.READER_POSITION] = position
 
 
+@st.fragment
 def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
     """One image at a time: large, zoomable, the task's classes as buttons (keys 1..k), optional confidence.
     Shows only the image, its place in the reader's order and the reader's own answer: never an id, path,
-    label, model output or another reader's answer."""
+    label, model output or another reader's answer.
+
+    A fragment: an answer, a zoom, Back or Resume reruns this screen alone (progress, image, buttons), not the page
+    around it. Its rerun skips the sign-in gate, so the sign-in is checked again first (signed_in_here); Finish and
+    End early rerun the whole page (st.rerun), which then shows the results."""
+    signed_in_here()
     _retry_unsaved(ws, study.id, reader_id)
     prog = progress(ws, study.id, reader_id)
     st.progress(prog.fraction, text=f"{prog.answered} of {prog.total} images graded")
@@ -347,14 +363,29 @@ def reading_screen(ws: Workspace, study: Study, reader_id: str) -> None:
             return
         shown_image = zoom_image(image, zoom, centre_x / 100, centre_y / 100)
         st.image(shown_image, caption=item.caption, width="stretch")
-        from dashboard.aided_ui import model_output_panel  # lazy: aided_ui builds on this module
         model_output_panel(ws, item.image_id)
+
+
+def model_output_panel(ws: Workspace, image_id: str) -> None:
+    """Under the image: the model's output in the aided session; in the unaided session, a plain reminder."""
+    session = st.session_state.get(state.READER_SESSION) or {}
+    if "aided_id" not in session:
+        return
+    if session["phase"] != AIDED:
+        st.caption("Unaided session: the model's output is not shown.")
+        return
+    output = model_output(ws, session["aided_id"], session["base_reader"], image_id)
+    table = pd.DataFrame({"class": list(output), "model probability": list(output.values())})
+    st.markdown("**Model output** (aided session)")
+    st.dataframe(table, hide_index=True, key="rs_aided_output",
+                 column_config={"model probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                                     format="%.2f")})
 
 
 def _end_early_controls(ws: Workspace, study: Study, reader_id: str) -> None:
     if not st.session_state.get(state.READER_CONFIRM_END):
         st.button("End early", key="rs_end_early", icon=":material/stop_circle:", width="stretch",
-                  on_click=lambda: st.session_state.update(rs_confirm_end=True))
+                  on_click=lambda: st.session_state.update({state.READER_CONFIRM_END: True}))
         return
     st.warning("End now? You will be analysed on the images graded so far, and cannot grade more in this study.")
     cols = st.columns(2)

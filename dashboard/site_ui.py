@@ -14,6 +14,7 @@ from core.infer.site_check import (ADAPT_CHOICES, SiteCheck, adaptation_text, au
 from core.metrics.model_operating_point import ModelOperatingPoint
 from core.metrics.sample_size import REFIT_SIZES, threshold_precision
 from core.store import Workspace
+from dashboard import state
 from dashboard.common import PredictionsFile, load_predictions
 from dashboard.evaluation import evaluation_inputs
 from dashboard.widgets import plain
@@ -73,18 +74,18 @@ def _adapt(ws: Workspace, run_id: str, test_set_id: str, key: str, run_key: str)
     from dashboard.access_ui import current_actor
     from dashboard.common import remember_selection
 
-    choice = st.session_state.get(f"{key}_adapt_method")
+    choice = st.session_state.get(state.companion_key(key, "adapt_method"))
     method = ADAPT_CHOICES.get(choice, next(iter(ADAPT_CHOICES.values())))
     try:
         with st.spinner("Adapting without labels and running the new run on this test set..."):
             adaptation = adapt_to_test_set(ws, run_id, test_set_id, actor=current_actor(), method=method)
     except InputError as exc:
-        st.session_state[f"{key}_adapt_error"] = str(exc)
+        st.session_state[state.companion_key(key, "adapt_error")] = str(exc)
         return
     new_run = adaptation.run_id
     st.session_state[run_key] = new_run
     remember_selection(run_id=new_run, test_set_id=test_set_id)
-    st.session_state[f"{key}_adapted"] = new_run
+    st.session_state[state.companion_key(key, "adapted")] = new_run
 
 
 def site_section(ws: Workspace, run: dict, test_set_id: str, key: str, run_key: str, card: dict | None,
@@ -94,12 +95,12 @@ def site_section(ws: Workspace, run: dict, test_set_id: str, key: str, run_key: 
     record = ws.find_predictions(run["id"], test_set_id)
     if record is None:
         return False
-    error = st.session_state.pop(f"{key}_adapt_error", None)
+    error = st.session_state.pop(state.companion_key(key, "adapt_error"), None)
     if error:
         from dashboard.widgets import show_error
 
         show_error("The run could not be adapted:", error)
-    adapted = st.session_state.pop(f"{key}_adapted", None)
+    adapted = st.session_state.pop(state.companion_key(key, "adapted"), None)
     if adapted:
         st.success(f"New adapted run {plain(adapted)}, now selected, with its predictions on this test set; the "
                    "source run is unchanged.", icon=":material/check_circle:")
@@ -139,7 +140,7 @@ def site_section(ws: Workspace, run: dict, test_set_id: str, key: str, run_key: 
                     "made; this run is not changed. No label is used.")
         from core.infer.recalibrate import STANDARDISE_WARNING
 
-        st.radio("Label-free remedy", list(ADAPT_CHOICES), key=f"{key}_adapt_method", help=STANDARDISE_WARNING)
+        st.radio("Label-free remedy", list(ADAPT_CHOICES), key=state.companion_key(key, "adapt_method"), help=STANDARDISE_WARNING)
         st.button("Adapt without labels now", key=f"{key}_adapt", icon=":material/auto_fix_high:", type="primary",
                   on_click=_adapt, args=(ws, run["id"], test_set_id, key, run_key))
     with right:

@@ -22,10 +22,8 @@ CONFUSION_CELL = "confusion_cell"  # {run_id, test_set_id, true, called, image_i
 CELL_APPLIED = "perf_cell_applied"  # the confusion-matrix click already applied to the two cell pickers
 CELL_TRUE = "perf_cell_true"  # widget keys the click also sets
 CELL_CALLED = "perf_cell_called"
-PENALTY_STATE_KEY = "penalty_matrix"  # {task name: rows} edited in this session
-PENALTY_NAMES_KEY = "penalty_matrix_name"  # {task name: the matrix's name}
+PENALTY_STATE_KEY = "penalty_matrix"  # {task name: core.metrics.penalties.Penalty} edited in this session
 PENALTY_FLASH = "pen_flash"  # a message shown once after a save or delete
-REPORT_THRESHOLD = "report_threshold"
 PRESENT_SLIDE = "present_slide"  # 0-based slide shown in presentation mode
 # Presentation mode's shareable URL: ?present=1&run=RUN&test_set=TEST_SET (dashboard/app.py routes it)
 PRESENT_PARAM, PRESENT_RUN_PARAM, PRESENT_TEST_SET_PARAM = "present", "run", "test_set"
@@ -56,11 +54,57 @@ DATA_ADDED = "_data_added"  # what the add-data form just registered, reported o
 TRAIN_DATASET = "train_dataset"
 TRAIN_SELECTED_RUN = "train_selected_run"
 TRAIN_STARTED = "train_started_message"
+LIFECYCLE_DONE = "lifecycle_done"  # the outcome of the last rename/archive/delete, shown once after the rerun
 
 
 def train_test_set_key(run_id: str) -> str:
     """The test set chosen for a run on the Train page."""
     return f"train_test_set_{run_id}"
+
+
+# -- keys built from a widget's key (one naming scheme, so no two modules build the same name) -------------------
+def companion_key(widget_key: str, what: str) -> str:
+    """A value a module keeps beside one of its own widgets between reruns (its last result, a message shown once,
+    an uploaded table): `<widget_key>_<what>`."""
+    return f"{widget_key}_{what}"
+
+
+@dataclass(frozen=True)
+class OperatingPointKeys:
+    """The widget keys of one operating-point picker (dashboard.evaluation_ui.operating_point_ui). Only that module
+    writes them; others ask it to move the picker (evaluation_ui.move_operating_point)."""
+
+    rule: str
+    threshold: str
+    seeded: str  # where the threshold slider opened (the model's point or the default): not a choice of the user's
+    target_sensitivity: str
+    target_specificity: str
+
+
+def operating_point_keys(key: str) -> OperatingPointKeys:
+    return OperatingPointKeys(f"{key}_rule", f"{key}_threshold", f"{key}_threshold_seeded", f"{key}_target_sens",
+                              f"{key}_target_spec")
+
+
+@dataclass(frozen=True)
+class PenaltyEditorKeys:
+    """The Penalties page's editors for one task. Each save or preset bumps `version` (a fresh editor opens on the
+    matrix in use, penalty_version_key); `base` holds the (name, rows) the matrix editor opened on, `referral_base` the referral costs."""
+
+    base: str
+    editor: str
+    referral: str
+    referral_base: str
+
+
+def penalty_editor_keys(task_name: str, version: int) -> PenaltyEditorKeys:
+    referral = f"pen_referral_{task_name}_{version}"
+    return PenaltyEditorKeys(f"pen_base_{task_name}_{version}", f"pen_editor_{task_name}_{version}", referral,
+                             companion_key(referral, "base"))
+
+
+def penalty_version_key(task_name: str) -> str:
+    return f"pen_version_{task_name}"
 
 
 @dataclass(frozen=True)
@@ -88,5 +132,6 @@ def current_selection() -> Selection:
 # -- who is signed in (dashboard/access_ui.py) -------------------------------------------------------------
 ACTOR = "actor"  # core.store.access.Actor of the signed-in user; page tests seed it (tests/apptest.py)
 SESSION_TOKEN = "session_token"  # this sign-in's token, also in the URL (query param SESSION_PARAM)
+SESSION_WORKSPACE = "session_workspace"  # root of the workspace whose users table holds SESSION_TOKEN
 SESSION_PARAM = "session"
 CLIENT_ID = "sign_in_client"  # random id of this browser session for sign-in throttling when no IP is known

@@ -5,8 +5,6 @@ never as HTML or markdown."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +13,15 @@ import streamlit as st
 
 from core.data.ingest import UPLOAD_TYPES, ingest_upload, load_registered, register_folder
 from core.data.tasks import list_tasks
-from core.errors import SKIP_BAD_HINT, InputError, run_job
+from core.errors import SKIP_BAD_HINT, InputError
+from core.jobs import DONE, Job, find_job, start_job
 from core.store import Workspace
-from core.train.progress import measured_rate
 from dashboard import state
 from dashboard.access_ui import current_actor
 from dashboard.audit_ui import start_audit_after_adding
 from dashboard.common import ROOT, registered_dataset, remember_selection, thumbnail
 from dashboard.dicom_ui import dicom_options_ui
+from dashboard.jobs_ui import job_panel
 from dashboard.widgets import plain, show_error
 
 AUTO_TASK = "auto"
@@ -179,76 +178,36 @@ def subgroup_preview(ds) -> None:
 
 
 # -- inference in the background ------------------------------------------------------------------
-@st.cache_resource(show_spinner=False)
-def _job_store() -> dict:
-    """Inference jobs of this server process, shared by sessions: plain dicts that threads update."""
-    return {"lock": threading.Lock(), "jobs": {}}
+INFERENCE = "inference"  # its kind on the job board (core.jobs), keyed by run and test set
 
 
-def _job_key(ws: Workspace, run_id: str, test_set_id: str) -> str:
-    return f"{ws.root}|{run_id}|{test_set_id}"
+def _inference_key(run_id: str, test_set_id: str) -> str:
+    return f"{run_id}|{test_set_id}"
 
 
-def _inference_thread(job: dict, root: str, run_id: str, test_set_id: str) -> None:
-    """Runs predict(); touches only `job` (never st.*), so it can outlive the page that started it."""
-    from core.infer import predict
+def _inference_work(root: str, run_id: str, test_set_id: str):
+    """predict() as a job's work (core.jobs): never touches st.*, so it can outlive the page that started it."""
+    def work(progress) -> dict:
+        from core.infer import predict
 
-    def work() -> None:
+        progress(0.0, "Loading the model and the test set")
         ws = Workspace.open(root)
         ds = load_registered(ws, test_set_id)
-        job["total"] = len(ds)
 
-        def progress(done: int, total: int) -> None:
-            point = (time.time(), int(done))
-            job.setdefault("first_batch", point)  # the rate is measured from here: model loading is not in it
-            job["last_batch"] = point
-            job["done"], job["total"] = int(done), int(total)
+        def batches(done: int, total: int) -> None:  # counted per image: the rate starts at the first batch
+            progress(done / total if total else 1.0, f"Running the model: {done:,} / {total:,} images", done=done,
+                     total=total)
 
-        frame = predict(run_id, ds, workspace=ws, dataset_id=test_set_id, progress=progress)
-        job.update(status="done", rows=len(frame), cached=bool(frame.attrs.get("cached")))
+        frame = predict(run_id, ds, workspace=ws, dataset_id=test_set_id, progress=batches)
+        return {"rows": len(frame), "cached": bool(frame.attrs.get("cached"))}
 
-    run_job(job, work)
+    return work
 
 
-def start_inference(ws: Workspace, run_id: str, test_set_id: str) -> dict:
+def start_inference(ws: Workspace, run_id: str, test_set_id: str) -> Job:
     """Start (or return the running) background inference of run x test set."""
-    store = _job_store()
-    key = _job_key(ws, run_id, test_set_id)
-    with store["lock"]:
-        job = store["jobs"].get(key)
-        if job is not None and job["status"] == "running":
-            return job
-        job = {"status": "running", "done": 0, "total": None, "started": time.time(), "error": None}
-        store["jobs"][key] = job
-    threading.Thread(target=_inference_thread, args=(job, str(ws.root), run_id, test_set_id), daemon=True,
-                     name=f"inference-{run_id}-{test_set_id}").start()
-    return job
-
-
-def get_job(ws: Workspace, run_id: str, test_set_id: str) -> dict | None:
-    return _job_store()["jobs"].get(_job_key(ws, run_id, test_set_id))
-
-
-def job_progress_text(job: dict, now: float) -> tuple[float, str]:
-    """(fraction done, text) of a background inference job: the rate measured over its batches, the time left
-    counting down from the last batch."""
-    done, total = job.get("done") or 0, job.get("total")
-    if not total:
-        return 0.0, "Loading the model and the test set..."
-    rate, eta = (measured_rate(job["first_batch"], job["last_batch"], total, now=now)
-                 if "first_batch" in job else (None, None))
-    text = f"Running the model: {done:,} / {total:,} images"
-    if rate is not None:
-        text += f" ({rate:,.1f} images/s), " + (f"about {eta:.0f} s left" if eta >= 0.5 else
-                                                 "the next batch is almost done")
-    elif done < total:
-        text += ", measuring the rate on the first batches"
-    return min(1.0, done / total), text
-
-
-def _job_progress(job: dict) -> None:
-    fraction, text = job_progress_text(job, time.time())
-    st.progress(fraction, text=text)
+    return start_job(ws, INFERENCE, _inference_key(run_id, test_set_id),
+                     _inference_work(str(ws.root), run_id, test_set_id), title="inference", unit="images")
 
 
 def open_performance(run_id: str, test_set_id: str, key: str) -> None:
@@ -260,22 +219,12 @@ def open_performance(run_id: str, test_set_id: str, key: str) -> None:
 def inference_panel(ws: Workspace, run_id: str, test_set_id: str, key: str, blocked: str | None = None) -> None:
     """Run a model on a test set in the background with a progress bar; cached results are not recomputed.
     `blocked`: why it cannot run, known beforehand (the button is then disabled and says so)."""
-    job = get_job(ws, run_id, test_set_id)
-    if job is not None and job["status"] == "running":
-        @st.fragment(run_every=1)
-        def watch():
-            current = get_job(ws, run_id, test_set_id)
-            if current is None or current["status"] != "running":
-                st.rerun()  # the whole page: show the result and stop polling
-            _job_progress(current)
-
-        watch()
+    job = find_job(ws, INFERENCE, _inference_key(run_id, test_set_id))
+    if job_panel(job, key=f"{key}_inference", failed="Inference failed.") == "running":
         return
     record = ws.find_predictions(run_id, test_set_id)
-    if job is not None and job["status"] == "failed":
-        show_error("Inference failed.", job.get("error") or "unknown error")
     if record is not None and Path(record["path"]).exists():
-        fresh = job is not None and job["status"] == "done" and not job.get("cached")
+        fresh = job is not None and job.state == DONE and not job.result["cached"]
         st.success(("Predictions computed" if fresh else "Already computed")
                    + f": {record['n_rows']:,} images. Results are cached; nothing to recompute.",
                    icon=":material/check_circle:")

@@ -9,6 +9,7 @@ from core.infer.predictions import task_of
 from core.errors import InputError
 from core.metrics.dashboard import available_views, urgent_view
 from core.metrics.run_compare import data_size_label, learning_curve
+from core.infer.imported import is_imported_run
 from core.metrics.threshold_in_use import threshold_in_use
 from core.plots import PointMarker, compare_roc_figure, learning_curve_figure, metric_bars_figure, series_colors
 from dashboard import state
@@ -83,7 +84,8 @@ preferred = urgent_view(task) or views[0]
 view_names = [v.name for v in views]
 view_name = sticky_select("Binary view for ROC and DeLong", view_names, "cmp_view", default=preferred.name)
 view = views[view_names.index(view_name)]
-penalty_name, penalty = active_penalty(ws, task)
+penalty = active_penalty(ws, task)
+penalty_name = penalty.name
 summary, pairs = comparison_tables(sources, view, penalty)
 scores = run_view_scores(sources, view)
 colors = series_colors([label for label, _, _ in sources])
@@ -95,7 +97,8 @@ def _own_threshold(rid: str):
         card = run_model_card(runs.get(rid))
     except InputError:
         card = None
-    return threshold_in_use((card or {}).get("operating_point"), None, view.name)
+    return threshold_in_use((card or {}).get("operating_point"), None, view.name,
+                            imported=is_imported_run(runs.get(rid)))  # scores from a file: no point came with them
 
 
 in_use = {labels[rid]: _own_threshold(rid) for rid in chosen}

@@ -5,18 +5,20 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import InputError
+from core.infer.predictions import imported_provenance
 from core.plots.experts import lr_forest_figure, reader_roc_figure, weighted_error_figure
 from core.readers import list_readings, load_readings, reading_coverage, store_readings
-from dashboard import state
 from dashboard.access_ui import current_actor
-from dashboard.common import get_workspace, remember_selection, select_evaluation
+from dashboard.common import get_workspace, select_evaluation
 from dashboard.downloads import figure_downloads
+from dashboard.evaluation_ui import threshold_slider
 from dashboard.experts_ui import (LR_METHOD_LABELS, MATCH_LABELS, comparison, ensure_demo_readers,
-                                  matched_sentences, paired_table, penalty_in_use, reader_subgroups_section,
-                                  simulated_notice, summary_table)
+                                  matched_sentences, model_point_of, paired_table, penalty_in_use,
+                                  reader_subgroups_section, simulated_notice, summary_table)
 from dashboard.downloads import table_download
 from dashboard.mrmc_ui import mrmc_section
 from dashboard.widgets import plain, show_error
+from dashboard.import_ui import imported_notice
 
 st.title("Experts vs model")
 st.caption("Each reader's sensitivity and specificity on the model's ROC curve, likelihood ratios, weighted error "
@@ -27,6 +29,7 @@ ws = get_workspace()
 evaluation = select_evaluation(ws, key="experts")
 if evaluation is None:
     st.stop()
+imported_notice(evaluation)  # scores imported from a file: where they came from
 task, frame, test_set_id = evaluation.task, evaluation.frame, evaluation.dataset_id
 if task.kind == "multilabel" or not task.binary_views:
     st.info(f"Reader comparisons need one label per image and a binary view; task {plain(task.name)} has "
@@ -85,13 +88,14 @@ with tab_compare:
                               key="experts_match", help="For the paired comparisons: the model at a threshold, or "
                                                         "at the threshold that gives each reader's own "
                                                         "specificity (or sensitivity) on their images.")
-    remembered = st.session_state.get(state.THRESHOLD)
-    threshold = controls[3].slider("Model threshold on the view's score", 0.0, 1.0, step=0.01, key="experts_threshold",
-                                   value=float(remembered) if remembered is not None else 0.5,
-                                   help="Score >= threshold is a positive call. Shared with the other pages.")
-    if threshold != remembered:
-        remember_selection(threshold=threshold)
-    penalty_name, penalty = penalty_in_use(ws, task)
+    # Opens at the threshold in use (the model's own point until the user moves it: core.metrics.threshold_in_use);
+    # only a move is recorded as the user's threshold, which the other pages then follow.
+    threshold = threshold_slider("Model threshold on the view's score", "experts",
+                                 model_point=model_point_of(evaluation.run), view_name=view,
+                                 imported=imported_provenance(evaluation.meta) is not None, container=controls[3],
+                                 help="Score >= threshold is a positive call. Shared with the other pages.").value
+    penalty = penalty_in_use(ws, task)
+    penalty_name = penalty.name
 
     try:
         result = comparison(evaluation.file, readings, task, view, threshold, match, penalty, lr_ci)
@@ -111,7 +115,7 @@ with tab_compare:
     st.plotly_chart(roc_fig, key="experts_roc")
     figure_downloads(roc_fig, "experts-roc", key="experts_roc_dl")
     st.caption("Crosshairs: 95% Wilson intervals of sensitivity (vertical) and of 1 - specificity (horizontal). "
-               "Diamonds are simulated readers; the cross is the model at the chosen threshold.")
+               "Diamonds are simulated readers; the cross is the model at the threshold in use.")
 
     st.subheader("Summary")
     summary = summary_table(compare, result["model"])

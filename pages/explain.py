@@ -12,15 +12,18 @@ from core.explain.case_maps import case_map, score_cases
 from core.explain.exports import draw_boxes, overlays_zip, png_bytes, safe_file_name, suggested_colormap
 from core.explain.registry import get_explainer
 from core.explain.gallery import case_table, select_cases
+from core.explain.lung_mask import applies_to
+from core.explain.scoring import summarise_lung_scores
 from core.readers import list_readings
 from core.store.csv_safe import csv_bytes
 from dashboard import state
 from dashboard.common import get_workspace
 from dashboard.downloads import table_download
 from dashboard.evaluation_ui import evaluation_or_stop
+from dashboard.import_ui import maps_need_a_model
 from dashboard.explain_ui import (METHODS, boxes_ui, colour_bar, display_ui, draw, duration, filters_ui,
-                                  gallery_maps, images_for, job_ui, map_or_button, maps_added, method_params_ui,
-                                  model_for_run, row_click_case, scale_of)
+                                  gallery_maps, images_for, job_ui, lung_caption, lung_fields, map_or_button,
+                                  maps_added, method_params_ui, model_for_run, row_click_case, scale_of)
 from dashboard.widgets import plain, show_error, sticky_select
 
 GALLERY_PAGE = 12
@@ -33,6 +36,8 @@ st.caption("Where the model looks: occlusion maps (hide a window, watch the prob
 
 ws = get_workspace()
 selection = evaluation_or_stop(ws, key="explain")
+if maps_need_a_model(selection):  # imported scores: no model came with them
+    st.stop()
 task, frame, test_set = selection.task, selection.frame, selection.test_set
 if not test_set or not test_set.get("source"):
     st.warning("The images of this test set are not registered in this workspace, so there is nothing to draw on.")
@@ -72,6 +77,9 @@ gallery_cases = [(i, model.class_index(t)) for i, t in zip(selected["image_id"],
 with st.expander("Map settings: methods, parameters, expected time", expanded=False):
     methods, estimates = {}, {}
     for column, method in zip(st.columns(len(METHODS)), METHODS):
+        if sentence := model.not_offered(method):
+            column.caption(sentence)
+            continue
         if column.checkbox(METHODS[method], value=True, key=f"explain_use_{method}"):
             methods[method] = method_params_ui(method, model.input_hw, column)
             try:
@@ -85,7 +93,7 @@ try:
                                                        else cases["image_id"].iat[0]))
 except (InputError, OSError):
     default_colormap = "inferno"
-display = display_ui(default_colormap)
+display = display_ui(default_colormap, lung_reference=applies_to(task))
 boxes, _ = boxes_ui(images, test_set)
 gallery = {method: gallery_maps(model, images, gallery_cases, method, params, cache)
            for method, params in methods.items()}
@@ -112,6 +120,8 @@ shows = sticky_select("Thumbnails show", ["image", *methods], "explain_thumbs", 
                       format_func=lambda m: "the image" if m == "image" else f"{METHODS[m]} overlay" + (
                           "" if get_explainer(m).at_once else " (when computed)"))
 chunk = selected.iloc[(page - 1) * GALLERY_PAGE: page * GALLERY_PAGE]
+# chest X-rays: the lung field of every case on screen or with a map (None for other tasks)
+lungs = lung_fields(task, images, test_set, [*chunk["image_id"], *(i for maps in gallery.values() for i in maps)])
 scales = {method: scale_of(maps) for method, maps in gallery.items()}
 thumbs, captions, unreadable, new_maps = [], [], [], False
 facts_target = dict(zip(selected["image_id"], selected["target_class"]))
@@ -127,7 +137,7 @@ for image_id, label, called, confidence in chunk[["image_id", "label", "predicte
         amap = case_map(model, images, image_id, model.class_index(facts_target[image_id]), shows, methods[shows],
                         cache, image=image)
         new_maps = True
-    picture = draw(image, amap, display, scales.get(shows)) if amap is not None else image.convert("RGB")
+    picture = draw(image, amap, display, scales.get(shows), (lungs or {}).get(image_id))
     picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     thumbs.append(picture)
     captions.append(f"{image_id}: true {label}, called {called} ({confidence:.0%})")
@@ -138,7 +148,7 @@ if thumbs:
 if unreadable:
     st.warning("Some images of this page cannot be opened:")
     st.dataframe(pd.DataFrame({"problem": unreadable}), hide_index=True, key="explain_unreadable")
-job_ui(model, images, gallery_cases, methods, cache, sum(estimates.values()))
+job_ui(ws, model, images, gallery_cases, methods, cache, sum(estimates.values()))
 
 # -- one case ----------------------------------------------------------------------------------------------
 st.subheader("One case")
@@ -178,6 +188,9 @@ with info:
     elif not readings.empty:
         st.caption("No reader graded this image.")
 case_boxes = boxes.get(case_id, [])
+case_lungs = (lung_fields(task, images, test_set, [case_id]) or {}).get(case_id)
+if lungs is not None:
+    lungs[case_id] = case_lungs
 on_screen = {method: [] for method in methods}
 called_maps = {}  # this case's maps for the model's call, the target the gallery's maps explain
 with maps_area:
@@ -199,8 +212,10 @@ with maps_area:
             if target_name == call:
                 called_maps[method] = amap
             pooled = scale_of(gallery.get(method, {}), on_screen[method])
-            picture = draw_boxes(draw(image, amap, display, pooled), case_boxes)
+            picture = draw_boxes(draw(image, amap, display, pooled, case_lungs), case_boxes)
             column.image(picture, width="stretch", caption=f"{METHODS[method]} for {target_name}")
+            if case_lungs is not None:
+                column.caption(lung_caption(amap, case_lungs))
             name = f"{method}-{safe_file_name(target_name)}-{safe_file_name(case_id)}.png"
             column.download_button("PNG", png_bytes(picture), key=f"explain_png_{method}_{target_name}",
                                    file_name=name, mime="image/png", icon=":material/download:", on_click="ignore")
@@ -211,8 +226,8 @@ st.subheader("Scores and downloads")
 maps_by_method = {method: {**gallery[method], **({case_id: called_maps[method]} if method in called_maps else {})}
                   for method in methods}
 n_maps = sum(len(maps) for maps in maps_by_method.values())
-scores, summary = score_cases(selected, maps_by_method, boxes, task.classes) if n_maps else (pd.DataFrame(),
-                                                                                           pd.DataFrame())
+scores, summary = score_cases(selected, maps_by_method, boxes, task.classes, lung_fields=lungs) if n_maps else (
+    pd.DataFrame(), pd.DataFrame())
 if boxes and not summary.empty:
     overall = summary[(summary["class"] == "all classes")]
     st.caption("Pointing game: the map's highest point falls inside a lesion box (Kermany et al. report 94.7% for "
@@ -227,7 +242,18 @@ if boxes and not summary.empty:
     with st.expander("Per class"):
         st.dataframe(summary, hide_index=True, key="explain_summary", column_config=score_columns)
 elif not boxes:
-    st.caption("No lesion boxes: maps are not scored.")
+    st.caption("No lesion boxes: maps are not scored against boxes.")
+lung_summary = summarise_lung_scores(scores) if lungs is not None else pd.DataFrame()
+if not lung_summary.empty:
+    st.caption("Lung field (a reference region from intensity and shape, not a segmentation model; none where it "
+               "cannot be found, e.g. lateral views or heavy opacification): the median share of each map's positive "
+               "attribution inside it, and how many maps peak inside the lungs (95% Wilson interval), over this "
+               "gallery's computed maps whose image has a lung field.")
+    st.dataframe(lung_summary, hide_index=True, key="explain_lung_summary",
+                 column_config={"median_lung_share": st.column_config.NumberColumn(format="percent"),
+                                "peak_in_lungs_rate": st.column_config.NumberColumn(format="percent"),
+                                "peak_low": st.column_config.NumberColumn(format="percent"),
+                                "peak_high": st.column_config.NumberColumn(format="percent")})
 st.caption(f"{n_maps} maps of this gallery are computed" + (" (compute the rest with the button above)."
                                                              if n_maps < len(selected) * len(methods) else "."))
 cols = st.columns(3)

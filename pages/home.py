@@ -10,7 +10,7 @@ from core.store.access import allowed, open_workspace_as
 from dashboard import state
 from dashboard.access_ui import current_actor, users_admin
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, workspace_root
-from dashboard.demo_ui import demo_path
+from dashboard.demo_ui import demo_path, real_demo_form
 from dashboard.paths_ui import shown_path, shown_paths
 from dashboard.widgets import plain
 
@@ -64,6 +64,9 @@ st.markdown(
 
 if demo.get("registered"):
     demo_path(ws, demo)
+if allowed(current_actor(), "register_server_folder"):
+    with st.expander("A real demo instead: from a MedMNIST .npz on this server", icon=":material/biotech:"):
+        real_demo_form(ws)
 
 
 def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:

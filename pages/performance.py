@@ -10,11 +10,14 @@ from core.metrics import headline, macro_and_weighted_auc, ordinal_agreement
 from core.metrics.dashboard import (available_views, call_summary, calls_at_threshold, covers_all_classes,
                                     multilabel_threshold_table, urgent_view)
 from core.plots import PointMarker, class_colors, roc_figure
+from dashboard.access_ui import signed_in_here
 from dashboard.audit_ui import duplicates_notice, performance_audit_banner
 from dashboard.common import get_workspace
 from core.train.run_folder import run_model_card
 from dashboard.decision_ui import decision_section
 from core.infer.site_check import adaptation_text
+from core.infer.predictions import imported_provenance
+from core.metrics.threshold_in_use import NO_IMPORTED_POINT
 from dashboard.operating_ui import (operating_point_note, recalibration_panel, show_recalibration_result,
                                     training_operating_point, use_model_point)
 from dashboard.site_ui import site_section
@@ -23,9 +26,11 @@ from dashboard.evaluation import (active_penalty, cached_class_aucs, cached_view
                                   headline_macro_auc, headline_urgent_auc, headline_weighted_error)
 from dashboard.evaluation_figures import class_figures, view_roc_series
 from dashboard.evaluation_ui import evaluation_or_stop, metric_card, operating_point_ui, with_interval_text
-from dashboard.performance_sections import (Evaluation, calibration_section, class_section, confusion_section,
-                                            headline_text, imbalance_section, pr_section, referral_section,
-                                            roc_section, subgroups_section, tiers_section)
+from dashboard.performance_sections import (ROC_NOTE, Evaluation, EvaluationBase, balance_section,
+                                            calibration_section, class_section, confusion_section,
+                                            distribution_section, headline_text, pr_classes_section, pr_view_section,
+                                            prevalence_section, referral_section, roc_classes_section,
+                                            roc_view_section, subgroups_section, tiers_section)
 from dashboard.widgets import plain, show_error, sticky_select
 
 CALL_RULES = {"point": "class calls follow the operating point",
@@ -103,27 +108,22 @@ except InputError as exc:  # the predictions stay usable; only the model's own o
 model_point = training_operating_point(model_card)
 adapted = adaptation_text(model_card, (selection.run or {}).get("name"))
 use_model_point(model_point, view, key="perf", container=top_right)
-point = operating_point_ui(scores, key="perf", container=top_right, model_point=model_point, view_name=view.name)
+imported = imported_provenance(selection.meta) is not None  # scores from a file: no model, no operating point
+picker = top_right.container()  # the operating-point picker: drawn by the fragment below
 with top_right:
-    operating_point_note(model_point, view.name, adapted)
+    if imported:
+        st.caption(f"{NO_IMPORTED_POINT.capitalize()}: the calls are the file's own, else the most probable class.")
+    else:
+        operating_point_note(model_point, view.name, adapted)
 decides_all = covers_all_classes(view, task)
 call_rule = top_left.radio("Class calls", list(CALL_RULES), format_func=CALL_RULES.get, key="perf_calls",
                            disabled=not decides_all,
                            help="Follow the operating point: a case over the threshold gets the most probable "
                                 "class of the positive group, otherwise the most probable of the negative group. "
                                 "Most probable class: the model's own calls (as in Kermany et al.).")
-if decides_all and call_rule == "point":
-    calls = calls_at_threshold(arrays.probabilities, task.classes, view, point.threshold)
-    rule_text = f"calls at threshold {point.threshold:.3f} on {view.name}" + (
-        " (probabilities of an adapted run)" if adapted else "")
-else:
-    calls = arrays.model_calls
-    rule_text = ("model's own calls (operating point of an adapted run)" if adapted and model_point is not None
-                 else "model's own calls (operating point from training)" if model_point is not None
-                 else "model's most probable class")
-    if not decides_all:
-        top_left.caption("This view leaves some classes out, so the class calls stay the model's most probable "
-                         "class; the threshold moves this view's numbers.")
+if not decides_all:
+    top_left.caption("This view leaves some classes out, so the class calls stay the model's most probable "
+                     "class; the threshold moves this view's numbers.")
 if adapted:
     st.info(plain(adapted), icon=":material/tune:")  # the calls below are this adapted run's
 
@@ -140,72 +140,119 @@ def recalibrate() -> None:
 refit_shown = site_section(ws, selection.run or {"id": selection.run_id}, selection.dataset_id, key="perf_site",
                            run_key="perf_run", card=model_card, recalibrate=recalibrate)
 
-penalty_name, penalty = active_penalty(ws, task)
-summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes,
-                       probabilities=arrays.probabilities)
-ev = Evaluation(ws=ws, selection=selection, task=task, file=file, arrays=arrays, view=view, scores=scores, point=point,
-                rates=point.metrics(), calls=calls, calls_rule=rule_text, summary=summary, penalty_name=penalty_name)
-
-# The headline statistics and their interval methods are core.metrics.headline's, as in the exported report.
-cards = st.columns(5)
-headline_intervals = {"Accuracy": headline.accuracy(arrays.truth, calls),
-                      "Sensitivity": ev.rates.sensitivity, "Specificity": ev.rates.specificity,
-                      "Weighted error": headline_weighted_error(file, task, calls, penalty)}
-metric_card(cards[0], "Accuracy", headline_intervals["Accuracy"],
-            help=f"Share of images whose class call is right ({plain(rule_text)}).")
-# Short labels (a card is narrow); the binary view they are measured on is in the help text.
-metric_card(cards[1], "Sensitivity", ev.rates.sensitivity,
-            help=f"Share of positive images called positive, on the view '{plain(view.name)}'.")
-metric_card(cards[2], "Specificity", ev.rates.specificity,
-            help=f"Share of negative images called negative, on the view '{plain(view.name)}'.")
-metric_card(cards[3], "Weighted error", headline_intervals["Weighted error"], percent=False,
-            help=f"Mean penalty per image with the penalty matrix '{plain(penalty_name)}' (edit it on the Penalties "
-                 "page).")
+base = EvaluationBase(ws=ws, selection=selection, task=task, file=file, arrays=arrays, view=view, scores=scores)
 aucs = cached_class_aucs(file, task)
-urgent_auc = headline_urgent_auc(file, task)
-if urgent_auc is not None:
-    headline_intervals["Urgent-referral AUC"] = urgent_auc
-    metric_card(cards[4], "Urgent-referral AUC", urgent_auc, percent=False,
-                help=f"{', '.join(task.urgent_classes())} vs the rest, scored by the summed probability.")
-else:
-    headline_intervals["Macro AUC"] = headline_macro_auc(file, task)
-    metric_card(cards[4], "Macro AUC (one-vs-rest)", headline_intervals["Macro AUC"], percent=False,
-                help="This task names no urgent classes, so the headline AUC is the mean one-vs-rest AUC.")
-if task.kind == "ordinal":
-    agreement = ordinal_agreement(arrays.truth, calls, task.classes)
-    extra = st.columns(4)
-    metric_card(extra[0], "Quadratic weighted kappa", agreement.quadratic_kappa.kappa, percent=False,
-                help="Agreement between calls and true grades; near misses cost less than distant ones.")
-    metric_card(extra[1], "Linear weighted kappa", agreement.linear_kappa.kappa, percent=False)
-    metric_card(extra[2], "Within one grade", None, value=agreement.within_one_grade)
-    metric_card(extra[3], "Mean absolute grade error", None, percent=False, value=agreement.mean_absolute_error)
-st.markdown(headline_text(ev))
-st.caption("Interval methods (the exported report's, for the same settings): " + "; ".join(
-    f"{name}: {plain(interval.method)}" for name, interval in headline_intervals.items()) + ".")
-st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; weighted-error interval by patient"
-                                     if arrays.n_patients is not None else "") +
-           f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")
 
-duplicates_notice(ev, audit)
-
+# The page's layout, in order. What moves with the threshold is drawn into these places by the fragment below;
+# the rest is drawn once per full rerun, from cached figures.
+cards_place, text_place, duplicates_place = st.container(), st.container(), st.container()
 tabs = st.tabs(["ROC", "Precision-recall", "Confusion matrix", "Per class", "Referral tiers", "Class imbalance",
                 "Calibration", "Decision curve", "Site recalibration", "Refer when unsure", "Subgroups"])
-with tabs[0]:
-    roc_section(ev)
-with tabs[1]:
-    pr_section(ev)
-with tabs[2]:
-    confusion_section(ev)
-with tabs[3]:
-    class_section(ev, aucs)
-with tabs[4]:
-    tiers_section(ev)
-with tabs[5]:
-    imbalance_section(ev)
+roc_left, roc_right = tabs[0].columns(2)
+pr_left, pr_right = tabs[1].columns(2)
+distribution_place, prevalence_place, balance_place = (tabs[5].container() for _ in range(3))
+
+
+@st.fragment
+def at_the_operating_point() -> None:
+    """Everything the operating point moves: the picker, the calls, the headline cards, the marked curves, the
+    confusion matrix, per-class rates, tiers, PPV/NPV and subgroups. Moving the threshold reruns this alone; the
+    threshold-free figures around it stay as drawn. Its rerun skips the sign-in gate: the sign-in is checked first."""
+    signed_in_here()
+    point = operating_point_ui(scores, key="perf", container=picker, model_point=model_point, view_name=view.name,
+                               imported=imported)
+    if decides_all and call_rule == "point":
+        calls = calls_at_threshold(arrays.probabilities, task.classes, view, point.threshold)
+        rule_text = f"calls at threshold {point.threshold:.3f} on {view.name}" + (
+            " (probabilities of an adapted run)" if adapted else "")
+    else:
+        calls = arrays.model_calls
+        rule_text = ("model's own calls (operating point of an adapted run)" if adapted and model_point is not None
+                     else "model's own calls (operating point from training)" if model_point is not None
+                     else "model's most probable class")
+    penalty = active_penalty(ws, task)
+    penalty_name = penalty.name
+    summary = call_summary(arrays.truth, calls, task.classes, penalty, arrays.patient_codes,
+                           probabilities=arrays.probabilities)
+    ev = Evaluation(ws=ws, selection=selection, task=task, file=file, arrays=arrays, view=view, scores=scores,
+                    point=point, rates=point.metrics(), calls=calls, calls_rule=rule_text, summary=summary,
+                    penalty_name=penalty_name)
+    # The headline statistics and their interval methods are core.metrics.headline's, as in the exported report.
+    headline_intervals = {"Accuracy": headline.accuracy(arrays.truth, calls),
+                          "Sensitivity": ev.rates.sensitivity, "Specificity": ev.rates.specificity,
+                          "Weighted error": headline_weighted_error(file, task, calls, penalty)}
+    with cards_place:
+        cards = st.columns(5)
+        metric_card(cards[0], "Accuracy", headline_intervals["Accuracy"],
+                    help=f"Share of images whose class call is right ({plain(rule_text)}).")
+        # Short labels (a card is narrow); the binary view they are measured on is in the help text.
+        metric_card(cards[1], "Sensitivity", ev.rates.sensitivity,
+                    help=f"Share of positive images called positive, on the view '{plain(view.name)}'.")
+        metric_card(cards[2], "Specificity", ev.rates.specificity,
+                    help=f"Share of negative images called negative, on the view '{plain(view.name)}'.")
+        metric_card(cards[3], "Weighted error", headline_intervals["Weighted error"], percent=False,
+                    help=f"Mean penalty per image with the penalty matrix '{plain(penalty_name)}' (edit it on the "
+                         "Penalties page).")
+        urgent_auc = headline_urgent_auc(file, task)
+        if urgent_auc is not None:
+            headline_intervals["Urgent-referral AUC"] = urgent_auc
+            metric_card(cards[4], "Urgent-referral AUC", urgent_auc, percent=False,
+                        help=f"{', '.join(task.urgent_classes())} vs the rest, scored by the summed probability.")
+        else:
+            headline_intervals["Macro AUC"] = headline_macro_auc(file, task)
+            metric_card(cards[4], "Macro AUC (one-vs-rest)", headline_intervals["Macro AUC"], percent=False,
+                        help="This task names no urgent classes, so the headline AUC is the mean one-vs-rest AUC.")
+        if task.kind == "ordinal":
+            agreement = ordinal_agreement(arrays.truth, calls, task.classes)
+            extra = st.columns(4)
+            metric_card(extra[0], "Quadratic weighted kappa", agreement.quadratic_kappa.kappa, percent=False,
+                        help="Agreement between calls and true grades; near misses cost less than distant ones.")
+            metric_card(extra[1], "Linear weighted kappa", agreement.linear_kappa.kappa, percent=False)
+            metric_card(extra[2], "Within one grade", None, value=agreement.within_one_grade)
+            metric_card(extra[3], "Mean absolute grade error", None, percent=False,
+                        value=agreement.mean_absolute_error)
+    with text_place:
+        st.markdown(headline_text(ev))
+        st.caption("Interval methods (the exported report's, for the same settings): " + "; ".join(
+            f"{name}: {plain(interval.method)}" for name, interval in headline_intervals.items()) + ".")
+        st.caption(f"{arrays.n:,} images" + (f" from {arrays.n_patients:,} patients; weighted-error interval by "
+                                             "patient" if arrays.n_patients is not None else "") +
+                   f". Penalty matrix: {plain(penalty_name)}. Class calls: {plain(rule_text)}.")
+    with duplicates_place:
+        st.empty()  # written on every run, so a fragment rerun always has its place here
+        duplicates_notice(ev, audit)
+    with roc_left:
+        roc_view_section(ev)
+    with pr_left:
+        pr_view_section(ev)
+    with tabs[2]:
+        confusion_section(ev)
+    with tabs[3]:
+        class_section(ev, aucs)
+    with tabs[4]:
+        tiers_section(ev)
+    with prevalence_place:
+        prevalence_section(ev)
+    with tabs[10]:
+        subgroups_section(ev)
+
+
+at_the_operating_point()
+
+# Threshold-free: drawn on full reruns only (a view, run or test-set change, a page load), from cached figures.
+with roc_right:
+    roc_classes_section(base)
+tabs[0].caption(ROC_NOTE)
+with pr_right:
+    pr_classes_section(base)
+with distribution_place:
+    distribution_section(base)
+with balance_place:
+    balance_section(base)
 with tabs[6]:
-    calibration_section(ev)
+    calibration_section(base)
 with tabs[7]:
-    decision_section(ev)
+    decision_section(base)
 with tabs[8]:
     if refit_shown:
         st.caption("This test set looks shifted for this run: the labelled re-fit is shown above, next to the "
@@ -213,6 +260,4 @@ with tabs[8]:
     else:
         recalibrate()
 with tabs[9]:
-    referral_section(ev)
-with tabs[10]:
-    subgroups_section(ev)
+    referral_section(base)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.errors import InputError
 from core.infer.predictions import task_of
-from core.report.slides import build_slides
+from core.report.slides import build_slides, case_caption
 from dashboard import state
 from dashboard.audit_ui import cached_shift
 from dashboard.common import ROOT, PredictionsFile, get_workspace, load_predictions, thumbnail
@@ -24,6 +24,12 @@ if row is None:
              f"a link with ?{state.PRESENT_PARAM}=1&{state.PRESENT_RUN_PARAM}=RUN&{state.PRESENT_TEST_SET_PARAM}="
              "TEST_SET.", icon=":material/error:")
     st.stop()
+if st.query_params.get(state.PRESENT_PARAM) != "1":
+    # Opened from the page list: become the shareable link, which dashboard/app.py routes with no sidebar at all
+    # (no navigation, no admin controls), the same view a kiosk or a shared link gets.
+    st.query_params.update({state.PRESENT_PARAM: "1", state.PRESENT_RUN_PARAM: run_id,
+                            state.PRESENT_TEST_SET_PARAM: test_set_id})
+    st.rerun()
 try:
     # The Report page's numbers: the penalty matrix in use in this session and the readings stored now.
     file = PredictionsFile.at(row["path"])
@@ -75,22 +81,26 @@ with st.container(key="slide"):
             st.markdown(plain(fact.text))
             if fact.explanation:
                 st.caption(plain(fact.explanation))
+    if slide.figure is not None:
+        with st.container(key="slide_figure"):  # assets/present.css sizes it by the screen's height
+            st.plotly_chart(slide.figure, height="stretch", key=f"slide_figure_{slide.key}",
+                            config={"displayModeBar": False, "responsive": True})
     if slide.cases:
         record = ws.get_dataset(test_set_id) or {}
-        for column, case in zip(st.columns(len(slide.cases)), slide.cases):
+        for number, (column, case) in enumerate(zip(st.columns(len(slide.cases)), slide.cases), start=1):
             picture, method = _cached_map(record, case)
             try:
                 column.image(picture if picture is not None else thumbnail(ws, record, case["image_id"], 300),
                              width=300)
-            except InputError as exc:
-                column.caption(plain(f"image not readable: {exc}"))
+            except InputError:
+                column.caption("Image not readable.")  # the reader's message names the file: not on a slide
             where = (f"{method} map for {case['predicted']} (from the Explain page's cache)." if method else
                      "Map not computed: open the case on the Explain page to compute it.")
-            column.caption(plain(f"{case['image_id']}: truly {case['true']}, the model said {case['predicted']} "
-                                 f"(probability {case['probability']:.0%}). {where}"))
+            column.caption(plain(f"{case_caption(number, case)} {where}"))
 with st.container(key="present_nav", horizontal=True, horizontal_alignment="center"):
     st.button("Previous", key="present_previous", icon=":material/arrow_back:", on_click=_go, args=(-1,),
               disabled=position == 0)
     st.markdown(plain(f"{position + 1} / {len(slides)}"))
     st.button("Next", key="present_next", icon=":material/arrow_forward:", on_click=_go, args=(1,),
               disabled=position == len(slides) - 1, type="primary")
+    st.page_link(ROOT / "pages" / "home.py", label="Leave the presentation", icon=":material/close:")

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from core.errors import InputError
 from core.report import (SECTIONS, render_html, report_figures, report_json, report_name,
                          section_tables, write_report)
 from core.metrics.intervals import informative_bounds
-from core.metrics.threshold_in_use import threshold_in_use
+from core.infer.predictions import imported_provenance
 from core.report.format import fmt
 from core.report.pdf import chromium_path, render_pdf
 from core.train.run_folder import run_model_card
 from dashboard import state
-from dashboard.common import get_workspace, remember_selection
+from dashboard.common import get_workspace
 from dashboard.evaluation import session_report
-from dashboard.evaluation_ui import evaluation_or_stop
+from dashboard.evaluation_ui import evaluation_or_stop, threshold_slider
 from dashboard.widgets import plain
 
 CONFIDENCE_LEVELS = (0.80, 0.90, 0.95, 0.99)
@@ -56,21 +54,16 @@ with st.container(border=True):
     except InputError:
         card = None
     view = task.default_view() if single_label else None
-    chosen = state.current_selection().threshold
-    in_use = threshold_in_use((card or {}).get("operating_point"), chosen, view.name if view else None)
-    if state.REPORT_THRESHOLD not in st.session_state:
-        st.session_state[state.REPORT_THRESHOLD] = in_use.value
-    threshold = row[0].slider("Threshold on the binary view's score", 0.0, 1.0, step=0.001, format="%.3f",
-                              key="report_threshold",
+    imported = imported_provenance(selection.meta) is not None  # scores from a file: no operating point came
+    # Opens at the threshold in use; only a move is the user's threshold (recorded, followed by every page).
+    in_use = threshold_slider("Threshold on the binary view's score", "report",
+                              model_point=(card or {}).get("operating_point"), view_name=view.name if view else None,
+                              imported=imported, container=row[0],
                               help="A case is positive when its score is at least this; it opens at the model's "
                                    "own operating point. Shared with the other pages.")
-    # Untouched (within the slider's step of the model's point): the report takes the model's point itself.
-    moved = chosen is not None or not math.isclose(threshold, in_use.value, abs_tol=0.0005)
-    if moved:
-        if threshold != st.session_state.get(state.THRESHOLD):
-            remember_selection(threshold=float(threshold))
-        in_use = threshold_in_use((card or {}).get("operating_point"), threshold, view.name if view else None)
-    row[0].caption(f"Threshold in use: {in_use.label}")  # our own words and number, no user text
+    threshold = in_use.value
+    # Untouched (nobody chose a threshold): the report takes the model's point itself.
+    moved = state.current_selection().threshold is not None
     seed = row[1].number_input("Bootstrap seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
                                key="report_seed")
     lr_ci = row[2].selectbox("Likelihood-ratio interval", list(LR_METHOD_LABELS), format_func=LR_METHOD_LABELS.get,

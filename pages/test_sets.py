@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import InputError
+from core.infer.imported import is_imported_run
 from core.infer.site_check import read_card
 from core.store import Workspace
 from dashboard import state
@@ -17,6 +18,7 @@ from dashboard.paths_ui import shown_path
 from dashboard.operating_ui import recalibration_panel, show_recalibration_result
 from dashboard.site_ui import adaptation_notice, site_section
 from dashboard.testsets_ui import add_data_form, dataset_preview, inference_panel, show_added_message
+from dashboard.import_ui import import_scores_panel
 from dashboard.widgets import show_error
 
 
@@ -90,7 +92,7 @@ tab_preview, tab_infer, tab_audit = st.tabs(["Preview", INFER_TAB, "Audit"], key
 with tab_preview:
     dataset_preview(ws, record, key="testsets")
 with tab_infer:
-    runs = [r for r in ws.list_runs(status="succeeded")]
+    runs = [r for r in ws.list_runs(status="succeeded") if not is_imported_run(r)]  # imported scores: no model
     if not runs:
         st.info("No trained model yet: train one on the **Train** page.", icon=":material/info:")
     else:
@@ -126,3 +128,5 @@ with tab_infer:
                      recalibrate=recalibrate)
 with tab_audit:
     audit_section(ws, record, key="testsets_audit")
+with st.expander("Import scores from elsewhere (CSV or parquet)", icon=":material/upload_file:"):
+    import_scores_panel(ws, test_sets, key="testsets_import", default_id=test_set_id)

@@ -7,11 +7,13 @@ import streamlit as st
 from core.data.demo import demo_status
 from core.data.ingest import register_split
 from core.errors import InputError
+from core.infer.predictions import is_imported_run
 from core.train import launch_run, read_events, reconcile_runs
 from core.train.launcher import DuplicateRunError
 from core.train.smoothing import DEFAULT_SMOOTHING
 from dashboard import state
 from dashboard.access_ui import current_actor
+from dashboard.external_ui import import_model_form
 from dashboard.common import ROOT, ensure_demo_ui, get_workspace, run_choice_label, test_set_choice_label
 from dashboard.lifecycle_ui import RUN, manage_panel, restore_panel, show_lifecycle_message
 from dashboard.testsets_ui import add_data_form, inference_panel, show_added_message
@@ -19,7 +21,7 @@ from dashboard.training_ui import (ACTIVE, LOGISTIC_NOTE, live_panel, logistic_h
                                    run_table, summary_table)
 from dashboard.widgets import show_error
 
-SELECTED = "train_selected_run"
+SELECTED = state.TRAIN_SELECTED_RUN
 
 st.title("Train")
 st.caption("Transfer learning as in Kermany et al. (Cell 2018): a backbone pretrained on ImageNet, a new head for "
@@ -37,6 +39,11 @@ with st.expander("Add a training dataset (upload or server folder)", icon=":mate
         st.session_state[state.TRAIN_DATASET] = added
         st.rerun()
 show_added_message()
+with st.expander("Import a model trained elsewhere (ONNX or TorchScript)", icon=":material/upload_file:"):
+    imported_run = import_model_form(ws, current_actor())
+    if imported_run:
+        st.session_state[SELECTED] = imported_run
+        st.rerun()
 config = new_run_form(ws)
 if config is not None:
     try:
@@ -57,11 +64,30 @@ if started := st.session_state.pop(state.TRAIN_STARTED, None):
 # -- runs ---------------------------------------------------------------------------------------------
 st.subheader("Runs")
 show_lifecycle_message()
-runs = ws.list_runs()
+# Scores imported from a file (core.infer.imported) have no model and no training: not in the run list, kept
+# apart at the end of the page (renamed, archived or deleted there).
+listed = ws.list_runs()
+runs = [r for r in listed if not is_imported_run(r)]
+imported_runs = [r for r in listed if is_imported_run(r)]
+
+
+def imported_scores_panel() -> None:
+    if not imported_runs:
+        return
+    st.subheader("Imported scores")
+    st.caption(f"{len(imported_runs)} table(s) of scores imported from a file: no model was trained, so they are "
+               "not in the run list. Evaluate them on the **Performance** page.")
+    by_import = {r["id"]: r for r in imported_runs}
+    chosen = st.selectbox("Imported scores", list(by_import), key="train_imported",
+                          format_func=lambda i: run_choice_label(by_import[i]))
+    manage_panel(ws, RUN, by_import[chosen], key="train_imported_manage")
+
+
 restore_panel(ws, RUN, key="train_restore")
 if not runs:
     st.info("No runs to show: start one above." if RUN.archived(ws) else "No runs yet: start one above.",
             icon=":material/info:")
+    imported_scores_panel()
     st.stop()
 st.dataframe(run_table(runs), hide_index=True, width="stretch",
              column_config={"best value": st.column_config.NumberColumn(format="%.4f")})
@@ -128,3 +154,4 @@ if run["status"] == "succeeded":
 manage_panel(ws, RUN, run, key="train_manage",
              disabled_reason="Cancel the run (above) before you rename, archive or delete it."
              if run["status"] in ACTIVE else None)
+imported_scores_panel()

@@ -374,7 +374,7 @@ def _penalty_in_use(workspace: Path, task: Task, row: int, col: int) -> float | 
     from core.store import Workspace
 
     saved = saved_penalty(Workspace.open(workspace), task)
-    return None if saved is None else float(saved[1][row, col])
+    return None if saved is None else float(saved.matrix[row, col])
 
 
 # The matrix editor's geometry in CSS pixels (Streamlit's default row height; the index column holds a class name).

@@ -28,3 +28,15 @@ def open_page(page: str, timeout: int = 180, role: str = ADMIN, *, user: str | N
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def page_texts(at: AppTest) -> str:
+    """The words a page shows in markdown, captions and info boxes, joined (what `in` checks read)."""
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info])
+
+
+def chosen_labels(at: AppTest) -> list[str]:
+    """What each picker (selectbox, multiselect) shows as chosen: its current choices' labels, as the user reads
+    them (e.g. a run's name from dashboard.common.run_choice_label)."""
+    return ([s.options[s.index] for s in at.selectbox if s.index is not None]
+            + [label for m in at.multiselect for label in m.values])

@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TORCH_NUM_THREADS", "2")
+# Suite-wide torch engine: an ONNX export costs seconds per tiny model and the suite is near its budget. The
+# engine choice itself (auto, onnx, fallback) is tested in tests/test_onnx_runtime.py.
+os.environ.setdefault("CORE_ENGINE", "torch")
 # A test that opens the default workspace without a fixture gets a throwaway one, never the repository's
 # ./workspace (a clean clone's suite left an empty registry there for the user's first launch to find).
 os.environ["CORE_WORKSPACE"] = tempfile.mkdtemp(prefix="core-tests-workspace-")  # even when set: not yours

@@ -390,39 +390,3 @@ def test_semicolon_separated_manifest(tmp_path):
     write_image(tmp_path / "b.png", seed=1)
     (tmp_path / "m.csv").write_text("path;label\na.png;x\nb.png;y\n")
     assert load_dataset(tmp_path / "m.csv").table["label"].tolist() == ["x", "y"]
-
-
-def test_the_format_registry_drives_reading_and_uploads(tmp_path, monkeypatch):
-    import pandas as pd
-
-    from core.data import Dataset
-    from core.data.ingest import UPLOAD_TYPES
-    from core.data.readers import registry
-
-    names = [f.name for f in registry.formats()]
-    assert names == ["dicom", "image-folder", "manifest", "medmnist"]
-    assert UPLOAD_TYPES == ("zip", "csv", "npz") == registry.upload_types()
-    assert registry.format_for_file(tmp_path / "x.NPZ").name == "medmnist"
-
-    # A new format is one declaration: its file suffix, a folder detector and a reader.
-    def read_list(path, task, options):
-        lines = [line for line in path.read_text().splitlines() if line]
-        table = pd.DataFrame({"image_id": [f"{path.stem}-{i}" for i in range(len(lines))],
-                              "path": [str(path.parent / line.split(",")[0]) for line in lines],
-                              "label": [line.split(",")[1] for line in lines], "patient_id": None, "split": None})
-        return Dataset(table, get_task(task or "oct-kermany"), options.source, [], path.parent)
-
-    listing = registry.DatasetFormat(
-        name="list", file_description="a .lst list", folder_description="a .lst list", read=read_list,
-        suffixes=(".lst",), detectors=((5, lambda scan: next(iter(scan.files_with_suffix(".lst")), None)),))
-    known = registry.formats()
-    monkeypatch.setattr(registry, "formats", lambda: (*known, listing))
-    (tmp_path / "data").mkdir()
-    write_image(tmp_path / "data" / "a.png")
-    (tmp_path / "data" / "cases.lst").write_text("a.png,CNV\n")
-    for target in (tmp_path / "data", tmp_path / "data" / "cases.lst"):
-        ds = load_dataset(target)
-        assert ds.table["label"].tolist() == ["CNV"] and ds.table["image_id"].tolist() == ["cases-0"]
-    assert "lst" in registry.upload_types()
-    with pytest.raises(InputError, match="a .csv manifest, a MedMNIST .npz, a .lst list or a .zip"):
-        load_dataset(tmp_path / "data" / "a.png")

@@ -119,3 +119,27 @@ def test_registering_the_cli_does_not_load_torch():
             "c.register(p.add_subparsers()); print('torch' in sys.modules, 'captum' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_explain_uses_the_models_operating_point_not_argmax(setup, tmp_path, threshold):
+    """The calls explained are the model's own (its card's operating point, as in its `predicted` column and on the
+    Explain page): at threshold 0 every image is called on the view's positive side, at 1 on its negative side,
+    which argmax alone could not do on both."""
+    from core.data.tasks import get_task
+    from core.metrics.model_operating_point import ModelOperatingPoint
+    from core.models import load_checkpoint, save_checkpoint
+
+    view = get_task("oct-kermany").default_view()
+    model, card = load_checkpoint(setup / "run" / "checkpoint" / "model.safetensors")
+    point = ModelOperatingPoint(view.name, tuple(view.positive), tuple(view.negative), threshold, "youden", None,
+                                0.9, 0.9, 10, 10)
+    save_checkpoint(model, tmp_path / "run" / "checkpoint", {**card, "operating_point": point.to_dict()})
+    out = tmp_path / "out"
+    assert run(["--run", str(tmp_path / "run"), "--data", str(setup / "demo" / "test"), "--images", "3",
+                "--window", "16", "--stride", "16", "--out", str(out)]) == 0
+    scores = pd.read_csv(out / "scores.csv")
+    side = view.positive if threshold == 0.0 else view.negative
+    assert set(scores["predicted"]) <= set(side)
+    assert (scores["target_class"] == scores["predicted"]).all()
+    assert (scores["correct"] == (scores["predicted"] == scores["label"])).all()

@@ -164,9 +164,11 @@ def test_worker_copy_and_time_estimates(seeded_parts):
     copy = model.clone()
     assert copy.model is not model.model and copy.model_id == model.model_id
     coarse = model.expected_seconds("occlusion", {"window": 32, "stride": 32})
-    fine = model.expected_seconds("occlusion", {"window": 8, "stride": 4})
+    fine = model.expected_seconds("occlusion", {"window": 8, "stride": 4, "refine_regions": 0})
     assert 0 < coarse < fine  # 4 windows vs 225 windows at 64 px
     assert fine / coarse == pytest.approx(225 / 4)
+    # coarse-to-fine (the default): its most windows, 16 coarse + 4 regions x 36 fine = 160
+    assert model.expected_seconds("occlusion", {"window": 8, "stride": 4}) / coarse == pytest.approx(160 / 4)
 
 
 def test_boxes_scores_and_zip_on_the_demo_lesions(seeded_parts, tmp_path):

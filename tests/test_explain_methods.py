@@ -19,6 +19,7 @@ from core.explain import (
     list_explainers,
     window_count,
 )
+from core.explain.registry import explainer_names
 
 
 def tiny(name: str, num_classes: int = 3) -> nn.Module:
@@ -59,9 +60,14 @@ class BrightnessCNN(nn.Module):
         return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
 
 
+# The parameter sets a method's own checks below need; every other registered method runs once with its defaults, so
+# a new explainer is covered without an edit here.
+_VARIANTS = {"occlusion": ({"window": 16, "stride": 16},), "gradcam": ({}, {"guided": True})}
+_CASES = [(e.name, params) for e in list_explainers() for params in _VARIANTS.get(e.name, ({},))]
+
+
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_resnet"])
-@pytest.mark.parametrize("method,params", [("occlusion", {"window": 16, "stride": 16}), ("gradcam", {}),
-                                           ("gradcam", {"guided": True})])
+@pytest.mark.parametrize("method,params", _CASES, ids=[f"{m}-{'-'.join(p) or 'defaults'}" for m, p in _CASES])
 def test_shapes_and_ranges_on_tiny_models(name, method, params):
     model = tiny(name)
     image = torch.randn(1, 3, 48, 64)
@@ -77,7 +83,7 @@ def test_shapes_and_ranges_on_tiny_models(name, method, params):
         # a drop in probability lies in [-1, 1]
         assert np.abs(amap.map).max() <= 1.0
         assert amap.params["window"] == 16 and amap.params["stride"] == 16 and amap.params["baseline"] == "black"
-    elif not params.get("guided"):
+    elif method == "gradcam" and not params.get("guided"):
         assert amap.raw.ndim == 2 and amap.raw.shape[0] < 48
         assert amap.map.min() >= 0.0  # relu=True by default, as in the original Grad-CAM
         assert amap.params["layer"] == default_gradcam_layer(model)
@@ -186,8 +192,9 @@ def test_params_are_validated_with_input_errors():
 
 def test_registry_describes_every_method():
     names = [e.name for e in list_explainers()]
-    assert names == ["occlusion", "gradcam"]
+    assert names and len(set(names)) == len(names) and explainer_names() == names
     for explainer in list_explainers():
+        assert get_explainer(explainer.name) is explainer  # each is found under its own name
         assert explainer.title and explainer.description
         assert {"multilabel"} <= {p.name for p in explainer.params}
     assert get_explainer("occlusion").speed_only_params() == {"perturbations_per_eval"}
@@ -221,8 +228,12 @@ def test_every_registered_method_carries_its_cost_model_and_widget_hints():
         assert any(not spec.hidden for spec in explainer.params)  # the UI offers something to set
     # Occlusion costs one pass per window; a finer grid costs more, as its window count says.
     occlusion = get_explainer("occlusion")
-    assert occlusion.forward_passes((224, 224), {"window": 20, "stride": 10}) == window_count((224, 224), 20, 10)
-    assert occlusion.forward_passes((64, 64), {"window": 8}) == window_count((64, 64), 8, 4)
+    assert occlusion.forward_passes((224, 224), {"window": 20, "stride": 10, "refine_regions": 0}) == window_count(
+        (224, 224), 20, 10)
+    # coarse-to-fine (the default) where it is cheaper: fewer passes than the full grid, more with more regions
+    assert occlusion.forward_passes((224, 224), {"window": 20, "stride": 10}) < window_count((224, 224), 20, 10)
+    assert occlusion.forward_passes((224, 224), {"refine_regions": 2}) < occlusion.forward_passes((224, 224), {})
+    assert occlusion.forward_passes((64, 64), {"window": 8, "refine_regions": 0}) == window_count((64, 64), 8, 4)
     assert get_explainer("gradcam").forward_passes((64, 64), {"guided": True}) == 2 * get_explainer(
         "gradcam").forward_passes((64, 64), {})
     assert get_explainer("gradcam").at_once and not occlusion.at_once

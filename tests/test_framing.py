@@ -4,11 +4,25 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from core.errors import InputError
 from core.explain.geometry import map_to_image
-from core.models import DEFAULT_FRAMING, FRAMINGS, build_transform, framing_of, preprocess_config
+from core.models import (
+    DEFAULT_FRAMING,
+    FRAMINGS,
+    build_transform,
+    framing_of,
+    preprocess_config,
+)
+from core.models.preprocess import (
+    acquisition_view,
+    build_view_transform,
+    stated_preprocess_config,
+    timm_eval_transform,
+    to_rgb,
+)
 from core.train import RunConfig, run_training
 from core.train.config import RunConfig as Config
 from tests.train_fixtures import TINY, one_torch_thread  # noqa: F401 (autouse fixture)
@@ -93,3 +107,47 @@ def test_version_1_configs_keep_their_recipe():
     cfg = Config.from_dict(old)
     assert (cfg.framing, cfg.head_fit, cfg.views) == ("center", "adam", 0)
     assert (Config().framing, Config().head_fit) == ("squash", "logistic")
+
+
+def _smooth_grey(width: int, height: int, seed: int) -> Image.Image:
+    """A film-like greyscale image: smooth shading plus noise (not flat, so every resampling weight matters)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    pixels = 120 + 80 * np.sin(xx / 7.0) * np.cos(yy / 5.0) + rng.normal(0, 20, (height, width))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
+
+
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_the_eval_transform_gives_timms_pixels_on_its_greyscale_path(framing):
+    """EvalTransform frames a greyscale image as one plane and normalises it in NumPy: the very floats timm's own
+    transform gives after to_rgb, for grey, colour and 16-bit images, with a grey mean (the Lite models', where the
+    letterbox pad is grey too) and ImageNet's (its colour pad sends greyscale the RGB way)."""
+    rng = np.random.default_rng(1)
+    images = [_smooth_grey(61, 27, 0), _smooth_grey(19, 40, 1),
+              Image.fromarray(rng.integers(0, 256, (40, 23, 3), dtype=np.uint8), "RGB"),
+              Image.fromarray(rng.integers(0, 4096, (20, 30)).astype(np.uint16))]
+    configs = [preprocess_config(LITE0, 32, framing=framing),
+               stated_preprocess_config((24, 36), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                                        interpolation="bilinear", framing=framing)]
+    for config in configs:
+        ours, timms = build_transform(config), timm_eval_transform(config)
+        for image in images:
+            x = ours(image)
+            assert x.dtype == torch.float32 and x.shape == (3, *config["input_size"][1:]) and x.is_contiguous()
+            assert torch.equal(x, timms(image)), (config["mean"], image.mode, image.size)
+
+
+def test_a_greyscale_acquisition_view_is_the_view_of_its_rgb_copy():
+    """Views of a greyscale image are computed on its one plane; each must equal, pixel for pixel, the view of
+    its RGB copy (the path every view took before), for both intermediate sizes and every filter drawn."""
+    config = preprocess_config(LITE0, 32, framing=DEFAULT_FRAMING)
+    for seed, image in enumerate([_smooth_grey(90, 70, 2), _smooth_grey(64, 100, 3)]):
+        for view in (1, 2, 3):
+            for settings in ({"squash_to_input": 0.0}, {"squash_to_input": 1.0}):
+                grey = acquisition_view(image, view, (32, 32), seed, settings)
+                rgb = acquisition_view(to_rgb(image), view, (32, 32), seed, settings)
+                assert grey.mode == "L" and rgb.mode == "RGB"
+                assert np.array_equal(np.asarray(grey.convert("RGB")), np.asarray(rgb))
+        transform = build_view_transform(config, 1, seed)
+        before = timm_eval_transform(config)(acquisition_view(to_rgb(image), 1, (32, 32), seed))
+        assert torch.equal(transform(image), before)

@@ -152,3 +152,35 @@ def test_register_server_folder(workspace, folder, tmp_path):
     assert result.record["name"] == "Clinic A" and Path(result.record["source"]) == folder.resolve()
     assert _uploads(workspace) == []  # read in place, nothing copied
     assert register_folder(workspace, folder, task="oct-kermany").reused
+
+
+def test_a_broken_image_in_a_server_folder_is_named_from_the_folder_not_by_its_server_path(workspace, tmp_path,
+                                                                                          monkeypatch):
+    """Issue 22: server paths showed to dashboard users in messages. A broken image in a server folder a researcher
+    registers is named from the dataset's own folder ("clinic/NORMAL/x.png"): when it is refused, in the problems a
+    skip-bad registration keeps, and when an image of the registered set breaks later (inference, maps)."""
+    from core.store.access import RESEARCHER, Actor
+
+    roots = tmp_path / "srv" / "data"
+    folder = image_folder(roots / "clinic", LAYOUT)
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(roots))
+    researcher = Actor("rita", RESEARCHER)
+    broken = truncate(write_image(folder / "NORMAL" / "NORMAL-9-1.png", seed=99), keep=0.3)
+
+    def named_from_the_folder(message: str, image: str) -> None:
+        assert f"clinic/{image}" in message, message
+        assert str(tmp_path) not in message and str(tmp_path.resolve()) not in message, message
+
+    with pytest.raises(InputError, match="problem") as info:
+        register_folder(workspace, folder, task="oct-kermany", actor=researcher)
+    named_from_the_folder(str(info.value), "NORMAL/NORMAL-9-1.png")
+    kept = register_folder(workspace, folder, task="oct-kermany", skip_bad=True, actor=researcher)
+    named_from_the_folder(kept.record["meta"]["problems"][0], "NORMAL/NORMAL-9-1.png")
+
+    broken.unlink()
+    result = register_folder(workspace, folder, task="oct-kermany", actor=researcher)
+    ds = load_registered(workspace, result.dataset_id)
+    truncate(folder / "CNV" / "CNV-0-1.png", keep=0.3)  # damaged after it was registered and read
+    with pytest.raises(InputError) as info:
+        ds.image_by_id("CNV/CNV-0-1.png")
+    named_from_the_folder(str(info.value), "CNV/CNV-0-1.png")

@@ -101,3 +101,86 @@ def test_load_penalty_matrix_rejects_bad_files(tmp_path, name, text):
 def test_load_penalty_matrix_missing_file(tmp_path):
     with pytest.raises(InputError):
         load_penalty_matrix(tmp_path / "absent.json", OCT.classes)
+
+
+# -- the Penalty value: checked once when made, immutable, passed on as it is ---------------------------------
+def test_penalty_value_is_checked_immutable_and_hashable():
+    from core.metrics.penalties import Penalty
+
+    penalty = Penalty.of([[0, 1], [4, 0]], ["NORMAL", "CNV"], "paper", "file")
+    assert penalty.rows == ((0.0, 1.0), (4.0, 0.0)) and penalty.classes == ("NORMAL", "CNV")
+    assert penalty.describe() == "paper (read from a file)"
+    assert hash(penalty) == hash(Penalty.of(np.array([[0, 1], [4, 0]]), ("NORMAL", "CNV"), "paper", "file"))
+    with pytest.raises(ValueError):
+        penalty.matrix[0, 1] = 9  # read-only
+    with pytest.raises(AttributeError):
+        penalty.rows = ((0, 0), (0, 0))
+    # metric functions take it as it is (np.asarray gives the matrix)
+    assert weighted_error([[3, 1], [1, 5]], penalty) == pytest.approx((1 + 4) / 10)
+
+
+@pytest.mark.parametrize("matrix, message", [
+    ([[0, 0], [0, 0]], "'mine' is all zeros"),
+    ([[1, 0], [0, 1]], "'mine' .*off the diagonal"),
+    ([[0, 1]], "'mine': must be square"),
+    ([[0, 1, 1], [1, 0, 1], [1, 1, 0]], "'mine': must be 2x2 for 2 classes"),
+    ([[0, -1], [1, 0]], "'mine': entries must be finite and non-negative"),
+    ([[0, float("nan")], [1, 0]], "'mine': entries must be finite"),
+    ("abc", "'mine': must be a square table of numbers"),
+])
+def test_penalty_value_names_what_is_wrong(matrix, message):
+    from core.metrics.penalties import Penalty
+
+    with pytest.raises(InputError, match=message):
+        Penalty.of(matrix, ["A", "B"], "mine")
+
+
+def test_penalty_value_refuses_an_unknown_source():
+    from core.metrics.penalties import Penalty
+
+    with pytest.raises(InputError, match="source must be one of"):
+        Penalty.of([[0, 1], [1, 0]], ["A", "B"], "mine", "guessed")
+
+
+def test_a_penalty_for_other_classes_is_refused_where_it_is_used():
+    from core.metrics.penalties import Penalty
+    from core.report.active_penalty import resolve_penalty
+
+    task = get_task("oct-kermany")
+    other = Penalty.of([[0, 1], [1, 0]], ["A", "B"], "two classes")
+    with pytest.raises(InputError, match="two classes.*is for classes \\['A', 'B'\\], not \\['CNV'"):
+        resolve_penalty(None, task, other)
+    with pytest.raises(InputError, match="needs 4x4"):
+        weighted_error(np.ones((4, 4)), other)
+
+
+def test_one_report_build_resolves_and_checks_the_penalty_once(seeded_workspace, monkeypatch):
+    """build_report resolves the matrix once and hands the Penalty down: one resolve_penalty call and one check of
+    the matrix, however many sections price errors with it."""
+    import core.report
+    import core.report.active_penalty as active
+    import core.report.build as build
+    from core.metrics import penalties
+    from core.store import Workspace
+
+    calls = {"resolve": 0, "checks": 0}
+    resolve = active.resolve_penalty
+
+    def counted_resolve(*args, **kwargs):
+        calls["resolve"] += 1
+        return resolve(*args, **kwargs)
+
+    for module in (active, build, core.report):
+        monkeypatch.setattr(module, "resolve_penalty", counted_resolve)
+    check = penalties.Penalty.__post_init__
+
+    def counted_check(self):
+        calls["checks"] += 1
+        check(self)
+
+    monkeypatch.setattr(penalties.Penalty, "__post_init__", counted_check)
+    ids = seeded_workspace
+    report = build.build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"], bootstrap=0,
+                                include_readers=False)
+    assert calls == {"resolve": 1, "checks": 1}
+    assert report["penalty"]["name"] == "task default" and len(report["penalty"]["matrix"]) == 4

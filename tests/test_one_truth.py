@@ -7,6 +7,7 @@ numbers are the model's own calls, as `predict` makes them."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -170,3 +171,42 @@ def test_train_test_scores_are_the_models_own_calls():
     expected = float((calls == np.asarray(task.classes, dtype=object)[truth]).mean())
     assert scored["accuracy"] == pytest.approx(expected) and scored["accuracy"] != pytest.approx(argmax["accuracy"])
     assert scored["loss"] == 0.3 and scored["auroc"] == pytest.approx(argmax["auroc"])
+
+
+def test_opening_experts_leaves_the_model_point_in_use(own_seeded_workspace):
+    """The Experts page saved its slider's opening value 0.5 as the user's threshold, so Performance then said "your
+    threshold 0.500" because Experts had been opened. A page records a threshold only when the user moves it, and
+    opens at the threshold in use (one AppTest: the pages share this session's state)."""
+    ids = own_seeded_workspace
+    point = ModelOperatingPoint.from_dict(model_card(Workspace.open(ids["root"]), ids["run_id"])["operating_point"])
+    assert point is not None and abs(point.threshold - 0.5) > 0.001  # else opening at 0.5 would hide the defect
+    own = f"model's point {point.threshold:.3f}"
+    at = open_page("../pages/experts.py", run_id=ids["run_id"], test_set_id=ids["test_set_id"])
+    assert at.slider(key="experts_threshold").value == pytest.approx(point.threshold)
+    assert f"Threshold in use: {own}" in _texts(at)
+    assert state.THRESHOLD not in at.session_state
+    at.switch_page("../pages/performance.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert own in _texts(at) and "your threshold" not in _texts(at)
+    assert at.slider(key="perf_threshold").value == pytest.approx(point.threshold)
+    # Another run picked on the page (the same calls, stored without a model card): the untouched slider follows the
+    # threshold in use to the default rather than staying at the first run's point; still nothing is recorded.
+    ws = Workspace.open(ids["root"])
+    seeded, stored = ws.get_run(ids["run_id"]), ws.find_predictions(ids["run_id"], ids["test_set_id"])
+    other = ws.create_run(config={**seeded["config"], "task": seeded["task"]}, name="Other run")
+    ws.update_run(other, status="succeeded")
+    path = ws.predictions_path(other, ids["test_set_id"])
+    shutil.copyfile(stored["path"], path)
+    ws.record_predictions(other, ids["test_set_id"], path, int(stored["n_rows"]))
+    at.switch_page("../pages/experts.py").run()
+    at.selectbox(key="experts_run").set_value(other).run()
+    assert at.slider(key="experts_threshold").value == pytest.approx(0.5)
+    assert "Threshold in use: default threshold 0.500" in _texts(at) and state.THRESHOLD not in at.session_state
+    at.selectbox(key="experts_run").set_value(ids["run_id"]).run()
+    assert at.slider(key="experts_threshold").value == pytest.approx(point.threshold)
+    # Moving the Experts slider is a choice of the user's: recorded, named as theirs, and followed by Performance.
+    at.slider(key="experts_threshold").set_value(0.3).run()
+    assert at.session_state[state.THRESHOLD] == pytest.approx(0.3)
+    assert "Threshold in use: your threshold 0.300" in _texts(at)
+    at.switch_page("../pages/performance.py").run()
+    assert "your threshold 0.300" in _texts(at)

@@ -164,7 +164,8 @@ def test_label_issues_panel_runs_on_request(tmp_path, monkeypatch):
 def test_full_audit_shows_its_progress_from_the_first_click(tmp_path, monkeypatch):
     """Issue 22 item 6: the full audit's first click used to show the cached pixel checks and the same button again,
     nothing about the running job, for minutes; now its progress shows at once, and the page follows it to the end."""
-    from core.audit.jobs import _JOBS, FULL, _job_id, registered_key
+    from core.audit.jobs import FULL, KIND, registered_key
+    from core.jobs import find_job
 
     ws, train, test = _workspace(tmp_path, monkeypatch)
     at = open_page("../pages/test_sets.py", testsets_preview=test)
@@ -174,18 +175,18 @@ def test_full_audit_shows_its_progress_from_the_first_click(tmp_path, monkeypatc
     at.run()
     assert not at.get("progress")
     at.button(key="testsets_audit_full").click().run()
-    job = _JOBS[_job_id(ws, registered_key(ws, test, train, None, FULL))]
+    job = find_job(ws, KIND, registered_key(ws, test, train, None, FULL))
     try:
-        assert job["status"] == "running"  # a backbone to load and run: not done within one page run
+        assert job.active  # a backbone to load and run: not done within one page run
         assert [p for p in at.get("progress") if "Auditing" in p.proto.text], "no progress after the first click"
         assert any("The full audit" in i.value and "is running" in i.value for i in at.info)
         assert not any(b.key == "testsets_audit_full" for b in at.button)  # not offered twice
     finally:
         deadline = time.monotonic() + 300
-        while job["status"] == "running" and time.monotonic() < deadline:
+        while job.active and time.monotonic() < deadline:
             time.sleep(0.1)
     at.run()
-    assert job["status"] == "done", job.get("error")
+    assert job.state == "done", job.error
     # the result is shown without a second click: no progress, no button, no "running" note
     assert not at.exception and not at.get("progress")
     assert audit_state(ws, test, train)["report"]["options"]["features"] is True

@@ -122,6 +122,12 @@ def test_background_job_completes_then_hits_the_cache(own_seeded_workspace):
     at.button(key="explain_job_start").click().run()
     second = _wait_for_job(at)
     assert f"0 computed and {2 * n} found in the cache" in second
+    # A reload (a new session, no job id in its state) finds the job of these cases and settings on the board.
+    reloaded = _open(seeded_workspace)
+    reloaded.number_input(key="explain_occlusion_window").set_value(32)
+    reloaded.number_input(key="explain_occlusion_stride").set_value(32)
+    reloaded.selectbox(key="explain_occlusion_baseline").set_value("mean").run()
+    assert [s.value for s in reloaded.success] == [second]
     # Scored against the demo's lesion boxes: the pointing-game summary per method.
     summary = next(f.value for f in at.dataframe if "pointing_rate" in f.value.columns)
     assert set(summary["method"]) == {"occlusion", "gradcam"}

@@ -85,9 +85,10 @@ def test_a_damaged_registry_shows_a_plain_message_before_sign_in(tmp_path, monke
     assert not at.exception, [e.value for e in at.exception]
     assert any("registry is damaged" in e.value for e in at.error)
     detail = " ".join(c.value for c in at.code)
-    assert f"the workspace registry {ws.db_path} is damaged (database disk image is malformed)" in detail
-    assert f"python -m core doctor --fix --workspace {ws.root}` to restore the newest good backup from" in detail
-    assert "Traceback" not in detail
+    # Before sign-in nobody is an admin: the workspace is named by its folder, never by its server path.
+    assert f"the workspace registry {ws.root.name}/registry.sqlite is damaged (database disk image is malformed)" in detail
+    assert f"python -m core doctor --fix --workspace {ws.root.name}` to restore the newest good backup" in detail
+    assert str(ws.root.parent) not in detail and "Traceback" not in detail
 
 
 def test_a_registry_damaged_while_signed_in_shows_a_plain_message(tmp_path, monkeypatch):
@@ -143,3 +144,25 @@ def test_server_paths_show_as_folder_names_for_everyone_but_an_admin(workspace, 
     assert any(c.value == workspace.root.name for c in at.code)
     sources = [v for frame in at.dataframe if "source" in frame.value for v in frame.value["source"]]
     assert sources and all("/" not in v for v in sources)
+
+
+def test_a_real_demo_from_a_file_that_is_not_medmnist_is_refused_by_its_name(workspace, monkeypatch, tmp_path):
+    """The Home form for a real demo (core.data.demo.build_real_demo): a .npz that is not MedMNIST-shaped gets a
+    plain refusal naming the file, not its server folder; nothing is registered."""
+    import numpy as np
+
+    monkeypatch.setenv("CORE_DEMO_PER_CLASS", "3")
+    monkeypatch.setenv("CORE_DEMO_SIZE", "48")
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("CORE_DATA_ROOTS", str(data))
+    np.savez(data / "weights.npz", fc=np.ones(3))
+    at = signed_in_app(timeout=120).run()
+    datasets = len(workspace.list_datasets())
+    at.text_input(key="real_demo_npz").input(str(data / "weights.npz"))
+    at.button[[b.label for b in at.button].index("Build the real demo and train")].click().run()
+    errors = " ".join(e.value for e in at.error)
+    from dashboard.widgets import plain
+
+    assert plain("weights.npz is not a MedMNIST .npz") in errors and plain(str(data)) not in errors
+    assert len(workspace.list_datasets()) == datasets and not at.exception

@@ -80,7 +80,7 @@ def test_editing_a_cell_recomputes_and_follows_the_user(seeded):
     assert not readers_after["weighted_error"].equals(readers_before["weighted_error"])
     # The matrix in use is shared with the other pages (session) and kept in the workspace (reload, experts page).
     column = ["CNV", "DME", "DRUSEN", "NORMAL"].index(called)
-    assert at.session_state["penalty_matrix"]["oct-kermany"][row][column] == 10.0
+    assert at.session_state["penalty_matrix"]["oct-kermany"].rows[row][column] == 10.0
     saved = Workspace.open(seeded["root"]).get_setting("active_penalty")["oct-kermany"]
     assert saved["matrix"][row][column] == 10.0 and "edited" in saved["name"]
     again = _open(seeded)

@@ -71,8 +71,10 @@ def test_threshold_moves_every_number_and_follows_the_user(own_seeded_workspace)
     assert not _table(at, "class", "support", "sensitivity").equals(cases_low)
     assert high["Urgent-referral AUC"] == low["Urgent-referral AUC"]  # threshold-free
     # The threshold is kept in the workspace: a new session (a reload) starts from it.
-    saved = Workspace.open(seeded_workspace["root"]).get_setting("selection")
-    assert saved["threshold"] == 1.0
+    from core.store.selection import saved_selection
+
+    assert saved_selection(Workspace.open(seeded_workspace["root"]), "test-admin")["threshold"] == 1.0
+    assert saved_selection(Workspace.open(seeded_workspace["root"]), "test-researcher") == {}  # each user's own
     again = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"])
     assert again.slider(key="perf_threshold").value == 1.0
     assert _metrics(again)["Specificity"] == "100.0%"
@@ -105,9 +107,14 @@ def test_confusion_cell_lists_its_cases_with_thumbnails(own_seeded_workspace):
 
 def test_penalty_matrix_in_use_drives_the_weighted_error(own_seeded_workspace):
     seeded_workspace = own_seeded_workspace  # opening the page saves the selection: keep it out of the shared workspace
+    from core.data.tasks import get_task
+    from core.metrics.penalties import Penalty
+    from dashboard.state import PENALTY_STATE_KEY
+
     uniform = (np.ones((4, 4)) - np.eye(4)).tolist()
-    at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"],
-               penalty_matrix={"oct-kermany": uniform}, penalty_matrix_name={"oct-kermany": "uniform"})
+    # what the Penalties page leaves in the session
+    in_use = Penalty.of(uniform, get_task("oct-kermany").classes, "uniform", source="edited")
+    at = _open(seeded_workspace["run_id"], seeded_workspace["test_set_id"], **{PENALTY_STATE_KEY: {"oct-kermany": in_use}})
     metrics = _metrics(at)
     accuracy = float(metrics["Accuracy"].rstrip("%")) / 100
     assert float(metrics["Weighted error"]) == pytest.approx(1 - accuracy, abs=1e-3)

@@ -92,6 +92,12 @@ def test_upload_registers_a_test_set_and_runs_inference_in_the_background(own_se
             break
         time.sleep(0.25)
     assert any("Predictions computed" in s.value for s in at.success), [s.value for s in at.success]
+    # A reload is a new session: the page finds the job again on the process's board by run and test set, so it
+    # still reports this run's fresh result rather than "Already computed".
+    reloaded = signed_in_app(timeout=120, testsets_preview=added["id"]).run()
+    reloaded.switch_page("../pages/test_sets.py").run()
+    reloaded.selectbox(key="testsets_run").set_value(own_seeded_workspace["run_id"]).run()
+    assert any("Predictions computed" in s.value for s in reloaded.success), [s.value for s in reloaded.success]
 
 
 def test_hostile_and_broken_zips_show_an_error_and_register_nothing(own_seeded_workspace, tmp_path):
@@ -249,7 +255,8 @@ def _open_tab(at: AppTest) -> int:
     while nodes:
         node = nodes.pop()
         proto = getattr(node, "proto", None)
-        if proto is not None and hasattr(proto, "WhichOneof") and proto.WhichOneof("type") == "tab_container":
+        if (proto is not None and "type" in getattr(getattr(proto, "DESCRIPTOR", None), "oneofs_by_name", {})
+                and proto.WhichOneof("type") == "tab_container"):  # a widget's own proto has no "type"
             return proto.tab_container.default_tab_index
         nodes.extend(getattr(node, "children", {}).values())
     raise AssertionError("no tabs on the page")

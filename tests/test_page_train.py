@@ -358,3 +358,23 @@ def test_a_logistic_head_shows_no_epochs_learning_rate_or_smoothing(own_seeded_w
     assert "train_smoothing" not in [s.key for s in at.slider]
     row = run_table(ws.list_runs()).set_index("id").loc[run_id]
     assert pd.isna(row["epochs"]) and pd.isna(row["lr"])
+
+
+def test_imported_scores_are_kept_out_of_the_run_list(own_seeded_workspace):
+    """Scores imported from a file (mode "imported": no model, no training curves) were listed among the runs: they
+    are kept apart, still renamed, archived or deleted from this page."""
+    from core.data.tasks import get_task
+    from core.infer.imported import import_predictions, plan_import
+    from core.infer.predictions import probability_columns, read_predictions
+    from core.infer.score_table import read_score_file
+
+    ids = own_seeded_workspace
+    ws = Workspace.open(ids["root"])
+    table, _ = read_predictions(ws.find_predictions(ids["run_id"], ids["test_set_id"])["path"])
+    columns = ["image_id", *probability_columns(get_task("oct-kermany"))]
+    scores = read_score_file(table[columns].to_csv(index=False).encode(), "vendor.csv")
+    imported = import_predictions(ws, plan_import(ws, scores, ids["test_set_id"]), name="Vendor scores").run_id
+    at = _page()
+    assert imported not in set(at.dataframe[0].value["id"]) and ids["run_id"] in set(at.dataframe[0].value["id"])
+    assert not any(o.startswith("Vendor scores") for o in at.selectbox(key="train_selected_run").options)
+    assert at.selectbox(key="train_imported").value == imported and len(at.selectbox(key="train_imported").options) == 1

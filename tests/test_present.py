@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
+from core.metrics.penalties import Penalty
 from core.report import build_report
-from core.report.slides import build_slides
+from core.report.slides import build_slides, slide_pages
 from core.store import Workspace
 from dashboard.widgets import plain
 from tests.apptest import open_page
@@ -102,11 +103,11 @@ def test_failure_slide_shows_a_cached_map_and_says_when_there_is_none(own_seeded
 def test_what_is_not_known_says_the_audit_shift_verdict(seeded_workspace):
     ids = seeded_workspace
     report = build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"])
-    unknown = {s.key: s for s in build_slides(report)}["unknown"]
-    assert any("has not been checked" in f.text for f in unknown.facts)
-    flagged = {s.key: s for s in build_slides(report, {"flagged": True, "reasons": ["brightness differs"]})}
+    unknown = [f for s in slide_pages(build_slides(report), "unknown") for f in s.facts]
+    assert any("has not been checked" in f.text for f in unknown)
+    flagged = slide_pages(build_slides(report, {"flagged": True, "reasons": ["brightness differs"]}), "unknown")
     assert any(f.text.startswith("Shift warning") and "brightness differs" in f.text
-               for f in flagged["unknown"].facts)
+               for s in flagged for f in s.facts)
 
 
 def test_slides_show_only_informative_intervals_and_count_the_cases_they_show(seeded_workspace):
@@ -130,10 +131,80 @@ def test_slides_show_only_informative_intervals_and_count_the_cases_they_show(se
 def test_slides_use_the_penalty_matrix_in_use_in_the_session(own_seeded_workspace):
     """The Report page and the slides share one cached report: a matrix chosen on the Penalties page reaches both
     (the slides used the workspace's saved matrix, cached without it)."""
+    from core.data.tasks import get_task
+    from core.report.active_penalty import resolve_penalty
+    from dashboard.state import PENALTY_STATE_KEY
+
+    task = get_task("oct-kermany")
     uniform = [[0.0 if i == j else 1.0 for j in range(4)] for i in range(4)]
+    # What the Penalties page leaves in the session (dashboard.evaluation.set_active_penalty): a Penalty per task,
+    # source "edited". Only the session holds it: the workspace's saved matrix is something else.
+    in_use = Penalty.of(uniform, task.classes, "all mistakes alike", source="edited")
     ids = own_seeded_workspace
+    assert resolve_penalty(Workspace.open(ids["root"]), task).name != in_use.name
     at = open_page(PAGE, timeout=120, run_id=ids["run_id"], test_set_id=ids["test_set_id"],
-                   penalty_matrix={"oct-kermany": uniform}, penalty_matrix_name={"oct-kermany": "all mistakes alike"})
+                   **{PENALTY_STATE_KEY: {task.name: in_use}})
     while "What it would cost" not in " ".join(m.value for m in at.markdown):
         at.button(key="present_next").click().run()
     assert plain("“all mistakes alike”") in _texts(at)
+
+
+def test_slides_name_the_model_in_plain_words_and_show_no_file_name(seeded_workspace):
+    """`efficientnet_lite012` became "an ensemble of three EfficientNet-Lite networks" (the backbone registry's
+    plain_name); failure cases are numbered, never named by their image file; a path typed as a name is not shown."""
+    import copy
+    import re
+
+    from core.models.registry import get_backbone, list_backbones
+    from core.report.slides import case_caption
+
+    ids = seeded_workspace
+    report = build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"])
+    ensemble = copy.deepcopy(report)
+    ensemble["model"].update(backbone="efficientnet_lite012", training_dataset="/srv/data/chest_xray/train")
+    what = " ".join(f.text for f in build_slides(ensemble)[0].facts)
+    assert "an ensemble of three EfficientNet-Lite networks" in what
+    assert "efficientnet_lite012" not in what and "/srv/data" not in what
+    assert get_backbone(report["model"]["backbone"]).plain_name in " ".join(f.text for f in build_slides(report)[0].facts)
+    assert all(spec.plain_name for spec in list_backbones())
+    slides = build_slides(report)
+    failures = next(s for s in slides if s.key == "failures")
+    captions = [case_caption(i, c) for i, c in enumerate(failures.cases, start=1)]
+    assert captions[0].startswith("Case 1: truly ")
+    words = " ".join([s.title for s in slides] + [f.text + f.explanation for s in slides for f in s.facts] + captions)
+    image_ids = [c["image_id"] for c in report["failures"]["cases"]]
+    assert image_ids and not any(i in words for i in image_ids)
+    assert not re.search(r"\.(jpe?g|png|npz|csv)\b", words, re.IGNORECASE)
+
+
+def test_the_roc_slide_shows_the_model_with_every_reader(seeded_workspace):
+    ids = seeded_workspace
+    report = build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"])
+    roc = next(s for s in build_slides(report) if s.key == "roc")
+    names = {trace.name for trace in roc.figure.data}
+    assert {r["reader_id"] for r in report["readers"]["points"]} <= names
+    assert any(n.startswith("model ROC") for n in names)
+    assert roc.figure.layout.height is None  # the page sizes it by the screen (assets/present.css)
+
+
+def test_a_slide_with_more_than_fits_continues_on_the_next(seeded_workspace):
+    """The "What is not known" slide overflowed a screen on a real run (shift reasons, duplicates, overlap...):
+    facts are shared out by lines, each slide within SLIDE_LINES, none lost, none repeated."""
+    import copy
+
+    from core.report.slides import SLIDE_LINES, fact_lines
+
+    ids = seeded_workspace
+    report = build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"])
+    crowded = copy.deepcopy(report)
+    crowded["audit"] = {"shift": {"flagged": True, "reasons": [f"reason {i}: the brightness differs a lot" * 2
+                                                               for i in range(4)]},
+                        "exact_duplicates": 6, "exact_across": 3, "patients_across": 56}
+    whole = build_slides(report)
+    slides = build_slides(crowded)
+    unknown = slide_pages(slides, "unknown")
+    assert len(unknown) >= 2 and unknown[0].title.startswith("What is not known (1 of ")
+    assert all(sum(fact_lines(f) for f in s.facts) <= SLIDE_LINES or len(s.facts) == 1 for s in unknown)
+    texts = [f.text for s in unknown for f in s.facts]
+    assert len(texts) == len(set(texts)) and any("56 patients" in t for t in texts)
+    assert len({s.title for s in slides}) == len(slides) and len(whole) >= 6

@@ -262,7 +262,7 @@ def test_a_perfectly_separated_sample_leaves_the_temperature_alone():
     assert len(np.unique(sharp)) == len(np.unique(rest))  # even the sharpest allowed keeps every score distinct
 
 
-def test_recalibrate_cli(probe_run, oct_folder, tmp_path, monkeypatch):
+def test_recalibrate_cli(probe_run, oct_folder, tmp_path, monkeypatch, capsys):
     from core.__main__ import main
 
     monkeypatch.setenv("CORE_WORKSPACE", str(probe_run["ws"].root))
@@ -271,6 +271,7 @@ def test_recalibrate_cli(probe_run, oct_folder, tmp_path, monkeypatch):
                  "--no-temperature", "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["temperature"] == 1.0 and record["sample"]["n"] >= 10
+    assert capsys.readouterr().out.strip().splitlines()[-1] == record["run_id"]  # the new run's id last, as elsewhere
     assert main(["recalibrate", "--run", str(probe_run["run"]), "--data", str(oct_folder), "--sample-size", "3"]) == 2
 
 

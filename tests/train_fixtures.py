@@ -84,3 +84,35 @@ def make_table_dataset(root: Path, task, per_class: int = 8, size: int = 32, see
                 rows.append({"image_id": path.name, "path": str(path), "label": cls,
                              "patient_id": f"p{ci}-{i // 2}", "split": None})
     return Dataset(pd.DataFrame(rows), task, source=str(root))
+
+
+def forked_gloo_ranks(work, args_by_rank: list[tuple], timeout: float = 120) -> dict:
+    """{rank: work(rank, *args)} for a job of len(args_by_rank) CPU processes, each forked (torch is already
+    imported: no interpreter start-up, unlike torchrun) with the environment torchrun would give it; an exception
+    escaping `work` comes back as ("crashed", text), so the test's message shows it."""
+    import multiprocessing
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    world = len(args_by_rank)
+
+    def run(rank: int, args: tuple, out) -> None:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        try:
+            out.put((rank, work(rank, *args)))
+        except BaseException as exc:  # noqa: BLE001 - anything else is the test's failure, shown in its message
+            out.put((rank, ("crashed", f"{type(exc).__name__}: {exc}")))
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=run, args=(rank, args, out)) for rank, args in enumerate(args_by_rank)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=timeout) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    return results

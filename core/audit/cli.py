@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from core.data.dicom import FRAME_POLICIES, WINDOWINGS, DicomOptions
+from core.data.readers.registry import data_argument_help
 from core.errors import InputError
 
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
                     "class, and with --against the shift from the training data (a test per property and a "
                     "cross-validated domain classifier on backbone features); with --run the cases most likely "
                     "mislabelled (cleanlab). The result is cached in the workspace and written as JSON.")
-    audit.add_argument("data", help="dataset folder, .csv, .npz or .zip, or a registered dataset / test set id")
+    audit.add_argument("data", help=data_argument_help("a registered dataset / test set id"))
     audit.add_argument("--against", default=None, help="the training data to compare with (path or registered id)")
     audit.add_argument("--task", default=None, help="task preset or task file (default: inferred from the layout)")
     audit.add_argument("--run", default=None, help="a training run id: adds label issues from its backbone features")

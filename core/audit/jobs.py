@@ -1,21 +1,19 @@
-"""Audits of registered datasets in background threads, and their state (cached, running, failed or missing).
+"""Audits of registered datasets as background jobs on the process's job board (core.jobs, kind "audit"), and
+their state (cached, running, failed, cancelled or missing).
 
-A thread touches only its job dict and the workspace files, so a dashboard page can start one and poll it; the
-result lands in the workspace cache, where any later session or `python -m core audit` finds it."""
+A job touches only the workspace files, so a dashboard page can start one and poll it; the result lands in the
+workspace cache, where any later session or `python -m core audit` finds it."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 from core.audit.report import AuditOptions, audit_key, cached_audit, read_cached_audit
-from core.errors import InputError, run_job
+from core.errors import InputError
+from core.jobs import FAILED, Job, find_job, start_job
 from core.store import Workspace
 
+KIND = "audit"
 PIXELS_ONLY = AuditOptions(features=False)
 FULL = AuditOptions()
-_LOCK = threading.Lock()
-_JOBS: dict[str, dict] = {}
 
 
 def registered_key(ws: Workspace, dataset_id: str, against_id: str | None = None, run_id: str | None = None,
@@ -31,29 +29,26 @@ def registered_key(ws: Workspace, dataset_id: str, against_id: str | None = None
                      options)
 
 
-def _job_id(ws: Workspace, key: str) -> str:
-    return f"{ws.root}|{key}"
-
-
 def audit_state(ws: Workspace, dataset_id: str, against_id: str | None = None, run_id: str | None = None) -> dict:
-    """{"status": "done" | "running" | "failed" | "missing", "report", "job", "fuller"}: the fullest cached audit
-    (with backbone features if there is one, else pixels only), else the newest job for it. "fuller": the job of the
-    full audit (backbone features) started over a cached pixels-only report, while it runs or after it failed (its
-    result would replace that report), else None, so a page shows its progress rather than the old report alone."""
+    """{"status": "done" | "running" | "failed" | "cancelled" | "missing", "report", "job", "fuller"}: the fullest
+    cached audit (with backbone features if there is one, else pixels only), else the newest job for it (a
+    core.jobs.Job; "running" while it is queued or running). "fuller": the job of the full audit (backbone features)
+    started over a cached pixels-only report, while it runs or after it failed (its result would replace that
+    report), else None, so a page shows its progress rather than the old report alone."""
     for options in ((FULL, PIXELS_ONLY) if run_id is None else (FULL,)):
         report = read_cached_audit(ws, registered_key(ws, dataset_id, against_id, run_id, options))
         if report is not None:
             fuller = None
             if options is PIXELS_ONLY:
-                fuller = _JOBS.get(_job_id(ws, registered_key(ws, dataset_id, against_id, run_id, FULL)))
-                fuller = fuller if fuller is not None and fuller["status"] in ("running", "failed") else None
+                fuller = find_job(ws, KIND, registered_key(ws, dataset_id, against_id, run_id, FULL))
+                fuller = fuller if fuller is not None and (fuller.active or fuller.state == FAILED) else None
             return {"status": "done", "report": report, "job": None, "fuller": fuller}
-    jobs = [_JOBS.get(_job_id(ws, registered_key(ws, dataset_id, against_id, run_id, o))) for o in (FULL, PIXELS_ONLY)]
+    jobs = [find_job(ws, KIND, registered_key(ws, dataset_id, against_id, run_id, o)) for o in (FULL, PIXELS_ONLY)]
     jobs = [j for j in jobs if j is not None]
     if not jobs:
         return {"status": "missing", "report": None, "job": None, "fuller": None}
-    job = max(jobs, key=lambda j: j["started"])
-    return {"status": job["status"], "report": None, "job": job, "fuller": None}
+    job = max(jobs, key=lambda j: j.started)
+    return {"status": "running" if job.active else job.state, "report": None, "job": job, "fuller": None}
 
 
 def preload(options: AuditOptions) -> None:
@@ -77,47 +72,35 @@ def preload(options: AuditOptions) -> None:
         import core.train.recipe  # noqa: F401
 
 
-def _run(job: dict, root: str, dataset_id: str, against_id: str | None, run_id: str | None,
-         options: AuditOptions) -> None:
-    from core.data.ingest import load_registered
+def _work(root: str, dataset_id: str, against_id: str | None, run_id: str | None, options: AuditOptions):
+    """The job's work: `work(progress)` for core.jobs (never touches the UI)."""
+    def work(progress) -> None:
+        from core.data.ingest import load_registered
 
-    def work() -> None:
+        progress(0.0, "Auditing: starting")
         ws = Workspace.open(root)
         ds = load_registered(ws, dataset_id)
         against = load_registered(ws, against_id) if against_id else None
         run = ws.get_run(run_id) if run_id else None
 
-        def progress(step: str, done: int, total: int) -> None:
-            job.update(step=step, done=int(done), total=int(total))
+        def step(name: str, done: int, total: int) -> None:
+            progress(min(1.0, done / total) if total else 0.0,
+                     f"Auditing: {name}" + (f", {int(done):,} / {int(total):,} images" if total else ""))
 
-        cached_audit(ws, ds, against, run, options, progress=progress)
-        job["status"] = "done"
+        cached_audit(ws, ds, against, run, options, progress=step)
 
-    run_job(job, work)
+    return work
 
 
 def start_audit(ws: Workspace, dataset_id: str, against_id: str | None = None, run_id: str | None = None,
-                options: AuditOptions = PIXELS_ONLY) -> dict:
-    """Start the audit in a background thread unless it is cached or already running; returns its job dict."""
+                options: AuditOptions = PIXELS_ONLY, *, owner: str | None = None) -> Job | None:
+    """Start the audit as a background job unless it is cached (None) or already running (that job)."""
     key = registered_key(ws, dataset_id, against_id, run_id, options)
-    with _LOCK:
-        job = _JOBS.get(_job_id(ws, key))
-        if job is not None and job["status"] == "running":
-            return job
-        if read_cached_audit(ws, key) is not None:
-            return {"status": "done", "started": time.time(), "error": None}
-        job = {"status": "running", "step": "starting", "done": 0, "total": None, "started": time.time(),
-               "error": None, "features": options.features}
-        _JOBS[_job_id(ws, key)] = job
+    job = find_job(ws, KIND, key)
+    if job is not None and job.active:
+        return job
+    if read_cached_audit(ws, key) is not None:
+        return None
     preload(options)
-    threading.Thread(target=_run, args=(job, str(ws.root), dataset_id, against_id, run_id, options), daemon=True,
-                     name=f"audit-{dataset_id}").start()
-    return job
-
-
-def wait(job: dict, timeout: float = 60.0) -> dict:
-    """Block until a job finishes (for the command line and tests); returns it."""
-    deadline = time.monotonic() + timeout
-    while job["status"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return job
+    return start_job(ws, KIND, key, _work(str(ws.root), dataset_id, against_id, run_id, options), owner=owner,
+                     title="the full audit" if options.features else "the audit")

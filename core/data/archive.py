@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import re
@@ -14,13 +13,16 @@ from pathlib import Path
 
 from core.data.dicom import may_be_unnamed_dicom
 from core.data.images import is_image_name
+from core.data.readers.common import EXTRACTED_MARKER as MARKER
+from core.data.readers.registry import data_suffixes
 from core.errors import STORAGE_ERRNOS, InputError, storage_error
+from core.store.integrity import file_sha256  # noqa: F401  (the owner; archive's callers and tests use it from here)
 
 # OCT2017 unzips to ~6 GB in ~84k files; these limits leave room for such datasets and stop bombs.
 DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3
 DEFAULT_MAX_ENTRIES = 250_000
-# Only what a dataset reader uses is extracted: images, CSV manifests (and lesion-box tables), MedMNIST .npz.
-DATA_SUFFIXES = (".csv", ".npz")
+# Only what a dataset reader uses is extracted: images (DICOM too) and the files of every registered format
+# (core.data.readers.registry.data_suffixes: CSV manifests and lesion-box tables, MedMNIST .npz ...).
 # A bomb with honest headers: JPEG/PNG barely compress again in a zip (~1:1), raw TIFF/BMP/DICOM a few
 # times. The archive may expand to MAX_EXPANSION_RATIO times its compressed bytes, or to IMAGE_ALLOWANCE
 # bytes per image it holds (whichever is larger), so a small zip of highly compressible "images" is refused.
@@ -28,20 +30,9 @@ MAX_EXPANSION_RATIO = 100
 IMAGE_ALLOWANCE = 4 * 1024**2
 # Extraction must leave this share of the disk free (a full disk breaks the registry and every run).
 MIN_FREE_FRACTION = 0.05
-MARKER = ".core-extracted"  # holds the zip's sha256; hidden, so readers skip it
 _CHUNK = 1 << 20
-_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, cached per (path, size, mtime) so re-loading a big zip costs a stat only."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        with open(path, "rb") as f:
-            _DIGESTS[key] = hashlib.file_digest(f, "sha256").hexdigest()
-    return _DIGESTS[key]
 
 
 def _ignored(name: str) -> bool:
@@ -51,8 +42,9 @@ def _ignored(name: str) -> bool:
 
 
 def is_dataset_file(name: str) -> bool:
-    """True for the files a dataset reader uses (images, .csv, .npz); the rest of an archive is not extracted."""
-    return is_image_name(posixpath.basename(name)) or posixpath.splitext(name)[1].lower() in DATA_SUFFIXES
+    """True for the files a dataset reader uses (images, each format's suffixes); the rest of an archive is not
+    extracted."""
+    return is_image_name(posixpath.basename(name)) or posixpath.splitext(name)[1].lower() in data_suffixes()
 
 
 def _unnamed_dicom(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bool:
@@ -126,7 +118,7 @@ def _checked_entries(zf: zipfile.ZipFile, zip_name: str, max_total_bytes: int,
             raise InputError(f"{zip_name}: expands to more than {max_total_bytes:,} bytes (limit); refusing to extract")
         files.append((info, name))
     if not files:
-        raise InputError(f"{zip_name}: the archive holds no dataset files (images, .csv or .npz)"
+        raise InputError(f"{zip_name}: the archive holds no dataset files (images, {', '.join(data_suffixes())})"
                          + (f"; {skipped} other file(s) were left out" if skipped else ""))
     allowed = max(MAX_EXPANSION_RATIO * packed, IMAGE_ALLOWANCE * n_images)
     if total > allowed:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data.dicom import FRAME_POLICIES, WINDOWINGS
+from core.data.readers.registry import data_argument_help
 from core.errors import InputError
 
 
@@ -26,6 +27,12 @@ def register(subparsers) -> None:
     demo.add_argument("--test-per-class", type=int, default=40, help="test images per class (default 40)")
     demo.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--real", action="store_true",
+                      help="instead: a small REAL demo from a MedMNIST .npz you have (--npz): a few hundred of its "
+                           "images as a training set and a held-out test set in the workspace, and a model trained "
+                           "on them (frozen EfficientNet-Lite0 features, logistic head)")
+    demo.add_argument("--npz", type=Path, help="with --real: the MedMNIST .npz (e.g. pneumoniamnist.npz)")
+    demo.add_argument("--no-train", action="store_true", help="with --real: register the images only")
     demo.set_defaults(func=run_demo_data)
 
     inspect = subparsers.add_parser(
@@ -34,7 +41,7 @@ def register(subparsers) -> None:
                     "CSV manifest, MedMNIST .npz, or a zip of these) and print its classes, images per "
                     "split and class, patients, image sizes (read from file headers) and any problems. "
                     "Bad files are listed, not fatal.")
-    inspect.add_argument("path", type=Path, help="dataset folder, .csv, .npz or .zip")
+    inspect.add_argument("path", type=Path, help=data_argument_help())
     inspect.add_argument("--task", default=None,
                          help="task preset name or .json/.toml task file (default: inferred from the layout)")
     inspect.add_argument("--fingerprint", action="store_true",
@@ -48,7 +55,7 @@ def register(subparsers) -> None:
                     "de-identified (DICOM PS3.15 basic profile: PatientID and UIDs pseudonymised with the "
                     "workspace's key, each file named by its new SOP Instance UID). DICOM files whose "
                     "BurnedInAnnotation is YES are refused unless --allow-burned-in.")
-    add.add_argument("path", type=Path, help="dataset folder, or a .zip, .csv or .npz to store in the workspace")
+    add.add_argument("path", type=Path, help=data_argument_help() + ", to store in the workspace")
     add.add_argument("--role", choices=("test_set", "dataset"), default="test_set",
                      help="test_set (default) or dataset (for training)")
     add.add_argument("--task", default=None, help="task preset name or .json/.toml task file (default: inferred)")
@@ -83,7 +90,37 @@ class ConsoleProgress:
         print(f"\r{self.label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
 
 
+def run_real_demo(args: argparse.Namespace) -> int:
+    """demo-data --real: build and register the real demo here, then train its model in `python -m core.train.demo`
+    (training is core.train's: a process boundary, as launch_run's own). The run id is the last line."""
+    import subprocess
+
+    from core.data.demo import REAL_DEMO_TEST_PER_CLASS, REAL_DEMO_TRAIN_PER_CLASS, build_real_demo
+    from core.store import Workspace
+
+    if args.npz is None:
+        raise InputError("demo-data --real: give the MedMNIST file with --npz FILE.npz")
+    per_class = args.per_class if args.per_class != 120 else REAL_DEMO_TRAIN_PER_CLASS
+    test_per_class = args.test_per_class if args.test_per_class != 40 else REAL_DEMO_TEST_PER_CLASS
+    ws = Workspace.open()
+    built = build_real_demo(ws, args.npz, train_per_class=per_class, test_per_class=test_per_class, seed=args.seed)
+    print(f"real demo from {built['file']} (task {built['task']}): {built['n_train']} training images "
+          f"(dataset {built['dataset_id']}), {built['n_test']} held-out test images (test set {built['test_set_id']})")
+    if args.no_train:
+        print(built["dataset_id"])
+        return 0
+    print("training: frozen EfficientNet-Lite0 features and a logistic head (follow it on the Train page)...",
+          flush=True)
+    done = subprocess.run([sys.executable, "-m", "core.train.demo"], check=False, cwd=Path(__file__).resolve().parents[2])
+    if done.returncode == 0:
+        print(f"next: python -m core predict --run RUN --data {built['test_set_id']}  (or the Test sets page)",
+              file=sys.stderr)
+    return done.returncode
+
+
 def run_demo_data(args: argparse.Namespace) -> int:
+    if args.real:
+        return run_real_demo(args)
     from core.data.synthetic import generate_demo_dataset  # lazy: only this command needs the generator
 
     out = args.out

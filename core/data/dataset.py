@@ -12,6 +12,7 @@ from PIL import Image
 from core.data.dicom import DicomOptions
 from core.data.fingerprint import dataset_fingerprint
 from core.data.images import DEFAULT_MAX_PIXELS, open_image
+from core.data.shown import dataset_folder, within_folder
 from core.data.tasks import Task, get_task
 from core.errors import InputError
 
@@ -87,8 +88,16 @@ class Dataset:
 
     # -- images and labels -------------------------------------------------------------------------
     def load_image(self, i: int) -> Image.Image:
-        """Decode the image at row position i: EXIF-rotated, mode "L" or "RGB"."""
-        return open_image(self.table["path"].iat[i], max_pixels=self.max_pixels, dicom=self.dicom)
+        """Decode the image at row position i: EXIF-rotated, mode "L" or "RGB". A file that cannot be decoded is
+        named from the dataset's folder ("chest/PNEUMONIA/x.png: ..."), not by its server path."""
+        try:
+            return open_image(self.table["path"].iat[i], max_pixels=self.max_pixels, dicom=self.dicom)
+        except InputError as exc:
+            raise InputError(self.in_messages(str(exc))) from None
+
+    def in_messages(self, text: str) -> str:
+        """`text` with this dataset's folder named by its own name, never by the server path it lives under."""
+        return within_folder(text, self.root or (dataset_folder(self.source) if self.source else None))
 
     def row_of(self, image_id: str) -> int | None:
         """Row position of an image id (None when it is not in this dataset); the index is built once."""
@@ -125,7 +134,7 @@ class Dataset:
         """A new Dataset of the given row positions (same task, source and problems)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise InputError(f"{self.source}: row positions out of range for {len(self)} images")
+            raise InputError(self.in_messages(f"{self.source}: row positions out of range for {len(self)} images"))
         part = Dataset(self.table.iloc[idx], self.task, self.source, self.problems, self.root, self.max_pixels,
                        self.dicom)
         part.split_prefix = self.split_prefix
@@ -141,7 +150,8 @@ class Dataset:
         and predictions move between the CLI and the dashboard however the folder was pointed at."""
         rows = np.flatnonzero((self.table["split"] == name).to_numpy())
         if rows.size == 0:
-            raise InputError(f"{self.source}: no {name!r} split; splits present: {self.splits() or 'none'}")
+            raise InputError(self.in_messages(f"{self.source}: no {name!r} split; splits present: "
+                                              f"{self.splits() or 'none'}"))
         part = self.subset(rows)
         prefix = f"{name}/"
         ids = part.table["image_id"].astype(str)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.errors import SKIP_BAD_HINT, InputError
+from core.errors import InputError
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _PREAMBLE = 128
@@ -122,6 +122,11 @@ def hash_patient_id(raw: str, key: bytes) -> str:
     """The stored form of a DICOM PatientID: HMAC-SHA256 under the workspace's key (core.store.secret), its first
     60 hex digits (240 bits); never the id itself, and not recoverable by trying every MRN without the key."""
     return PATIENT_HASH_PREFIX + _hmac_hex(key, "patient-id", raw)[:_PATIENT_HEX]
+
+
+def is_patient_pseudonym(value: str) -> bool:
+    """True for a PatientID already in hash_patient_id's form (so it is not hashed a second time)."""
+    return bool(_PSEUDONYM.match(value))
 
 
 def remap_uid(uid: str, key: bytes) -> str:
@@ -338,7 +343,7 @@ def _patient(ds, key: bytes | None) -> str | None:
     raw = str(ds.get("PatientID", "") or "").strip()
     if not raw:
         return None
-    if _ours(ds) and _PSEUDONYM.match(raw):
+    if _ours(ds) and is_patient_pseudonym(raw):
         return raw
     return hash_patient_id(raw, key if key is not None else current_key())
 
@@ -495,95 +500,3 @@ def dicom_files(folder: str | Path) -> list[str]:
         found += [os.path.join(dirpath, n) for n in sorted(filenames)
                   if not n.startswith(".") and is_dicom(os.path.join(dirpath, n))]
     return found
-
-
-@dataclass
-class Deidentified:
-    """What deidentify_tree did: problems (files removed), the files kept with burned-in annotation (relative
-    posix paths, as stored) and the renames (old relative path -> new)."""
-
-    problems: list[str] = field(default_factory=list)
-    burned_in: list[str] = field(default_factory=list)
-    renamed: dict[str, str] = field(default_factory=dict)
-
-
-def deidentify_tree(folder: str | Path, key: bytes, skip_bad: bool = False,
-                    options: DicomOptions | None = None) -> Deidentified:
-    """De-identify every DICOM file under `folder`, each renamed by its new SOP Instance UID (so a file name such
-    as DOE_JOHN_MRN-123456.dcm stays nowhere), and make the label CSVs beside them name the new files. A file
-    that cannot be read, or (by default) has burned-in annotation, is deleted (its header must not stay behind)
-    and listed in the problems; without skip_bad that is an InputError."""
-    folder = Path(folder)
-    keep = (options or DEFAULT_OPTIONS).burned_in == "keep"
-    done = Deidentified()
-    for path in dicom_files(folder):
-        rel = Path(path).relative_to(folder).as_posix()
-        try:
-            target, flagged = deidentify_file(path, key, keep_burned_in=keep)
-        except InputError as exc:
-            os.unlink(path)
-            text = str(exc)
-            done.problems.append(f"{text if text.startswith(path) else f'{path}: {text}'} "
-                                 + ("(left out)" if isinstance(exc, BurnedInRefused)
-                                    else "(removed: it could not be de-identified)"))
-            continue
-        new_rel = target.relative_to(folder).as_posix()
-        done.renamed[rel] = new_rel
-        if flagged:
-            done.burned_in.append(new_rel)
-    if done.problems and not skip_bad:
-        raise InputError(f"{len(done.problems)} DICOM file(s) could not be added: {'; '.join(done.problems[:5])}. "
-                         f"{SKIP_BAD_HINT}.")
-    if done.renamed:
-        _rename_in_label_csvs(folder, done.renamed, key)
-    return done
-
-
-def _rename_in_label_csvs(folder: Path, renamed: dict[str, str], key: bytes) -> None:
-    """A CSV that labels DICOM files (a label column and SOP Instance UIDs or file names) is rewritten to name them
-    as stored: UIDs re-mapped, names renamed, patients hashed, and only the columns the DICOM reader uses kept."""
-    import pandas as pd
-
-    from core.data.readers.dicom import SOP_COLUMNS
-    from core.data.readers.manifest import manifest_columns, read_csv_table
-    from core.store.csv_safe import csv_bytes
-    from core.store.files import write_atomically
-
-    for csv_path in sorted(folder.rglob("*.csv")):
-        if csv_path.name.startswith("."):
-            continue
-        try:
-            table = read_csv_table(csv_path)
-        except InputError:
-            continue
-        cols = manifest_columns(table)
-        by_lower = {c.lower(): c for c in table.columns}
-        sop = next((by_lower[c] for c in SOP_COLUMNS if c in by_lower), None)
-        base = csv_path.parent.relative_to(folder).as_posix()
-        names: dict[str, str] = {}
-        for old, new in renamed.items():
-            if base != "." and not old.startswith(base + "/"):
-                continue
-            old_rel, new_rel = (old, new) if base == "." else (old[len(base) + 1:], new[len(base) + 1:])
-            new_name = new_rel.rsplit("/", 1)[-1]
-            old_name = old_rel.rsplit("/", 1)[-1]
-            for key_name, value in ((old_rel, new_rel), (os.path.splitext(old_rel)[0], new_rel),
-                                    (old_name, new_name), (os.path.splitext(old_name)[0], new_name)):
-                names.setdefault(key_name, value)
-        paths = cols["path"]
-        names_files = paths is not None and table[paths].str.strip().str.replace("\\", "/").isin(names).any()
-        if not cols["label"] or not (sop or names_files):
-            continue
-        out = pd.DataFrame(index=table.index)
-        if sop:
-            out[sop] = [remap_uid(v, key) if v.strip() else "" for v in table[sop]]
-        if paths:
-            out[paths] = [names.get(v.strip().replace("\\", "/"), v) for v in table[paths]]
-        for role in ("label", "split"):
-            if cols[role]:
-                out[cols[role]] = table[cols[role]]
-        if cols["patient"]:
-            out[cols["patient"]] = [hash_patient_id(v.strip(), key) if v.strip() and not _PSEUDONYM.match(v.strip())
-                                    else v for v in table[cols["patient"]]]
-        # The one CSV writer (a rewritten upload may be opened in a spreadsheet like any export).
-        write_atomically(csv_path, lambda tmp: Path(tmp).write_bytes(csv_bytes(out)))

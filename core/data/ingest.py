@@ -14,10 +14,12 @@ from typing import BinaryIO
 
 from core.data.archive import extract_zip
 from core.data.dataset import Dataset
-from core.data.dicom import BURNED_IN_REFUSED, DicomOptions, deidentify_tree, dicom_fields, is_dicom, workspace_key
+from core.data.dicom import BURNED_IN_REFUSED, DicomOptions, dicom_fields, is_dicom, workspace_key
+from core.data.dicom_upload import deidentify_tree
 from core.data.loading import load_dataset
 from core.data.readers import read_path, upload_types
 from core.data.readers.registry import file_types_text, format_for_file
+from core.data.shown import dataset_folder, within_folder
 from core.data.tasks import Task, get_task, list_tasks, task_from_dict
 from core.errors import InputError, StorageError, storage_error
 from core.store import Workspace, audit_trail
@@ -80,7 +82,7 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
     The user's file name is used for its extension and as a display name only: the bytes go to
     uploads/upload-<time>-<slug>-<random>/ under a generated name. A zip is extracted (safely) next to it
     and the extracted folder is what gets registered; DICOM files in it are rewritten de-identified first
-    (core.data.dicom.deidentify_tree: PS3.15 basic profile, PatientID and UIDs pseudonymised with the workspace's
+    (core.data.dicom_upload.deidentify_tree: PS3.15 basic profile, PatientID and UIDs pseudonymised with the workspace's
     key, each file named by its new SOP Instance UID; files with burned-in annotation refused unless
     dicom.burned_in == "keep"). On any error everything written is removed."""
     require(actor, "register_dataset")
@@ -125,6 +127,7 @@ def ingest_upload(ws: Workspace, file_name: str, data: bytes | BinaryIO, *, role
                     raise
                 raise InputError(f"{exc} {hint}") from None
             source = saved
+        ds.problems = [_as_uploaded(problem, (folder / "data", saved), str(file_name)) for problem in ds.problems]
         result = _register(ws, ds, name=(name or PurePath(str(file_name)).name).strip(), source=source, role=role,
                            skip_bad=skip_bad, extra_meta={"uploaded_as": str(file_name), "format": suffix,
                                                           **extra_meta})
@@ -162,15 +165,15 @@ def register_folder(ws: Workspace, folder: str | Path, *, role: str = "test_set"
     path = path.resolve()
     key = patient_key(ws.root)
     with workspace_key(key):
-        ds = load_dataset(path, _task_arg(task), skip_bad=skip_bad, dicom=dicom)
+        ds = _load_named(path, None, _task_arg(task), skip_bad=skip_bad, dicom=dicom)
         burned = [(image_id, full) for image_id, full in zip(ds.table["image_id"], ds.table["path"])
                   if is_dicom(full) and dicom_fields(full, key)["burned_in"]]
     extra_meta = {"format": "folder"}
     if burned and (dicom or DicomOptions()).burned_in != "keep":
         # Read in place, so a file cannot be left out of the folder here: the folder is refused, naming them.
         shown = ", ".join(full for _, full in burned[:5]) + (f" and {len(burned) - 5} more" if len(burned) > 5 else "")
-        raise InputError(f"{len(burned)} DICOM file(s) in {path}: {shown}: {BURNED_IN_REFUSED} (move them out of "
-                         "the folder to add the rest)")
+        raise InputError(within_folder(f"{len(burned)} DICOM file(s) in {path}: {shown}: {BURNED_IN_REFUSED} (move "
+                                       "them out of the folder to add the rest)", path))
     if burned:
         extra_meta["burned_in_annotation"] = [image_id for image_id, _ in burned]
     result = _register(ws, ds, name=(name or path.name).strip(), source=path, role=role, skip_bad=skip_bad,
@@ -193,8 +196,20 @@ def _as_uploaded(message: str, stored: tuple[Path, ...], file_name: str) -> str:
     paths it was stored under (longest first: the extracted folder, the saved file). The upload folder itself is
     left as it is: a message naming it is about the workspace (e.g. its free space), not about the upload."""
     for path in sorted((str(p) for p in stored), key=len, reverse=True):
-        message = message.replace(path, file_name)
+        message = within_folder(message, path, file_name)
     return message
+
+
+def _load_named(source: str | Path, label: str | None, task, **options) -> Dataset:
+    """load_dataset(source, task, **options) whose error and problem lines name files from the dataset's own
+    folder, called `label` (default its name): "chest/PNEUMONIA/x.png: ...", not the server path (core.data.shown)."""
+    folder = dataset_folder(source)
+    try:
+        ds = load_dataset(source, task, **options)
+    except InputError as exc:
+        raise InputError(within_folder(str(exc), folder, label)) from None
+    ds.problems = [within_folder(problem, folder, label) for problem in ds.problems]
+    return ds
 
 
 def register_split(ws: Workspace, dataset_id: str, split: str = "test", *, actor: Actor = SHELL) -> Ingested:
@@ -234,7 +249,9 @@ def load_registered(ws: Workspace, dataset_id: str, skip_bad: bool | None = None
     record = _record(ws, dataset_id)
     meta = record["meta"]
     skip = bool(meta.get("skip_bad")) if skip_bad is None else bool(skip_bad or meta.get("skip_bad"))
+    # An extracted upload is named as the user sent it ("clinic.zip/CNV/x.png"), a server folder by its name.
+    label = meta.get("uploaded_as") if meta.get("uploaded_as") and Path(record["source"]).is_dir() else None
     with workspace_key(patient_key(ws.root)):  # server folders' PatientIDs are hashed as they are read
-        ds = load_dataset(record["source"], registered_task(record), skip_bad=skip,
-                          dicom=DicomOptions.from_dict(meta["dicom"]) if meta.get("dicom") else None)
+        ds = _load_named(record["source"], label, registered_task(record), skip_bad=skip,
+                         dicom=DicomOptions.from_dict(meta["dicom"]) if meta.get("dicom") else None)
     return ds.split_named(meta["split"]) if meta.get("split") else ds

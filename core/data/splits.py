@@ -38,7 +38,7 @@ def patient_split(ds: Dataset, val_fraction: float = 0.2, seed: int = 0) -> tupl
     if not 0.0 < val_fraction < 1.0:
         raise InputError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     if len(ds) < 2:
-        raise InputError(f"{ds.source}: {len(ds)} image(s) cannot be split into train and validation")
+        raise InputError(ds.in_messages(f"{ds.source}: {len(ds)} image(s) cannot be split into train and validation"))
     rng = np.random.default_rng(seed)
     groups = patient_groups(ds)
     info = _group_strata(ds, groups)

@@ -128,19 +128,22 @@ def cached_maps(model: ExplainModel, images: CaseImages, cases: Sequence[Case], 
 
 
 def score_cases(cases: pd.DataFrame, maps_by_method: Mapping[str, Mapping[str, AttributionMap]],
-                boxes_by_id: Mapping[str, list], classes: Sequence[str], tolerance: float = 0.0
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                boxes_by_id: Mapping[str, list], classes: Sequence[str], tolerance: float = 0.0,
+                lung_fields: Mapping | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, summary) for the cases' maps against their lesion boxes. `cases` has image_id, label, predicted
     and target_class. scores: one row per (method, image with a map): pointing_hit, positive_share, ...; summary:
     per method, class (plus all classes) and outcome (all / correct / misclassified): pointing-game rate with its
     Wilson interval and the share of positive attribution inside the boxes. `tolerance`: pixels a peak may lie
-    outside a box and still count as a hit (the original pointing game used 15)."""
+    outside a box and still count as a hit (the original pointing game used 15). `lung_fields` (image_id ->
+    core.explain.lung_mask.LungField, chest X-rays only) adds lung_share and peak_in_lungs to the scores
+    (summarise them with core.explain.scoring.summarise_lung_scores)."""
     facts = cases.set_index("image_id")
     score_frames, summary_frames = [], []
     for method, maps in maps_by_method.items():
         records = [{"image_id": image_id, "label": facts.at[image_id, "label"],
                     "predicted": facts.at[image_id, "predicted"], "map": amap,
-                    "boxes": list(boxes_by_id.get(image_id, []))}
+                    "boxes": list(boxes_by_id.get(image_id, [])),
+                    **({"lung_field": lung_fields.get(image_id)} if lung_fields is not None else {})}
                    for image_id, amap in maps.items() if image_id in facts.index]
         if not records:
             continue

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.synthetic import LESIONS_FILE
+from core.data.readers.registry import data_argument_help
 from core.errors import InputError
 # Torch-free modules: `python -m core --help` does not load torch and Captum.
 from core.explain.colormaps import DEFAULT_COLORMAP
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
                     "and share of positive attribution inside the boxes) and summary.csv per class, split by "
                     "correct vs misclassified images.")
     parser.add_argument("--run", required=True, help="run id, run folder, checkpoint folder or .safetensors")
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder, CSV manifest or zip")
+    parser.add_argument("--data", type=Path, required=True, help=data_argument_help())
     parser.add_argument("--method", choices=explainer_names(), default="occlusion")
     parser.add_argument("--images", type=int, default=8, help="how many images to explain (default 8)")
     parser.add_argument("--misclassified", action="store_true",
@@ -67,9 +68,9 @@ def _method_params(args: argparse.Namespace, card: dict) -> dict:
         from core.models import get_backbone
 
         try:
-            given["layer"] = get_backbone(card["backbone"]).gradcam_layer
-        except InputError:
-            given.pop("layer", None)  # a backbone outside the registry: explain() picks the layer from the structure
+            given["layer"] = get_backbone(card.get("backbone", "")).gradcam_layer
+        except InputError:  # an imported model or a backbone outside the registry: explain() picks the layer from
+            given.pop("layer", None)  # the model itself (an imported TorchScript chain names its own)
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -87,12 +88,15 @@ def _label_of(table: pd.DataFrame, row: int) -> str:
     return str(table["label"].iat[row])
 
 
-def _select(model, dataset, transform, classes, args, multilabel: bool) -> list[dict]:
+def _select(model, dataset, transform, task, operating_point, args, multilabel: bool) -> list[dict]:
+    """The images to explain with the model's call (core.infer.predictions.model_calls: its operating point when
+    the card stores one, as in its `predicted` column and on the pages): the first N, or the first N misclassified."""
     import torch
 
     from core.explain.model_state import ClassProbabilities, borrowed_model
+    from core.infer.predictions import model_calls
 
-    """The images to explain with the model's prediction: the first N, or the first N misclassified."""
+    classes = list(task.classes)
     chosen = []
     table = dataset.table
     with borrowed_model(model):
@@ -102,7 +106,7 @@ def _select(model, dataset, transform, classes, args, multilabel: bool) -> list[
             tensor = transform(image).unsqueeze(0).to(args.device)
             with torch.no_grad():
                 probs = scorer(tensor)[0].cpu().numpy()
-            predicted = classes[int(np.argmax(probs))]
+            predicted = str(model_calls(probs[None, :], task, operating_point)[0])
             label = _label_of(table, row)
             correct = predicted in label.split("|") if multilabel else predicted == label
             if args.misclassified and correct:
@@ -111,8 +115,10 @@ def _select(model, dataset, transform, classes, args, multilabel: bool) -> list[
                 if label not in classes:
                     raise InputError(f"image {table['image_id'].iat[row]}: label {label!r} is not a model class")
                 target = classes.index(label)
-            else:
+            elif multilabel:  # one map per image: the most probable of its labels
                 target = int(np.argmax(probs))
+            else:
+                target = classes.index(predicted)
             chosen.append({"row": row, "image_id": str(table["image_id"].iat[row]), "image": image,
                            "tensor": tensor, "label": label, "predicted": predicted, "correct": correct,
                            "target": target})
@@ -129,8 +135,9 @@ def run_explain(args: argparse.Namespace) -> int:
     from core.explain.cache import MapCache
     from core.explain.compute import compute_maps
     from core.explain.exports import safe_file_name
-    from core.explain.overlay import overlay, shared_scale
-    from core.explain.scoring import score_maps, summarise_scores
+    from core.explain.overlay import outline, overlay, shared_scale
+    from core.explain.lung_mask import applies_to, lung_field
+    from core.explain.scoring import score_maps, summarise_lung_scores, summarise_scores
     from core.data.tasks import get_task, task_from_dict
     from core.models import build_transform, load_checkpoint
 
@@ -141,8 +148,12 @@ def run_explain(args: argparse.Namespace) -> int:
     from core.infer.predict import resolve_model
     from core.store import Workspace
 
+    from core.explain.explain_model import not_offered
+
     _, weights = resolve_model(Workspace.open(), args.run)  # a run id, run folder or checkpoint, as `predict`
     model, card = load_checkpoint(weights)
+    if sentence := not_offered(model, args.method):  # the Explain page's words (an imported ONNX model...)
+        raise InputError(sentence)
     model.to(args.device)
     task_info = card.get("task")
     if isinstance(task_info, dict):
@@ -152,6 +163,13 @@ def run_explain(args: argparse.Namespace) -> int:
     classes = list(card.get("classes") or (task.classes if task else []))
     if not classes:
         raise InputError(f"{args.run}: the model card names no classes")
+    if task is None or list(task.classes) != classes:
+        # a card naming no task (or another class order): the calls need the card's classes in its order
+        task = task_from_dict({"classes": classes, "kind": task.kind if task else "multiclass"},
+                              f"{args.run}: model card")
+    from core.metrics.model_operating_point import ModelOperatingPoint
+
+    operating_point = ModelOperatingPoint.from_dict(card.get("operating_point"), source=f"{args.run}: model card")
     dataset = load_dataset(args.data, task=task)
     multilabel = dataset.is_multilabel
     preprocess = dict(card["preprocessing"])
@@ -160,7 +178,7 @@ def run_explain(args: argparse.Namespace) -> int:
     if multilabel:
         params["multilabel"] = True
 
-    chosen = _select(model, dataset, transform, classes, args, multilabel)
+    chosen = _select(model, dataset, transform, task, operating_point, args, multilabel)
     if not chosen:
         what = "misclassified images" if args.misclassified else "images"
         print(f"no {what} to explain in {args.data}", file=sys.stderr)
@@ -183,15 +201,18 @@ def run_explain(args: argparse.Namespace) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     vmin, vmax = shared_scale(maps.values())
+    chest_xray = applies_to(task)  # scores get the lung-field share (core.explain.lung_mask)
     records, files = [], {}
     for index, c in enumerate(chosen):
         amap = maps[c["image_id"]]
         name = f"{index:04d}-{safe_file_name(c['image_id'])}.png"
-        overlay(c["image"], amap, colormap=args.colormap, opacity=args.opacity, vmin=vmin, vmax=vmax
-                ).save(args.out / name)
+        field = lung_field(c["image"]) if chest_xray else None
+        picture = overlay(c["image"], amap, colormap=args.colormap, opacity=args.opacity, vmin=vmin, vmax=vmax)
+        (outline(picture, field.mask) if field is not None and field.found else picture).save(args.out / name)
         files[c["image_id"]] = (name, amap)
         records.append({"image_id": c["image_id"], "label": c["label"], "predicted": c["predicted"],
-                        "map": amap, "boxes": boxes_by_id.get(c["image_id"], [])})
+                        "map": amap, "boxes": boxes_by_id.get(c["image_id"], []),
+                        **({"lung_field": field} if chest_xray else {})})
     scores = score_maps(records)
     scores["correct"] = [c["correct"] for c in chosen]
     scores.insert(3, "target_class", [classes[c["target"]] for c in chosen])
@@ -205,5 +226,13 @@ def run_explain(args: argparse.Namespace) -> int:
         {"run": str(args.run), "data": str(args.data), "method": args.method, "params": first.params,
          "colour_scale": [vmin, vmax], "images": len(chosen), "boxes": str(boxes_path) if boxes_path else None},
         indent=2))
+    lungs = summarise_lung_scores(scores.assign(method=args.method)) if chest_xray else None
+    if lungs is not None and not lungs.empty and lungs.iloc[0]["n_lung_field"] == 0:
+        print(f"no lung field found on any of the {len(chosen)} images (lateral views or opacified lungs?)")
+    elif lungs is not None and not lungs.empty:
+        row = lungs.iloc[0]
+        print(f"lung field found on {row['n_lung_field']} of {row['n_maps']} images; median share of positive "
+              f"attribution inside it {row['median_lung_share']:.0%}; maps peaking inside the lungs "
+              f"{row['peaks_in_lungs']} of {row['n_lung_field']} (scores.csv: lung_share, peak_in_lungs)")
     print(f"wrote {len(chosen)} overlays, scores.csv{' and summary.csv' if boxes_by_id else ''} to {args.out}")
     return 0

@@ -36,6 +36,9 @@ def explain(model: nn.Module, image: torch.Tensor, target: int, method: str = "o
     The model is borrowed, not changed: eval mode, frozen parameters and hooks only for the call (see
     core.explain.model_state.borrowed_model), restored even when the forward raises."""
     explainer = get_explainer(method)
+    unreachable = getattr(model, "layers_unreachable", None) if explainer.needs_layers else None
+    if unreachable:  # an imported ONNX model or TorchScript function (core.models.external says why)
+        raise InputError(f"{explainer.title} is not available for this model: {unreachable}")
     given = explainer.resolve_params(params)
     multilabel = bool(given.pop("multilabel", False))
     given = {name: value for name, value in given.items() if value is not None}

@@ -12,8 +12,24 @@ import torch
 from PIL import Image
 
 from core.errors import InputError
-from core.explain.model_state import borrowed_model
+from core.explain.model_state import borrowed_model, model_device
 from core.explain.registry import get_explainer
+
+
+def unavailable_reason(model: torch.nn.Module, method: str) -> str | None:
+    """Why `method` is not offered for `model` (None when it is): a method that reads a layer's activations and
+    gradients (the registry's `needs_layers`) needs a model whose layers are reachable; an imported ONNX model or a
+    TorchScript function states why it has none (core.models.external)."""
+    if not get_explainer(method).needs_layers:
+        return None
+    return getattr(model, "layers_unreachable", None)
+
+
+def not_offered(model: torch.nn.Module, method: str) -> str | None:
+    """The one sentence the Explain page and `python -m core explain` give when `method` is not offered for `model`
+    (None when it is)."""
+    reason = unavailable_reason(model, method)
+    return None if reason is None else f"{get_explainer(method).title} is not offered for this model: {reason}."
 
 
 @dataclass(eq=False)
@@ -32,7 +48,8 @@ class ExplainModel:
 
     @classmethod
     def load(cls, run_dir: str | Path, run_id: str | None = None, device: str = "cpu") -> "ExplainModel":
-        """The checkpoint of a run folder (or checkpoint folder / .safetensors), on `device` ("auto": CUDA if any)."""
+        """The checkpoint of a run folder (or checkpoint folder / .safetensors), on `device` ("auto": CUDA if any).
+        An imported ONNX or TorchScript run loads through the same call (core.models.external wraps it)."""
         from core.models import load_checkpoint
 
         model, card = load_checkpoint(run_dir)
@@ -78,7 +95,7 @@ class ExplainModel:
         """Measured forward time per image (batch of 8, best of two after a warm-up, since the first passes pay
         for allocation), cached: the basis of time estimates."""
         if self._seconds_per_image is None:
-            device = next(self.model.parameters()).device
+            device = model_device(self.model)  # an imported ONNX model has no parameters
             batch = torch.zeros(8, 3, *self.input_hw, device=device)
             timings = []
             with borrowed_model(self.model), torch.no_grad():
@@ -90,6 +107,14 @@ class ExplainModel:
                     timings.append(time.perf_counter() - started)
             self._seconds_per_image = min(timings[1:]) / len(batch)
         return self._seconds_per_image
+
+    def unavailable(self, method: str) -> str | None:
+        """Why `method` is not offered for this model (None when it is): `unavailable_reason`."""
+        return unavailable_reason(self.model, method)
+
+    def not_offered(self, method: str) -> str | None:
+        """The sentence the page shows when `method` is not offered for this model (None when it is)."""
+        return not_offered(self.model, method)
 
     def expected_seconds(self, method: str, params: Mapping | None = None) -> float:
         """About how long one map takes here: the method's cost in forward passes (its registry entry's cost

@@ -43,6 +43,9 @@ def _is_token_model(model: nn.Module) -> bool:
 
 def default_gradcam_layer(model: nn.Module) -> str:
     """The name (as in `model.named_modules()`) of the layer Grad-CAM uses when none is given."""
+    named = getattr(model, "gradcam_layer", None)
+    if isinstance(named, str) and named:  # a model that names its own (an imported TorchScript chain)
+        return named
     members = getattr(model, "members", None)
     if isinstance(members, nn.ModuleList) and len(members):
         # A feature ensemble (core.models.ensemble): the largest (last) member's layer.

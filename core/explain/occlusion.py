@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -13,11 +15,36 @@ from torch import nn
 
 from core.errors import InputError
 from core.explain.model_state import ClassProbabilities
-from core.explain.windows import BASELINES, DEFAULT_WINDOW, default_stride, window_count
-from core.models.precision import inference_precision
+from core.explain.windows import (BASELINES, DEFAULT_REFINE_REGIONS, DEFAULT_WINDOW, default_stride,
+                                  occlusion_plan)
+from core.models.precision import FrozenForward, frozen_forward, requested_engine
 
 CPU_PERTURBATIONS_PER_EVAL = 32  # CPU throughput is flat beyond a few dozen images per batch
 MAX_PERTURBATIONS_PER_EVAL = 1024
+
+# ONNX sessions per shared model (the dashboard keeps models across sessions): opened once, not per map. Only ONNX
+# engines are kept: their closures hold the head, never the model, so the weak key can go.
+_ENGINES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_ENGINES_LOCK = threading.Lock()
+
+
+def occlusion_forward(model: nn.Module, batch: torch.Tensor, fp32: bool = False,
+                      framing: str | None = None) -> FrozenForward:
+    """The measured engine for hundreds of forward passes of `model` on batches shaped like `batch`: ONNX Runtime
+    (the backbone exported once into the workspace's cache/onnx) or torch autocast, as predict uses."""
+    from core.store import Workspace
+
+    amp_mode = "off" if fp32 else "auto"
+    key = (tuple(batch.shape[1:]), str(batch.device), amp_mode, requested_engine(), framing)
+    with _ENGINES_LOCK:
+        known = _ENGINES.get(model, {}).get(key)
+        if known is not None:
+            return known
+        forward = frozen_forward(model, batch.shape[1:], batch.device, amp_mode=amp_mode,
+                                 cache_dir=Workspace.locate() / "cache" / "onnx", framing=framing)
+        if forward.engine == "onnx":
+            _ENGINES.setdefault(model, {})[key] = forward
+        return forward
 
 
 def occlusion_baseline(batch: torch.Tensor, kind: str, *, window: int, blur_sigma: float | None,
@@ -70,9 +97,11 @@ def auto_perturbations_per_eval(model: nn.Module, batch: torch.Tensor, n_windows
 def occlusion_attribution(model: nn.Module, batch: torch.Tensor, target: int, *, preprocess: dict | None = None,
                           window: int = DEFAULT_WINDOW, stride: int | None = None, baseline: str = "black",
                           blur_sigma: float | None = None, perturbations_per_eval: int | None = None,
-                          multilabel: bool = False, fp32: bool = False) -> dict:
+                          multilabel: bool = False, fp32: bool = False,
+                          refine_regions: int = DEFAULT_REFINE_REGIONS) -> dict:
     """Captum Occlusion on the probability of `target`; the model must already be borrowed (eval, frozen).
-    `fp32=True` turns the fast (bf16) path off.
+    `fp32=True` turns the fast (bf16) path off. `refine_regions` > 0: coarse-to-fine where that is cheaper
+    (core.explain.windows.occlusion_plan; see coarse_to_fine), 0: every window position at the fine stride.
 
     Returns {'raw': (C, H, W), 'map': (H, W) (channel mean; all channels are hidden together, so they agree),
     'params': resolved parameters, 'info': runtime facts}."""
@@ -85,7 +114,11 @@ def occlusion_attribution(model: nn.Module, batch: torch.Tensor, target: int, *,
         raise InputError(f"occlusion stride must be between 1 and the window ({window} px), got {stride}")
     if baseline not in BASELINES:
         raise InputError(f"occlusion baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
-    n_windows = window_count((in_h, in_w), window, stride)
+    refine_regions = int(refine_regions)
+    if refine_regions < 0:
+        raise InputError(f"refine_regions must be 0 (a full pass) or more, got {refine_regions}")
+    plan = occlusion_plan((in_h, in_w), window, stride, refine_regions)
+    n_windows = plan["most_windows"]
     if perturbations_per_eval is None:
         perturbations_per_eval = auto_perturbations_per_eval(model, batch, n_windows)
     elif int(perturbations_per_eval) < 1:
@@ -94,11 +127,12 @@ def occlusion_attribution(model: nn.Module, batch: torch.Tensor, target: int, *,
 
     started = time.perf_counter()
     channels = batch.shape[1]
-    # Occlusion is hundreds of forward passes of a frozen model: the device's fast inference path (bf16 autocast
-    # where the CPU or GPU has it), as predict uses. Probabilities are computed in float32 either way.
-    dtype, _ = inference_precision(batch.device, "off" if fp32 else "auto")
-    with torch.autocast(batch.device.type, dtype=dtype, enabled=dtype is not None):
-        attribution = Occlusion(ClassProbabilities(model, multilabel)).attribute(
+    # Occlusion is hundreds of forward passes of a frozen model: the device's measured fast path (ONNX Runtime, or
+    # torch with bf16 autocast where the CPU or GPU has it), as predict uses. Probabilities in float32 either way.
+    forward = occlusion_forward(model, batch, fp32, (preprocess or {}).get("framing"))
+    scorer = ClassProbabilities(forward, multilabel)
+    if plan["coarse_window"] is None:
+        attribution = Occlusion(scorer).attribute(
             batch,
             sliding_window_shapes=(channels, window, window),
             strides=(channels, stride, stride),
@@ -106,11 +140,76 @@ def occlusion_attribution(model: nn.Module, batch: torch.Tensor, target: int, *,
             target=int(target),
             perturbations_per_eval=int(perturbations_per_eval),
         )
-    raw = attribution[0].detach().float().cpu().numpy()
-    params = {"window": window, "stride": stride, "baseline": baseline, "multilabel": bool(multilabel)}
+        raw = attribution[0].detach().float().cpu().numpy()
+        evaluated = plan["full_windows"]
+    else:
+        values, evaluated = coarse_to_fine(scorer, batch, base, int(target), window=window, stride=stride,
+                                           coarse=plan["coarse_window"], regions=refine_regions,
+                                           per_eval=int(perturbations_per_eval))
+        raw = np.broadcast_to(values, (channels, in_h, in_w)).astype(np.float32)
+    params = {"window": window, "stride": stride, "baseline": baseline, "multilabel": bool(multilabel),
+              "refine_regions": refine_regions}
     if baseline == "blur":
         params["blur_sigma"] = float(blur_sigma if blur_sigma is not None else window / 4.0)
-    info = {"seconds": round(time.perf_counter() - started, 4), "windows": n_windows,
-            "precision": str(dtype or torch.float32).replace("torch.", ""),
+    info = {"seconds": round(time.perf_counter() - started, 4), "windows": int(evaluated),
+            "full_windows": plan["full_windows"], "coarse_window": plan["coarse_window"],
+            "precision": forward.precision, "engine": forward.engine,
             "perturbations_per_eval": int(perturbations_per_eval), "device": str(batch.device)}
     return {"raw": raw, "map": raw.mean(axis=0).astype(np.float32), "params": params, "info": info}
+
+
+def _starts(size: int, window: int, stride: int) -> list[int]:
+    """Window starts along one side, as Captum places them (the last window clipped at the edge)."""
+    return [i * stride for i in range(math.ceil(max(size - window, 0) / stride) + 1)]
+
+
+def window_drops(scorer: nn.Module, batch: torch.Tensor, base: torch.Tensor, target: int,
+                 corners: list[tuple[int, int]], window: int, per_eval: int) -> np.ndarray:
+    """The drop in the target's probability when each window (top-left corner (y, x), side `window`, all channels)
+    is replaced by the baseline; `per_eval` occluded copies per forward pass."""
+    drops = []
+    with torch.no_grad():
+        reference = scorer(batch)[0, target].float()
+        for first in range(0, len(corners), per_eval):
+            chunk = corners[first:first + per_eval]
+            copies = batch.expand(len(chunk), *batch.shape[1:]).clone()
+            for i, (y, x) in enumerate(chunk):
+                copies[i, :, y:y + window, x:x + window] = base[0, :, y:y + window, x:x + window]
+            drops.append((reference - scorer(copies)[:, target].float()).cpu())
+    return torch.cat(drops).numpy().astype(np.float64) if drops else np.zeros(0)
+
+
+def _spread(shape: tuple[int, int], corners, window: int, drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the sum of the drops of the windows covering it, and how many cover it (Captum's averaging)."""
+    total, weights = np.zeros(shape), np.zeros(shape)
+    for (y, x), drop in zip(corners, drops):
+        total[y:y + window, x:x + window] += drop
+        weights[y:y + window, x:x + window] += 1
+    return total, weights
+
+
+def coarse_to_fine(scorer: nn.Module, batch: torch.Tensor, base: torch.Tensor, target: int, *, window: int,
+                   stride: int, coarse: int, regions: int, per_eval: int) -> tuple[np.ndarray, int]:
+    """(map (H, W), windows evaluated): a coarse pass (side `coarse`, non-overlapping), then every fine window
+    (`window`, `stride`, Captum's grid) touching the `regions` coarse windows with the largest drops. Inside those
+    regions the map equals the full fine map (each of their pixels has all its covering windows); outside it is the
+    coarse map scaled down to the fine map's level in the refined regions (never up), so the refined regions hold
+    the peak and the colour scale."""
+    height, width = (int(v) for v in batch.shape[2:])
+    coarse_corners = [(y, x) for y in _starts(height, coarse, coarse) for x in _starts(width, coarse, coarse)]
+    coarse_drops = window_drops(scorer, batch, base, target, coarse_corners, coarse, per_eval)
+    total, weights = _spread((height, width), coarse_corners, coarse, coarse_drops)
+    coarse_map = total / np.maximum(weights, 1)
+    refined = np.zeros((height, width), dtype=bool)
+    for index in np.argsort(-coarse_drops, kind="stable")[:regions]:
+        y, x = coarse_corners[index]
+        refined[y:y + coarse, x:x + coarse] = True
+    fine_corners = [(y, x) for y in _starts(height, window, stride) for x in _starts(width, window, stride)
+                    if refined[y:y + window, x:x + window].any()]
+    fine_drops = window_drops(scorer, batch, base, target, fine_corners, window, per_eval)
+    total, weights = _spread((height, width), fine_corners, window, fine_drops)
+    fine_map = total / np.maximum(weights, 1)
+    fine_level, coarse_level = np.abs(fine_map[refined]).mean(), np.abs(coarse_map[refined]).mean()
+    scale = min(1.0, fine_level / coarse_level) if coarse_level > 0 else 1.0
+    values = np.where(refined, fine_map, coarse_map * scale).astype(np.float32)
+    return values, len(coarse_corners) + len(fine_corners)

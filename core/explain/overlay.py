@@ -1,4 +1,5 @@
-"""Drawing a map over its image: a colormap blended onto the (often grayscale) scan, as an RGB image.
+"""Drawing a map over its image: a colormap blended onto the (often grayscale) scan, as an RGB image, and the
+outline of a reference region (the lung field) on top.
 
 The default colormap, `inferno`, rises monotonically in lightness, so it stays readable over grayscale OCT and
 X-ray images and when printed in grayscale. Pass the same vmin/vmax to every image of a gallery to compare maps
@@ -101,6 +102,25 @@ def overlay(image, attribution: AttributionMap | np.ndarray, *, colormap: str = 
     weight = float(opacity) * (strength if fade_low else np.isfinite(values).astype(float))
     blended = base.astype(float) * (1.0 - weight[:, :, None]) + colours.astype(float) * weight[:, :, None]
     return Image.fromarray(np.clip(blended.round(), 0, 255).astype(np.uint8))
+
+
+LUNG_OUTLINE_COLOUR = (0, 200, 255)  # cyan: apart from inferno's and viridis' colours
+
+
+def outline(picture: Image.Image, mask, *, colour: tuple[int, int, int] = LUNG_OUTLINE_COLOUR,
+            width: int | None = None) -> Image.Image:
+    """`picture` with the edge of a boolean region (e.g. the lung field, core.explain.lung_mask) drawn as a contour
+    `width` px wide (default: about 0.4% of the longer side, at least 1); the mask is resized to the picture."""
+    from scipy import ndimage
+
+    from core.explain.lung_mask import mask_at
+
+    base = _as_rgb(picture).copy()
+    region = mask_at(mask, base.shape[:2])
+    width = max(1, round(max(base.shape[:2]) * 0.004)) if width is None else int(width)
+    edge = region & ~ndimage.binary_erosion(region, iterations=width, border_value=0)
+    base[edge] = colour
+    return Image.fromarray(base)
 
 
 def colorbar(colormap: str = DEFAULT_COLORMAP, height: int = 256, width: int = 16) -> Image.Image:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from core.errors import InputError
-from core.explain.windows import BASELINES, DEFAULT_WINDOW, default_stride, window_count
+from core.explain.windows import BASELINES, DEFAULT_REFINE_REGIONS, DEFAULT_WINDOW, default_stride, occlusion_plan
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,9 @@ class Explainer:
     map_unit: str = "attribution"
     # True: cheap enough (a few passes) to compute whenever a case is shown; False: on request or in a batch job.
     at_once: bool = False
+    # True: reads a layer's activations and gradients, so it is offered only for models whose layers Python can
+    # reach (not an imported ONNX model or a TorchScript function; ExplainModel.unavailable says why).
+    needs_layers: bool = False
 
     @property
     def compute(self) -> Callable[..., dict]:
@@ -109,10 +112,13 @@ _MULTILABEL = ParamSpec("multilabel", "bool", False,
 
 
 def _occlusion_passes(input_hw: tuple[int, int], params: Mapping) -> float:
-    """One forward pass per occluded copy (windows x 1)."""
+    """One forward pass per occluded copy: the full grid's windows, or coarse-to-fine's most (its coarse windows
+    plus every refined region's fine windows, counted as if no two regions overlapped: an upper bound)."""
     window = min(int(params.get("window") or DEFAULT_WINDOW), *input_hw)
     stride = int(params.get("stride") or default_stride(window))
-    return float(window_count(input_hw, window, min(stride, window)))
+    regions = params.get("refine_regions")
+    regions = DEFAULT_REFINE_REGIONS if regions is None else int(regions)
+    return float(occlusion_plan(input_hw, window, min(stride, window), regions)["most_windows"])
 
 
 def _gradcam_passes(input_hw: tuple[int, int], params: Mapping) -> float:
@@ -132,6 +138,10 @@ _EXPLAINERS: dict[str, Explainer] = {
                       "smaller is finer and slower.", minimum=1, unit="px", within_input=True),
             ParamSpec("baseline", "choice", "black", "What fills the hidden window: black, the image's mean "
                       "colour, or a blurred copy.", choices=BASELINES),
+            ParamSpec("refine_regions", "int", DEFAULT_REFINE_REGIONS, "Coarse-to-fine: a coarse pass (windows "
+                      "twice as wide, side by side), then the window and stride above only in this many of its "
+                      "strongest regions, where the map is exact; 0 = every position at the fine stride (slowest).",
+                      minimum=0, maximum=64),
             ParamSpec("blur_sigma", "float", None, "Blur strength for the blur baseline (default: window / 4).",
                       minimum=0.0, hidden=True),
             ParamSpec("perturbations_per_eval", "int", None, "Occluded copies per forward pass (default: sized "
@@ -159,6 +169,7 @@ _EXPLAINERS: dict[str, Explainer] = {
         forward_passes=_gradcam_passes,
         map_unit="relative activation",
         at_once=True,
+        needs_layers=True,
     ),
 }
 

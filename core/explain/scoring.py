@@ -1,5 +1,6 @@
 """How well a map agrees with lesion boxes: pointing-game hit and share of positive attribution inside the boxes,
-per image and per class, split by correct vs misclassified images.
+per image and per class, split by correct vs misclassified images; and with a reference region (the lung field of
+a chest X-ray, core.explain.lung_mask): share of positive attribution inside it and whether the peak is inside.
 
 Kermany et al. (2018) report that occlusion found the region of interest in 94.7% of 491 images: that figure is a
 pointing-game rate. Maps must be at original-image resolution (explain(..., output_size=image.size)), since boxes
@@ -64,27 +65,62 @@ def positive_share_in_boxes(attribution: AttributionMap | np.ndarray, boxes: Seq
     return score_against_boxes(attribution, boxes).positive_share
 
 
+def positive_share_in_mask(attribution: AttributionMap | np.ndarray, mask: np.ndarray) -> float:
+    """Sum of positive attribution inside `mask` / sum of positive attribution anywhere (NaN if none); the one
+    definition of "share of energy inside" for boxes and regions alike. NaN map pixels count as no attribution."""
+    positive = np.clip(np.nan_to_num(_values(attribution), nan=0.0), 0.0, None)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != positive.shape:
+        raise ValueError(f"the mask's shape {mask.shape} differs from the map's {positive.shape}")
+    total = float(positive.sum())
+    return float(positive[mask].sum() / total) if total > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class RegionScore:
+    """Agreement of one map with a reference region: `share` of its positive attribution inside (NaN when the map
+    has none), `peak_inside` (False for a map without a positive peak)."""
+
+    share: float
+    peak_inside: bool
+
+
+def score_against_region(attribution: AttributionMap | np.ndarray, mask: np.ndarray) -> RegionScore:
+    """Share of positive attribution inside a region (e.g. the lung field) and whether the map's peak lies in it.
+    The mask is resized (nearest) to the map when their sizes differ."""
+    from core.explain.lung_mask import mask_at
+
+    values = _values(attribution)
+    mask = mask_at(mask, values.shape)
+    peak_y, peak_x = peak_location(values)
+    peak = values[peak_y, peak_x]
+    return RegionScore(positive_share_in_mask(values, mask), bool(np.isfinite(peak) and peak > 0
+                                                                  and mask[peak_y, peak_x]))
+
+
 def score_against_boxes(attribution: AttributionMap | np.ndarray, boxes: Sequence[Box],
                         tolerance: float = 0.0) -> BoxScore:
     """Pointing-game hit and positive share for one map against its boxes."""
     values = np.nan_to_num(_values(attribution), nan=-np.inf)
     peak_y, peak_x = peak_location(_values(attribution))
-    positive = np.clip(np.nan_to_num(_values(attribution), nan=0.0), 0.0, None)
-    total = float(positive.sum())
     if not boxes:
         return BoxScore(False, float("nan"), int(peak_x), int(peak_y), 0)
     inside = box_mask(values.shape, boxes)
-    share = float(positive[inside].sum() / total) if total > 0 else float("nan")
+    share = positive_share_in_mask(attribution, inside)
     grown = box_mask(values.shape, boxes, tolerance) if tolerance else inside
     hit = bool(values[peak_y, peak_x] > 0 and grown[peak_y, peak_x])
     return BoxScore(hit, share, int(peak_x), int(peak_y), len(boxes))
 
 
 def score_maps(records: Iterable[dict], tolerance: float = 0.0) -> pd.DataFrame:
-    """One row per image from records {image_id, label, predicted, map (AttributionMap or array), boxes}:
-    image_id, label, predicted, correct, n_boxes, pointing_hit, positive_share, peak_x, peak_y.
-    Images without boxes are kept with n_boxes 0 and empty scores (left out of the summaries)."""
+    """One row per image from records {image_id, label, predicted, map (AttributionMap or array), boxes, and
+    optionally lung_field (a core.explain.lung_mask.LungField)}: image_id, label, predicted, correct, n_boxes,
+    pointing_hit, positive_share, peak_x, peak_y, plus lung_share and peak_in_lungs when any record has a lung_field
+    entry (NaN / None where no lung field was found). Images without boxes are kept with n_boxes 0 and empty box
+    scores (left out of the box summaries)."""
     rows = []
+    records = list(records)
+    with_lungs = any("lung_field" in record for record in records)
     for record in records:
         boxes = list(record.get("boxes") or [])
         score = score_against_boxes(record["map"], boxes, tolerance)
@@ -100,9 +136,35 @@ def score_maps(records: Iterable[dict], tolerance: float = 0.0) -> pd.DataFrame:
             "peak_x": score.peak_x,
             "peak_y": score.peak_y,
         })
+        if with_lungs:
+            field = record.get("lung_field")
+            region = score_against_region(record["map"], field.mask) if field is not None and field.found else None
+            rows[-1]["lung_share"] = region.share if region else float("nan")
+            rows[-1]["peak_in_lungs"] = region.peak_inside if region else None
     columns = ["image_id", "label", "predicted", "correct", "n_boxes", "pointing_hit", "positive_share",
-               "peak_x", "peak_y"]
+               "peak_x", "peak_y"] + (["lung_share", "peak_in_lungs"] if with_lungs else [])
     return pd.DataFrame(rows, columns=columns)
+
+
+def summarise_lung_scores(scores: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per method (when `scores` has a method column) over the maps of a gallery: n_maps, n_lung_field (maps whose
+    image has a lung field), median_lung_share, peaks_in_lungs, peak_in_lungs_rate with its Wilson interval
+    (peak_low, peak_high). Maps whose image has no lung field are counted but not scored."""
+    if "lung_share" not in scores.columns or scores.empty:
+        return pd.DataFrame()
+    groups = scores.groupby("method", sort=False) if "method" in scores.columns else [("all", scores)]
+    rows = []
+    for method, group in groups:
+        scored = group[group["peak_in_lungs"].notna()]
+        n = int(len(scored))
+        inside = int(scored["peak_in_lungs"].astype(bool).sum())
+        low, high = proportion_confint(inside, n, alpha=alpha, method="wilson") if n else (np.nan, np.nan)
+        shares = scored["lung_share"].astype(float)
+        rows.append({"method": method, "n_maps": int(len(group)), "n_lung_field": n,
+                     "median_lung_share": float(shares.median()) if shares.notna().any() else float("nan"),
+                     "peaks_in_lungs": inside, "peak_in_lungs_rate": inside / n if n else float("nan"),
+                     "peak_low": float(low), "peak_high": float(high)})
+    return pd.DataFrame(rows)
 
 
 def summarise_scores(scores: pd.DataFrame, classes: Sequence[str] | None = None, alpha: float = 0.05

@@ -7,14 +7,18 @@ import shutil
 import sys
 from pathlib import Path
 
+from core.data.readers.registry import data_argument_help
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="run a trained model over a dataset and write its predictions table",
         description="One row per image: image_id, label, patient_id, prob_<CLASS> per class, predicted. "
-                    "Cached in the workspace per (model, test set): a second call does not rerun the model.")
+                    "Cached in the workspace per (model, test set): a second call does not rerun the model. "
+                    "Under torchrun (torchrun --nproc-per-node N -m core -- predict ...) each process scores its "
+                    "share of the images and rank 0 writes the one table (gloo on the CPU, NCCL on GPUs).")
     p.add_argument("--run", required=True, help="run id, run folder, checkpoint folder or .safetensors file")
-    p.add_argument("--data", required=True, help="dataset folder, CSV manifest, .npz, .zip or dataset id")
+    p.add_argument("--data", required=True, help=data_argument_help("a dataset id"))
     p.add_argument("--out", type=Path, help="also copy the table to this .parquet (or .csv) file")
     p.add_argument("--split", choices=("train", "val", "test"), help="only this split of the dataset")
     p.add_argument("--batch-size", type=int, default=64)
@@ -23,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute even if cached")
     p.add_argument("--strict", action="store_true",
                    help="refuse the set when an image cannot be decoded (default: skip such images and list them)")
+    from core.models.precision import add_engine_flag
+
+    add_engine_flag(p)
     p.set_defaults(func=run_predict)
 
     from core.metrics.model_operating_point import OPERATING_RULES
@@ -61,9 +68,11 @@ def register(subparsers) -> None:
 def run_predict(args) -> int:
     from core.errors import InputError
     from core.store.csv_safe import write_csv
-    from core.infer.predict import predict
+    from core.infer.distributed import SharedPredictError, predict_shared
     from core.store import Workspace
+    from core.models.precision import use_engine_flag
 
+    use_engine_flag(args.engine)
     ws = Workspace.open()
     last = [0.0]
 
@@ -74,9 +83,16 @@ def run_predict(args) -> int:
             last[0] = time.monotonic()
             print(f"\rpredicting {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
-    frame = predict(args.run, args.data, ws, progress, split=args.split, batch_size=args.batch_size,
-                    num_workers=args.workers, device=args.device, use_cache=not args.no_cache,
-                    skip_bad=not args.strict)
+    try:
+        frame = predict_shared(args.run, args.data, ws, progress, split=args.split, batch_size=args.batch_size,
+                               num_workers=args.workers, device=args.device, use_cache=not args.no_cache,
+                               skip_bad=not args.strict)
+    except SharedPredictError as exc:
+        if not exc.echo:
+            return 1  # a torchrun process other than rank 0: rank 0 prints the reason once
+        raise
+    if frame is None:
+        return 0  # a torchrun process other than rank 0: its shard is merged into rank 0's table
     skipped = frame.attrs["meta"].get("skipped_images") or []
     if skipped:
         print(f"warning: skipped {len(skipped)} image(s) that could not be decoded:", file=sys.stderr)
@@ -94,6 +110,9 @@ def run_predict(args) -> int:
             raise InputError(f"--out {out}: write a .parquet or .csv file")
         print(f"predictions: {out}")
     print(f"{len(frame)} images; table cached at {source}")
+    meta = frame.attrs["meta"]
+    if int(meta.get("world_size") or 1) > 1 and not frame.attrs.get("cached"):
+        print(f"scored by {meta['world_size']} processes: {', '.join(map(str, meta['images_per_rank']))} images")
     if len(frame) and "predicted" in frame and frame["label"].notna().all():
         print(f"accuracy {(frame['predicted'] == frame['label']).mean():.4f}")
     return 0
@@ -121,9 +140,7 @@ def run_recalibrate(args) -> int:
             print(f"{label:>6} on the other {part['n']} images: sensitivity {sens['value']:.3f} "
                   f"({sens['low']:.3f}-{sens['high']:.3f}), specificity {spec['value']:.3f} "
                   f"({spec['low']:.3f}-{spec['high']:.3f}) [{sens['method']}]")
-    if args.out:
-        args.out.expanduser().write_text(json.dumps(result.to_dict(), indent=2))
-    return 0
+    return _new_run_written(args, result)
 
 
 def _run_adapt(args) -> int:

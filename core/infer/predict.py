@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -15,17 +14,11 @@ from core.data import Dataset, load_dataset
 from core.data.tasks import Task, task_from_dict
 from core.errors import SKIP_BAD_HINT, InputError
 from core.infer.predictions import (REFERRED_COLUMN, model_calls, model_referrals, predictions_frame, probabilities,
-                                    read_predictions, write_predictions)
+                                    is_imported_run, read_predictions, scoring_record, write_predictions)
 from core.store import Workspace
-from core.store.integrity import DamagedFileError, discard_damaged
+from core.store.integrity import DamagedFileError, discard_damaged, file_sha256
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
@@ -35,6 +28,9 @@ def resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
     text = str(run_or_checkpoint)
     run = ws.get_run(text) if "/" not in text and os.sep not in text else None
     if run is not None:
+        if is_imported_run(run):  # a table of scores from a file (core.infer.imported): nothing to run
+            raise InputError(f"run {run['id']} holds scores imported from a file, not a model: there is no model to "
+                             "run or recalibrate; evaluate its predictions instead")
         return run["id"], find_checkpoint(run["run_dir"])
     path = Path(text).expanduser()
     if not path.exists():
@@ -45,7 +41,7 @@ def resolve_model(ws: Workspace, run_or_checkpoint) -> tuple[str, Path]:
         run = ws.get_run(candidate.name)
         if run is not None and Path(run["run_dir"]).resolve() == candidate.resolve():
             return run["id"], weights
-    return f"ckpt-{_sha256(weights)[:16]}", weights
+    return f"ckpt-{file_sha256(weights)[:16]}", weights
 
 
 def _resolve_dataset(ws: Workspace, dataset, task: Task | None,
@@ -82,33 +78,38 @@ def _align_to_model(ds: Dataset, card: dict, task: Task) -> Dataset:
     if task.kind == "multilabel":
         missing = [c for c in task.classes if c not in ds.table.columns]
         if missing:
-            raise InputError(f"{ds.source}: no label columns {missing} that the model predicts")
+            raise InputError(ds.in_messages(f"{ds.source}: no label columns {missing} that the model predicts"))
         return ds if ds.task.classes == task.classes else Dataset(ds.table, task, ds.source, ds.problems, ds.root)
     unknown = sorted(set(ds.table["label"]) - set(task.classes))
     if unknown:
-        raise InputError(f"{ds.source}: labels {unknown[:5]} are not classes of the model ({list(task.classes)})")
+        raise InputError(ds.in_messages(f"{ds.source}: labels {unknown[:5]} are not classes of the model "
+                                        f"({list(task.classes)})"))
     return ds if ds.task.classes == task.classes else Dataset(ds.table, task, ds.source, ds.problems, ds.root)
 
 
 def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, batch_size: int,
                num_workers: int | None, progress: Callable[[int, int], None] | None,
-               precision: str = "auto") -> tuple[np.ndarray, list[str]]:
-    """Probabilities per row, and per row the problem of an image that could not be decoded ("" when fine)."""
+               precision: str = "auto", *, cache_dir: Path | None = None, engine: str | None = None,
+               record: dict | None = None) -> tuple[np.ndarray, list[str]]:
+    """Probabilities per row, and per row the problem of an image that could not be decoded ("" when fine).
+    The model runs on the measured engine (core.models.precision.frozen_forward: ONNX Runtime with the backbone
+    exported once into `cache_dir`, or torch); what ran is put in `record` (the table's `inference` metadata)."""
     import torch
     from torch.utils.data import DataLoader
 
     from core.data.torch_data import InferenceImages
     from core.models import build_transform
     from core.train.features import auto_workers
-    from core.models.precision import inference_precision
+    from core.models.precision import frozen_forward
     from core.train.recipe import resolve_device, set_threads
 
     set_threads()
     dev = resolve_device(device)
-    dtype, channels_last = inference_precision(dev, precision)
     model.eval().to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    forward = frozen_forward(model, preprocessing["input_size"], dev, engine=engine, amp_mode=precision,
+                             cache_dir=cache_dir, framing=preprocessing.get("framing"))
+    if record is not None:
+        record.update(forward.record())
     workers = auto_workers(len(ds)) if num_workers is None else num_workers
     loader = DataLoader(InferenceImages(ds, build_transform(preprocessing, train=False)), batch_size=batch_size,
                         shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda",
@@ -117,11 +118,7 @@ def _run_model(model, ds: Dataset, preprocessing: dict, kind: str, device: str, 
     with torch.inference_mode():
         for x, batch_problems in loader:
             problems += list(batch_problems)
-            x = x.to(dev, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(x).float()
+            logits = forward(x.to(dev, non_blocking=True))
             probs = torch.sigmoid(logits) if kind == "multilabel" else torch.softmax(logits, dim=1)
             out.append(probs.cpu().numpy())
             done += len(x)
@@ -180,14 +177,20 @@ def model_precision(card: dict) -> str:
 def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None = None,
             progress: Callable[[int, int], None] | None = None, *, dataset_id: str | None = None,
             split: str | None = None, batch_size: int = 64, num_workers: int | None = None, device: str = "auto",
-            use_cache: bool = True, skip_bad: bool = True) -> pd.DataFrame:
+            use_cache: bool = True, skip_bad: bool = True, share: Callable | None = None,
+            engine: str | None = None) -> pd.DataFrame | None:
     """Probabilities of a trained model for every image of `dataset` (a Dataset, a path or a dataset id).
 
     The table is written to the workspace (predictions/<run>__<dataset>.parquet) and registered; a later call
     for the same model and test set returns it without running the model. `split` restricts to one split.
     `frame.attrs` holds the table's path, its metadata and whether it came from the cache.
     An image that cannot be decoded never fails the set: with skip_bad (the default) it is left out and listed
-    in the metadata's `skipped_images`; skip_bad=False refuses the set, naming every such image."""
+    in the metadata's `skipped_images`; skip_bad=False refuses the set, naming every such image.
+    `share(aligned, score)` (core/infer/distributed.py, under torchrun) scores the images across processes and
+    returns (probs, problems, images_per_rank), or None in a process that leaves the table to rank 0 (predict
+    then returns None and writes nothing).
+    `engine` (auto | onnx | torch; default $CORE_ENGINE, else auto) picks how the model runs; the table's metadata
+    key `inference` records the engine and arithmetic used."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     run_id, weights = resolve_model(ws, run_or_checkpoint)
     from core.models.checkpoint import CARD_NAME, read_card  # lazy: torch only when a model is used
@@ -200,7 +203,7 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
     if split:
         ds = ds.split_named(split)
     dataset_id = dataset_id or (registered_id if not split else None) or _dataset_id(ws, ds)
-    checkpoint_sha = _sha256(weights)
+    checkpoint_sha = file_sha256(weights)
     path = ws.predictions_path(run_id, dataset_id)
     from core.metrics.model_operating_point import ModelOperatingPoint
 
@@ -246,24 +249,37 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
         # Same backbone weights as a source run whose table for these images is stored: its probabilities through
         # this run's fixed logit transform, without reading an image.
         aligned, probs, skipped, derived_meta = derived
+        images_per_rank, inference = [len(aligned)], {}
         if progress is not None:
             progress(len(aligned), len(aligned))
     else:
         from core.models import load_checkpoint
 
+        inference: dict = {}
         model, card = load_checkpoint(weights)
         aligned = _align_to_model(ds, card, task)
-        probs, problems = _run_model(model, aligned, card["preprocessing"], task.kind, device, batch_size,
-                                     num_workers, progress, model_precision(card))
+
+        def score(part: Dataset) -> tuple[np.ndarray, list[str]]:
+            return _run_model(model, part, card["preprocessing"], task.kind, device, batch_size, num_workers,
+                              progress, model_precision(card), cache_dir=ws.cache_dir / "onnx", engine=engine,
+                              record=inference)
+
+        if share is None:
+            (probs, problems), images_per_rank = score(aligned), [len(aligned)]
+        else:
+            shared = share(aligned, score)
+            if shared is None:
+                return None  # another process of this torchrun job (rank 0) writes the table
+            probs, problems, images_per_rank = shared
         derived_meta = None
         bad = [i for i, problem in enumerate(problems) if problem]
         skipped = [{"image_id": None, "problem": problem} for problem in ds.problems]  # found while loading
         skipped += [{"image_id": str(aligned.table["image_id"].iat[i]), "problem": problems[i]} for i in bad]
         if bad and not skip_bad:
             shown = "; ".join(s["problem"] for s in skipped[:5])
-            raise InputError(f"{ds.source}: {len(bad)} image(s) could not be decoded: {shown}"
-                             f"{' ...' if len(bad) > 5 else ''}. {SKIP_BAD_HINT} (on the command line: "
-                             "without --strict).")
+            raise InputError(ds.in_messages(f"{ds.source}: {len(bad)} image(s) could not be decoded: {shown}"
+                                            f"{' ...' if len(bad) > 5 else ''}. {SKIP_BAD_HINT} (on the command "
+                                            "line: without --strict)."))
         if bad:
             keep = np.setdiff1d(np.arange(len(aligned)), bad)
             aligned, probs = aligned.subset(keep), probs[keep]
@@ -274,7 +290,8 @@ def predict(run_or_checkpoint, dataset, workspace: Workspace | str | Path | None
             "backbone": card.get("backbone"),
             "operating_point": operating.to_dict() if operating else None,
             "referral_band": band.to_dict() if band else None,
-            "skipped_images": skipped, "derived_from": derived_meta}
+            "skipped_images": skipped, "derived_from": derived_meta, **scoring_record(images_per_rank),
+            "inference": inference or None}
     write_predictions(frame, path, meta)
     ws.record_predictions(run_id, dataset_id, path, len(frame))
     frame.attrs.update(path=str(path), meta=meta, cached=False)

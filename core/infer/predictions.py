@@ -28,6 +28,11 @@ META_KEY = b"core"  # the parquet schema metadata key holding the table's JSON m
 FALLBACK_TASK = DEMO_TASK
 MULTILABEL_THRESHOLD = 0.5  # a label is predicted present when its probability is at least this
 LABEL_SEPARATOR = "|"  # multi-label `predicted`: the present labels joined by this
+# Where the scores came from (metadata key): absent when `predict` ran a model of this workspace; for scores imported
+# from a file (core.infer.imported) {"source": IMPORTED_SOURCE, file_name, sha256, imported_by, imported_at, columns,
+# transform, images matched and not, ...}. (The metadata's own "source" names the test set's folder.)
+PROVENANCE_KEY = "provenance"
+IMPORTED_SOURCE = "imported"
 
 
 # -- columns ------------------------------------------------------------------------------------------------
@@ -167,6 +172,19 @@ def predictions_frame(ds, task: Task, probs: np.ndarray, operating_point=None, b
     return frame
 
 
+def is_imported_run(run: dict | None) -> bool:
+    """True for the registry row of scores imported from a file (its `mode` is IMPORTED_SOURCE): no model behind it,
+    so nothing to run, recalibrate or explain."""
+    return bool(run) and run.get("mode") == IMPORTED_SOURCE
+
+
+def imported_provenance(meta: dict | None) -> dict | None:
+    """The provenance of imported scores (who, when, which file, how mapped and transformed), None for a table
+    `predict` wrote."""
+    provenance = (meta or {}).get(PROVENANCE_KEY)
+    return provenance if isinstance(provenance, dict) and provenance.get("source") == IMPORTED_SOURCE else None
+
+
 # -- its task -----------------------------------------------------------------------------------------------
 def task_of(meta: dict | None, *fallback_names: str | None) -> Task:
     """The table's task: the one in its metadata, else the first task name given (run's, test set's), else the
@@ -203,6 +221,14 @@ def read_predictions(path: str | Path) -> tuple[pd.DataFrame, dict]:
         raise DamagedFileError(f"{path}: the predictions file's metadata is damaged (not a JSON object)")
     verify_frame(df, meta, path)
     return df, meta
+
+
+def scoring_record(images_per_rank: list[int]) -> dict:
+    """The metadata saying how the work was shared: `world_size` (processes that scored images; 1 for a plain
+    `predict`) and `images_per_rank` (how many images each was given, in rank order; they sum to the images scored,
+    those that could not be decoded included). Tables written before these keys existed lack them."""
+    counts = [int(n) for n in images_per_rank]
+    return {"world_size": len(counts), "images_per_rank": counts}
 
 
 def write_predictions(frame: pd.DataFrame, path: str | Path, meta: dict) -> Path:

@@ -162,11 +162,11 @@ def derived_run_name(ws: Workspace, source_id: str, suffix: str) -> tuple[str, s
 def _derived_from(card: dict, source_id: str, weights: Path, temperature: float, shift) -> dict:
     """Card key `derived_from`: the source run and checkpoint this run's logits are a fixed function of
     (logits / temperature + logit_shift); predict() uses the source's stored predictions instead of the images."""
-    from core.infer.predict import _sha256
+    from core.store.integrity import file_sha256
 
     k = len(card.get("classes") or (card.get("task") or {}).get("classes") or [])
     shift = [0.0] * k if shift is None else [float(v) for v in shift]
-    return {"run_id": source_id, "checkpoint_sha256": _sha256(weights), "temperature": float(temperature),
+    return {"run_id": source_id, "checkpoint_sha256": file_sha256(weights), "temperature": float(temperature),
             "logit_shift": shift}
 
 
@@ -561,6 +561,7 @@ def _adapt_standardise(run, data, workspace, *, name: str | None, dataset_id: st
     from core.models.checkpoint import CARD_NAME, read_card
     from core.models.factory import set_input_affine
     from core.models.feature_stats import CARD_KEY, FeatureStats, InputAffine, read_feature_stats
+    from core.models.registry import feature_dim_of
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     source_id, weights = resolve_model(ws, run)
@@ -578,9 +579,9 @@ def _adapt_standardise(run, data, workspace, *, name: str | None, dataset_id: st
                          "to estimate each feature's mean and spread at the site")
     model, _ = load_checkpoint(weights)
     model.weights_source = card.get("weights_source", model.weights_source)
-    if int(model.num_features) != training.dim:
+    if feature_dim_of(model) != training.dim:
         raise InputError(f"{weights.parent}: the training feature statistics hold {training.dim} features, the "
-                         f"backbone gives {model.num_features}; the statistics do not belong to this model")
+                         f"backbone gives {feature_dim_of(model)}; the statistics do not belong to this model")
     aligned = _align_to_model(ds, card, task)
     where = {str(i): k for k, i in enumerate(aligned.table["image_id"].astype(str))}
     rows = np.array([where[str(i)] for i in frame["image_id"]], dtype=np.int64)

@@ -17,7 +17,13 @@ DECISION_RULES = ("argmax", "min_penalty")
 
 
 def check_penalty_matrix(penalty, k: int | None = None, source: str = "penalty matrix") -> np.ndarray:
-    """A square, finite, non-negative float matrix (k x k when k is given)."""
+    """A square, finite, non-negative float matrix (k x k when k is given). A Penalty was checked when it was made:
+    only its size is compared."""
+    if isinstance(penalty, Penalty):
+        if k is not None and len(penalty.classes) != k:
+            raise InputError(f"{source}: {penalty.describe()} is {len(penalty.classes)}x{len(penalty.classes)}, "
+                             f"needs {k}x{k}")
+        return penalty.matrix
     try:
         matrix = np.asarray(penalty, dtype=float)
     except (TypeError, ValueError):
@@ -39,6 +45,64 @@ def refuse_costless_mistakes(matrix: np.ndarray, source: str = "penalty matrix")
     if problem:
         raise InputError(f"{source} {problem}")
     return matrix
+
+
+# Where a matrix in use came from (Penalty.source), as the pages and the report name it.
+PENALTY_SOURCES = {"default": "the task's default", "saved": "saved in the workspace", "edited": "edited on the "
+                   "Penalties page", "file": "read from a file", "given": "given for this report"}
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A penalty matrix put into use: rows = true class, columns = called class, in `classes` order. Checked once,
+    when it is made (square, finite, non-negative, some mistake costs something); immutable and hashable (a cache
+    key as it is); everything downstream takes it as it is. `np.asarray(penalty)` is its read-only matrix."""
+
+    name: str
+    classes: tuple[str, ...]
+    rows: tuple[tuple[float, ...], ...]
+    source: str = "given"  # a key of PENALTY_SOURCES
+
+    def __post_init__(self) -> None:
+        if self.source not in PENALTY_SOURCES:
+            raise InputError(f"penalty matrix {self.name!r}: source must be one of {tuple(PENALTY_SOURCES)}, "
+                             f"got {self.source!r}")
+        what = f"penalty matrix {self.name!r}"
+        matrix = check_penalty_matrix(self.rows, len(self.classes), what)
+        refuse_costless_mistakes(matrix, what)
+        object.__setattr__(self, "rows", tuple(tuple(float(x) for x in row) for row in matrix))
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+
+    @classmethod
+    def of(cls, matrix, classes, name: str, source: str = "given") -> "Penalty":
+        """A Penalty from any square table of numbers in `classes` order (an InputError naming `name` otherwise)."""
+        if isinstance(matrix, Penalty):
+            matrix = matrix.rows
+        try:
+            rows = tuple(tuple(float(x) for x in row) for row in np.asarray(matrix, dtype=float).tolist())
+        except (TypeError, ValueError):
+            raise InputError(f"penalty matrix {name!r}: must be a square table of numbers") from None
+        return cls(str(name), tuple(classes), rows, source)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The matrix as a read-only float array."""
+        matrix = np.array(self.rows, dtype=float)
+        matrix.setflags(write=False)
+        return matrix
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.matrix if dtype is None else self.matrix.astype(dtype)
+
+    def for_classes(self, classes) -> "Penalty":
+        """This Penalty, when its classes are `classes` in that order; an InputError where it is used otherwise."""
+        if self.classes != tuple(str(c) for c in classes):
+            raise InputError(f"{self.describe()} is for classes {list(self.classes)}, not {list(classes)}")
+        return self
+
+    def describe(self) -> str:
+        """'Kermany (saved in the workspace)'."""
+        return f"{self.name} ({PENALTY_SOURCES[self.source]})"
 
 
 def weighted_error(confusion, penalty) -> float:

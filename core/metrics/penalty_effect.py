@@ -8,13 +8,22 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from core.errors import InputError
 from core.metrics import headline
 from core.metrics.intervals import Interval
 from core.metrics.penalties import (DecisionComparison, check_penalty_matrix, confusion_counts, decide,
                                     refuse_costless_mistakes, weighted_error)
+
+_THREADPOOLS: list[ThreadpoolController] = []  # found once: a fresh scan of the loaded libraries cost ~10 ms per edit
+
+
+def _one_blas_thread():
+    if not _THREADPOOLS:
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=1, user_api="blas")
+
 
 # The weighted error is a mean penalty per image; the page shows it per this many patients (one image each).
 PATIENTS_PER_COST = 1000
@@ -108,7 +117,7 @@ def penalty_effect(truth, probabilities, penalty, patient_codes=None, confidence
     matrix = check_penalty_matrix(penalty, k)
     # An (n x k) @ (k x k) product is memory-bound: BLAS threads only contend, and on a busy two-core server
     # they made it 40 times slower. One thread keeps a penalty edit on 100,000 images fast.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _one_blas_thread():
         argmax_calls = decide(probs, "argmax")
         bayes_calls = decide(probs, "min_penalty", matrix)
     argmax_confusion = confusion_counts(truth, argmax_calls, k)

@@ -13,6 +13,7 @@ from torch import nn
 from core.errors import InputError
 from core.models.factory import create_model, input_affine, set_input_affine
 from core.models.preprocess import preprocess_config
+from core.models.registry import feature_dim_of
 from core.store.files import write_atomically
 
 FORMAT_VERSION = 1
@@ -22,7 +23,8 @@ _REQUIRED_CARD_KEYS = ("backbone", "num_classes", "head")
 # Fields read by inference and reports, with the JSON type each must have when present.
 _CARD_FIELD_TYPES = {"backbone": str, "head": str, "task": dict, "source_task": dict, "classes": list,
                      "preprocessing": dict, "operating_point": (dict, type(None)), "training": dict,
-                     "inference": dict, "input_affine": bool, "feature_stats": (dict, type(None))}
+                     "inference": dict, "input_affine": bool, "feature_stats": (dict, type(None)),
+                     "external": dict}
 # Sizes read from a card are bounded before a model is built from them (a num_classes of 1e9 would allocate a
 # terabyte of head weights). MAX_CLASSES is core.data.tasks.MAX_CLASSES (models may not import data;
 # tests/test_checkpoint.py checks that they agree).
@@ -92,16 +94,21 @@ def _feature_stats_card(model: nn.Module, out_dir: Path, card: dict) -> None:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """The model.safetensors for a run folder, a checkpoint folder or the file itself; InputError if absent."""
+    """The model file for a run folder, a checkpoint folder or the file itself: model.safetensors, or the ONNX or
+    TorchScript file of an imported model (core.models.external); InputError if absent."""
+    from core.models.external import FORMATS
+
     path = Path(path)
     if path.is_file():
-        if path.suffix != ".safetensors":
+        if path.suffix != ".safetensors" and not (path.name in FORMATS.values()
+                                                  and (path.parent / CARD_NAME).is_file()):
             raise InputError(f"{path.name}: a checkpoint is a .safetensors file (with {CARD_NAME} beside it)")
         return path
     if path.is_dir():
-        for candidate in (path / WEIGHTS_NAME, path / "checkpoint" / WEIGHTS_NAME):
-            if candidate.is_file():
-                return candidate
+        for folder in (path, path / "checkpoint"):
+            for name in (WEIGHTS_NAME, *FORMATS.values()):
+                if (folder / name).is_file():
+                    return folder / name
         raise InputError(f"{path}: no {WEIGHTS_NAME} in it or in its checkpoint/ folder")
     raise InputError(f"checkpoint {path} does not exist")
 
@@ -188,6 +195,10 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
     weights_path = find_checkpoint(path)
     card = read_card(weights_path.parent / CARD_NAME)
+    if card.get("external"):
+        from core.models.external import load_external
+
+        return load_external(weights_path, card)  # a model trained elsewhere: its own loader, still no pickle
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -207,7 +218,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     if card.get("input_affine") and num_classes:
         from core.models.feature_stats import InputAffine
 
-        set_input_affine(model, InputAffine(model.num_features))  # its values come with the state dict below
+        set_input_affine(model, InputAffine(feature_dim_of(model)))  # its values come with the state dict below
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -2,7 +2,7 @@
 
 EfficientNet-Lite0, -Lite1 and -Lite2 all have genuine ImageNet weights offline; their concatenated features gave
 the best cross-validated recipe on the real chest X-rays (benchmarks/bench_recipes.py). The ensemble behaves as one
-timm-style backbone: one input (at the largest member's size), `num_features`, a `pretrained_cfg` carrying the
+timm-style backbone: one input (at the largest member's size), `num_features` (the spec's feature_dim), a `pretrained_cfg` carrying the
 preprocessing, and a classifier slot (`head`) that create_model fills. Each member sees the input resized to its own
 native size (antialiased), as it was trained.
 """
@@ -19,11 +19,11 @@ from core.errors import InputError
 class FeatureEnsemble(nn.Module):
     """Concatenated pooled features of `members` (timm models built with num_classes=0), then `head`."""
 
-    def __init__(self, members: list[nn.Module], native_sizes: list[int], pretrained_cfg: dict):
+    def __init__(self, members: list[nn.Module], native_sizes: list[int], pretrained_cfg: dict, num_features: int):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.native_sizes = [int(s) for s in native_sizes]
-        self.num_features = int(sum(m.num_features for m in members))
+        self.num_features = int(num_features)  # the members' registry feature_dim summed (the spec's)
         self.head = nn.Identity()
         self.pretrained_cfg = dict(pretrained_cfg)
         self.default_cfg = self.pretrained_cfg
@@ -66,4 +66,4 @@ def build_ensemble(spec, pretrained: bool = True, weights_file=None) -> tuple[nn
     cfg = {"architecture": spec.name, "classifier": "head", "input_size": config["input_size"],
            "mean": config["mean"], "std": config["std"], "interpolation": config["interpolation"],
            "crop_pct": config["crop_pct"], "crop_mode": config["crop_mode"], "num_classes": 0}
-    return FeatureEnsemble(members, sizes, cfg), "; ".join(sources)
+    return FeatureEnsemble(members, sizes, cfg, spec.feature_dim), "; ".join(sources)

@@ -6,12 +6,14 @@ import operator
 import re
 from pathlib import Path
 
+import torch
 from timm.models import group_parameters
 from torch import nn
 
 from core.errors import InputError
-from core.models.registry import BackboneSpec, get_backbone
-from core.models.weights import build_backbone, classifier_prefix
+from core.models.feature_stats import InputAffine
+from core.models.registry import BackboneSpec, feature_dim_of, get_backbone
+from core.models.weights import build_backbone, classifier_prefix, get_head
 
 HEADS = ("linear", "mlp")
 
@@ -57,10 +59,9 @@ def attach_head(model: nn.Module, head_module: nn.Module) -> nn.Module:
     """Put a head from create_head into the model's classifier slot (replacing what is there); returns the model."""
     if getattr(head_module, "head_kind", None) not in HEADS:
         raise TypeError("attach_head needs a module made by create_head (it records the head kind)")
-    if head_module.feature_dim != model.num_features:
-        raise InputError(
-            f"the head expects {head_module.feature_dim} features but the backbone gives {model.num_features}"
-        )
+    width = feature_dim_of(model)
+    if head_module.feature_dim != width:
+        raise InputError(f"the head expects {head_module.feature_dim} features but the backbone gives {width}")
     _set_submodule(model, classifier_prefix(model), head_module)
     model.num_classes = head_module.num_classes
     model.head_kind = head_module.head_kind
@@ -69,17 +70,10 @@ def attach_head(model: nn.Module, head_module: nn.Module) -> nn.Module:
     return model
 
 
-def get_head(model: nn.Module) -> nn.Module:
-    """The module in the model's classifier slot (nn.Identity for a feature extractor)."""
-    return model.get_submodule(classifier_prefix(model))
-
-
 def set_input_affine(model: nn.Module, affine: nn.Module) -> nn.Module:
     """Put a fixed feature map (core.models.feature_stats.InputAffine) in front of the model's head, replacing one
     already there: the head becomes nn.Sequential(affine, *its layers) with its attributes kept, so get_head,
     attach_head and the head's last Linear layer stay as they were. Returns the model."""
-    from core.models.feature_stats import InputAffine
-
     head = get_head(model)
     if getattr(head, "head_kind", None) not in HEADS or not isinstance(head, nn.Sequential):
         raise InputError("an input affine map needs a head made by create_head; this model has none")
@@ -95,8 +89,6 @@ def set_input_affine(model: nn.Module, affine: nn.Module) -> nn.Module:
 
 def input_affine(model: nn.Module):
     """The InputAffine in front of the model's head, or None."""
-    from core.models.feature_stats import InputAffine
-
     head = get_head(model)
     first = head[0] if isinstance(head, nn.Sequential) and len(head) else None
     return first if isinstance(first, InputAffine) else None
@@ -135,13 +127,45 @@ def create_model(
         model, source = build_ensemble(spec, pretrained=pretrained, weights_file=weights_file)
     else:
         model, source = build_backbone(spec, pretrained=pretrained, weights_file=weights_file)
+    _check_feature_width(spec, model)
     model.backbone_name = spec.name
+    model.backbone_spec = spec  # what feature_dim_of reads: the spec is the one source of the feature width
     model.weights_source = source
     model.num_classes = 0
     model.head_kind, model.head_hidden, model.head_drop_rate = "none", None, 0.0
     if head_module is not None:
         attach_head(model, head_module)
     return model
+
+
+_WIDTH_CHECKED: set[BackboneSpec] = set()
+_WIDTH_PROBE_SIDE = 64
+
+
+def _pooled_width(extractor: nn.Module, side: int) -> int:
+    return int(extractor(torch.zeros(1, 3, side, side)).shape[-1])
+
+
+def _check_feature_width(spec: BackboneSpec, extractor: nn.Module) -> None:
+    """Once per spec and process: the pooled features `extractor` (no head yet) gives must be spec.feature_dim wide,
+    else the registry entry is wrong and the head would not fit; refused with the width to write there."""
+    if spec in _WIDTH_CHECKED:
+        return
+    was_training = extractor.training
+    extractor.eval()
+    try:
+        with torch.inference_mode():
+            try:  # pooling makes the width independent of the input size: a small input is cheaper
+                width = _pooled_width(extractor, min(spec.default_size, _WIDTH_PROBE_SIDE))
+            except (RuntimeError, AssertionError, ValueError):  # a model fixed to its native size
+                width = _pooled_width(extractor, spec.default_size)
+    finally:
+        extractor.train(was_training)
+    if width != spec.feature_dim:
+        raise InputError(f"backbone {spec.name}: its registry entry (core/models/registry.py) says feature_dim="
+                         f"{spec.feature_dim}, but its pooled features, which the head reads, are {width} wide; "
+                         f"set feature_dim={width}")
+    _WIDTH_CHECKED.add(spec)
 
 
 # ---- stages, for fine-tuning the top of the network ------------------------------------------------------

@@ -14,6 +14,7 @@ receives (its pooled features), so a full model can be run through the feature c
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from core.errors import InputError
+from core.models.weights import classifier_prefix, get_head
 
 FEATURE_STATS_NAME = "feature_stats.safetensors"
 CARD_KEY = "feature_stats"
@@ -133,16 +135,14 @@ class InputAffine(nn.Module):
 
 class PooledFeatures(nn.Module):
     """`model`'s pooled features, as its head receives them (before any InputAffine): a full model run through
-    core.train.features' extraction and cache. `num_features` as the model's."""
+    core.train.features' extraction and cache. `backbone_spec` as the model's (its feature width)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.num_features = int(model.num_features)
+        self.backbone_spec = model.backbone_spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from core.models.factory import get_head
-
         seen = []
         handle = get_head(self.model).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
         try:
@@ -155,10 +155,6 @@ class PooledFeatures(nn.Module):
 def backbone_digest(model: nn.Module) -> str:
     """sha256 of the model's tensors outside its classifier slot (names, shapes, bytes): the same for every run
     derived from one training run (recalibrated, adapted), so their site features share one cache entry."""
-    import hashlib
-
-    from core.models.weights import classifier_prefix
-
     prefix = classifier_prefix(model)
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):

@@ -7,7 +7,7 @@ import timm
 import torch
 from PIL import Image
 from timm.data import resolve_data_config
-from timm.data.transforms import MaybePILToTensor
+from timm.data.transforms import CenterCropOrPad, MaybePILToTensor
 from timm.data.transforms_factory import create_transform, transforms_imagenet_eval
 from torch import nn
 from torchvision.transforms import InterpolationMode, v2
@@ -71,6 +71,11 @@ def preprocess_config(
         "crop_pct": float(data["crop_pct"]),
         "crop_mode": str(data.get("crop_mode") or "center"),
     }
+    return _resolved(config, image_size, crop_mode, framing)
+
+
+def _resolved(config: dict, image_size, crop_mode: str | None, framing: str | None) -> dict:
+    """`config` with the input size, timm crop mode and framing given applied (each checked)."""
     if image_size is not None:
         height, width = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
         if int(height) < 8 or int(width) < 8:
@@ -90,6 +95,21 @@ def preprocess_config(
     return config
 
 
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
+
+def stated_preprocess_config(image_size: int | tuple[int, int], mean, std, *, interpolation: str = "bilinear",
+                             framing: str = DEFAULT_FRAMING, crop_pct: float = 0.875) -> dict:
+    """The same description for a model trained elsewhere, from the numbers its card states (mean and std of three
+    channels; crop_pct only matters for the 'center' framing)."""
+    if interpolation not in INTERPOLATIONS:
+        raise InputError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+    config = {"input_size": (3, 224, 224), "interpolation": str(interpolation),
+              "mean": tuple(float(v) for v in mean), "std": tuple(float(v) for v in std),
+              "crop_pct": float(crop_pct), "crop_mode": "center"}
+    return _resolved(config, image_size, None, framing)
+
+
 def framing_of(config: dict) -> str:
     """The framing a preprocess config applies (older configs carry only timm's crop_mode and crop_pct)."""
     if config.get("framing") in FRAMINGS:
@@ -102,17 +122,23 @@ def framing_of(config: dict) -> str:
     return "center"
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB; 16-bit and float greyscale are rescaled to their own range first."""
-    if image.mode == "RGB":
+def to_8bit(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit greyscale ("L", kept one plane) or RGB; 16-bit and float greyscale are rescaled to
+    their own range first. to_8bit(image).convert("RGB") is to_rgb(image)."""
+    if image.mode in ("RGB", "L"):
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         # PIL's convert("L") clips values above 255, which would whiten most of a 16-bit scan.
         pixels = np.asarray(image, dtype=np.float64)
         low, high = float(pixels.min()), float(pixels.max())
         scaled = (pixels - low) / (high - low) * 255.0 if high > low else np.zeros_like(pixels)
-        image = Image.fromarray(scaled.round().astype(np.uint8))  # 2-D uint8 -> mode "L"
+        return Image.fromarray(scaled.round().astype(np.uint8))  # 2-D uint8 -> mode "L"
     return image.convert("RGB")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB; 16-bit and float greyscale are rescaled to their own range first."""
+    return image if image.mode == "RGB" else to_8bit(image).convert("RGB")
 
 
 def _size(config: dict) -> tuple[int, int]:
@@ -149,25 +175,92 @@ def _augment_settings(augment: dict | None) -> dict:
     return settings
 
 
-def build_transform(config: dict, train: bool = False, augment: dict | None = None):
-    """A callable PIL image -> float tensor (3, H, W), normalised per config; greyscale becomes RGB first.
+def _eval_geometry(config: dict) -> list:
+    """timm's eval resize + crop (per crop_pct/crop_mode) for PIL images, without its tensor conversion."""
+    geometry = transforms_imagenet_eval(
+        _size(config),
+        crop_pct=config.get("crop_pct"),
+        crop_mode=config.get("crop_mode"),
+        interpolation=str(config.get("interpolation", "bicubic")),
+        mean=tuple(config["mean"]),
+        use_prefetcher=True,
+    )
+    return [t for t in geometry.transforms if not isinstance(t, MaybePILToTensor)]
 
-    Eval is timm's own eval transform (resize, crop per crop_pct/crop_mode). Train applies `augment` (keys of
-    DEFAULT_AUGMENT, missing ones take the defaults) with torchvision.transforms.v2.
+
+class EvalTransform:
+    """The eval transform: PIL image -> float tensor (3, H, W), timm's eval geometry then ToTensor + Normalize.
+
+    Same pixels as timm's create_transform(is_training=False) after to_rgb, computed faster: a greyscale image
+    (mode "L", every X-ray and OCT scan) is resized and cropped as one plane, then its one normalised plane is
+    broadcast to the three channels. PIL resamples each channel of an RGB image with the same 8-bit arithmetic, so
+    the result equals the RGB path's bit for bit (tests/test_framing.py checks it), at about half the resampling
+    and a third of the tensor work. The letterbox pad fill must be grey for that (it is for every mean with equal channels);
+    otherwise, and for colour images, the image goes through to_rgb and the RGB geometry.
+    """
+
+    def __init__(self, config: dict):
+        self.config = dict(config)
+        self.size = _size(config)
+        self.rgb_geometry = v2.Compose(_eval_geometry(config))
+        fill = {round(255 * float(v)) for v in config["mean"]}
+        grey_steps = _eval_geometry(config)
+        for step in grey_steps:
+            if isinstance(step, CenterCropOrPad):
+                step.fill = next(iter(fill))  # one value for one plane (grey: all channels' fills are equal)
+        self.grey_geometry = v2.Compose(grey_steps) if len(fill) == 1 else None
+        self.mean = np.asarray([float(v) for v in config["mean"]], dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray([float(v) for v in config["std"]], dtype=np.float32).reshape(3, 1, 1)
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """The framed uint8 pixels: (H, W) for a greyscale image on the fast path, else (H, W, 3)."""
+        image = to_8bit(image)
+        if image.mode == "L" and self.grey_geometry is not None:
+            return np.asarray(self.grey_geometry(image))
+        return np.asarray(self.rgb_geometry(to_rgb(image)))
+
+    def normalise(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W) or (H, W, 3) -> float (3, H, W): ToTensor's /255 then Normalize's (x - mean) / std.
+
+        In NumPy float32, the same correctly rounded operations in the same order as torchvision, so the same
+        values; unlike torch's, NumPy's elementwise ops start no thread pool, which on a busy machine turned a
+        0.1 ms normalisation into tens of milliseconds of threads waiting for each other."""
+        planes = pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        x = planes.astype(np.float32) / np.float32(255)
+        return torch.from_numpy((x - self.mean) / self.std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalise(self.pixels(image))
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(size={self.size}, framing={framing_of(self.config)!r})"
+
+
+def timm_eval_transform(config: dict):
+    """timm's own eval transform after to_rgb (the reference EvalTransform reproduces; benchmarks time both)."""
+    height, width = _size(config)
+    evaluation = create_transform(
+        input_size=(3, height, width),
+        is_training=False,
+        interpolation=str(config.get("interpolation", "bicubic")),
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        crop_pct=config.get("crop_pct"),
+        crop_mode=config.get("crop_mode"),
+    )
+    return v2.Compose([v2.Lambda(to_rgb), evaluation])
+
+
+def build_transform(config: dict, train: bool = False, augment: dict | None = None):
+    """A callable PIL image -> float tensor (3, H, W), normalised per config; greyscale becomes RGB (3 channels).
+
+    Eval is timm's eval transform (resize, crop per crop_pct/crop_mode), as EvalTransform computes it. Train applies
+    `augment` (keys of DEFAULT_AUGMENT, missing ones take the defaults) with torchvision.transforms.v2.
     """
     height, width = _size(config)
     interpolation = str(config.get("interpolation", "bicubic"))
     if not train:
-        evaluation = create_transform(
-            input_size=(3, height, width),
-            is_training=False,
-            interpolation=interpolation,
-            mean=tuple(config["mean"]),
-            std=tuple(config["std"]),
-            crop_pct=config.get("crop_pct"),
-            crop_mode=config.get("crop_mode"),
-        )
-        return v2.Compose([v2.Lambda(to_rgb), evaluation])
+        return EvalTransform(config)
     settings = _augment_settings(augment)
     steps: list = [v2.Lambda(to_rgb)]
     if settings["random_resized_crop"]:
@@ -177,15 +270,7 @@ def build_transform(config: dict, train: bool = False, augment: dict | None = No
             )
         )
     else:
-        # Same geometry as evaluation (timm's resize + crop), without the tensor conversion that ends it.
-        geometry = transforms_imagenet_eval(
-            (height, width),
-            crop_pct=config.get("crop_pct"),
-            crop_mode=config.get("crop_mode"),
-            interpolation=interpolation,
-            use_prefetcher=True,
-        )
-        steps += [t for t in geometry.transforms if not isinstance(t, MaybePILToTensor)]
+        steps += _eval_geometry(config)  # the same geometry as evaluation (timm's resize + crop)
     if settings["hflip"]:
         steps.append(v2.RandomHorizontalFlip())
     if settings["vflip"]:
@@ -225,7 +310,12 @@ def _view_seed(image: Image.Image, view: int, seed: int) -> int:
 
 def acquisition_view(image: Image.Image, view: int, input_hw: tuple[int, int], seed: int = 0,
                      settings: dict | None = None) -> Image.Image:
-    """View `view` (1, 2, ...) of an RGB image as another acquisition/export pipeline would deliver it."""
+    """View `view` (1, 2, ...) of an 8-bit image (to_8bit's) as another acquisition/export pipeline would deliver it.
+
+    A greyscale ("L") image is processed as its one plane and its view is greyscale: the same pixels as the view of
+    its RGB copy in each channel (PIL resamples, rotates and JPEG-codes a grey RGB image channel by channel alike;
+    the Y of a grey RGB pixel is its value and its chroma is neutral), at under half the work.
+    """
     import io
 
     s = {**ACQUISITION_AUGMENT, **(settings or {})}
@@ -239,18 +329,21 @@ def acquisition_view(image: Image.Image, view: int, input_hw: tuple[int, int], s
     image = image.resize(size, _PIL_FILTERS[str(rng.choice(list(s["filters"])))])
     angle = rng.uniform(-1, 1) * float(s["rotate_deg"])
     if angle:
-        image = image.rotate(angle, resample=Image.BILINEAR, fillcolor=(0, 0, 0))
+        image = image.rotate(angle, resample=Image.BILINEAR, fillcolor=0 if image.mode == "L" else (0, 0, 0))
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     gamma = float(np.exp(rng.uniform(-1, 1) * float(s["gamma"])))
     pixels = pixels ** gamma
     contrast = 1.0 + rng.uniform(-1, 1) * float(s["contrast"])
     brightness = rng.uniform(-1, 1) * float(s["brightness"])
-    pixels = (pixels - pixels.mean()) * contrast + pixels.mean() + brightness
+    # The mean of the RGB image, summed in NumPy's order for it (a grey plane's own mean can differ in its last bit,
+    # flip one pixel's rounding, and the JPEG spreads that over its block).
+    mean = (np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels).mean()
+    pixels = (pixels - mean) * contrast + mean + brightness
     image = Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=int(rng.integers(s["jpeg_quality"][0], s["jpeg_quality"][1] + 1)))
     buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
+    return Image.open(buffer).convert("L" if image.mode == "L" else "RGB")
 
 
 def view_preprocessing(config: dict, view: int, seed: int = 0, settings: dict | None = None) -> dict:
@@ -267,5 +360,5 @@ def build_view_transform(config: dict, view: int, seed: int = 0, settings: dict 
     if int(view) == 0:
         return evaluation
     input_hw = _size(config)
-    return v2.Compose([v2.Lambda(to_rgb), v2.Lambda(lambda im: acquisition_view(im, view, input_hw, seed, settings)),
+    return v2.Compose([v2.Lambda(to_8bit), v2.Lambda(lambda im: acquisition_view(im, view, input_hw, seed, settings)),
                        evaluation])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import InputError
@@ -16,7 +16,10 @@ class BackboneSpec:
     name: str  # the name users pick (and that model cards store)
     timm_name: str  # the architecture passed to timm.create_model
     default_size: int  # input side in pixels the weights were trained at
-    feature_dim: int  # length of the pooled feature vector (the head's input)
+    # Width of the pooled feature vector the head reads: THE one source of it (timm's `num_features` is the last
+    # feature map's channels, which differs where a layer follows the pooling, e.g. MobileNetV3's conv_head).
+    # create_model measures it once per process and refuses a wrong entry; an ensemble's is its members' sum.
+    feature_dim: int
     offline_weights: bool  # genuine ImageNet weights available without a network
     gradcam_layer: str | None  # module name (model.get_submodule) whose output map Grad-CAM explains
     family: str  # efficientnet | resnet | densenet | convnext | vit
@@ -30,6 +33,8 @@ class BackboneSpec:
     # A feature ensemble (core.models.ensemble): these backbones' pooled features concatenated. timm_name and
     # weights_package then name the largest member, whose preprocessing the ensemble's input follows.
     members: tuple[str, ...] = ()
+    # The model in plain words for a lay audience (presentation mode, summaries): "an EfficientNet-Lite0 network".
+    plain_name: str = ""
 
 
 def _lite_package(n: int) -> str:
@@ -60,6 +65,7 @@ def _efficientnet_lite(n: int, size: int, params: str, required: bool) -> Backbo
         gradcam_layer="bn2",
         family="efficientnet",
         description=f"EfficientNet-Lite{n} ({params} parameters, {size} px); {weights}.",
+        plain_name=f"an EfficientNet-Lite{n} network",
         weights_package=_lite_package(n),
     )
 
@@ -71,7 +77,7 @@ def _lite_ensemble() -> BackboneSpec | None:
         name="efficientnet_lite012",
         timm_name="tf_efficientnet_lite2",
         default_size=260,
-        feature_dim=3 * 1280,
+        feature_dim=0,  # the members' sum, filled in by _build_registry
         offline_weights=lite_package_installed(0),
         # Grad-CAM reads the largest member's last activated map (the other members' maps are not combined).
         gradcam_layer="members.2.bn2",
@@ -82,6 +88,7 @@ def _lite_ensemble() -> BackboneSpec | None:
                     "Features mode only.",
         weights_package=_lite_package(2),
         members=("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"),
+        plain_name="an ensemble of three EfficientNet-Lite networks",
     )
 
 
@@ -101,6 +108,7 @@ def _build_registry() -> dict[str, BackboneSpec]:
             family="resnet",
             description="ResNet-50 (25.6M parameters); ImageNet weights from the hub when online or a local file, "
             "else random init.",
+            plain_name="a ResNet-50 network",
         ),
         BackboneSpec(
             name="densenet121",
@@ -113,6 +121,7 @@ def _build_registry() -> dict[str, BackboneSpec]:
             family="densenet",
             description="DenseNet-121 (8.0M parameters, the CheXNet backbone); ImageNet weights from the hub when "
             "online or a local file, else random init.",
+            plain_name="a DenseNet-121 network",
         ),
         BackboneSpec(
             name="convnext_tiny",
@@ -124,6 +133,7 @@ def _build_registry() -> dict[str, BackboneSpec]:
             family="convnext",
             description="ConvNeXt-Tiny (28.6M parameters); ImageNet weights from the hub when online or a local file, "
             "else random init.",
+            plain_name="a ConvNeXt-Tiny network",
         ),
         BackboneSpec(
             name="vit_small_patch16_224",
@@ -139,6 +149,7 @@ def _build_registry() -> dict[str, BackboneSpec]:
             description="ViT-Small/16 (22M parameters, any input size via interpolated position embeddings); "
             "ImageNet weights from the hub when online or a local file, else random init.",
             timm_kwargs=(("dynamic_img_size", True), ("dynamic_img_pad", True)),
+            plain_name="a ViT-Small vision transformer",
         ),
         BackboneSpec(
             name="test_efficientnet",
@@ -150,6 +161,7 @@ def _build_registry() -> dict[str, BackboneSpec]:
             family="efficientnet",
             description="Tiny EfficientNet for tests and smoke runs; random init by design.",
             test_model=True,
+            plain_name="a tiny test network",
         ),
         BackboneSpec(
             name="test_resnet",
@@ -161,9 +173,18 @@ def _build_registry() -> dict[str, BackboneSpec]:
             family="resnet",
             description="Tiny ResNet for tests and smoke runs; random init by design.",
             test_model=True,
+            plain_name="a tiny test network",
         ),
     ]
-    return {spec.name: spec for spec in specs if spec is not None}
+    registry = {spec.name: spec for spec in specs if spec is not None}
+    return {name: _with_member_widths(spec, registry) for name, spec in registry.items()}
+
+
+def _with_member_widths(spec: BackboneSpec, registry: dict[str, BackboneSpec]) -> BackboneSpec:
+    """An ensemble's feature width is its members' widths summed (concatenated pooled features)."""
+    if not spec.members:
+        return spec
+    return replace(spec, feature_dim=sum(registry[name].feature_dim for name in spec.members))
 
 
 _REGISTRY: dict[str, BackboneSpec] = _build_registry()
@@ -185,3 +206,19 @@ def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
         choices = ", ".join(_REGISTRY)
         raise InputError(f"unknown backbone {name!r}; choose one of: {choices}")
     return spec
+
+
+def plain_backbone_name(name: str | None) -> str:
+    """The backbone in plain words ("an ensemble of three EfficientNet-Lite networks"); "a neural network" for a
+    name the registry does not know (a run trained where an optional backbone was installed)."""
+    spec = _REGISTRY.get(str(name or "").strip())
+    return (spec.plain_name if spec and spec.plain_name else "a neural network")
+
+
+def feature_dim_of(model: Any) -> int:
+    """Width of the pooled features `model`'s head reads: the feature_dim of the spec create_model built it from
+    (`model.backbone_spec`; also carried by wrappers such as feature_stats.PooledFeatures)."""
+    spec = getattr(model, "backbone_spec", None)
+    if not isinstance(spec, BackboneSpec):
+        raise InputError(f"{type(model).__name__} carries no backbone spec, so its feature width is unknown")
+    return spec.feature_dim

@@ -156,6 +156,11 @@ def classifier_prefix(model: nn.Module) -> str:
     return str(model.pretrained_cfg.get("classifier", "classifier"))
 
 
+def get_head(model: nn.Module) -> nn.Module:
+    """The module in the model's classifier slot (nn.Identity for a feature extractor)."""
+    return model.get_submodule(classifier_prefix(model))
+
+
 def _without_classifier(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not (k == prefix or k.startswith(prefix + "."))}
 

@@ -17,51 +17,12 @@ import pandas as pd
 
 from core.data.tasks import BinaryView, Task, get_task
 from core.errors import InputError
+from core.readers.blinding import (AIDED, DONE, READING, UNAIDED, WASHOUT, AidedStudy, BlindingError, aided_pair,
+                                   ensure_aided_tables, partner_still_open, phase_at, session_code, session_status)
 from core.readers.readings import MAX_READER_ID_LENGTH
-from core.readers.schema import ensure_schema
-from core.readers.study import (READING, BlindingError, ReaderSession, _images_table, _subset, create_study,
-                                get_study, join_study, stable_seed)
+from core.readers.study import ReaderSession, _images_table, _subset, create_study, get_study, join_study, stable_seed
 from core.store import Workspace, new_id
 from core.store.access import SHELL, Actor, require, require_own_reading
-
-UNAIDED, AIDED = "unaided", "aided"
-WASHOUT, DONE = "washout", "done"
-DAY = 86_400.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS aided_studies (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    test_set_id TEXT NOT NULL,
-    unaided_study_id TEXT NOT NULL,
-    aided_study_id TEXT NOT NULL,
-    washout_days REAL NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS aided_outputs (
-    aided_id TEXT NOT NULL,
-    image_id TEXT NOT NULL,
-    output TEXT NOT NULL,                 -- the model's probabilities as JSON {class: p}
-    PRIMARY KEY (aided_id, image_id)
-);
-"""
-
-
-def _ensure(con) -> None:
-    ensure_schema(con)
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            con.execute(statement)
-
-
-@dataclass(frozen=True)
-class AidedStudy:
-    id: str
-    name: str
-    test_set_id: str
-    unaided_study_id: str
-    aided_study_id: str
-    washout_days: float
 
 
 @dataclass(frozen=True)
@@ -76,11 +37,6 @@ class AidedSession:
     session_code: str | None
     session: ReaderSession | None
     available_at: float | None    # washout: when the aided session opens (epoch seconds)
-
-
-def session_code(reader_id: str, treatment: str) -> str:
-    """The reader code under which one session's answers are stored (and become readings)."""
-    return f"{reader_id} [{treatment}]"
 
 
 def create_aided_study(ws: Workspace, test_set_id: str, images, task: str | Task, predictions: pd.DataFrame,
@@ -118,7 +74,7 @@ def create_aided_study(ws: Workspace, test_set_id: str, images, task: str | Task
                          name=f"{label} (aided)", actor=actor)
     aided_id = new_id("aided", name)
     with ws.connect() as con:
-        _ensure(con)
+        ensure_aided_tables(con)
         con.execute("INSERT INTO aided_studies (id, name, test_set_id, unaided_study_id, aided_study_id, "
                     "washout_days, created) VALUES (?,?,?,?,?,?,?)",
                     (aided_id, label, test_set_id, unaided, aided, washout_days, time.time()))
@@ -129,31 +85,18 @@ def create_aided_study(ws: Workspace, test_set_id: str, images, task: str | Task
     return aided_id
 
 
-def _aided(con, aided_id: str) -> AidedStudy:
-    row = con.execute("SELECT * FROM aided_studies WHERE id=?", (aided_id,)).fetchone()
-    if row is None:
-        raise InputError(f"aided-vs-unaided study {aided_id!r} does not exist")
-    return AidedStudy(row["id"], row["name"], row["test_set_id"], row["unaided_study_id"], row["aided_study_id"],
-                      row["washout_days"])
-
-
 def get_aided_study(ws: Workspace, aided_id: str) -> AidedStudy:
     with ws.connect() as con:
-        _ensure(con)
-        return _aided(con, aided_id)
+        ensure_aided_tables(con)
+        return aided_pair(con, aided_id)
 
 
 def list_aided_studies(ws: Workspace, test_set_id: str | None = None) -> list[AidedStudy]:
     with ws.connect() as con:
-        _ensure(con)
+        ensure_aided_tables(con)
         rows = con.execute("SELECT id FROM aided_studies WHERE (? IS NULL OR test_set_id = ?) ORDER BY created DESC",
                            (test_set_id, test_set_id)).fetchall()
-        return [_aided(con, r["id"]) for r in rows]
-
-
-def _status(con, study_id: str, code: str):
-    return con.execute("SELECT status, finished FROM readers WHERE study_id=? AND reader_id=?",
-                       (study_id, code)).fetchone()
+        return [aided_pair(con, r["id"]) for r in rows]
 
 
 def _check_reader(reader_id: str) -> str:
@@ -164,23 +107,12 @@ def _check_reader(reader_id: str) -> str:
     return reader_id
 
 
-def _where(con, study: AidedStudy, reader_id: str, now: float) -> tuple[str, float | None]:
-    first = _status(con, study.unaided_study_id, session_code(reader_id, UNAIDED))
-    if first is None or first["status"] == READING:
-        return UNAIDED, None
-    second = _status(con, study.aided_study_id, session_code(reader_id, AIDED))
-    if second is not None:
-        return (AIDED if second["status"] == READING else DONE), None
-    opens = float(first["finished"]) + study.washout_days * DAY
-    return (WASHOUT, opens) if now < opens else (AIDED, None)
-
-
 def reader_phase(ws: Workspace, aided_id: str, reader_id: str, now: float | None = None) -> tuple[str, float | None]:
     """(phase, washout end) for a reader, without joining anything."""
     reader_id = _check_reader(reader_id)
     with ws.connect() as con:
-        _ensure(con)
-        return _where(con, _aided(con, aided_id), reader_id, time.time() if now is None else now)
+        ensure_aided_tables(con)
+        return phase_at(con, aided_pair(con, aided_id), reader_id, time.time() if now is None else now)
 
 
 def join_aided(ws: Workspace, aided_id: str, reader_id: str, password: str | None = None,
@@ -204,70 +136,16 @@ def model_output(ws: Workspace, aided_id: str, reader_id: str, image_id: str, no
     """The model's probabilities for one image, served only inside this reader's open aided session."""
     reader_id = _check_reader(reader_id)
     with ws.connect() as con:
-        _ensure(con)
-        study = _aided(con, aided_id)
-        phase, _ = _where(con, study, reader_id, time.time() if now is None else now)
-        if phase != AIDED or _status(con, study.aided_study_id, session_code(reader_id, AIDED)) is None:
+        ensure_aided_tables(con)
+        study = aided_pair(con, aided_id)
+        phase, _ = phase_at(con, study, reader_id, time.time() if now is None else now)
+        if phase != AIDED or session_status(con, study.aided_study_id, session_code(reader_id, AIDED)) is None:
             raise BlindingError(f"reader {reader_id!r}: the model's output is shown only in the aided session")
         row = con.execute("SELECT output FROM aided_outputs WHERE aided_id=? AND image_id=?",
                           (aided_id, str(image_id))).fetchone()
     if row is None:
         raise InputError(f"image {image_id!r} is not in this study")
     return json.loads(row["output"])
-
-
-def check_join(con, study_id: str, code: str, now: float | None = None) -> None:
-    """Called by core.readers.study.join_study: a session of an aided-vs-unaided pair is joined through
-    join_aided only (the right session code, and the aided one only after the unaided one and the washout)."""
-    _ensure(con)
-    row = con.execute("SELECT id FROM aided_studies WHERE unaided_study_id=? OR aided_study_id=?",
-                      (study_id, study_id)).fetchone()
-    if row is None:
-        return
-    study = _aided(con, row["id"])
-    treatment = UNAIDED if study_id == study.unaided_study_id else AIDED
-    suffix = f" [{treatment}]"
-    if not code.endswith(suffix):
-        raise InputError(f"study {study_id!r} is the {treatment} session of the aided-vs-unaided study "
-                         f"{study.name!r}; join that study instead")
-    if treatment == AIDED:
-        phase, opens = _where(con, study, code[: -len(suffix)], time.time() if now is None else now)
-        if phase == UNAIDED:
-            raise BlindingError("the aided session opens after the unaided session is closed")
-        if phase == WASHOUT:
-            raise BlindingError(f"the aided session opens after the washout, at {time.ctime(opens)}")
-
-
-def session_owner(con, study_id: str, code: str) -> str:
-    """The reader a session code belongs to: "<code> [unaided]" in the unaided session of an aided-vs-unaided
-    study (and "<code> [aided]" in its aided one) is reader <code>; any other code is its own reader."""
-    _ensure(con)
-    row = con.execute("SELECT unaided_study_id, aided_study_id FROM aided_studies "
-                      "WHERE unaided_study_id=? OR aided_study_id=?", (study_id, study_id)).fetchone()
-    if row is None:
-        return str(code).strip()
-    suffix = f" [{UNAIDED if study_id == row['unaided_study_id'] else AIDED}]"
-    code = str(code).strip()
-    return code[: -len(suffix)] if code.endswith(suffix) else code
-
-
-def partner_still_open(con, study_id: str, code: str) -> bool:
-    """True when `study_id` is one session of an aided-vs-unaided pair and this reader's other session is not
-    closed yet (or, after the unaided one, not even started): then this session's answers, truth and results
-    stay hidden, so nothing from one session reaches the other (core.readers.study calls this)."""
-    _ensure(con)
-    row = con.execute("SELECT * FROM aided_studies WHERE unaided_study_id=? OR aided_study_id=?",
-                      (study_id, study_id)).fetchone()
-    if row is None:
-        return False
-    for treatment, other_study in ((UNAIDED, row["aided_study_id"]), (AIDED, row["unaided_study_id"])):
-        suffix = f" [{treatment}]"
-        mine = row["unaided_study_id"] if treatment == UNAIDED else row["aided_study_id"]
-        if mine == study_id and code.endswith(suffix):
-            other_code = session_code(code[: -len(suffix)], AIDED if treatment == UNAIDED else UNAIDED)
-            other = _status(con, other_study, other_code)
-            return other is None or other["status"] == READING
-    return False
 
 
 def _rating(label: str, confidence, view: BinaryView) -> int:
@@ -286,7 +164,7 @@ def aided_mrmc_readings(ws: Workspace, aided_id: str, view: str | BinaryView | N
         raise InputError(f"task {task.name!r} has no binary view for an MRMC analysis")
     rows = []
     with ws.connect() as con:
-        _ensure(con)
+        ensure_aided_tables(con)
         truth = dict(con.execute("SELECT image_id, truth FROM study_items WHERE study_id=? AND truth IS NOT NULL",
                                  (study.unaided_study_id,)).fetchall())
         for treatment, study_id in ((UNAIDED, study.unaided_study_id), (AIDED, study.aided_study_id)):

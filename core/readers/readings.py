@@ -262,6 +262,17 @@ def list_readings(ws: Workspace, test_set_id: str, *, include_simulated: bool = 
     return out
 
 
+def readings_stamp(ws: Workspace, test_set_id: str) -> tuple[int, float | None]:
+    """(rows, newest row's `created`) of a test set's readings: changes whenever they do, so it keys a cache of
+    anything computed from them without reading them. Rows are only ever inserted (stamped now) or deleted: an
+    insert raises the newest time, a delete alone lowers the count, and rows older than the newest are never
+    added again, so two different sets of readings never share a stamp."""
+    with ws.connect() as con:
+        ensure_schema(con)
+        row = con.execute("SELECT COUNT(*), MAX(created) FROM readings WHERE test_set_id=?", (test_set_id,)).fetchone()
+    return int(row[0]), (None if row[1] is None else float(row[1]))
+
+
 def delete_readings(ws: Workspace, test_set_id: str, reader_id: str) -> int:
     """Remove one reader's readings for a test set; returns how many rows went."""
     with ws.connect() as con:

@@ -14,6 +14,8 @@ import pandas as pd
 from core.data.tasks import Task, get_task, task_from_dict
 from core.errors import InputError
 from core.readers.auth import authenticate_reader
+from core.readers.blinding import (ENDED_EARLY, FINISHED, READING, BlindingError, check_join, partner_still_open,
+                                   session_owner)
 from core.store import audit_trail
 from core.store.access import (SHELL, Actor, clean_reader_code, is_formal_study, mark_formal_study, require,
                                require_own_reading)
@@ -23,13 +25,6 @@ from core.readers.tables import reader_report
 from core.store import Workspace, new_id
 
 CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)  # 1 = a guess ... 5 = certain
-READING, FINISHED, ENDED_EARLY = "reading", "finished", "ended_early"
-
-
-class BlindingError(PermissionError):
-    """Refused: the truth, the model's output and other readers' answers stay hidden until the reader
-    has finished (or ended early)."""
-
 
 @dataclass(frozen=True)
 class Item:
@@ -231,7 +226,6 @@ def _answered(con, study_id: str, reader_id: str) -> set[str]:
 def _require_owner(con, actor: Actor, study_id: str, reader_id: str) -> None:
     """Only the reader whose session this is (signed in as themself) writes it: never staff on their behalf.
     An aided-vs-unaided session code ("<code> [unaided]") belongs to reader <code>."""
-    from core.readers.aided_study import session_owner  # lazy: that module builds on this one
     require_own_reading(actor, session_owner(con, study_id, reader_id))
 
 
@@ -244,7 +238,6 @@ def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | Non
     with ws.connect() as con:
         ensure_schema(con)
         _require_owner(con, actor, study_id, reader_id)
-        from core.readers.aided_study import session_owner  # lazy: that module builds on this one
         owner = session_owner(con, study_id, reader_id)
     authenticate_reader(ws, reader_id, password, required=is_formal_study(ws, study_id), actor=actor, owner=owner)
     with ws.connect() as con:
@@ -255,7 +248,6 @@ def join_study(ws: Workspace, study_id: str, reader_id: str, password: str | Non
             order = json.loads(row["item_order"])
             return ReaderSession(study_id, reader_id, row["status"], len(_answered(con, study_id, reader_id)),
                                  len(order), resumed=True)
-        from core.readers.aided_study import check_join  # lazy: that module builds on this one
         check_join(con, study_id, reader_id)
         # One source of readings per reader and test set, so a study never overwrites an import.
         clash = con.execute("SELECT source FROM readings WHERE test_set_id=? AND reader_id=? LIMIT 1",
@@ -323,7 +315,6 @@ def own_answer(ws: Workspace, study_id: str, reader_id: str, image_id: str) -> d
     reader_id = str(reader_id).strip()
     with ws.connect() as con:
         ensure_schema(con)
-        from core.readers.aided_study import partner_still_open  # lazy: that module builds on this one
         status = con.execute("SELECT status FROM readers WHERE study_id=? AND reader_id=?",
                              (study_id, reader_id)).fetchone()
         if status is not None and status["status"] != READING and partner_still_open(con, study_id, reader_id):
@@ -429,7 +420,6 @@ def _require_done(con, study_id: str, reader_id: str) -> None:
     if row is None or row["status"] == READING:
         raise BlindingError(f"reader {reader_id!r}: results, truth and other readers' answers are shown only "
                             f"after finishing (or ending early)")
-    from core.readers.aided_study import partner_still_open  # lazy: that module builds on this one
     if partner_still_open(con, study_id, reader_id):
         raise BlindingError(f"reader {reader_id!r}: in an aided-vs-unaided study, results and truth are shown "
                             "only after both sessions are closed")

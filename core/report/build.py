@@ -11,13 +11,14 @@ import core
 from core.data.tasks import Task, get_task
 from core.errors import InputError
 from core.infer.predictions import (has_referrals, patient_ids, predicted_classes, predicted_indices, probabilities,
-                                    read_predictions,
+                                    imported_provenance, read_predictions,
                                     referred_mask, task_of)
 from core.report.subgroups import registered_subgroups
 from core.metrics import BinaryScores, binary_view_data, class_indices, to_jsonable
 from core.metrics.headline import HEADLINE_RESAMPLES, headline_statistics
 from core.metrics.intervals import check_confidence
 from core.metrics.likelihood_ratios import LR_METHODS
+from core.metrics.penalties import Penalty
 from core.metrics.threshold_in_use import threshold_in_use
 from core.report.active_penalty import resolve_penalty
 from core.report.caveats import report_caveats, stored_audit
@@ -27,7 +28,7 @@ from core.report.decision import decision_section
 from core.report.evaluate import evaluate_predictions
 from core.report.failures import failure_cases
 from core.report.methods import methods_section
-from core.report.model_card import describe_test_set, model_card
+from core.report.model_card import describe_test_set, model_card, trained_elsewhere
 from core.store import Workspace
 
 REPORT_FORMAT_VERSION = 1
@@ -160,15 +161,18 @@ def software_versions() -> dict:
     return found
 
 
-def patient_separation(ws: Workspace, card: dict, frame: pd.DataFrame) -> dict:
+def patient_separation(ws: Workspace, card: dict, frame: pd.DataFrame, elsewhere: bool = False) -> dict:
     """Whether any test patient also appears in the training dataset (CLAIM 21): counted from the two registered
-    tables, or why it cannot be told."""
+    tables, or why it cannot be told (elsewhere: the model was trained elsewhere, model_card.trained_elsewhere)."""
     from core.data.ingest import load_registered
 
     train_id = card.get("training_dataset_id")
     test_patients = set(frame["patient_id"].dropna().astype(str)) if "patient_id" in frame else set()
     if not test_patients:
         return {"known": False, "reason": "the test set has no patient ids"}
+    if elsewhere:
+        return {"known": False, "reason": "the model was trained elsewhere and its training data are not recorded "
+                                          "here"}
     if not train_id or ws.get_dataset(train_id) is None:
         return {"known": False, "reason": "the training dataset is not registered in this workspace"}
     try:
@@ -194,9 +198,11 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
                             seed: int = 0, confidence: float = 0.95, lr_ci: str = "log", model: dict | None = None,
                             test_set: dict | None = None, title: str | None = None, referral_cost=None,
                             referral_band: dict | None = None, referral_cost_note: str | None = None,
-                            subgroups: pd.DataFrame | None = None) -> dict:
+                            subgroups: pd.DataFrame | None = None, scores_source: dict | None = None) -> dict:
     """The report of one predictions table (no workspace needed): see build_report. subgroups: one column per
-    subgroup column, aligned with frame's rows (core.report.subgroups), for the Subgroups section."""
+    subgroup column, aligned with frame's rows (core.report.subgroups), for the Subgroups section. scores_source:
+    the provenance of scores imported from a file (core.infer.predictions.imported_provenance; no model, no
+    operating point), shown among the caveats."""
     task = get_task(task)
     level = check_confidence(confidence)
     if lr_ci not in LR_METHODS:
@@ -204,10 +210,16 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
     view = task.default_view() if task.kind != "multilabel" else None
-    in_use = threshold_in_use((model or {}).get("operating_point"), threshold, view.name if view else None)
+    in_use = threshold_in_use((model or {}).get("operating_point"), threshold, view.name if view else None,
+                              imported=scores_source is not None)
     threshold = in_use.value  # the model's own point unless the user chose one (core.metrics.threshold_in_use)
     single_label = task.kind != "multilabel"
-    name, matrix = (resolve_penalty(None, task, penalty, penalty_name) if single_label else (None, None))
+    # A Penalty (build_report's, the dashboard's) is used as it is; a bare matrix is checked once, here.
+    if single_label and not isinstance(penalty, Penalty):
+        penalty = resolve_penalty(None, task, penalty, penalty_name)
+    elif single_label:
+        penalty = penalty.for_classes(task.classes)
+    name, matrix = (penalty.name, penalty) if single_label else (None, None)
     if single_label:  # the price of a referral to a reader, per true class (given, else the matrix's default)
         referral_cost, given_note = resolve_referral_cost(None, task, matrix, referral_cost)
         referral_cost_note = referral_cost_note or given_note
@@ -233,8 +245,9 @@ def report_from_predictions(frame: pd.DataFrame, task: Task | str, *, penalty=No
                     "include_readers": bool(include_readers), "include_penalties": bool(include_penalties),
                     "lr_method": lr_ci, "penalty_name": name},
         "model": model or {},
+        "scores_source": scores_source,
         "test_set": test_set,
-        "penalty": {"name": name, "matrix": matrix, "referral_cost": referral_cost,
+        "penalty": {"name": name, "matrix": penalty.matrix, "referral_cost": referral_cost,
                     "referral_cost_note": referral_cost_note} if single_label else None,
         "headline": headline(frame, task, evaluation, matrix, name or "", threshold, int(bootstrap), int(seed), level,
                              referral_cost if single_label else None,
@@ -260,32 +273,38 @@ def build_report(ws: Workspace, run_id: str, test_set_id: str, penalty=None, thr
                  readings: pd.DataFrame | None = None, title: str | None = None) -> dict:
     """Everything the stakeholder report shows, as one JSON-safe dict (see render_html to draw it).
 
-    penalty: a k x k matrix in class order (default: the workspace's active matrix for the task, else the
-    task's). threshold: score threshold of the binary views' operating point (default 0.5). bootstrap:
+    penalty: a Penalty, or a k x k matrix in class order (default: the workspace's active matrix for the task,
+    else the task's); resolved once here and passed on. threshold: score threshold of the binary views' operating point (default 0.5). bootstrap:
     resamples by patient for the bootstrap intervals (0 = none), seeded by `seed`. readings: the readers'
     table (default: those stored for the test set).
     """
     frame, meta, task = read_run_predictions(ws, run_id, test_set_id)
     if task.kind != "multilabel":
-        name, matrix = resolve_penalty(ws, task, penalty, penalty_name)
-        referral_cost, referral_note = resolve_referral_cost(ws, task, matrix)
+        penalty = resolve_penalty(ws, task, penalty, penalty_name)
+        referral_cost, referral_note = resolve_referral_cost(ws, task, penalty)
     else:
-        name, matrix, referral_cost, referral_note = None, None, None, None
+        penalty, referral_cost, referral_note = None, None, None
     if include_readers and readings is None and task.kind != "multilabel":
         from core.readers import list_readings
 
         readings = list_readings(ws, test_set_id)
-    card = model_card(ws, run_id)
-    card["checkpoint_sha256"] = meta.get("checkpoint_sha256")
-    report = report_from_predictions(frame, task, penalty=matrix, penalty_name=name, threshold=threshold,
+    scores_source = imported_provenance(meta)  # scores imported from a file: no model to describe
+    card = {} if scores_source else model_card(ws, run_id)
+    if scores_source:
+        scores_source = {**scores_source, "run_name": (ws.get_run(run_id) or {}).get("name") or run_id}
+    else:
+        card["checkpoint_sha256"] = meta.get("checkpoint_sha256")
+    report = report_from_predictions(frame, task, penalty=penalty, threshold=threshold,
                                      readings=readings, include_readers=include_readers,
                                      include_penalties=include_penalties, bootstrap=bootstrap, seed=seed,
                                      confidence=confidence, lr_ci=lr_ci, model=card, title=title,
                                      test_set={"id": test_set_id}, referral_cost=referral_cost,
                                      referral_band=meta.get("referral_band"), referral_cost_note=referral_note,
-                                     subgroups=registered_subgroups(ws, test_set_id, frame))
+                                     subgroups=registered_subgroups(ws, test_set_id, frame),
+                                     scores_source=scores_source)
     report["test_set"] = to_jsonable(describe_test_set(ws, test_set_id, report["evaluation"], meta))
-    report["test_set"]["patient_separation"] = to_jsonable(patient_separation(ws, card, frame))
+    report["test_set"]["patient_separation"] = to_jsonable(
+        patient_separation(ws, card, frame, elsewhere=trained_elsewhere(ws.get_run(run_id))))
     if include_readers and task.kind != "multilabel":
         from core.report.mrmc_section import mrmc_section
 

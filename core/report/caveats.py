@@ -118,6 +118,12 @@ def report_caveats(report: dict, shift: dict | None = None) -> list[Caveat]:
     if adapted:
         out.append(Caveat("adapted", "ADAPTED CALLS", adapted,
                           "The calls are not the original model's: its numbers do not describe this run."))
+    scores_source = report.get("scores_source")
+    if scores_source:  # scores imported from a file (core.infer.imported): no model of this workspace behind them
+        from core.infer.imported import provenance_text
+
+        out.append(Caveat("imported_scores", "IMPORTED SCORES", provenance_text(scores_source),
+                          "The app checked the file's image names and numbers, not the model that produced them."))
     out.append(_shift(shift if shift is not None else (audit or {}).get("shift"), audit is not None))
     if audit:
         copies, across = int(audit.get("exact_duplicates") or 0), int(audit.get("exact_across") or 0)

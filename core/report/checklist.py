@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from core.report.model_card import head_fitting
+from core.report.model_card import (TRAINED_ELSEWHERE, elsewhere_facts, elsewhere_sentence, head_fitting,
+                                    trained_elsewhere)
 
 TO_BE_COMPLETED = "To be completed by the authors."
 # CLAIM item numbers follow the published 42-item checklist (Mongan, Moy & Kahn 2020); the 2024 update (Tejani et
@@ -110,6 +111,12 @@ def _data_source(r: dict) -> str:
 
 def _index_test(r: dict) -> str | None:
     m = _model(r)
+    if trained_elsewhere(r):  # what its user's card (or its scores' file) says, and what it does not
+        facts = [f"{what}: {value}" for what, value in elsewhere_facts(r) if what != "Origin"]
+        run = f"; run {m['run_id']}" if m.get("run_id") else ""
+        what = ("Scores of an image classifier trained elsewhere, imported from a file" if r.get("scores_source")
+                else "Image classifier trained elsewhere, not by this product")
+        return f"{what}. " + "; ".join(facts) + run + "."
     if not m:
         return None
     text = (f"Image classifier: backbone {m.get('backbone')}, {m.get('mode')} mode, head {m.get('head')}, input "
@@ -143,7 +150,9 @@ def _operating_point(r: dict) -> str:
 
 def _blinding(r: dict) -> str:
     readers = r.get("readers") or {}
-    text = "The model sees only the image pixels (no clinical information, no reference standard)."
+    text = ("The imported scores were made elsewhere; what information their model saw: " + TO_BE_COMPLETED.lower()
+            if r.get("scores_source") else
+            "The model sees only the image pixels (no clinical information, no reference standard).")
     if readers.get("simulated"):
         text += " Readers " + ", ".join(readers["simulated"]) + " are simulated (no human reading)."
     humans = [x for x in readers.get("readers") or [] if x not in set(readers.get("simulated") or [])]
@@ -158,6 +167,11 @@ def _statistics(r: dict) -> str:
 
 
 def _indeterminate(r: dict) -> str:
+    source = r.get("scores_source")
+    if source:  # imported scores: the file's gaps are counted by the import (core.infer.imported)
+        missing = int(source.get("n_images_without_scores") or 0)
+        return (f"Every test image with a score in the imported file is analysed; {missing} test image(s) had no "
+                "score and were left out of the evaluation.")
     excluded = _test(r).get("excluded_images") or 0
     return (f"The model gives a call for every readable image (no indeterminate output); {excluded} unreadable "
             "image(s) were left out of the evaluation.")
@@ -209,12 +223,16 @@ def _preprocessing(r: dict) -> str | None:
     p = _model(r).get("preprocessing")
     if not p:
         return None
+    stated = " (as stated on the model card its user supplied)" if trained_elsewhere(r) else ""
     return (f"Input {p.get('input_size')}, {p.get('interpolation')} interpolation, framing {p.get('framing')}, "
-            f"normalised with mean {p.get('mean')} and standard deviation {p.get('std')}.")
+            f"normalised with mean {p.get('mean')} and standard deviation {p.get('std')}{stated}.")
 
 
 def _partitions(r: dict) -> str | None:
     m = _model(r)
+    if trained_elsewhere(r):
+        return (f"Training and validation data: {TRAINED_ELSEWHERE}. Test set \u201c{_test(r).get('name')}\u201d "
+                f"({_test(r).get('n_images')} images) evaluated here.")
     if not m:
         return None
     return (f"Training data \u201c{m.get('training_dataset')}\u201d ({m.get('training_images')} training, "
@@ -238,11 +256,17 @@ def _software(r: dict) -> str:
 
 def _weights(r: dict) -> str | None:
     m = _model(r)
+    if trained_elsewhere(r):
+        sha = None if r.get("scores_source") else dict(elsewhere_facts(r)).get("File SHA-256")  # the model's file
+        return (f"Initialisation and seed: {TRAINED_ELSEWHERE}." + (f" The weights evaluated are the file with "
+                                                                    f"SHA-256 {sha}." if sha else ""))
     return f"Weights source: {m.get('weights_source')}; seed {m.get('seed')}." if m else None
 
 
 def _training(r: dict) -> str | None:
     m = _model(r)
+    if trained_elsewhere(r):
+        return elsewhere_sentence()
     if not m:
         return None
     fitted = head_fitting(m)
@@ -253,9 +277,12 @@ def _training(r: dict) -> str | None:
 
 def _model_selection(r: dict) -> str | None:
     m = _model(r)
-    if not m:
+    if trained_elsewhere(r):
+        return elsewhere_sentence()
+    if not m or not m.get("validation_metric"):
         return None
-    return f"Best epoch by validation {m.get('validation_metric')} (epoch {m.get('best_epoch')})."
+    epoch = f" (epoch {m['best_epoch']})" if m.get("best_epoch") is not None else ""
+    return f"Best epoch by validation {m.get('validation_metric')}{epoch}."
 
 
 def _partition_performance(r: dict) -> str | None:

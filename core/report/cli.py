@@ -112,7 +112,7 @@ def register_report(subparsers) -> None:
 def run_report(args: argparse.Namespace) -> int:
     import time
 
-    from core.infer.predictions import read_predictions, task_of
+    from core.infer.predictions import imported_provenance, read_predictions, task_of
     from core.report.build import report_from_predictions
     from core.report.pdf import write_report_file
 
@@ -129,7 +129,8 @@ def run_report(args: argparse.Namespace) -> int:
     report = report_from_predictions(frame, task, readings=readings, threshold=args.threshold,
                                      bootstrap=args.bootstrap, seed=args.seed, confidence=args.confidence,
                                      test_set={"id": meta.get("dataset_id"), "name": args.predictions.name,
-                                               "synthetic": False})
+                                               "synthetic": False},
+                                     scores_source=imported_provenance(meta))
     out = write_report_file(report, args.out)
     print(f"wrote {out} in {time.perf_counter() - started:.1f} s")
     return 0

@@ -14,7 +14,9 @@ from core.plots import (PointMarker, ReliabilitySeries, RocSeries, class_colors,
                         count_change_figure, reliability_figure, roc_figure)
 from core.plots.experts import lr_forest_figure, reader_roc_figure, weighted_error_figure
 from core.plots.selective import risk_coverage_figure
+from core.plots.subgroups import forest_figure
 from core.report.format import number
+from core.report.subgroups import report_subgroups, subgroup_key
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,19 @@ def readers(report: dict) -> list[ReportFigure]:
     return out
 
 
+def subgroups(report: dict) -> list[ReportFigure]:
+    """A forest plot of the AUC per subgroup column, for the report's Subgroups section."""
+    figures = []
+    for column, rows, tests in report_subgroups(report):
+        body = {"rows": rows, "overall": tests.get("overall") or {}, "small_group": tests.get("small_group"),
+                "confidence": tests.get("confidence", 0.95)}
+        figures.append(ReportFigure(subgroup_key(column), "subgroups",
+                                    forest_figure(body, "auc", title=f"AUC by {column}"),
+                                    "One row per subgroup with its DeLong interval; the dashed line is the whole "
+                                    "test set's AUC; hollow markers are small subgroups."))
+    return figures
+
+
 def risk_coverage(report: dict) -> ReportFigure | None:
     body = report.get("referrals") or {}
     curve = body.get("curve")
@@ -204,6 +219,4 @@ def report_figures(report: dict) -> list[ReportFigure]:
     """Every figure that applies to this report, in reading order."""
     found = [build(report) for build in (risk_coverage, referral_confusion, class_roc, view_roc, confusion,
                                          calibration, tiers, penalty_change)]
-    from core.report.subgroups import subgroup_report_figures
-
-    return [f for f in found if f is not None] + subgroup_report_figures(report) + readers(report)
+    return [f for f in found if f is not None] + subgroups(report) + readers(report)

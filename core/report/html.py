@@ -142,12 +142,17 @@ def _cards(report: dict) -> str:
     return f"<div class=\"cards\">{''.join(cards)}</div>"
 
 
+def _run_name(report: dict):
+    """The evaluated run's name: the model's, or the imported scores' run (core.infer.imported), else None."""
+    return (report.get("model") or {}).get("run_name") or (report.get("scores_source") or {}).get("run_name")
+
+
 def _summary_sentence(report: dict) -> str:
     evaluation = report.get("evaluation") or {}
     test_set = report.get("test_set") or {}
     n, patients = evaluation.get("n_images") or 0, evaluation.get("n_patients")
     who = f"{n:,} test images" + (f" from {patients:,} patients" if patients else "")
-    model = (report.get("model") or {}).get("run_name") or "the model"
+    model = _run_name(report) or "the model"
     return (f"Model \u201c{esc(model)}\u201d evaluated on \u201c{esc(test_set.get('name'))}\u201d ({esc(who)}). "
             "Each number is given with its confidence interval and the method that produced it.")
 
@@ -161,7 +166,6 @@ def _date(report: dict) -> str:
 
 
 def _header(report: dict) -> str:
-    model = report.get("model") or {}
     test_set = report.get("test_set") or {}
     task = report.get("task") or {}
     product = report.get("product") or {}
@@ -172,23 +176,22 @@ def _header(report: dict) -> str:
              ("Threshold", esc(options.get("threshold_label") or number(options.get("threshold"), 2)))]
     meta = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
     return (f"<header class=\"banner\"><div class=\"brand\">{esc(product.get('name'))} \u00b7 evaluation report</div>"
-            f"<h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(model.get('run_name') or 'Model')} on "
+            f"<h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(_run_name(report) or 'Model')} on "
             f"{esc(test_set.get('name'))}</p><dl>{meta}</dl></header>")
 
 
 def _title_page(report: dict) -> str:
     """The PDF's first page (hidden on screen, where the banner says the same)."""
-    model = report.get("model") or {}
     test_set = report.get("test_set") or {}
     product = report.get("product") or {}
-    facts = [("Model", model.get("run_name") or "model"), ("Test set", test_set.get("name")),
+    facts = [("Model", _run_name(report) or "model"), ("Test set", test_set.get("name")),
              ("Task", (report.get("task") or {}).get("title")), ("Date", None),
              ("Product", f"{product.get('name')} {product.get('version')}")]
     rows = "".join(f"<dt>{k}</dt><dd>{_date(report) if k == 'Date' else esc(v)}</dd>" for k, v in facts)
     warn = _caveat_items(report, "p")
     warn = f"<h2 class=\"caveats-title\">What is not known</h2>{warn}" if warn else ""
     return (f"<div class=\"title-page\"><div class=\"brand muted\">{esc(product.get('name'))} \u00b7 evaluation "
-            f"report</div><h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(model.get('run_name') or 'Model')}"
+            f"report</div><h1>{esc(report.get('title'))}</h1><p class=\"subtitle\">{esc(_run_name(report) or 'Model')}"
             f" on {esc(test_set.get('name'))}</p><dl>{rows}</dl>{warn}</div>")
 
 
@@ -336,7 +339,7 @@ def render_html(report: dict) -> str:
     toc = "".join(f"<a href=\"#{anchor}\">{i}. {esc(title)}</a>" for i, (anchor, title) in enumerate(shown, 1))
     sections = "".join(f"<section id=\"{anchor}\"><h2><span class=\"num\">{i}</span>{esc(title)}</h2>"
                        f"{bodies[anchor]}</section>" for i, (anchor, title) in enumerate(shown, 1))
-    model = (report.get("model") or {}).get("run_name") or "model"
+    model = _run_name(report) or "model"
     test_set = (report.get("test_set") or {}).get("name") or "test set"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">"

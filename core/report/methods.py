@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.report.model_card import head_fitting
+from core.report.model_card import TRAINED_ELSEWHERE, elsewhere_facts, head_fitting, trained_elsewhere
 
 # Below this many test images (or cases of a class) intervals are wide enough that the report should say so.
 SMALL_TEST_SET = 200
@@ -56,8 +56,9 @@ def methods_section(report: dict) -> dict:
     n_patients = evaluation.get("n_patients")
     paragraphs = []
     units = f"{n_images:,} images" + (f" from {n_patients:,} patients" if n_patients else "")
+    scores = "the scores imported from a file" if report.get("scores_source") else "the model's stored predictions"
     paragraphs.append(
-        f"All numbers come from the model's stored predictions on the test set ({units}) and, where shown, the "
+        f"All numbers come from {scores} on the test set ({units}) and, where shown, the "
         "readers' stored readings; they are computed by the product's statistics package and copied into this "
         f"report unchanged. Intervals are two-sided {level:.0%} confidence intervals.")
     parts = []
@@ -150,7 +151,9 @@ def paste_ready(report: dict, methods: list[str]) -> str:
     task = report.get("task") or {}
     level = float(options.get("confidence") or 0.95)
     out = []
-    if model:
+    if trained_elsewhere(report):
+        out.append(_elsewhere_paste(report))
+    elif model:
         out.append(f"A {model.get('backbone')} image classifier ({model.get('mode')} mode, {model.get('head')} head, "
                    f"weights: {model.get('weights_source')}, input {model.get('image_size')} px, seed "
                    f"{model.get('seed')}) was trained on “{model.get('training_dataset')}” "
@@ -199,6 +202,30 @@ def paste_ready(report: dict, methods: list[str]) -> str:
     return " ".join(p for p in out if p)
 
 
+def _elsewhere_paste(report: dict) -> str:
+    """The methods paragraph's first sentences for a model trained elsewhere: what its card or its scores' file
+    says (model_card.elsewhere_facts), and that its training is not recorded here."""
+    facts = dict(elsewhere_facts(report))
+    not_here = f"Its training data, hyperparameters, seed and model selection \u2014 {TRAINED_ELSEWHERE}."
+    if report.get("scores_source"):
+        how = f"; scores read as {facts['Scores read as']}" if facts.get("Scores read as") else ""
+        return (f"Scores from an image classifier trained elsewhere were imported from the file "
+                f"{facts.get('Scores file')} (SHA-256 {facts.get('File SHA-256')}; imported "
+                f"{facts.get('Imported')}{how}). " + not_here.replace("Its training", "The model's training"))
+    card = [f"{what.removesuffix(' (its card)').lower()} {value}" for what, value in facts.items()
+            if what.endswith("(its card)")]
+    if facts.get("Classes, in output order"):
+        card.append(f"classes in output order {facts['Classes, in output order']}")
+    if facts.get("Output"):
+        card.append(f"output {facts['Output']}")
+    file = ", ".join(part for part in (facts.get("Model file"), f"SHA-256 {facts['File SHA-256']}"
+                                       if facts.get("File SHA-256") else "",
+                                       f"registered {facts['Registered']}" if facts.get("Registered") else "") if part)
+    return ("An image classifier trained elsewhere" + (f" ({file})" if file else "")
+            + (f" was run as the model card its user supplied states: {'; '.join(card)}." if card
+               else " was run as supplied.") + f" {not_here}")
+
+
 def limitations(report: dict) -> list[str]:
     """What the numbers cannot show, specific to this report's data where possible."""
     evaluation = report.get("evaluation") or {}
@@ -211,6 +238,9 @@ def limitations(report: dict) -> list[str]:
                    "demonstrate the product, not clinical performance.")
     if model.get("training_dataset_synthetic"):
         out.append("The model was trained on synthetic images and is not meant for real scans.")
+    if trained_elsewhere(report):
+        out.append("The model was trained elsewhere: its training data and procedure are not recorded here, so "
+                   "whether any test image (or patient) was among its training images cannot be checked.")
     if readers.get("simulated"):
         out.append("Some readers are SIMULATED (made-up answers drawn to match stated profiles); comparisons with "
                    "them illustrate the method, not how clinicians perform.")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from core.metrics.intervals import informative_bounds
+from core.models.registry import plain_backbone_name
 from core.report.caveats import report_caveats
 from core.report.format import fmt
+from core.report.model_card import trained_elsewhere
 
 _COUNT_WORDS = {1: "One", 2: "Two", 3: "Three"}  # failure cases shown: up to three
 
@@ -26,6 +29,64 @@ class Slide:
     title: str
     facts: list[Fact]
     cases: list[dict] = field(default_factory=list)  # failure cases (image_id, true, predicted, probability)
+    figure: Any = None  # a plotly Figure drawn under the facts (its height follows the screen's: pages/present.py)
+
+
+# What fits one slide on a 1366 x 768 screen in presentation mode's type (assets/present.css sizes it by the
+# screen's height): facts are measured in lines of about this many characters; a slide with more is continued.
+LINE_CHARS, CAPTION_CHARS, CAPTION_LINE = 100, 150, 0.7
+SLIDE_LINES = 11
+FIGURE_LINES = 3  # a slide with a figure keeps this many lines of facts; the figure takes the rest
+
+
+def fact_lines(fact: Fact) -> float:
+    """How many lines of a slide a fact takes (its explanation in smaller type)."""
+    return (math.ceil(len(fact.text) / LINE_CHARS)
+            + (CAPTION_LINE * math.ceil(len(fact.explanation) / CAPTION_CHARS) if fact.explanation else 0.0))
+
+
+def _continued(slide: Slide) -> list[Slide]:
+    """The slide, or its facts shared out over as many slides as they need ("What is not known (1 of 2)")."""
+    budget = FIGURE_LINES if slide.figure is not None or slide.cases else SLIDE_LINES
+    pages: list[list[Fact]] = [[]]
+    used = 0.0
+    for fact in slide.facts:
+        lines = fact_lines(fact)
+        if pages[-1] and used + lines > budget:
+            pages.append([])
+            used = 0.0
+        pages[-1].append(fact)
+        used += lines
+    if len(pages) == 1:
+        return [slide]
+    return [replace(slide, key=_page_key(slide.key, i),
+                    title=f"{slide.title} ({i + 1} of {len(pages)})", facts=facts,
+                    cases=slide.cases if i == len(pages) - 1 else [],
+                    figure=slide.figure if i == len(pages) - 1 else None)
+            for i, facts in enumerate(pages)]
+
+
+def _page_key(key: str, index: int) -> str:
+    """The key of a slide's page `index` (from 0): "unknown", "unknown-2", "unknown-3"..."""
+    return key if index == 0 else f"{key}-{index + 1}"
+
+
+def slide_pages(slides: list[Slide], key: str) -> list[Slide]:
+    """The slide `key` and the slides that continue it, in order (`_continued` shares a long slide's facts out)."""
+    keys = {_page_key(key, i) for i in range(len(slides))}
+    return [slide for slide in slides if slide.key in keys]
+
+
+def case_caption(number: int, case: dict) -> str:
+    """A failure case told without its file name: "Case 2: truly DME, the model said NORMAL (probability 26%)"."""
+    return (f"Case {number}: truly {case['true']}, the model said {case['predicted']} "
+            f"(probability {_num(case.get('probability')):.0%}).")
+
+
+def _dataset_name(name) -> str:
+    """A dataset's registered name for a slide; a name that is a path (a folder typed in full) is not shown."""
+    text = str(name or "").strip()
+    return "the training set" if not text or "/" in text or "\\" in text else f"\u201c{text}\u201d"
 
 
 def _num(value) -> float:
@@ -63,9 +124,21 @@ def _what(report: dict) -> Slide:
              Fact(f"The model looks at one {task.get('modality') or 'image'} scan and names the most likely of "
                   f"{len(task.get('classes') or [])} findings: {', '.join(task.get('classes') or [])}.",
                   "It gives a probability for each finding; the highest one is its answer.")]
-    if model:
-        facts.append(Fact(f"It is a {model.get('backbone')} network trained on {model.get('training_images')} "
-                          f"images of \u201c{model.get('training_dataset')}\u201d.",
+    source = report.get("scores_source") or {}
+    if source:  # scores imported from a file: no model here at all
+        facts.append(Fact(f"Its scores were imported from the file \u201c{source.get('file_name')}\u201d: the model "
+                          "that made them was trained elsewhere, and how is not recorded here.",
+                          "A network learns patterns from labelled examples; it should not have seen the test "
+                          "images, and only its makers can say whether it did."))
+    elif trained_elsewhere(report):  # a model file registered by import-model (ONNX, TorchScript)
+        facts.append(Fact(f"It is the model \u201c{model.get('run_name')}\u201d, trained elsewhere; what it was "
+                          "trained on is not recorded here.", "A network learns patterns from labelled examples; it "
+                          "should not have seen the test images."))
+    elif model:
+        count = model.get("training_images")
+        facts.append(Fact(f"It is {plain_backbone_name(model.get('backbone'))} trained on "
+                          + (f"{count} images of " if count is not None else "")
+                          + f"{_dataset_name(model.get('training_dataset'))}.",
                           "A network learns patterns from labelled examples; it has not seen the test images."))
     patients = test.get("n_patients")
     facts.append(Fact(f"It was tested on {test.get('n_images')} scans" + (f" from {patients} patients" if patients
@@ -106,6 +179,33 @@ def _readers(report: dict) -> Slide:
                           "likely (in odds) than before the scan was read.",
                           "Above 10 is strong evidence; near 1 means the flag tells you little."))
     return Slide("readers", "How it compares with the readers", facts)
+
+
+def _roc(report: dict) -> Slide | None:
+    """The model's ROC curve with every reader on it (the report's own figure, core.report.figures); the model's
+    curve alone when no readings are stored; None when the task has no binary view to draw."""
+    from core.report.figures import readers as reader_figures
+    from core.report.figures import view_roc
+
+    drawn = next((f for f in reader_figures(report) if f.key == "readers_roc"), None)
+    if drawn is not None:
+        positive = " or ".join((report.get("readers") or {}).get("positive") or [])
+        fact = Fact(f"The curve is every balance the model can strike between finding {positive} and raising false "
+                    "alarms; each reader is one point, with a cross of 95% intervals.",
+                    "Up and to the left is better: a reader above the curve did better than the model at that "
+                    "balance, a reader below it worse. The model's own point is the cross on the curve.")
+        title = "The model's ROC curve, with the readers on it"
+    else:
+        drawn = view_roc(report)
+        if drawn is None:
+            return None
+        fact = Fact("The curve is every balance the model can strike between finding disease and raising false "
+                    "alarms; the marks are the model's own calls. No reader readings are stored to set beside it.",
+                    "Up and to the left is better; the diagonal is a coin toss.")
+        title = "The model's ROC curve"
+    figure = drawn.figure
+    figure.update_layout(height=None, autosize=True, title=None, margin={"t": 10})
+    return Slide("roc", title, [fact], figure=figure)
 
 
 def _cost(report: dict) -> Slide:
@@ -165,4 +265,5 @@ def _unknown(report: dict, shift: dict | None = None) -> Slide:
 def build_slides(report: dict, shift: dict | None = None) -> list[Slide]:
     """The story of one model on one test set, in the order a stakeholder hears it. shift: the dataset audit's
     shift section ({"flagged", "reasons"}) of the test set against the training data, when one was run."""
-    return [_what(report), _readers(report), _cost(report), _failures(report), _unknown(report, shift)]
+    story = [_what(report), _readers(report), _roc(report), _cost(report), _failures(report), _unknown(report, shift)]
+    return [page for slide in story if slide is not None for page in _continued(slide)]

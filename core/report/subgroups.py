@@ -319,8 +319,9 @@ def report_subgroups(report: dict) -> list[tuple[str, list[dict], dict]]:
     return [(column, rows[column], tests.get(column) or {}) for column in rows]
 
 
-def _slug(column: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in str(column).lower())
+def subgroup_key(column: str) -> str:
+    """The key a subgroup column's table and figure share in the report: subgroups-<column as a slug>."""
+    return "subgroups-" + "".join(ch if ch.isalnum() else "-" for ch in str(column).lower())
 
 
 def subgroup_report_tables(report: dict):
@@ -344,27 +345,11 @@ def subgroup_report_tables(report: dict):
                 f"{tests.get('correction_text', '')}. Heterogeneity across the subgroups: {heterogeneity}. "
                 f"Small: fewer than {tests.get('small_group', '')} positive or negative images: read the interval, "
                 "not the point." + (f" Values binned: {tests['binned']}." if tests.get("binned") else ""))
-        out.append(Table(f"subgroups-{_slug(column)}", f"By {column}",
+        out.append(Table(subgroup_key(column), f"By {column}",
                          ["subgroup", "images", "positives / negatives", "AUC", "p (AUC)", "sensitivity",
                           "p (sens.)", "specificity", "p (spec.)", ""], body, note, footnotes=notes,
                          numeric_columns=[1, 4, 6, 8]))
     return out
-
-
-def subgroup_report_figures(report: dict):
-    """A forest plot of the AUC per subgroup column (core.plots.subgroups), for the report's Subgroups section."""
-    from core.plots.subgroups import forest_figure
-    from core.report.figures import ReportFigure
-
-    figures = []
-    for column, rows, tests in report_subgroups(report):
-        body = {"rows": rows, "overall": tests.get("overall") or {}, "small_group": tests.get("small_group"),
-                "confidence": tests.get("confidence", 0.95)}
-        figures.append(ReportFigure(f"subgroups-{_slug(column)}", "subgroups",
-                                    forest_figure(body, "auc", title=f"AUC by {column}"),
-                                    "One row per subgroup with its DeLong interval; the dashed line is the whole "
-                                    "test set's AUC; hollow markers are small subgroups."))
-    return figures
 
 
 def registered_subgroups(ws, test_set_id: str, frame: pd.DataFrame) -> pd.DataFrame | None:

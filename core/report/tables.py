@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.report.format import Table, cite, plain_value, flat_interval, interval, number, percent
-from core.report.model_card import head_fitting
+from core.report.model_card import elsewhere_facts, head_fitting
 
 # -- the tables ---------------------------------------------------------------------------------------------
 def headline_table(report: dict) -> Table:
@@ -14,6 +14,12 @@ def headline_table(report: dict) -> Table:
 
 def model_card_table(report: dict) -> Table | None:
     m = report.get("model") or {}
+    elsewhere = elsewhere_facts(report)  # a model or scores from elsewhere: what is known, and what is not
+    if elsewhere:
+        name = m.get("run_name") or (report.get("scores_source") or {}).get("run_name")
+        run = [["Run", f"{plain_value(name)}" + (f" ({plain_value(m.get('run_id'))})" if m.get("run_id") else "")]]
+        return Table("model_card", "Model card", ["", "value"], run + [list(fact) for fact in elsewhere],
+                     show_header=False)
     if not m:
         return None  # a report built from a bare predictions table has no run to describe
     validation = f"{m.get('validation_metric') or 'metric'} {number(m.get('best_validation_metric'))}" \

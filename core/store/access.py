@@ -1,8 +1,7 @@
-"""Who may do what: roles, the one permission table, dashboard users, sign-in sessions and data roots.
+"""Dashboard users, sign-in sessions and throttling, data roots: who is signed in, under which role.
 
-Roles live in the workspace (table `users`); every core function a page calls to change something takes an
-`actor` keyword and calls `require(actor, action)`. The command line runs as `SHELL` (the server's own user,
-who can read every file anyway); the dashboard passes the signed-in user."""
+Roles live in the workspace (table `users`). The roles, the one permission table, Actor, SHELL and `require` are
+core.store.permissions (below the audit trail, which checks them too); they are imported from here as well."""
 
 from __future__ import annotations
 
@@ -12,34 +11,14 @@ import os
 import secrets
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InputError
 from core.store import audit_trail
 from core.store.passwords import check_password_length, hash_password, verify_password
+from core.store.permissions import (ADMIN, PERMISSIONS, READER, RESEARCHER, ROLES, SHELL, AccessDenied,  # noqa: F401
+                                    Actor, allowed, require, require_own_reading)  # (re-exported: the public path)
 from core.store.workspace import Workspace
-
-ADMIN, RESEARCHER, READER = "admin", "researcher", "reader"
-ROLES = (ADMIN, RESEARCHER, READER)
-_STAFF = frozenset({ADMIN, RESEARCHER})
-
-# action -> roles allowed. The one owner of this knowledge: pages and core both ask `allowed` / `require`.
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "start_run": _STAFF,
-    "cancel_run": _STAFF,
-    "register_dataset": _STAFF,
-    "register_server_folder": _STAFF,
-    "replace_readings": _STAFF,
-    "create_study": _STAFF,
-    "view_results": _STAFF,  # every page but the Reader study page
-    "edit_records": _STAFF,  # rename, archive or restore a run or test set (nothing is destroyed)
-    "delete_data": frozenset({ADMIN}),
-    "manage_users": frozenset({ADMIN}),
-    "choose_workspace": frozenset({ADMIN}),
-    "read_audit": frozenset({ADMIN}),  # the audit trail (core/store/audit_trail.py, the Audit trail page)
-    "grade": frozenset({READER}),  # only a reader grades, under their own name: staff never answer as a reader
-}
 
 SESSION_SECONDS = 12 * 3600  # a sign-in lasts a working day; a reload within it keeps the user signed in
 MAX_USER_ID_LENGTH = 120
@@ -71,51 +50,8 @@ MAX_LOCK_SECONDS = 24 * 3600
 ACCOUNT, CLIENT = "account", "client"
 
 
-class AccessDenied(InputError, PermissionError):
-    """The signed-in user's role does not allow this action (an InputError, so pages show its message)."""
-
-
 class SignInLocked(AccessDenied):
     """Too many failed sign-ins for this name or from this client: refused even with the right password."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    user_id: str
-    role: str
-    shell: bool = False  # True only for SHELL; no sign-in ever sets it
-
-
-SHELL = Actor("server shell", ADMIN, shell=True)  # the command line and scripts on the server itself
-
-
-def allowed(actor: Actor | None, action: str) -> bool:
-    if action not in PERMISSIONS:
-        raise KeyError(f"unknown action {action!r}")
-    return actor is not None and actor.role in PERMISSIONS[action]
-
-
-def _who(actor: Actor | None) -> str:
-    return "nobody signed in" if actor is None else f"{actor.user_id!r} (role {actor.role})"
-
-
-def require(actor: Actor | None, action: str) -> None:
-    """Raise AccessDenied unless `actor` may do `action`."""
-    if not allowed(actor, action):
-        roles = " or ".join(sorted(PERMISSIONS[action]))
-        raise AccessDenied(f"not allowed: {action.replace('_', ' ')} needs the role {roles}; {_who(actor)} may not")
-
-
-def require_own_reading(actor: Actor | None, reader_id: str) -> None:
-    """A reader's study session (joining, answers, finishing) is theirs alone: only that reader, signed in, may
-    write it; staff never answer as a reader. The server's shell (scripts, the command line) is the exception."""
-    if actor is not None and actor.shell:
-        return
-    require(actor, "grade")
-    reader_id = str(reader_id).strip()
-    if actor.user_id != reader_id:
-        raise AccessDenied(f"not allowed: only reader {reader_id!r}, signed in, may grade as {reader_id!r}; "
-                           f"{_who(actor)} may not")
 
 
 # -- users -------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.errors import InputError
 from core.store.csv_safe import csv_bytes
+from core.store.permissions import require
 from core.store.workspace import Workspace
 
 # action -> what it means (the one vocabulary: `record` refuses any other, the page's filter lists these).
@@ -32,6 +33,8 @@ ACTIONS: dict[str, str] = {
     "run_launched": "training run launched",
     "run_cancelled": "training run cancelled",
     "run_derived": "a new run made from another: recalibrated on labelled site images or adapted without labels",
+    "model_imported": "a model trained elsewhere (ONNX or TorchScript) registered as a run",
+    "predictions_imported": "scores from elsewhere imported as a predictions table (a run without a model)",
     "dataset_registered": "dataset or test set registered from a server folder or a split",
     "dataset_uploaded": "dataset or test set uploaded",
     "renamed": "record renamed",
@@ -66,7 +69,7 @@ def ensure_trail(con) -> None:
 
 
 def _who(actor) -> tuple[str, str]:
-    """(user, role) of an Actor (core.store.access), or of a bare name typed on the sign-in form (role '')."""
+    """(user, role) of an Actor (core.store.permissions), or of a bare name typed on the sign-in form (role '')."""
     if isinstance(actor, str):
         return actor[:200], ""
     return str(actor.user_id), ("shell" if getattr(actor, "shell", False) else str(actor.role))
@@ -109,8 +112,6 @@ def read_trail(ws: Workspace, *, actor, user: str | None = None, action: str | N
     """The trail, newest first, for an actor allowed `read_audit` (admins): seq, time (local, ISO 8601), user,
     role, action, target, detail. Filters: exact user, one action, a time range (epoch seconds, a date or a
     timestamp; `until` exclusive), text in target or detail; `limit` rows at most."""
-    from core.store.access import require  # access records into this module: imported here, not at the top
-
     require(actor, "read_audit")
     if action and action not in ACTIONS:
         raise InputError(f"audit trail: unknown action {action!r}; one of {', '.join(ACTIONS)}")
@@ -133,8 +134,6 @@ def read_trail(ws: Workspace, *, actor, user: str | None = None, action: str | N
 
 def trail_users(ws: Workspace, *, actor) -> list[str]:
     """Everyone the trail names (for the page's filter), sorted."""
-    from core.store.access import require
-
     require(actor, "read_audit")
     with ws.connect() as con:
         ensure_trail(con)

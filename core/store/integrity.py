@@ -19,6 +19,19 @@ import pandas as pd
 from core.errors import InputError
 
 DIGEST_KEY = "payload_sha256"
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (checkpoints, weights, zips, imported models), cached per (path, size, mtime) so
+    asking again for a big file costs a stat only."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        with open(path, "rb") as f:
+            _FILE_DIGESTS[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _FILE_DIGESTS[key]
 
 
 class DamagedCacheWarning(UserWarning):

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from core.data.readers.registry import data_argument_help
 from core.errors import InputError
 
 # CLI flag -> RunConfig field, for flags that map one to one.
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
                     "features, a new head (Kermany et al.'s method). finetune: train the last stages or all. "
                     "Runs under torchrun as well (DistributedDataParallel).")
     src = p.add_argument_group("what to train")
-    src.add_argument("--data", help="dataset folder, CSV manifest, .npz or .zip")
+    src.add_argument("--data", help=data_argument_help())
     src.add_argument("--task", help="task preset name or .json/.toml task file (default: inferred)")
     src.add_argument("--config", type=Path, help="a run config JSON file (flags given as well override it)")
     src.add_argument("--backbone", help="backbone name (default tf_efficientnet_lite0)")
@@ -70,6 +71,9 @@ def register(subparsers) -> None:
     opt.add_argument("--no-augment", action="store_true", help="finetune without augmentation")
     opt.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     opt.add_argument("--amp", choices=AMP_MODES)
+    from core.models.precision import add_engine_flag
+
+    add_engine_flag(opt)
     opt.add_argument("--name")
     where = p.add_argument_group("where")
     where.add_argument("--out", type=Path, help="run folder (default: a new run in the workspace)")
@@ -192,9 +196,11 @@ def _register(ws, cfg, run_dir: Path, task_name: str) -> None:
 
 def run_train(args) -> int:
     from core.store import Workspace
-    from core.train.distributed import cleanup, init_distributed
+    from core.train.distributed import SharedJobError, cleanup, init_distributed
     from core.train.runner import execute_run
+    from core.models.precision import use_engine_flag
 
+    use_engine_flag(args.engine)
     dist = init_distributed(args.device or "auto")
     try:
         ws = Workspace.open()
@@ -206,6 +212,10 @@ def run_train(args) -> int:
         try:
             code, summary = execute_run(run_dir, ws, resume=resume, listener=bar, dist=dist,
                                         log=(lambda m: bar.bar.write(m) if bar and bar.bar else print(m, flush=True)))
+        except SharedJobError as exc:
+            if not exc.echo:
+                return 1  # a torchrun process other than rank 0: rank 0 prints the reason once
+            raise
         finally:
             if bar:
                 bar.close()

@@ -1,13 +1,24 @@
-"""torchrun / DistributedDataParallel plumbing: one code path for 1 process, N CPU processes (gloo) or N GPUs (NCCL)."""
+"""torchrun / DistributedDataParallel plumbing: one code path for 1 process, N CPU processes (gloo) or N GPUs (NCCL).
+
+Sharded jobs (feature extraction here, `predict` in core/infer/distributed.py) share their failure rule and their
+shard files from here: each rank writes its shard atomically to `shard_file(...)` (a dot-name carrying the writer's
+pid, which `core doctor` removes once that process is gone), reports to rank 0, which merges; a failure on any rank
+becomes one `SharedJobError` raised on every rank."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from core.errors import InputError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,7 @@ def barrier(info: DistInfo) -> None:
 
 
 def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
-    """Every rank's object, in rank order (used to share feature shards)."""
+    """Every rank's object, in rank order (small records: a sharded job's status, never its data)."""
     if not info.enabled:
         return [obj]
     out: list[Any] = [None] * info.world_size
@@ -111,3 +122,50 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def shard_indices(n: int, info: DistInfo) -> range:
     """This rank's share of 0..n-1 (strided, so shards differ in size by at most one)."""
     return range(info.rank, n, info.world_size)
+
+
+class SharedJobError(InputError):
+    """A process of a torchrun job failed; the message names its rank and why and is the same on every rank, and
+    nothing was merged. `echo` is False on the ranks other than 0, whose rank 0 prints the same message (the
+    command prints it once)."""
+
+    def __init__(self, message: str, echo: bool = True):
+        super().__init__(message)
+        self.echo = echo
+
+
+def rank_failure(exc: BaseException, rank: int) -> str:
+    """The one line every rank fails with when `exc` stopped rank `rank` (bad input as it was said, else its type)."""
+    if isinstance(exc, SharedJobError):
+        return str(exc)
+    text = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    return f"rank {rank}: {text}"
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def shard_file(folder: str | Path, prefix: str, job_id: str, rank: int) -> Path:
+    """Where `rank` writes its shard of job `job_id` (write it with core.store.files.write_atomically)."""
+    return Path(folder) / f"{prefix}{job_id}-r{rank}.{os.getpid()}.tmp"
+
+
+def local_first(make: Callable[[], T], info: DistInfo) -> T:
+    """make() on each machine's first process, then on its others, which find what the first one cached (an ONNX
+    export and its timing: one export per machine, not one race per process). A failure on any rank raises one
+    SharedJobError on every rank."""
+    if not info.enabled:
+        return make()
+    result: Any = None
+    for first in (True, False):
+        error = None
+        if (info.local_rank == 0) == first:
+            try:
+                result = make()
+            except Exception as exc:  # noqa: BLE001 - reported to every rank, which all fail with it
+                error = rank_failure(exc, info.rank)
+        errors = [e for e in all_gather_objects(error, info) if e]
+        if errors:
+            raise SharedJobError("; ".join(errors), echo=info.is_main)
+    return result

@@ -10,15 +10,17 @@ import time
 import numpy as np
 import torch
 
-from core.models import attach_head, build_transform, create_head, create_model, preprocess_config, save_checkpoint
+from core.models import attach_head, create_head, create_model, preprocess_config, save_checkpoint
+from core.models.registry import feature_dim_of
 from core.train.context import RunContext
 from core.data.splits import patient_groups
 from core.metrics.model_operating_point import choose_operating_point
 from core.metrics.selective import referral_card
 from core.metrics.prior_shift import training_prior_record
+from core.train.distributed import local_first
 from core.train.features import FeatureCache, cached_view_features, file_digest
 from core.train.probe import fit_logistic_probe
-from core.models.precision import inference_precision
+from core.models.precision import frozen_forward
 from core.train.recipe import EpochSampler, balanced_weights, build_loss, build_optimizer, current_lr
 from core.train.progress import measured_rate
 from core.train.scores import BestTracker, model_call_scores, score_predictions
@@ -45,12 +47,12 @@ def store_feature_stats(ctx: RunContext, features) -> None:
                                                    "acquisition views)")
 
 
-def _features_for_run(ctx: RunContext, extractor, preprocessing: dict, amp: torch.dtype | None,
-                      channels_last: bool):
+def _features_for_run(ctx: RunContext, extractor, preprocessing: dict, forward):
     """Features of the train/val/test images (view 0) and of the training images' acquisition views, from the
-    cache (computing what is missing), with extraction progress events."""
+    cache (computing what is missing), with extraction progress events. `forward` is the measured engine
+    (core.models.precision.frozen_forward)."""
     cfg, data = ctx.cfg, ctx.data
-    precision = str(amp or torch.float32).replace("torch.", "")
+    precision = forward.precision
     rows = np.concatenate([data.train_rows, data.val_rows, data.test_rows])
     fit_rows = training_rows(ctx)
     last_written = [0.0]
@@ -69,14 +71,15 @@ def _features_for_run(ctx: RunContext, extractor, preprocessing: dict, amp: torc
         weights_source=extractor.weights_source,
         weights_digest=file_digest(cfg.weights_file) if cfg.weights_file else None, precision=precision,
         device=ctx.device, dist=ctx.dist, seed=cfg.seed, batch_size=max(cfg.batch_size, 32),
-        num_workers=cfg.num_workers, amp_dtype=amp, channels_last=channels_last, progress=progress,
-        should_stop=ctx.cancel_seen)
+        num_workers=cfg.num_workers, forward=forward, progress=progress, should_stop=ctx.cancel_seen)
     if views is None:
         return None, stats
     total = len(rows) + len(fit_rows) * cfg.views
     ctx.events.write("extract", done=total, total=total, cache_key=stats["keys"][0], **stats)
     ctx.log(f"features: {stats['cached']} from cache, {stats['computed']} computed in {stats['seconds']:.1f} s "
-            f"({precision}, {cfg.views} acquisition view(s) per training image; cache key {stats['keys'][0][:12]})")
+            f"({forward.engine} {precision}, {cfg.views} acquisition view(s) per training image; cache key {stats['keys'][0][:12]})"
+            + (f"; extracted by {ctx.dist.world_size} processes: {', '.join(map(str, stats['images_per_rank']))} "
+               "images" if stats.get("images_per_rank") else ""))
     n_train, n_val = len(data.train_rows), len(data.val_rows)
     first = views[0]
     parts = (first[:n_train], first[n_train:n_train + n_val], first[n_train + n_val:])
@@ -122,28 +125,32 @@ def train_features_mode(ctx: RunContext, progress_factory) -> dict:
     """Train the head on cached features; save backbone + best head as the checkpoint. Returns a summary."""
     cfg = ctx.cfg
     extractor = create_model(cfg.backbone, 0, pretrained=cfg.pretrained, weights_file=cfg.weights_file)
-    amp, channels_last = inference_precision(ctx.device, "off" if cfg.amp == "off" else "auto")
-    if cfg.amp not in ("auto", "off"):
-        amp = ctx.amp_dtype
     extractor.to(ctx.device)
-    if channels_last:
-        extractor.to(memory_format=torch.channels_last)
     preprocessing = preprocess_config(cfg.backbone, cfg.image_size, framing=cfg.framing)
+    ctx.events.write("status", status="running", message="choosing the inference engine (first use on this machine: "
+                     "ONNX export and a timing of ONNX Runtime against torch)")
+    # Under torchrun each machine's first process exports and times the engine; its others then read that choice.
+    forward = local_first(lambda: frozen_forward(extractor, preprocessing["input_size"], ctx.device,
+                                                 amp_mode=cfg.amp, cache_dir=ctx.workspace.cache_dir / "onnx",
+                                                 framing=cfg.framing, log=ctx.log), ctx.dist)
+    ctx.log(f"inference engine: {forward.engine} ({forward.reason})")
     ctx.events.write("status", status="running", message="feature extraction: checking the "
                      "cache and reading the first batch of images")
-    features, cache_stats = _features_for_run(ctx, extractor, preprocessing, amp, channels_last)
+    features, cache_stats = _features_for_run(ctx, extractor, preprocessing, forward)
+    if not ctx.dist.is_main:
+        # Its share of the features is in the cache; rank 0 holds the matrices and fits the head once.
+        return {"epochs_run": 0, "worker": True, "cancelled": features is None and not cache_stats.get("worker")}
     if features is None:
         return {"cancelled": True, "epochs_run": 0}
-    if not ctx.dist.is_main:
-        return {"epochs_run": 0, "worker": True}  # the head is trained once, on rank 0; features were shared
     parts, extra_views = features
+    width = feature_dim_of(extractor)
     with _single_thread(ctx.device):
         if cfg.head_fit == "logistic":
-            head, summary = fit_probe_head(ctx, extractor.num_features, parts, extra_views)
+            head, summary = fit_probe_head(ctx, width, parts, extra_views)
         else:
-            head, summary = fit_head(ctx, extractor.num_features, parts, progress_factory, extra_views)
+            head, summary = fit_head(ctx, width, parts, progress_factory, extra_views)
     summary["feature_cache"] = cache_stats
-    ctx.extra_card["inference"] = {"amp": cache_stats["precision"], "channels_last": channels_last}
+    ctx.extra_card["inference"] = forward.record()
     if ctx.run_dir is not None:
         model = attach_head(extractor.cpu().to(memory_format=torch.contiguous_format), head.cpu())
         save_checkpoint(model, ctx.run_dir / "checkpoint", ctx.card(preprocessing, summary))

@@ -13,6 +13,7 @@ from core.data.torch_data import ImageTableDataset
 from core.metrics.model_operating_point import choose_operating_point
 from core.metrics.selective import referral_card
 from core.models import build_transform, create_model, preprocess_config, save_checkpoint, unfreeze_last_stages
+from core.models.registry import feature_dim_of
 from core.train.context import RunContext
 from core.train.distributed import any_rank, barrier, broadcast_object, wrap_model
 from core.train.features import auto_workers
@@ -76,7 +77,7 @@ def _training_features(ctx: RunContext, model: torch.nn.Module, eval_tf, batch_s
     features = extract_features(PooledFeatures(model), ctx.data.dataset, ctx.data.train_rows, eval_tf, ctx.device,
                                 batch_size=batch_size, num_workers=ctx.cfg.num_workers, amp_dtype=ctx.amp_dtype,
                                 channels_last=ctx.channels_last)
-    return features if features is not None else torch.zeros((0, model.num_features))
+    return features if features is not None else torch.zeros((0, feature_dim_of(model)))
 
 
 def _stages_message(stages: list[str]) -> str:

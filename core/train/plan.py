@@ -100,7 +100,7 @@ def relabel_binary(ds: Dataset, spec: dict, task: Task | None = None) -> Dataset
     mapping = {**{c: pos_name for c in spec["positive"]}, **{c: neg_name for c in spec["negative"]}}
     table = ds.table[ds.table["label"].isin(mapping)].copy()
     if table.empty:
-        raise InputError(f"{ds.source}: no images of classes {sorted(mapping)} for the binary run")
+        raise InputError(ds.in_messages(f"{ds.source}: no images of classes {sorted(mapping)} for the binary run"))
     table["label"] = table["label"].map(mapping)
     return Dataset(table, task, ds.source, ds.problems, ds.root, ds.max_pixels)
 
@@ -123,7 +123,7 @@ def prepare_data(cfg: RunConfig, ds: Dataset | None = None) -> TrainingData:
     val_rows = _rows_of(ds, "val")
     pool = np.flatnonzero(~ds.table["split"].isin(["val", "test"]).to_numpy())
     if len(pool) == 0:
-        raise InputError(f"{ds.source}: no training images (every image is in a val or test split)")
+        raise InputError(ds.in_messages(f"{ds.source}: no training images (every image is in a val or test split)"))
     if len(val_rows) == 0 and cfg.val_fraction > 0 and cfg.head_fit != "logistic":
         # (The logistic probe validates by patient-grouped cross-validation on every training image instead.)
         # Patient-level split: no patient's images on both sides, or validation would flatter the model.

@@ -10,6 +10,13 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 # Scores where lower is better; every other one is maximised by best-checkpoint selection.
 LOWER_IS_BETTER = frozenset({"loss"})
+# How each score is named to people (Home, the Train page); the keys are the names runs store.
+SCORE_TITLES = {"accuracy": "Accuracy", "auroc": "AUROC", "kappa": "Kappa", "loss": "Loss"}
+
+
+def score_title(name: str | None) -> str:
+    """A stored score name as people read it ("auroc" -> "AUROC"); an unknown name as it is."""
+    return SCORE_TITLES.get(str(name or ""), str(name or "score"))
 
 
 def _auroc(y_true: np.ndarray, score: np.ndarray) -> float:

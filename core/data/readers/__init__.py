@@ -8,8 +8,8 @@ from core.data.dataset import Dataset
 from core.data.dicom import DicomOptions, is_dicom
 from core.data.images import DEFAULT_MAX_PIXELS, is_image_name
 from core.data.readers.common import split_name
-from core.data.readers.registry import (DatasetFormat, ReadOptions, detect, file_types_text, format_for_file, formats,
-                                       upload_types, visible_entries)
+from core.data.readers.registry import (DatasetFormat, ReadOptions, data_suffixes, detect, file_types_text,
+                                       format_for_file, formats, upload_types, visible_entries)
 from core.data.readers.medmnist import PNEUMONIA_BINARY
 from core.data.tasks import Task
 from core.errors import InputError
@@ -23,7 +23,7 @@ def dataset_root(folder: Path) -> Path:
     Stops at a split folder (train/test would lose their meaning) and at a folder holding files.
     """
     folder = folder.resolve()
-    suffixes = {s for f in formats() for s in f.suffixes}
+    suffixes = data_suffixes()
     while True:
         dirs, files = visible_entries(folder)
         data_files = [f for f in files if is_image_name(f.name) or f.suffix.lower() in suffixes]

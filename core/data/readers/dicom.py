@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.data.dataset import Dataset, subgroup_column_name
@@ -20,7 +21,7 @@ from core.data.readers.common import ProblemLog, custom_task, finish, split_name
 from core.data.readers.folders import class_folders, detect_folder_task
 from core.data.readers.manifest import manifest_columns, read_csv_table
 from core.data.tasks import Task, get_task
-from core.data.readers.registry import DatasetFormat
+from core.data.readers.registry import DatasetFormat, example_pixels
 from core.errors import InputError
 
 SOP_COLUMNS = ("sop_instance_uid", "sopinstanceuid", "sop_uid", "sopuid")
@@ -203,7 +204,61 @@ def _dicom_tree(scan) -> Path | None:
     return scan.root if is_dicom_tree(scan.root) else None
 
 
+# -- writing: the format's example (tests build their special files on dicom_image too) -------------------------
+def dicom_image(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
+                sop_uid: str | None = None):
+    """A minimal valid DICOM image (pydicom Dataset) of `pixels`: (H, W), (frames, H, W), or (H, W, 3) when
+    `photometric` is a colour one; unsigned or signed integers, `bits_stored` of them used (default: all). A Secondary
+    Capture instance with its image pixel module, uncompressed (explicit VR little endian) Part 10 file meta and a
+    new SOP Instance UID unless given; callers add header attributes and save it with save_dicom."""
+    from pydicom.dataset import Dataset as DicomDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    pixels = np.asarray(pixels)
+    colour = photometric in ("RGB", "YBR_FULL_422")
+    ds = DicomDataset()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = sop_uid or generate_uid()
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = pixels.shape[-3:-1] if colour else pixels.shape[-2:]
+    ds.SamplesPerPixel = 3 if colour else 1
+    ds.PhotometricInterpretation = photometric
+    if colour:
+        ds.PlanarConfiguration = 0
+    if pixels.ndim == 3 and not colour:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds["PixelData"].VR = "OW" if ds.BitsAllocated > 8 else "OB"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    return ds
+
+
+def save_dicom(ds, path: str | Path) -> Path:
+    """Save a pydicom Dataset as a DICOM Part 10 file (128-byte preamble, DICM, file meta); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.preamble = b"\x00" * 128
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_example(folder: Path, task: Task) -> None:
+    """The format's tiny example: folder/CLASS/CLASS-i.dcm, 12-bit grey images, one patient each."""
+    for label, i, pixels in example_pixels(task):
+        ds = dicom_image(pixels.astype(np.uint16) << 4, bits_stored=12)
+        ds.PatientID = f"{label}-{i}"
+        save_dicom(ds, folder / label / f"{label}-{i}.dcm")
+
+
 # Before every other folder detector: a tree of DICOM files is DICOM whatever its folders are named.
 FORMAT = DatasetFormat(name="dicom", file_description="", folder_description="DICOM files (class folders, or with a "
                        "CSV of labels by SOP Instance UID or file name)", read=_read,
-                       detectors=((-10, _dicom_tree),), uploadable=False)
+                       detectors=((-10, _dicom_tree),), uploadable=False, example=write_example)

@@ -12,7 +12,7 @@ import pandas as pd
 from core.data.dataset import Dataset
 from core.data.images import is_image_name
 from core.data.readers.common import ProblemLog, custom_task, finish, split_name
-from core.data.readers.registry import DatasetFormat
+from core.data.readers.registry import DatasetFormat, write_example_images
 from core.data.tasks import Task, get_task
 from core.errors import InputError
 
@@ -233,6 +233,12 @@ def _read(path: Path, task, options) -> Dataset:
                              source=options.source)
 
 
+def write_example(folder: Path, task: Task) -> None:
+    """The format's tiny example: folder/CLASS/CLASS-i.png."""
+    write_example_images(folder, task, lambda label, i: f"{label}/{label}-{i}.png")
+
+
 FORMAT = DatasetFormat(
     name="image-folder", file_description="", folder_description="class folders (CLASS/images, optionally under "
-    "train/val/test)", read=_read, detectors=((0, _kermany_layout), (20, _any_image_folder)), uploadable=False)
+    "train/val/test)", read=_read, detectors=((0, _kermany_layout), (20, _any_image_folder)), uploadable=False,
+    example=write_example)

@@ -1,11 +1,19 @@
-"""CSV manifests: path,label[,patient_id][,split]; APTOS-style id_code,diagnosis; one 0/1 column per label."""
+"""Manifests: a table path,label[,patient_id][,split]; APTOS-style id_code,diagnosis; one 0/1 column per label.
+
+The CSV format is one ManifestTable; another tabular format (JSON lines, a spreadsheet) is a module that supplies
+its own `read` (file -> table of text) and an example writer (example_manifest's table saved in its format), and
+declares FORMAT = manifest_format(..., example=...): the column rules, the row building, the path guard (PathGuard)
+and the messages are this module's.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -13,9 +21,10 @@ from core.data.dataset import Dataset, subgroup_column_name
 from core.data.images import is_image_name
 from core.data.readers.common import PathGuard, ProblemLog, custom_task, finish, split_name
 from core.data.readers.folders import scan_class_folders
-from core.data.readers.registry import DatasetFormat
+from core.data.readers.registry import DatasetFormat, write_example_images
 from core.data.tasks import Task, get_task
 from core.errors import SKIP_BAD_HINT, InputError
+from core.store.csv_safe import write_csv
 
 # Accepted header names (compared case-insensitively), most specific first.
 PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "image", "filename", "file_name", "file",
@@ -51,6 +60,28 @@ def read_csv_table(path: Path, nrows: int | None = None) -> pd.DataFrame:
     return table
 
 
+def text_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` as a manifest table: every cell text ('' for blanks), column names stripped; for readers of formats
+    whose cells come typed (JSON numbers, nulls)."""
+    table = frame.astype(object).where(frame.notna(), "").astype(str)
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+@dataclass(frozen=True)
+class ManifestTable:
+    """How one tabular format reads a file into a manifest table: read(path, nrows) -> every cell text ('' for
+    blanks; InputError when unreadable), `kind` names it in messages, `first_line` is the file line of row 0."""
+
+    suffix: str
+    kind: str
+    read: Callable[[Path, int | None], pd.DataFrame]
+    first_line: int = 2  # under a header line
+
+
+CSV_TABLE = ManifestTable(".csv", "CSV", read_csv_table)
+
+
 def manifest_columns(table: pd.DataFrame) -> dict[str, str | None]:
     """The path/label/patient/split columns a manifest uses (None where absent)."""
     columns = {c.lower(): c for c in table.columns}
@@ -82,10 +113,10 @@ def extra_columns(table: pd.DataFrame, used: set[str], task: Task) -> dict[str, 
     return out
 
 
-def is_manifest(path: Path) -> bool:
-    """True when the CSV names an image column and labels (a label column or several 0/1 columns)."""
+def is_manifest(path: Path, reader: ManifestTable = CSV_TABLE) -> bool:
+    """True when the table names an image column and labels (a label column or several 0/1 columns)."""
     try:
-        table = read_csv_table(path, nrows=200)
+        table = reader.read(path, 200)
     except InputError:
         return False
     cols = manifest_columns(table)
@@ -94,10 +125,10 @@ def is_manifest(path: Path) -> bool:
     return cols["label"] is not None or len(_binary_columns(table, {v for v in cols.values() if v})) >= 2
 
 
-def manifest_problem(path: Path) -> str:
-    """Why a CSV is not usable as a manifest, in words naming the columns it has and those it needs."""
+def manifest_problem(path: Path, reader: ManifestTable = CSV_TABLE) -> str:
+    """Why a table is not usable as a manifest, in words naming the columns it has and those it needs."""
     try:
-        table = read_csv_table(path, nrows=200)
+        table = reader.read(path, 200)
     except InputError as exc:
         return str(exc)
     found = ", ".join(table.columns) or "none"
@@ -136,7 +167,7 @@ class ImageIndex:
                 for key in {rel, os.path.splitext(rel)[0], name, os.path.splitext(name)[0]}:
                     self.keys[key].append(full)
 
-    def find(self, value: str, csv_stem: str, guard: PathGuard) -> str:
+    def find(self, value: str, manifest_stem: str, guard: PathGuard) -> str:
         """Absolute path of the image `value` names; InputError (row-level) when none or several match, and
         OutsidePath when it leads (symbolic links followed) where `guard` does not allow."""
         text = value.replace("\\", "/").strip()
@@ -152,11 +183,11 @@ class ImageIndex:
             return str(resolved)
         found = sorted(set(self.keys.get(text, [])))
         if len(found) > 1:
-            # train.csv next to train_images/ and test_images/: prefer the folder named like the CSV.
-            preferred = [f for f in found if csv_stem.lower() in Path(f).parent.name.lower()]
+            # train.csv next to train_images/ and test_images/: prefer the folder named like the manifest.
+            preferred = [f for f in found if manifest_stem.lower() in Path(f).parent.name.lower()]
             found = preferred if len(preferred) == 1 else found
         if not found:
-            raise InputError(f"image {value!r} not found next to the CSV or in its sub-folders")
+            raise InputError(f"image {value!r} not found next to the manifest or in its sub-folders")
         if len(found) > 1:
             raise InputError(f"image {value!r} is ambiguous: {found[0]} and {found[1]} both match")
         if guard.resolve(found[0]) is None:  # a symbolic link beside the CSV pointing out of the allowed folders
@@ -167,12 +198,12 @@ class ImageIndex:
 _SHOWN_OUTSIDE = 5
 
 
-def _refuse_outside(csv_path: Path, outside: list[tuple[int, str]], guard: PathGuard) -> None:
+def _refuse_outside(manifest_path: Path, outside: list[tuple[int, str]], guard: PathGuard) -> None:
     """Without skip_bad, rows naming files outside the allowed folders fail the read: the first few named, the rule
     said (before any other problem: this one is about where the manifest reaches, not about a damaged file)."""
     shown = ", ".join(f"line {line} ({value!r})" for line, value in outside[:_SHOWN_OUTSIDE])
     more = f" and {len(outside) - _SHOWN_OUTSIDE} more" if len(outside) > _SHOWN_OUTSIDE else ""
-    raise InputError(f"{csv_path}: {len(outside)} row(s) name an image path that points outside {guard.where}: "
+    raise InputError(f"{manifest_path}: {len(outside)} row(s) name an image path that points outside {guard.where}: "
                      f"{shown}{more}. Refused: {guard.rule}. {SKIP_BAD_HINT}.")
 
 
@@ -181,31 +212,39 @@ def _normalise_label(raw: str) -> str:
     return text[:-2] if re.fullmatch(r"-?\d+\.0", text) else text
 
 
-def _infer_task(table: pd.DataFrame, cols: dict, binary_cols: list[str], csv_path: Path) -> Task:
+def _infer_task(table: pd.DataFrame, cols: dict, binary_cols: list[str], manifest_path: Path) -> Task:
     if cols["label"] is None:
-        return custom_task(csv_path.stem, binary_cols, kind="multilabel", keep_order=True)
+        return custom_task(manifest_path.stem, binary_cols, kind="multilabel", keep_order=True)
     labels = {_normalise_label(v) for v in table[cols["label"]] if v.strip()}
     if cols["label"].lower() in GRADE_COLUMNS and labels <= {"0", "1", "2", "3", "4"} and len(labels) >= 2:
         return get_task("dr-grading")
-    return custom_task(csv_path.stem, labels)
+    return custom_task(manifest_path.stem, labels)
 
 
-def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, max_pixels: int, source: str,
-                  confined: bool = False) -> Dataset:
-    """Read a CSV manifest; image paths are relative to the CSV's folder (or bare ids found beneath it).
+def read_manifest(path: Path, task: Task | str | None, *, skip_bad: bool, max_pixels: int, source: str,
+                  confined: bool = False, reader: ManifestTable = CSV_TABLE) -> Dataset:
+    """Read a manifest (CSV unless `reader` says otherwise); image paths are relative to its folder (or bare ids
+    found beneath it).
 
-    Every path a row names must resolve (symbolic links followed) inside the CSV's folder or under a data root of
-    this server (common.PathGuard); `confined` (set for uploads, and implied for a folder extracted from a zip)
-    allows the CSV's folder only. A row that reaches elsewhere is refused: skipped and listed with skip_bad, else
-    the read fails naming the first such rows.
+    Every path a row names must resolve (symbolic links followed) inside the manifest's folder or under a data root
+    of this server (common.PathGuard); `confined` (set for uploads, and implied for a folder extracted from a zip)
+    allows the manifest's folder only. A row that reaches elsewhere is refused: skipped and listed with skip_bad,
+    else the read fails naming the first such rows.
     """
-    csv_path = csv_path.resolve()
-    table = read_csv_table(csv_path)
+    path = path.resolve()
+    return manifest_dataset(path, reader.read(path, None), task, skip_bad=skip_bad, max_pixels=max_pixels,
+                            source=source, confined=confined, first_line=reader.first_line)
+
+
+def manifest_dataset(manifest_path: Path, table: pd.DataFrame, task: Task | str | None, *, skip_bad: bool,
+                     max_pixels: int, source: str, confined: bool = False, first_line: int = 2) -> Dataset:
+    """The Dataset of a manifest table read from `manifest_path` (every cell text): columns found, task inferred or
+    checked, rows built and guarded (read_manifest); `first_line` numbers the rows in messages."""
     if table.empty:
-        raise InputError(f"{csv_path}: the manifest has a header but no rows")
+        raise InputError(f"{manifest_path}: the manifest has a header but no rows")
     cols = manifest_columns(table)
     if cols["path"] is None:
-        raise InputError(f"{csv_path}: missing image column; expected one of {', '.join(PATH_COLUMNS)} "
+        raise InputError(f"{manifest_path}: missing image column; expected one of {', '.join(PATH_COLUMNS)} "
                          f"(found {', '.join(table.columns)})")
     task_obj = get_task(task) if task is not None else None
     used = {v for v in cols.values() if v}
@@ -214,16 +253,16 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
         by_lower = {c.lower(): c for c in table.columns}
         missing = [c for c in task_obj.classes if c.lower() not in by_lower]
         if missing:
-            raise InputError(f"{csv_path}: missing label columns {missing} for task {task_obj.name!r}")
+            raise InputError(f"{manifest_path}: missing label columns {missing} for task {task_obj.name!r}")
         binary_cols = [by_lower[c.lower()] for c in task_obj.classes]
     elif cols["label"] is None:
         binary_cols = _binary_columns(table, used)
         if task_obj is not None or len(binary_cols) < 2:
-            raise InputError(f"{csv_path}: missing label column; expected one of {', '.join(LABEL_COLUMNS)}, "
+            raise InputError(f"{manifest_path}: missing label column; expected one of {', '.join(LABEL_COLUMNS)}, "
                              "or one 0/1 column per label for multi-label data "
                              f"(found {', '.join(table.columns)})")
     if task_obj is None:
-        task_obj = _infer_task(table, cols, binary_cols, csv_path)
+        task_obj = _infer_task(table, cols, binary_cols, manifest_path)
     if task_obj.kind == "multilabel":
         by_lower = {c.lower(): c for c in table.columns}
         binary_cols = [by_lower[c.lower()] for c in task_obj.classes]
@@ -232,21 +271,21 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
     dup = ids.duplicated(keep=False)
     if dup.any():
         first = ids[dup].iloc[0]
-        lines = [str(i + 2) for i in ids.index[ids == first][:3]]
-        raise InputError(f"{csv_path}: duplicate image id {first!r} on lines {', '.join(lines)}")
+        lines = [str(i + first_line) for i in ids.index[ids == first][:3]]
+        raise InputError(f"{manifest_path}: duplicate image id {first!r} on lines {', '.join(lines)}")
 
     extras = extra_columns(table, used | set(binary_cols), task_obj)
     log = ProblemLog(source, skip_bad)
-    index = ImageIndex(csv_path.parent)
-    guard = PathGuard(csv_path.parent, confined)
+    index = ImageIndex(manifest_path.parent)
+    guard = PathGuard(manifest_path.parent, confined)
     outside: list[tuple[int, str]] = []
     multilabel = task_obj.kind == "multilabel"
     rows = []
     for i, record in enumerate(table.to_dict("records")):
-        line = f"{csv_path}, line {i + 2}"
+        line = f"{manifest_path}, line {i + first_line}"
         image_id = record[cols["path"]].strip()
         try:
-            full = index.find(image_id, csv_path.stem, guard)
+            full = index.find(image_id, manifest_path.stem, guard)
             split = None
             if cols["split"] and record[cols["split"]].strip():
                 split = split_name(record[cols["split"]])
@@ -269,43 +308,64 @@ def read_manifest(csv_path: Path, task: Task | str | None, *, skip_bad: bool, ma
                 row["label"] = task_obj.canonical_label(raw)
         except InputError as exc:
             if isinstance(exc, OutsidePath):
-                outside.append((i + 2, exc.value))
+                outside.append((i + first_line, exc.value))
             log.add(f"{line}: {exc}")
             continue
         rows.append(row)
     if outside and not skip_bad:
-        _refuse_outside(csv_path, outside, guard)
+        _refuse_outside(manifest_path, outside, guard)
     columns = (["image_id", "path", "label", "patient_id", "split"] + (list(task_obj.classes) if multilabel else [])
                + list(extras.values()))
     out = pd.DataFrame(rows, columns=columns)
-    return finish(out, task_obj, source, log, str(csv_path.parent), max_pixels)
+    return finish(out, task_obj, source, log, str(manifest_path.parent), max_pixels)
 
 
-# -- the format ---------------------------------------------------------------------------------------------
-def _one_manifest(scan) -> Path | None:
-    manifests = [f for f in scan.files_with_suffix(".csv") if is_manifest(f)]
-    if len(manifests) > 1:
-        raise InputError(f"{scan.root}: several CSV manifests ({', '.join(f.name for f in manifests)}); "
-                         "give the path of the one to use")
-    return manifests[0] if manifests else None
+# -- the formats ---------------------------------------------------------------------------------------------
+def manifest_format(name: str, reader: ManifestTable, priority: int, **format_fields) -> DatasetFormat:
+    """The DatasetFormat of a tabular manifest: it reads files of reader.suffix; in a folder, one such manifest is
+    claimed at `priority`, several are refused, and one beside images that lacks a needed column is explained
+    (at priority + 5) instead of the images being read as a class folder. `format_fields` overrides the rest."""
+    kind, suffix = reader.kind, reader.suffix
+
+    def one_manifest(scan) -> Path | None:
+        manifests = [f for f in scan.files_with_suffix(suffix) if is_manifest(f, reader)]
+        if len(manifests) > 1:
+            raise InputError(f"{scan.root}: several {kind} manifests ({', '.join(f.name for f in manifests)}); "
+                             "give the path of the one to use")
+        return manifests[0] if manifests else None
+
+    def unusable_table(scan) -> Path | None:
+        """Images in (at most) one folder beside such a file: it was meant as the manifest; say what it lacks rather
+        than reading the image folder as the only class (or the folder as holding no dataset)."""
+        tables = scan.files_with_suffix(suffix)
+        if tables and len({f.name for f in scan_class_folders(scan)}) < 2:
+            raise InputError(f"{scan.root}: found no usable {kind} manifest: "
+                             + "; ".join(manifest_problem(f, reader) for f in tables))
+        return None
+
+    def read(path: Path, task, options) -> Dataset:
+        return read_manifest(path, task, skip_bad=options.skip_bad, max_pixels=options.max_pixels,
+                             source=options.source, confined=options.confined, reader=reader)
+
+    fields = dict(
+        file_description=f"a {suffix} manifest", folder_description=f"a {kind} manifest", suffixes=(suffix,),
+        detectors=((priority, one_manifest), (priority + 5, unusable_table)),
+        alone_hint=f"A {kind} manifest uploaded on its own brings no images: upload a zip holding the {kind} file "
+                   "together with its images, or register a server-side folder that holds both.")
+    return DatasetFormat(name=name, read=read, **{**fields, **format_fields})
 
 
-def _unusable_csv(scan) -> Path | None:
-    """Images in (at most) one folder beside a CSV: the CSV was meant as the manifest; say what it lacks rather
-    than reading the image folder as the only class (or the folder as holding no dataset)."""
-    csvs = scan.files_with_suffix(".csv")
-    if csvs and len({f.name for f in scan_class_folders(scan)}) < 2:
-        raise InputError(f"{scan.root}: found no usable CSV manifest: " + "; ".join(manifest_problem(f) for f in csvs))
-    return None
+def example_manifest(folder: Path, task: Task) -> pd.DataFrame:
+    """A manifest format's tiny example: writes its images under folder/images/ and returns the table naming them
+    (path, label, patient_id), for the format's own example writer to save as its manifest file."""
+    rows = write_example_images(folder, task, lambda label, i: f"images/{label}-{i}.png")
+    return pd.DataFrame([(path, label, f"{label}-{i}") for i, (path, label) in enumerate(rows)],
+                        columns=["path", "label", "patient_id"])
 
 
-def _read(path: Path, task, options) -> Dataset:
-    return read_manifest(path, task, skip_bad=options.skip_bad, max_pixels=options.max_pixels,
-                         source=options.source, confined=options.confined)
+def write_example(folder: Path, task: Task) -> None:
+    """The format's tiny example: images/ and cases.csv."""
+    write_csv(example_manifest(folder, task), folder / "cases.csv")
 
 
-FORMAT = DatasetFormat(
-    name="manifest", file_description="a .csv manifest", folder_description="a CSV manifest", read=_read,
-    suffixes=(".csv",), detectors=((10, _one_manifest), (15, _unusable_csv)),
-    alone_hint="A CSV manifest uploaded on its own brings no images: upload a zip holding the CSV together with "
-               "its images, or register a server-side folder that holds both.")
+FORMAT = manifest_format("manifest", CSV_TABLE, priority=10, example=write_example)

@@ -11,7 +11,7 @@ import pandas as pd
 from core.data.dataset import Dataset
 from core.data.images import npz_ref
 from core.data.readers.common import ProblemLog, finish
-from core.data.readers.registry import DatasetFormat
+from core.data.readers.registry import DatasetFormat, example_pixels
 from core.data.tasks import MAX_CLASSES, BinaryView, Task, get_task
 from core.errors import InputError
 
@@ -188,5 +188,13 @@ def _read(path: Path, task, options) -> Dataset:
                          source=options.source)
 
 
+def write_example(folder: Path, task: Task) -> None:
+    """The format's tiny example: folder/example.npz, every image in its train split, labels as class indices."""
+    images = example_pixels(task)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "example.npz", train_images=np.stack([pixels for _, _, pixels in images]),
+             train_labels=np.array([[task.classes.index(label)] for label, _, _ in images]))
+
+
 FORMAT = DatasetFormat(name="medmnist", file_description="a MedMNIST .npz", folder_description="a MedMNIST .npz",
-                       read=_read, suffixes=(".npz",), detectors=((30, _one_npz),))
+                       read=_read, suffixes=(".npz",), detectors=((30, _one_npz),), example=write_example)

@@ -2,7 +2,8 @@
 here, so adding a format is one new file in core/data/readers/.
 
 A format says which single files it reads (by suffix), how to recognise itself in a folder (detectors with a
-priority: lower runs first), how to describe itself in messages, and whether a file of it may be uploaded alone.
+priority: lower runs first), how to describe itself in messages, whether a file of it may be uploaded alone, and how
+to write a tiny example of itself (what tests/test_registry_contracts.py reads back for every format).
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
+from PIL import Image
 
 from core.data.dataset import Dataset
 from core.data.tasks import Task
@@ -73,13 +78,40 @@ class DatasetFormat:
     detectors: tuple[tuple[int, Detector], ...] = ()
     uploadable: bool = True  # a file of this format may be uploaded on its own
     alone_hint: str = ""     # said when such a file, uploaded alone, cannot be read
+    # example(folder, task) writes a tiny valid dataset of this format into `folder`: example_pixels(task), one
+    # label per image, so that reading `folder` (or a zip of it) gives those images and labels back.
+    example: Callable[[Path, Task], None] | None = None
+
+
+# A format's example: this many images per class, this many pixels a side.
+EXAMPLE_PER_CLASS = 3
+EXAMPLE_SIDE = 32
+
+
+def example_pixels(task: Task) -> list[tuple[str, int, np.ndarray]]:
+    """(label, index, grey uint8 pixels) of each image of a format's example: EXAMPLE_PER_CLASS random images of each
+    of the task's classes, EXAMPLE_SIDE pixels a side, the same on every call."""
+    rng = np.random.default_rng(0)
+    return [(label, i, rng.integers(0, 256, (EXAMPLE_SIDE, EXAMPLE_SIDE), dtype=np.uint8))
+            for label in task.classes for i in range(EXAMPLE_PER_CLASS)]
+
+
+def write_example_images(folder: Path, task: Task, name: Callable[[str, int], str]) -> list[tuple[str, str]]:
+    """example_pixels(task) saved as PNG files at folder/name(label, index); (relative path, label) of each."""
+    written = []
+    for label, i, pixels in example_pixels(task):
+        relative = name(label, i)
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / relative)
+        written.append((relative, label))
+    return written
 
 
 @lru_cache(maxsize=1)
 def formats() -> tuple[DatasetFormat, ...]:
-    """Every format declared by a module of core.data.readers, in module-name order."""
-    import core.data.readers as package
-
+    """Every format declared by a module of core.data.readers, in module-name order. The modules are found on the
+    package's path (Python loads a package before its modules, so it is there); nothing its __init__ defines is used."""
+    package = sys.modules[__package__]
     found = []
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
@@ -91,6 +123,11 @@ def formats() -> tuple[DatasetFormat, ...]:
 def format_for_file(path: Path) -> DatasetFormat | None:
     suffix = path.suffix.lower()
     return next((f for f in formats() if suffix in f.suffixes), None)
+
+
+def data_suffixes() -> tuple[str, ...]:
+    """Every suffix a format reads ('.csv', '.npz' ...): besides images, the files a zip upload keeps."""
+    return tuple(dict.fromkeys(s for f in formats() for s in f.suffixes))
 
 
 def upload_types() -> tuple[str, ...]:
@@ -105,6 +142,13 @@ def _joined(parts: list[str]) -> str:
 def file_types_text() -> str:
     """'a .csv manifest, a MedMNIST .npz' ...: the single-file formats, for messages."""
     return ", ".join(f.file_description for f in formats() if f.suffixes)
+
+
+def data_argument_help(*more: str) -> str:
+    """'dataset folder, a .csv manifest, a MedMNIST .npz or a .zip of one of these' (then `more`, e.g. 'a dataset
+    id'): the one phrasing of what a command line's data argument takes."""
+    described = [f.file_description for f in formats() if f.suffixes]
+    return _joined(["dataset folder", *described, "a .zip of one of these", *more])
 
 
 def detect(root: Path) -> tuple[DatasetFormat, Path]:
