@@ -3,6 +3,8 @@ shareable URL too; the slides' words come from the report's numbers."""
 
 from __future__ import annotations
 
+import copy
+
 from streamlit.testing.v1 import AppTest
 
 from core.metrics.penalties import Penalty
@@ -52,6 +54,13 @@ def test_readers_slide_says_what_the_model_and_each_reader_found(seeded_workspac
     model = report["readers"]["model"]
     assert readers.facts[0].text.startswith(f"The model found {model['tp']} of {model['tp'] + model['fn']} ")
     assert len(readers.facts) >= 1 + len(report["readers"]["readers"])
+    one_alarm = copy.deepcopy(report)  # counts take their noun's number: "1 false alarm", not "1 false alarms"
+    one_alarm["readers"]["model"].update(fp=1, tn=5)
+    for row in one_alarm["readers"]["comparison"]:
+        row.update(fp=1, tn=5)
+    texts = [f.text for s in build_slides(one_alarm) if s.key == "readers" for f in s.facts]
+    assert "raised 1 false alarm among 6 other scans." in texts[0]
+    assert all("false alarms" not in t for t in texts)
     failures = next(s for s in build_slides(report) if s.key == "failures")
     assert [c["image_id"] for c in failures.cases] == [c["image_id"] for c in report["failures"]["cases"]]
     assert report["failures"]["rule"] in failures.facts[0].explanation
@@ -111,8 +120,6 @@ def test_what_is_not_known_says_the_audit_shift_verdict(seeded_workspace):
 
 
 def test_slides_show_only_informative_intervals_and_count_the_cases_they_show(seeded_workspace):
-    import copy
-
     ids = seeded_workspace
     report = build_report(Workspace.open(ids["root"]), ids["run_id"], ids["test_set_id"])
     flat = copy.deepcopy(report)

@@ -95,7 +95,8 @@ def _shift(shift: dict | None, checked: bool) -> Caveat:
                   "That lowers, but does not remove, the risk that the numbers will not carry over.")
 
 
-def _plural(n: int, one: str, many: str) -> str:
+def plural(n: int, one: str, many: str) -> str:
+    """'1 false alarm', '3 false alarms': a count with its noun (the report's and the slides' one rule)."""
     return f"{n:,} {one if n == 1 else many}"
 
 
@@ -129,13 +130,13 @@ def report_caveats(report: dict, shift: dict | None = None) -> list[Caveat]:
         copies, across = int(audit.get("exact_duplicates") or 0), int(audit.get("exact_across") or 0)
         if copies:
             out.append(Caveat("duplicates", "DUPLICATES",
-                              f"The audit found {_plural(copies, 'exact duplicate image', 'exact duplicate images')} "
+                              f"The audit found {plural(copies, 'exact duplicate image', 'exact duplicate images')} "
                               "in the test set: each copy counts again in every number.",
                               "Repeated images make the test set look larger and the intervals narrower than they "
                               "are."))
         if across:
             out.append(Caveat("seen_images", "IMAGES ALSO IN TRAINING",
-                              f"{_plural(across, 'test image is', 'test images are')} pixel for pixel identical to "
+                              f"{plural(across, 'test image is', 'test images are')} pixel for pixel identical to "
                               "training images: the model has seen them.",
                               "Numbers on images the model learnt from are too good."))
     separation = test_set.get("patient_separation") or {}
@@ -144,7 +145,7 @@ def report_caveats(report: dict, shift: dict | None = None) -> list[Caveat]:
         shared = int(audit["patients_across"])
     if shared:
         out.append(Caveat("patient_overlap", "PATIENTS ALSO IN TRAINING",
-                          f"{_plural(shared, 'patient of the test set also has', 'patients of the test set also have')}"
+                          f"{plural(shared, 'patient of the test set also has', 'patients of the test set also have')}"
                           " images in the training data.",
                           "The model may recognise the patient rather than the disease: the numbers may be too good."))
     if readers.get("simulated"):
@@ -158,7 +159,7 @@ def report_caveats(report: dict, shift: dict | None = None) -> list[Caveat]:
         limit = next((t.get("small_group") for t in (evaluation.get("subgroup_tests") or {}).values()
                       if isinstance(t, dict) and t.get("small_group")), None)
         out.append(Caveat("small_groups", "SMALL GROUPS",
-                          f"{_plural(len(small), 'subgroup has', 'subgroups have')} fewer than {limit or 'a few'} "
+                          f"{plural(len(small), 'subgroup has', 'subgroups have')} fewer than {limit or 'a few'} "
                           f"positive or negative images ({', '.join(small[:5])}{' ...' if len(small) > 5 else ''}).",
                           "Read their intervals, not their point values."))
     degenerate = [f"{h.get('label')} {fmt(h.get('value'), h.get('kind'))}"

@@ -8,7 +8,7 @@ from typing import Any
 
 from core.metrics.intervals import informative_bounds
 from core.models.registry import plain_backbone_name
-from core.report.caveats import report_caveats
+from core.report.caveats import plural, report_caveats
 from core.report.format import fmt
 from core.report.model_card import trained_elsewhere
 
@@ -163,14 +163,16 @@ def _readers(report: dict) -> Slide:
     total = found + int(model.get("fn") or 0)
     alarms = int(model.get("fp") or 0)
     negatives = alarms + int(model.get("tn") or 0)
-    facts = [Fact(f"The model found {found} of {total} {positive} cases and raised {alarms} false alarms among "
-                  f"{negatives} other scans.",
+    raised = plural(alarms, "false alarm", "false alarms")
+    facts = [Fact(f"The model found {found} of {total} {positive} cases and raised {raised} among {negatives} "
+                  "other scans.",
                   f"A scan counts as flagged when the model's probability of {positive} is at least "
                   f"{_num(options.get('threshold')):g}.")]
     for row in readers.get("comparison") or []:
         tp, fn, fp, tn = (int(row.get(k) or 0) for k in ("tp", "fn", "fp", "tn"))
         who = str(row.get("reader_id"))
-        facts.append(Fact(f"{who} found {tp} of {tp + fn} and raised {fp} false alarms among {fp + tn}.",
+        raised = plural(fp, "false alarm", "false alarms")
+        facts.append(Fact(f"{who} found {tp} of {tp + fn} and raised {raised} among {fp + tn}.",
                           "A simulated reader: answers drawn at random to match a profile, not a real person."
                           if who in set(readers.get("simulated") or []) else "A reader graded the same scans."))
     lr = _num(model.get("lr_positive"))
