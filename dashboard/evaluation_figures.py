@@ -87,22 +87,16 @@ def argmax_confusion_figure(file: PredictionsFile, task: Task) -> go.Figure:
 VIEW_COLOR = "#000000"
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def view_roc_figure(file: PredictionsFile, task: Task, view: BinaryView) -> go.Figure | None:
-    """The view's ROC figure, unmarked (None when the view lacks positives or negatives)."""
-    series = view_roc_series(file, task, view, VIEW_COLOR)
-    if series is None:
-        return None
-    return roc_figure([series], title=f"{view.name} (positive: {', '.join(view.positive)})")
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def view_pr_figure(file: PredictionsFile, task: Task, view: BinaryView) -> go.Figure | None:
-    """The view's precision-recall figure, unmarked (None without both positives and negatives)."""
+@st.cache_resource(show_spinner=False, max_entries=64)
+def view_curve_figure(file: PredictionsFile, task: Task, view: BinaryView, kind: str) -> go.Figure | None:
+    """The view's ROC (kind "roc") or precision-recall (kind "pr") figure, unmarked (None when the view lacks
+    positives or negatives)."""
+    if kind == "roc":
+        series = view_roc_series(file, task, view, VIEW_COLOR)
+        return None if series is None else roc_figure(
+            [series], title=f"{view.name} (positive: {', '.join(view.positive)})")
     series = view_pr_series(file, task, view, VIEW_COLOR)
-    if series is None:
-        return None
-    return pr_figure([series], title=f"{view.name} (dotted: chance = prevalence)")
+    return None if series is None else pr_figure([series], title=f"{view.name} (dotted: chance = prevalence)")
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

@@ -5,6 +5,7 @@ page's fragment reruns them alone when the threshold moves)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from dashboard.common import EvaluationSelection, PredictionsFile
 from core.plots.confusion import REFERRED_LABEL
 from dashboard.evaluation import active_penalty, cached_reliability, headline_weighted_error, training_class_counts
 from dashboard.evaluation_figures import (class_distribution_view, class_figures, reliability_view_figure,
-                                          view_pr_figure, view_roc_figure)
+                                          view_curve_figure)
 from dashboard.evaluation_ui import interval_text, metric_card, thumbnails_ui, with_interval_text
 from dashboard.widgets import plain, show_error
 
@@ -62,42 +63,45 @@ class Evaluation(EvaluationBase):
     penalty_name: str
 
 
-def roc_view_section(ev: Evaluation) -> None:
-    """The view's ROC with the operating point: the cached curve with the marker added (no rebuild)."""
-    base = view_roc_figure(ev.file, ev.task, ev.view)
+def _view_curve_section(ev: Evaluation, kind: str, marker: Callable[[], PointMarker], stem: str, empty: str) -> None:
+    """The view's curve (kind "roc" or "pr") with the operating point: the cached curve with the marker added."""
+    base = view_curve_figure(ev.file, ev.task, ev.view, kind)
     if base is None:
-        st.info("This view has no positive or no negative cases: no ROC curve.")
+        st.info(empty)
         return
-    fig = with_markers(base, [PointMarker.on_roc("operating point", ev.point)])
-    st.plotly_chart(fig, key="perf_roc_view")
-    figure_downloads(fig, f"roc-{ev.view.name}", key="perf_roc_view_dl")
+    fig = with_markers(base, [marker()])
+    st.plotly_chart(fig, key=f"perf_{kind}_view")
+    figure_downloads(fig, f"{stem}-{ev.view.name}", key=f"perf_{kind}_view_dl")
+
+
+def _classes_curve_section(base: EvaluationBase, kind: str, stem: str) -> None:
+    """One-vs-rest curves per class (kind "roc" or "pr"): threshold-free, built once per predictions file."""
+    class_roc, class_pr = class_figures(base.file, base.task)
+    fig = class_roc if kind == "roc" else class_pr
+    st.plotly_chart(fig, key=f"perf_{kind}_classes")
+    figure_downloads(fig, f"{stem}-one-vs-rest", key=f"perf_{kind}_classes_dl")
+
+
+def roc_view_section(ev: Evaluation) -> None:
+    _view_curve_section(ev, "roc", lambda: PointMarker.on_roc("operating point", ev.point), "roc",
+                        "This view has no positive or no negative cases: no ROC curve.")
+
+
+def pr_view_section(ev: Evaluation) -> None:
+    _view_curve_section(ev, "pr", lambda: PointMarker.on_pr("operating point", ev.rates), "precision-recall",
+                        "Precision-recall curves need both positive and negative cases.")
 
 
 def roc_classes_section(base: EvaluationBase) -> None:
-    """One-vs-rest ROC per class: threshold-free, built once per predictions file."""
-    class_roc, _ = class_figures(base.file, base.task)
-    st.plotly_chart(class_roc, key="perf_roc_classes")
-    figure_downloads(class_roc, "roc-one-vs-rest", key="perf_roc_classes_dl")
+    _classes_curve_section(base, "roc", "roc")
+
+
+def pr_classes_section(base: EvaluationBase) -> None:
+    _classes_curve_section(base, "pr", "precision-recall")
 
 
 ROC_NOTE = ("Curves are drawn from at most 2,000 points each for speed; every AUC and rate uses all cases. "
             "AUC intervals: DeLong.")
-
-
-def pr_view_section(ev: Evaluation) -> None:
-    base = view_pr_figure(ev.file, ev.task, ev.view)
-    if base is None:
-        st.info("Precision-recall curves need both positive and negative cases.")
-        return
-    fig = with_markers(base, [PointMarker.on_pr("operating point", ev.rates)])
-    st.plotly_chart(fig, key="perf_pr_view")
-    figure_downloads(fig, f"precision-recall-{ev.view.name}", key="perf_pr_view_dl")
-
-
-def pr_classes_section(base: EvaluationBase) -> None:
-    _, class_pr = class_figures(base.file, base.task)
-    st.plotly_chart(class_pr, key="perf_pr_classes")
-    figure_downloads(class_pr, "precision-recall-one-vs-rest", key="perf_pr_classes_dl")
 
 
 def _selected_cell(chart_key: str, k: int) -> tuple[int, int] | None:

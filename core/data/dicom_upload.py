@@ -12,8 +12,7 @@ import pandas as pd
 
 from core.data.dicom import (DEFAULT_OPTIONS, BurnedInRefused, DicomOptions, deidentify_file, dicom_files,
                              hash_patient_id, is_patient_pseudonym, remap_uid)
-from core.data.readers.dicom import SOP_COLUMNS
-from core.data.readers.manifest import manifest_columns, read_csv_table
+from core.data.readers.dicom import read_label_table
 from core.errors import SKIP_BAD_HINT, InputError
 from core.store.csv_safe import csv_bytes
 from core.store.files import write_atomically
@@ -67,13 +66,11 @@ def _rename_in_label_csvs(folder: Path, renamed: dict[str, str], key: bytes) -> 
     for csv_path in sorted(folder.rglob("*.csv")):
         if csv_path.name.startswith("."):
             continue
-        try:
-            table = read_csv_table(csv_path)
-        except InputError:
+        read = read_label_table(csv_path)
+        if read is None:
             continue
-        cols = manifest_columns(table)
-        by_lower = {c.lower(): c for c in table.columns}
-        sop = next((by_lower[c] for c in SOP_COLUMNS if c in by_lower), None)
+        table, cols = read
+        sop = cols["sop"]
         base = csv_path.parent.relative_to(folder).as_posix()
         names: dict[str, str] = {}
         for old, new in renamed.items():

@@ -79,17 +79,27 @@ def is_dicom_tree(root: Path) -> bool:
     return False
 
 
+def read_label_table(path: Path) -> tuple[pd.DataFrame, dict] | None:
+    """A CSV read as a possible DICOM label table: the table and its manifest columns plus "sop" (the SOP Instance
+    UID column, or None); None when the file is not a readable CSV."""
+    try:
+        table = read_csv_table(path)
+    except InputError:
+        return None
+    cols = manifest_columns(table)
+    by_lower = {c.lower(): c for c in table.columns}
+    cols["sop"] = next((by_lower[c] for c in SOP_COLUMNS if c in by_lower), None)
+    return table, cols
+
+
 def _label_csv(root: Path) -> tuple[Path, pd.DataFrame, dict] | None:
     """The CSV beside the DICOM files that labels them (by SOP Instance UID or file name), if there is one."""
     found = []
     for path in sorted(root.glob("*.csv")):
-        try:
-            table = read_csv_table(path)
-        except InputError:
+        read = read_label_table(path)
+        if read is None:
             continue
-        cols = manifest_columns(table)
-        by_lower = {c.lower(): c for c in table.columns}
-        cols["sop"] = next((by_lower[c] for c in SOP_COLUMNS if c in by_lower), None)
+        table, cols = read
         if cols["label"] and (cols["sop"] or cols["path"]):
             found.append((path, table, cols))
     if len(found) > 1:
